@@ -1,0 +1,51 @@
+"""Checkpoint -> model package. Needs the [export] extra (torch, transformers, onnx)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgeseq import names
+from .weight_formats import Quant
+
+__all__ = ["ExportReport", "Quant", "export_checkpoint"]
+
+
+@dataclass
+class ExportReport:
+    package: Path
+    quant: Quant
+    parameter_bytes: int
+    package_bytes: int
+    validation: dict = field(default_factory=dict)
+
+
+def export_checkpoint(src: str | Path, out: str | Path, quant: str | Quant = Quant.INT8,
+                      tokenizer: str | Path | None = None, validate: bool = True) -> ExportReport:
+    """Export a Hugging Face seq2seq checkpoint to an edgeseq package at `out`.
+
+    Validation compares the package with PyTorch: fp32 must match logits within
+    `validate.FP32_TOLERANCE` (else ExportValidationError); quantized packages report
+    greedy agreement with PyTorch fp32."""
+    from .checkpoint import load_checkpoint
+    from .graphs import build_decoder, build_encoder
+    from .onnx_builder import WeightStore
+    from .package import parameter_bytes, write_package
+    from .validate import validate_package
+
+    quant = Quant(quant)
+    ck = load_checkpoint(src, Path(tokenizer) if tokenizer else None)
+    store = WeightStore(ck.weights)
+    graphs = {names.ENCODER_FILE: build_encoder(ck.spec, store, quant),
+              names.DECODER_FILE: build_decoder(ck.spec, store, quant)}
+    fields = dict(arch=ck.spec, quant=quant.value, special=ck.special, source=str(ck.source),
+                  generation={"suppress_tokens": ck.suppress_tokens, "forced_bos": ck.forced_bos,
+                              "forced_eos": ck.forced_eos},
+                  exits={"exit_trained": False, "layers": list(range(1, ck.spec.decoder_layers + 1))})
+    out = Path(out)
+    write_package(out, graphs, store, fields, ck.tokenizer_file)
+    used = [n for _, weights in graphs.values() for n in weights]
+    report = ExportReport(package=out, quant=quant, parameter_bytes=parameter_bytes(store, used),
+                          package_bytes=sum(p.stat().st_size for p in out.iterdir()))
+    if validate:
+        report.validation = validate_package(ck, out, quant)
+    return report

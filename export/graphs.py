@@ -1,0 +1,168 @@
+"""The two graphs of a text package. The encoder also emits every decoder layer's
+cross-attention K/V, so they are computed once per input. The decoder takes any number
+of new tokens after `past_length` cached ones, runs the layers that `layer_run` selects
+(each layer sits in an If node: a skipped layer costs one If and passes its input on),
+and returns logits plus only the new K/V, which the runtime writes into its preallocated
+cache at the cursor."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto
+
+from edgeseq import names
+from edgeseq.arch import ArchSpec, Positions
+from .blocks import Blocks, t5_distance_table
+from .onnx_builder import GraphBuilder, WeightStore
+from .weight_formats import LinearEmitter, Quant
+
+FLOAT, INT64, BOOL = TensorProto.FLOAT, TensorProto.INT64, TensorProto.BOOL
+# a graph without initializers, and the names of the stored weights it uses
+BuiltGraph = tuple[onnx.ModelProto, list[str]]
+
+
+def _prepare_position_tables(spec: ArchSpec, store: WeightStore) -> None:
+    if spec.positions != Positions.RELATIVE:
+        return
+    for side, bidirectional in (("enc", True), ("dec", False)):
+        if f"{side}.rel_table" not in store:
+            store.put(f"{side}.rel_table", t5_distance_table(
+                store.get(f"{side}.rel_bias"), bidirectional, spec.rel_buckets,
+                spec.rel_max_distance))
+
+
+def _embed(b: Blocks, g: GraphBuilder, ids: str, side: str, start: str) -> str:
+    x = b.scale_embedding(g, b.emit.embed(g, ids))
+    if b.spec.positions != Positions.RELATIVE:
+        length = g.op("Squeeze", g.op("Slice", g.op("Shape", ids), g.const([1]), g.const([2])),
+                      g.const([0]))
+        x = b.learned_positions(g, x, f"{side}.pos", start, length)
+    if b.spec.embedding_norm:
+        x = b.norm(g, x, f"{side}.emb_norm")
+    return x
+
+
+def build_encoder(spec: ArchSpec, store: WeightStore, quant: Quant) -> BuiltGraph:
+    g = GraphBuilder(store)
+    b = Blocks(spec, LinearEmitter(quant))
+    _prepare_position_tables(spec, store)
+    ids = g.add_input(names.ENC_INPUT_IDS, INT64, ["batch", "source"])
+    mask = g.add_input(names.ENC_ATTENTION_MASK, INT64, ["batch", "source"])
+    x = _embed(b, g, ids, "enc", g.const(0))
+    bias = b.padding_bias(g, mask)
+    if spec.positions == Positions.RELATIVE:
+        length = g.op("Squeeze", g.op("Slice", g.op("Shape", ids), g.const([1]), g.const([2])),
+                      g.const([0]))
+        pos = g.op("Range", g.const(0), length, g.const(1))
+        rel = g.op("Sub", g.op("Unsqueeze", pos, g.const([0])), g.op("Unsqueeze", pos, g.const([1])))
+        bias = g.op("Add", b.relative_bias(g, rel, "enc.rel_table"), bias)
+    for i in range(spec.encoder_layers):
+        def self_attention(h: str, i: int = i) -> str:
+            k, v = b.project_kv(g, h, f"enc.{i}.self")
+            return b.attend(g, h, f"enc.{i}.self", k, v, bias)
+        x = b.residual(g, x, f"enc.{i}.self_norm", self_attention)
+        x = b.residual(g, x, f"enc.{i}.ffn_norm", lambda h, i=i: b.ffn(g, h, f"enc.{i}.ffn"))
+    if spec.final_norm:
+        x = b.norm(g, x, "enc.final_norm")
+    for i in range(spec.decoder_layers):
+        k, v = b.project_kv(g, x, f"dec.{i}.cross")
+        g.add_output(k, names.cross_key(i), FLOAT, ["batch", spec.num_heads, "source", spec.head_dim])
+        g.add_output(v, names.cross_value(i), FLOAT, ["batch", spec.num_heads, "source", spec.head_dim])
+    return g.model("edgeseq_encoder"), list(g.used_weights)
+
+
+def _self_bias(b: Blocks, g: GraphBuilder, past: str, new: str) -> str:
+    """Causal bias [1, H|1, new, past + new] for queries at past .. past + new - 1."""
+    total = g.op("Add", past, new)
+    q_pos = g.op("Range", past, total, g.const(1))
+    k_pos = g.op("Range", g.const(0), total, g.const(1))
+    rel = g.op("Sub", g.op("Unsqueeze", k_pos, g.const([0])), g.op("Unsqueeze", q_pos, g.const([1])))
+    causal = g.op("Where", g.op("Greater", rel, g.const(0)), g.const(-1e9, np.float32),
+                  g.const(0.0, np.float32))
+    causal = g.op("Unsqueeze", causal, g.const([0, 1]))
+    if b.spec.positions != Positions.RELATIVE:
+        return causal
+    return g.op("Add", b.relative_bias(g, rel, "dec.rel_table"), causal)
+
+
+def _decoder_layer(b: Blocks, g: GraphBuilder, x: str, i: int, past: tuple[str, str],
+                   cross: tuple[str, str], self_bias: str, enc_bias: str) -> list[str]:
+    """One decoder layer on its branch builder; returns [hidden, new_key, new_value]."""
+    new_kv: list[str] = []
+
+    def self_attention(h: str) -> str:
+        k, v = b.project_kv(g, h, f"dec.{i}.self")
+        new_kv.extend([k, v])
+        keys = g.op("Concat", past[0], k, axis=2)
+        values = g.op("Concat", past[1], v, axis=2)
+        return b.attend(g, h, f"dec.{i}.self", keys, values, self_bias)
+
+    x = b.residual(g, x, f"dec.{i}.self_norm", self_attention)
+    x = b.residual(g, x, f"dec.{i}.cross_norm",
+                   lambda h: b.attend(g, h, f"dec.{i}.cross", cross[0], cross[1], enc_bias))
+    x = b.residual(g, x, f"dec.{i}.ffn_norm", lambda h: b.ffn(g, h, f"dec.{i}.ffn"))
+    return [x, *new_kv]
+
+
+def _skipped_layer(b: Blocks, g: GraphBuilder, x: str, i: int, fill: str,
+                   kv_shape: str) -> list[str]:
+    """A skipped layer passes x on; its K/V for the new tokens are either projected from
+    x (state propagation, so later tokens attend to something consistent) or zeros."""
+    filled, empty = g.sub(), g.sub()
+    h = b.norm(filled, x, f"dec.{i}.self_norm") if b.spec.pre_norm else x
+    for value in b.project_kv(filled, h, f"dec.{i}.self"):
+        filled.add_output(value, filled.fresh("fill_out"))
+    zeros = empty.op("ConstantOfShape", kv_shape,
+                     value=onnx.numpy_helper.from_array(np.zeros(1, np.float32)))
+    for _ in range(2):
+        empty.add_output(zeros, empty.fresh("zero_out"))
+    kv = g.op("If", fill, outputs=2, then_branch=filled.graph(f"fill_{i}"),
+              else_branch=empty.graph(f"zero_{i}"))
+    return [x, *kv]
+
+
+def build_decoder(spec: ArchSpec, store: WeightStore, quant: Quant) -> BuiltGraph:
+    g = GraphBuilder(store)
+    b = Blocks(spec, LinearEmitter(quant))
+    _prepare_position_tables(spec, store)
+    heads, hd = spec.num_heads, spec.head_dim
+    ids = g.add_input(names.DEC_INPUT_IDS, INT64, ["batch", "new"])
+    past_len = g.add_input(names.DEC_PAST_LENGTH, INT64, [])
+    enc_bias = g.add_input(names.DEC_ENCODER_BIAS, FLOAT, ["batch", 1, 1, "source"])
+    run = g.add_input(names.DEC_LAYER_RUN, BOOL, [spec.decoder_layers])
+    fill = g.add_input(names.DEC_LAYER_FILL, BOOL, [spec.decoder_layers])
+    past, cross = [], []
+    for i in range(spec.decoder_layers):
+        past.append((g.add_input(names.past_key(i), FLOAT, ["batch", heads, "past", hd]),
+                     g.add_input(names.past_value(i), FLOAT, ["batch", heads, "past", hd])))
+    for i in range(spec.decoder_layers):
+        cross.append((g.add_input(names.cross_key(i), FLOAT, ["batch", heads, "source", hd]),
+                      g.add_input(names.cross_value(i), FLOAT, ["batch", heads, "source", hd])))
+    shape = g.op("Shape", ids)
+    new = g.op("Squeeze", g.op("Slice", shape, g.const([1]), g.const([2])), g.const([0]))
+    kv_shape = g.op("Concat", g.op("Slice", shape, g.const([0]), g.const([1])),
+                    g.const([heads]), g.op("Slice", shape, g.const([1]), g.const([2])),
+                    g.const([hd]), axis=0)
+    x = _embed(b, g, ids, "dec", past_len)
+    self_bias = _self_bias(b, g, past_len, new)
+    for i in range(spec.decoder_layers):
+        ran, skipped = g.sub(), g.sub()
+        for value in _decoder_layer(b, ran, x, i, past[i], cross[i], self_bias, enc_bias):
+            ran.add_output(value, ran.fresh("run_out"))
+        layer_fill = skipped.op("Gather", fill, skipped.const(i))
+        for value in _skipped_layer(b, skipped, x, i, layer_fill, kv_shape):
+            skipped.add_output(value, skipped.fresh("skip_out"))
+        cond = g.op("Gather", run, g.const(i))
+        x, k, v = g.op("If", cond, outputs=3, then_branch=ran.graph(f"layer_{i}"),
+                       else_branch=skipped.graph(f"skip_{i}"))
+        g.add_output(k, names.new_key(i), FLOAT, ["batch", heads, "new", hd])
+        g.add_output(v, names.new_value(i), FLOAT, ["batch", heads, "new", hd])
+    if spec.final_norm:
+        x = b.norm(g, x, "dec.final_norm")
+    if spec.head_scale != 1.0:
+        x = g.op("Mul", x, g.const(spec.head_scale, np.float32))
+    logits = b.emit.tied_head(g, x) if spec.tied_head else b.emit.untied_head(g, x)
+    if spec.final_logits_bias:
+        logits = g.op("Add", logits, g.weight("final_logits_bias"))
+    g.add_output(logits, names.DEC_LOGITS, FLOAT, ["batch", "new", spec.vocab_size])
+    return g.model("edgeseq_decoder"), list(g.used_weights)

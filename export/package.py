@@ -1,0 +1,74 @@
+"""Write a model package atomically: graphs whose initializers all live in ONE
+weights.bin (a tensor shared by encoder and decoder is stored once), tokenizer,
+manifest with sha256 of every file. Written to a temporary sibling, then renamed."""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import external_data_helper, numpy_helper
+
+from edgeseq import names
+from edgeseq.manifest import Manifest, describe_files
+from .onnx_builder import WeightStore
+
+ALIGN = 64
+
+
+def _write_weights(path: Path, store: WeightStore, used: list[str]) -> dict[str, tuple[int, int]]:
+    offsets: dict[str, tuple[int, int]] = {}
+    with open(path, "wb") as f:
+        for name in used:
+            data = np.ascontiguousarray(store.get(name)).tobytes()
+            pad = (-f.tell()) % ALIGN
+            f.write(b"\0" * pad)
+            offsets[name] = (f.tell(), len(data))
+            f.write(data)
+    return offsets
+
+
+def _attach(model: onnx.ModelProto, used: list[str], store: WeightStore,
+            offsets: dict[str, tuple[int, int]]) -> None:
+    for name in used:
+        tensor = numpy_helper.from_array(np.asarray(store.get(name)), name)
+        offset, length = offsets[name]
+        external_data_helper.set_external_data(tensor, names.WEIGHTS_FILE, offset, length)
+        tensor.ClearField("raw_data")
+        tensor.data_location = onnx.TensorProto.EXTERNAL
+        model.graph.initializer.append(tensor)
+
+
+def write_package(out: Path, graphs: dict[str, tuple[onnx.ModelProto, list[str]]],
+                  store: WeightStore, manifest_fields: dict, tokenizer: Path | None) -> Manifest:
+    """graphs: file name -> (model without initializers, names of the weights it uses)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        used = list(dict.fromkeys(n for _, names_used in graphs.values() for n in names_used))
+        offsets = _write_weights(tmp / names.WEIGHTS_FILE, store, used)
+        for file_name, (model, names_used) in graphs.items():
+            _attach(model, names_used, store, offsets)
+            (tmp / file_name).write_bytes(model.SerializeToString())
+        files = [names.WEIGHTS_FILE, *graphs]
+        if tokenizer is not None:
+            shutil.copyfile(tokenizer, tmp / names.TOKENIZER_FILE)
+            files.append(names.TOKENIZER_FILE)
+        manifest = Manifest(files=describe_files(tmp, files), has_tokenizer=tokenizer is not None,
+                            **manifest_fields)
+        (tmp / names.MANIFEST_FILE).write_text(json.dumps(manifest.to_json(), indent=1))
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return manifest
+
+
+def parameter_bytes(store: WeightStore, used: list[str]) -> int:
+    return sum(store.get(n).nbytes for n in dict.fromkeys(used))

@@ -1,0 +1,94 @@
+"""Validate a written package against the PyTorch model it came from: the max logit
+difference per graph (encoder: cross-attention K/V; decoder: logits of a whole prefix
+at once and token by token through the cache), and for quantized packages the greedy
+token agreement with PyTorch fp32."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeseq.errors import ExportValidationError
+from .checkpoint import Checkpoint
+from .weight_formats import Quant
+
+FP32_TOLERANCE = 1e-3   # max abs logit difference allowed for fp32 packages
+SAMPLE_SEED = 1234
+
+
+def _sample_inputs(ck: Checkpoint, batch: int = 2, length: int = 12):
+    rng = np.random.default_rng(SAMPLE_SEED)
+    specials = {ck.special.pad, ck.special.eos, ck.special.decoder_start}
+    vocab = [t for t in range(min(ck.spec.vocab_size, 4000)) if t not in specials]
+    ids = rng.choice(vocab, size=(batch, length)).astype(np.int64)
+    mask = np.ones_like(ids)
+    mask[1:, length * 2 // 3:] = 0  # a padded row
+    ids[mask == 0] = ck.special.pad
+    dec = rng.choice(vocab, size=(batch, 6)).astype(np.int64)
+    dec[:, 0] = ck.special.decoder_start
+    return ids, mask, dec
+
+
+def _torch_reference(ck: Checkpoint, ids, mask, dec) -> tuple[np.ndarray, list[np.ndarray]]:
+    import torch
+    with torch.no_grad():
+        out = ck.torch_model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask),
+                             decoder_input_ids=torch.from_numpy(dec), use_cache=True)
+    cross = []
+    for layer in out.past_key_values.cross_attention_cache.layers:
+        cross.extend([layer.keys.numpy(), layer.values.numpy()])
+    return out.logits.numpy(), cross
+
+
+def _greedy_agreement(ck: Checkpoint, engine, ids, mask, new_tokens: int = 16) -> float:
+    """Mean fraction of PyTorch fp32 greedy tokens reproduced before the first mismatch."""
+    import torch
+    with torch.no_grad():
+        ref = ck.torch_model.generate(
+            input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask),
+            max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, num_beams=1)
+    rows = [list(r[mask_row.astype(bool)]) for r, mask_row in zip(ids.tolist(), mask)]
+    ours = engine.generate(rows, max_new_tokens=new_tokens, min_new_tokens=new_tokens)
+    scores = []
+    for expected, got in zip(ref[:, 1:].tolist(), ours):
+        same = 0
+        for a, b in zip(expected, got.token_ids):
+            if a != b:
+                break
+            same += 1
+        scores.append(same / len(expected))
+    return float(np.mean(scores))
+
+
+def validate_package(ck: Checkpoint, package: Path, quant: Quant) -> dict[str, Any]:
+    import edgeseq
+    from edgeseq.runtime.engine import Engine
+
+    ids, mask, dec = _sample_inputs(ck)
+    ref_logits, ref_cross = _torch_reference(ck, ids, mask, dec)
+    engine: Engine = edgeseq.load(str(package), threads=1)
+    runner = engine.runner
+    state = runner.encode(ids, mask)
+    cache = runner.new_cache(ids.shape[0], dec.shape[1])
+    whole = runner.step(dec, state, cache)
+    cache.truncate(0)
+    stepped = np.concatenate([runner.step(dec[:, i:i + 1], state, cache)
+                              for i in range(dec.shape[1])], axis=1)
+    report: dict[str, Any] = {
+        "encoder_max_abs_diff": float(max(np.abs(a - b).max() for a, b in zip(state.cross, ref_cross))),
+        "decoder_max_abs_diff": float(np.abs(whole - ref_logits).max()),
+        "decoder_cached_max_abs_diff": float(np.abs(stepped - ref_logits).max()),
+        "reference_logit_scale": float(np.abs(ref_logits).max()),
+    }
+    if quant == Quant.FP32:
+        report["tolerance"] = FP32_TOLERANCE
+        worst = max(report["encoder_max_abs_diff"], report["decoder_max_abs_diff"],
+                    report["decoder_cached_max_abs_diff"])
+        if worst > FP32_TOLERANCE:
+            raise ExportValidationError(
+                f"fp32 package differs from PyTorch by {worst:.3g} (> {FP32_TOLERANCE}): "
+                f"{report}; this is an exporter bug for this architecture, please report it")
+    else:
+        report["greedy_agreement_with_fp32"] = _greedy_agreement(ck, engine, ids, mask)
+    return report

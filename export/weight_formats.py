@@ -1,0 +1,135 @@
+"""How a linear layer's weight is stored and multiplied, per quantization:
+fp32 MatMul; fp16 storage cast up at load; int8 per-output-channel symmetric weights
+with dynamically quantized activations (DynamicQuantizeMatMul); int4 block-wise
+asymmetric weights (MatMulNBits, int8 compute). The token embedding is stored [d, vocab]
+so the same tensor serves the embedding lookup and a tied LM head."""
+from __future__ import annotations
+
+import enum
+
+import numpy as np
+from onnx import TensorProto
+
+from .onnx_builder import MS_DOMAIN, GraphBuilder
+
+INT4_BLOCK = 32
+
+
+class Quant(str, enum.Enum):
+    FP32 = "fp32"
+    FP16 = "fp16"
+    INT8 = "int8"
+    INT4 = "int4"
+
+
+def quantize_int8_columns(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 per column of a [K, N] weight: w ~= q * scale[None, :]."""
+    scale = np.abs(w).max(axis=0) / 127.0
+    scale = np.where(scale == 0, 1.0, scale).astype(np.float32)
+    q = np.clip(np.rint(w / scale), -127, 127).astype(np.int8)
+    return q, scale
+
+
+def quantize_int4_blocks(w: np.ndarray, block: int = INT4_BLOCK):
+    """MatMulNBits layout for a [K, N] weight: packed uint8 [N, blocks, block/2],
+    scales float [N * blocks], zero points uint8 [N * ceil(blocks / 2)]."""
+    k, n = w.shape
+    blocks = -(-k // block)
+    padded = np.zeros((blocks * block, n), np.float32)
+    padded[:k] = w
+    cols = padded.T.reshape(n, blocks, block)
+    lo, hi = cols.min(axis=2), cols.max(axis=2)
+    lo, hi = np.minimum(lo, 0.0), np.maximum(hi, 0.0)  # keep 0 exactly representable
+    scale = (hi - lo) / 15.0
+    scale = np.where(scale == 0, 1.0, scale).astype(np.float32)
+    zero = np.clip(np.rint(-lo / scale), 0, 15).astype(np.uint8)
+    q = np.clip(np.rint(cols / scale[..., None]) + zero[..., None], 0, 15).astype(np.uint8)
+    packed = (q[..., 0::2] | (q[..., 1::2] << 4)).astype(np.uint8)
+    if blocks % 2:
+        zero = np.concatenate([zero, np.zeros((n, 1), np.uint8)], axis=1)
+    zp_packed = (zero[:, 0::2] | (zero[:, 1::2] << 4)).astype(np.uint8).reshape(-1)
+    return packed, scale.reshape(-1), zp_packed
+
+
+def dequantize_int4_blocks(packed, scale, zp_packed, k: int, block: int = INT4_BLOCK):
+    """Reference inverse of quantize_int4_blocks (used by tests)."""
+    n, blocks, _ = packed.shape
+    q = np.empty((n, blocks, block), np.float32)
+    q[..., 0::2], q[..., 1::2] = packed & 15, packed >> 4
+    zp = np.stack([zp_packed & 15, zp_packed >> 4], axis=1).reshape(n, -1)[:, :blocks]
+    w = (q - zp[..., None]) * scale.reshape(n, blocks)[..., None]
+    return w.reshape(n, blocks * block)[:, :k].T
+
+
+class LinearEmitter:
+    """Emits x @ W (+ b) for canonical weight `name` in the package's format."""
+
+    def __init__(self, quant: Quant):
+        self.quant = quant
+
+    def linear(self, g: GraphBuilder, x: str, name: str, bias: bool) -> str:
+        y = self._matmul(g, x, name, self.quant)
+        if bias:
+            y = g.op("Add", y, g.weight(f"{name}.b"))
+        return y
+
+    @staticmethod
+    def stored(g: GraphBuilder, name: str, quant: Quant) -> list[str]:
+        """Names of the stored tensors of weight `name` in `quant`, created on first use."""
+        store, w_key = g.store, f"{name}.w"
+        if quant == Quant.FP32:
+            return [w_key]
+        keys = {Quant.FP16: [f"{name}.w_fp16"],
+                Quant.INT8: [f"{name}.w_int8", f"{name}.w_scale"],
+                Quant.INT4: [f"{name}.w_int4", f"{name}.w_int4_scale", f"{name}.w_int4_zp"]}[quant]
+        if keys[0] not in store:
+            w = store.get(w_key)
+            values = {Quant.FP16: lambda: [w.astype(np.float16)],
+                      Quant.INT8: lambda: list(quantize_int8_columns(w)),
+                      Quant.INT4: lambda: list(quantize_int4_blocks(w))}[quant]()
+            for key, value in zip(keys, values):
+                store.put(key, value)
+        return keys
+
+    def _matmul(self, g: GraphBuilder, x: str, name: str, quant: Quant) -> str:
+        keys = [g.weight(k) for k in self.stored(g, name, quant)]
+        if quant == Quant.FP32:
+            return g.op("MatMul", x, keys[0])
+        if quant == Quant.FP16:
+            return g.op("MatMul", x, g.op("Cast", keys[0], to=TensorProto.FLOAT))
+        if quant == Quant.INT8:
+            return g.op("DynamicQuantizeMatMul", x, *keys, domain=MS_DOMAIN)
+        k, n = g.store.get(f"{name}.w").shape
+        return g.op("MatMulNBits", x, *keys, domain=MS_DOMAIN, K=k, N=n, bits=4,
+                    block_size=INT4_BLOCK, accuracy_level=4)
+
+    # The token embedding: [vocab, d] in the checkpoint, stored [d, vocab] here.
+    def _embedding_quant(self) -> Quant:
+        # int4 packages keep the embedding / LM head in int8: it is one tensor for both.
+        return Quant.INT8 if self.quant == Quant.INT4 else self.quant
+
+    def prepare_embedding(self, g: GraphBuilder) -> None:
+        store = g.store
+        if "embed.tokens.w" not in store:
+            store.put("embed.tokens.w", np.ascontiguousarray(store.get("embed.tokens").T))
+
+    def embed(self, g: GraphBuilder, ids: str) -> str:
+        """ids int64 [B, n] -> float32 [B, n, d]."""
+        self.prepare_embedding(g)
+        quant = self._embedding_quant()
+        keys = [g.weight(k) for k in self.stored(g, "embed.tokens", quant)]
+        rows = g.op("Transpose", g.op("Gather", keys[0], ids, axis=1), perm=[1, 2, 0])
+        if quant == Quant.FP32:
+            return rows
+        rows = g.op("Cast", rows, to=TensorProto.FLOAT)
+        if quant == Quant.FP16:
+            return rows
+        scale = g.op("Unsqueeze", g.op("Gather", keys[1], ids), g.const([-1]))
+        return g.op("Mul", rows, scale)
+
+    def tied_head(self, g: GraphBuilder, h: str) -> str:
+        self.prepare_embedding(g)
+        return self._matmul(g, h, "embed.tokens", self._embedding_quant())
+
+    def untied_head(self, g: GraphBuilder, h: str) -> str:
+        return self._matmul(g, h, "lm_head", self._embedding_quant())

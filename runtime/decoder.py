@@ -1,0 +1,94 @@
+"""Run a package's encoder and decoder graphs. `step` takes any number of new tokens,
+any subset of layers, and writes their K/V into the preallocated cache at its cursor."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgeseq import names
+from edgeseq.manifest import Manifest
+from .kv_cache import KVCache
+from .providers import SessionConfig, make_session
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    """Which decoder layers run for a step; skipped layers with `fill` get K/V projected
+    from the hidden state that reaches them (state propagation), others get zeros."""
+    run: tuple[bool, ...]
+    fill: tuple[bool, ...]
+
+    @classmethod
+    def all_layers(cls, layers: int) -> "LayerPlan":
+        return cls((True,) * layers, (False,) * layers)
+
+    @classmethod
+    def first(cls, exit_layer: int, layers: int, fill: bool = False) -> "LayerPlan":
+        """Run layers 0 .. exit_layer - 1 (LayerSkip-style early exit)."""
+        run = tuple(i < exit_layer for i in range(layers))
+        return cls(run, tuple(fill and not r for r in run))
+
+    @property
+    def executed(self) -> int:
+        return sum(self.run)
+
+
+@dataclass
+class EncoderState:
+    cross: list[np.ndarray]  # per decoder layer: keys, values [B, H, S, head_dim]
+    bias: np.ndarray         # [B, 1, 1, S] additive padding bias
+
+    @property
+    def batch(self) -> int:
+        return self.bias.shape[0]
+
+    def select(self, rows: np.ndarray) -> "EncoderState":
+        """The state of rows `rows` (e.g. each input repeated once per beam)."""
+        return EncoderState([np.ascontiguousarray(c[rows]) for c in self.cross],
+                            np.ascontiguousarray(self.bias[rows]))
+
+
+class Seq2SeqRunner:
+    def __init__(self, directory: Path, manifest: Manifest, config: SessionConfig):
+        self.manifest = manifest
+        self.arch = manifest.arch
+        self.encoder = make_session(directory / names.ENCODER_FILE, config)
+        self.decoder = make_session(directory / names.DECODER_FILE, config)
+        tensors = manifest.tensor_names()
+        self._enc_outputs = tensors["encoder"]["outputs"]
+        self._dec_outputs = tensors["decoder"]["outputs"]
+        self.full_plan = LayerPlan.all_layers(self.arch.decoder_layers)
+
+    def encode(self, ids: np.ndarray, mask: np.ndarray) -> EncoderState:
+        """ids, mask int64 [B, S] -> cross-attention K/V for every decoder layer."""
+        outs = self.encoder.run(self._enc_outputs, {names.ENC_INPUT_IDS: ids,
+                                                    names.ENC_ATTENTION_MASK: mask})
+        bias = ((1.0 - mask.astype(np.float32)) * -1e9)[:, None, None, :]
+        return EncoderState(outs, np.ascontiguousarray(bias))
+
+    def new_cache(self, batch: int, max_length: int) -> KVCache:
+        a = self.arch
+        return KVCache(a.decoder_layers, batch, a.num_heads, max_length, a.head_dim)
+
+    def step(self, tokens: np.ndarray, state: EncoderState, cache: KVCache,
+             plan: LayerPlan | None = None) -> np.ndarray:
+        """tokens int64 [B, n] -> logits float32 [B, n, vocab]; the cache advances by n."""
+        plan = plan or self.full_plan
+        feeds = {names.DEC_INPUT_IDS: tokens,
+                 names.DEC_PAST_LENGTH: np.array(cache.length, np.int64),
+                 names.DEC_ENCODER_BIAS: state.bias,
+                 names.DEC_LAYER_RUN: np.array(plan.run, bool),
+                 names.DEC_LAYER_FILL: np.array(plan.fill, bool)}
+        for i in range(self.arch.decoder_layers):
+            keys, values = cache.past(i)
+            feeds[names.past_key(i)] = np.ascontiguousarray(keys)
+            feeds[names.past_value(i)] = np.ascontiguousarray(values)
+            feeds[names.cross_key(i)] = state.cross[2 * i]
+            feeds[names.cross_value(i)] = state.cross[2 * i + 1]
+        outs = self.decoder.run(self._dec_outputs, feeds)
+        for i in range(self.arch.decoder_layers):
+            cache.append(i, outs[1 + 2 * i], outs[2 + 2 * i])
+        cache.advance(tokens.shape[1])
+        return outs[0]

@@ -1,0 +1,51 @@
+"""The decoder's self-attention cache: preallocated once for the maximum length, written
+at a cursor. Rejected draft tokens are rolled back by moving the cursor (`truncate`);
+nothing is reallocated or copied per step."""
+from __future__ import annotations
+
+import numpy as np
+
+
+class KVCache:
+    def __init__(self, layers: int, batch: int, heads: int, max_length: int, head_dim: int):
+        # [layer, key|value, batch, heads, position, head_dim]
+        self.buffer = np.zeros((layers, 2, batch, heads, max_length, head_dim), np.float32)
+        self.length = 0
+
+    @property
+    def capacity(self) -> int:
+        return self.buffer.shape[4]
+
+    @property
+    def batch(self) -> int:
+        return self.buffer.shape[2]
+
+    @property
+    def nbytes(self) -> int:
+        return self.buffer.nbytes
+
+    def past(self, layer: int) -> tuple[np.ndarray, np.ndarray]:
+        """Keys and values of the cached positions [batch, heads, length, head_dim]."""
+        return self.buffer[layer, 0, :, :, :self.length], self.buffer[layer, 1, :, :, :self.length]
+
+    def append(self, layer: int, keys: np.ndarray, values: np.ndarray) -> None:
+        """Write this step's K/V for `layer` after the cursor; `advance` moves the cursor."""
+        n = keys.shape[2]
+        if self.length + n > self.capacity:
+            raise IndexError(f"KV cache full: {self.length} + {n} > {self.capacity}")
+        self.buffer[layer, 0, :, :, self.length:self.length + n] = keys
+        self.buffer[layer, 1, :, :, self.length:self.length + n] = values
+
+    def advance(self, n: int) -> None:
+        self.length += n
+
+    def truncate(self, length: int) -> None:
+        """Roll back to `length` cached positions (e.g. after rejected draft tokens)."""
+        if not 0 <= length <= self.length:
+            raise ValueError(f"cannot truncate a cache of {self.length} to {length}")
+        self.length = length
+
+    def reorder(self, rows: np.ndarray) -> None:
+        """Beam search: row i takes the cache of row rows[i] (cached prefix only)."""
+        live = self.buffer[:, :, :, :, :self.length]
+        live[...] = live[:, :, rows]
