@@ -73,9 +73,12 @@ def load_checkpoint(src: str | Path, tokenizer: Path | None = None) -> Checkpoin
     spec = spec_from_config(config, state)
     gen = getattr(model, "generation_config", None)
     eos = config.eos_token_id if isinstance(config.eos_token_id, int) else config.eos_token_id[0]
-    start = config.decoder_start_token_id
+    # transformers' rule: the decoder starts with decoder_start_token_id, else bos
+    start = getattr(gen, "decoder_start_token_id", None)
+    for candidate in (config.decoder_start_token_id, getattr(config, "bos_token_id", None)):
+        start = candidate if start is None else start
     if start is None:
-        start = config.pad_token_id if spec.family in (Family.T5, Family.MARIAN) else eos
+        raise UnsupportedModelError("the checkpoint names no decoder_start_token_id or bos_token_id")
     special = SpecialTokens(pad=config.pad_token_id, eos=eos, decoder_start=start,
                             unk=getattr(config, "unk_token_id", None),
                             bos=getattr(config, "bos_token_id", None))

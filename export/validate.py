@@ -13,7 +13,9 @@ from edgeseq.errors import ExportValidationError
 from .checkpoint import Checkpoint
 from .weight_formats import Quant
 
-FP32_TOLERANCE = 1e-3   # max abs logit difference allowed for fp32 packages
+# fp32 packages: max abs difference <= FP32_TOLERANCE * max(1, largest reference value),
+# i.e. float32 rounding of a different summation order, never a real mismatch
+FP32_TOLERANCE = 1e-4
 SAMPLE_SEED = 1234
 
 
@@ -80,14 +82,16 @@ def validate_package(ck: Checkpoint, package: Path, quant: Quant) -> dict[str, A
         "decoder_max_abs_diff": float(np.abs(whole - ref_logits).max()),
         "decoder_cached_max_abs_diff": float(np.abs(stepped - ref_logits).max()),
         "reference_logit_scale": float(np.abs(ref_logits).max()),
+        "reference_cross_scale": float(max(np.abs(c).max() for c in ref_cross)),
     }
     if quant == Quant.FP32:
-        report["tolerance"] = FP32_TOLERANCE
-        worst = max(report["encoder_max_abs_diff"], report["decoder_max_abs_diff"],
-                    report["decoder_cached_max_abs_diff"])
-        if worst > FP32_TOLERANCE:
+        report["decoder_tolerance"] = FP32_TOLERANCE * max(1.0, report["reference_logit_scale"])
+        report["encoder_tolerance"] = FP32_TOLERANCE * max(1.0, report["reference_cross_scale"])
+        worst = max(report["decoder_max_abs_diff"], report["decoder_cached_max_abs_diff"])
+        if worst > report["decoder_tolerance"] or \
+                report["encoder_max_abs_diff"] > report["encoder_tolerance"]:
             raise ExportValidationError(
-                f"fp32 package differs from PyTorch by {worst:.3g} (> {FP32_TOLERANCE}): "
+                f"fp32 package differs from PyTorch beyond its tolerance: "
                 f"{report}; this is an exporter bug for this architecture, please report it")
     else:
         report["greedy_agreement_with_fp32"] = _greedy_agreement(ck, engine, ids, mask)

@@ -1,0 +1,325 @@
+"""Audio input for Whisper: WAV decoding, resampling to 16 kHz and log-mel features.
+
+numpy only (no torch, no scipy) so it runs wherever the onnxruntime runtime runs.
+``log_mel_spectrogram`` reproduces Whisper's features: 25 ms periodic-Hann frames every
+10 ms (n_fft 400, hop 160), power spectrum, Slaney-normalised mel filters (the same as
+``librosa.filters.mel(sr=16000, n_fft=400, n_mels=...)``; CTranslate2 checkpoints do
+not store them), log10 with a 1e-10 floor, an 8 dB dynamic-range floor below the
+window's maximum, then ``(x + 4) / 4``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "AudioError", "HOP_LENGTH", "N_FFT", "N_FRAMES", "N_SAMPLES", "SAMPLE_RATE",
+    "iter_windows", "load_audio", "log_mel_spectrogram", "mel_filters", "read_wav", "resample",
+]
+
+SAMPLE_RATE = 16000  # Whisper's input rate, Hz
+N_FFT = 400  # 25 ms analysis window
+HOP_LENGTH = 160  # 10 ms hop
+CHUNK_SECONDS = 30  # Whisper's encoder always sees exactly 30 s
+N_SAMPLES = CHUNK_SECONDS * SAMPLE_RATE  # 480000
+N_FRAMES = N_SAMPLES // HOP_LENGTH  # 3000 mel frames per window
+
+_FORMAT_NAMES = {
+    0x0001: "PCM", 0x0002: "Microsoft ADPCM", 0x0003: "IEEE float", 0x0006: "A-law",
+    0x0007: "mu-law", 0x0011: "IMA ADPCM", 0x0055: "MPEG layer 3", 0xFFFE: "extensible",
+}
+_PCM, _FLOAT, _EXTENSIBLE = 0x0001, 0x0003, 0xFFFE
+_CONVERT_HINT = "convert it with e.g. `ffmpeg -i INPUT -ac 1 -ar 16000 -c:a pcm_s16le OUT.wav`"
+
+# Resampler: Kaiser-windowed sinc, cut off at 97% of the lower Nyquist frequency with
+# beta 9 (ffmpeg's swresample defaults, which openai-whisper gets through ffmpeg), and
+# twice swresample's length for a flatter passband up to ~7 kHz at 16 kHz.
+_RESAMPLE_ZERO_CROSSINGS = 32
+_RESAMPLE_CUTOFF = 0.97
+_RESAMPLE_KAISER_BETA = 9.0
+_RESAMPLE_BLOCK = 8192  # output rows per matrix-vector product (bounds memory)
+
+
+class AudioError(ValueError):
+    """Audio input that cannot be decoded or used; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class _WavFormat:
+    tag: int  # _PCM or _FLOAT after resolving WAVE_FORMAT_EXTENSIBLE
+    channels: int
+    sample_rate: int
+    bits: int  # bits per sample as stored
+    block_align: int  # bytes per frame (all channels)
+
+
+# ---------------------------------------------------------------------------- WAV
+
+
+def _parse_fmt(body: bytes, name: str) -> _WavFormat:
+    if len(body) < 16:
+        raise AudioError(f"{name}: corrupt WAV header: fmt chunk is {len(body)} bytes, need 16")
+    tag, channels, rate, _, block_align, bits = struct.unpack("<HHIIHH", body[:16])
+    if tag == _EXTENSIBLE:
+        if len(body) < 40:
+            raise AudioError(f"{name}: corrupt WAV header: extensible fmt chunk too short")
+        tag = struct.unpack("<H", body[24:26])[0]  # first two bytes of the subformat GUID
+    if tag not in (_PCM, _FLOAT):
+        kind = _FORMAT_NAMES.get(tag, "unknown")
+        raise AudioError(f"{name}: unsupported WAV compression {kind} (format tag 0x{tag:04x}); "
+                         f"only uncompressed PCM and IEEE float are read; {_CONVERT_HINT}")
+    if channels == 0 or rate == 0:
+        raise AudioError(f"{name}: corrupt WAV header: {channels} channels at {rate} Hz")
+    if tag == _PCM and bits == 8:
+        raise AudioError(f"{name}: 8-bit PCM WAV is not supported (too coarse for speech "
+                         f"recognition); {_CONVERT_HINT}")
+    supported = (16, 24, 32) if tag == _PCM else (32, 64)
+    if bits not in supported:
+        raise AudioError(f"{name}: unsupported {bits}-bit {_FORMAT_NAMES[tag]} WAV "
+                         f"(supported: {supported} bits); {_CONVERT_HINT}")
+    if block_align != channels * bits // 8:
+        raise AudioError(f"{name}: corrupt WAV header: block align {block_align} does not match "
+                         f"{channels} channels of {bits} bits")
+    return _WavFormat(tag, channels, rate, bits, block_align)
+
+
+def _find_chunks(data: bytes, name: str) -> tuple[_WavFormat, memoryview]:
+    fmt: _WavFormat | None = None
+    pos = 12
+    while pos + 8 <= len(data):
+        chunk_id, size = data[pos : pos + 4], struct.unpack("<I", data[pos + 4 : pos + 8])[0]
+        start, end = pos + 8, pos + 8 + size
+        if chunk_id == b"data":
+            if fmt is None:
+                raise AudioError(f"{name}: corrupt WAV: data chunk before the fmt chunk")
+            if end > len(data):
+                raise AudioError(f"{name}: truncated WAV: data chunk declares {size} bytes but "
+                                 f"only {len(data) - start} are present")
+            return fmt, memoryview(data)[start:end]
+        if end > len(data):
+            raise AudioError(f"{name}: corrupt or truncated WAV header: chunk {chunk_id!r} "
+                             f"declares {size} bytes but only {len(data) - start} remain")
+        if chunk_id == b"fmt ":
+            fmt = _parse_fmt(data[start:end], name)
+        pos = end + (size & 1)  # chunks are padded to even length
+    missing = "fmt" if fmt is None else "data"
+    raise AudioError(f"{name}: corrupt or truncated WAV: no {missing} chunk")
+
+
+def _decode_frames(pcm: memoryview, fmt: _WavFormat) -> np.ndarray:
+    if fmt.tag == _FLOAT:
+        return np.frombuffer(pcm, dtype="<f4" if fmt.bits == 32 else "<f8").astype(np.float32)
+    if fmt.bits == 16:
+        return np.frombuffer(pcm, dtype="<i2").astype(np.float32) / np.float32(2**15)
+    if fmt.bits == 32:
+        return (np.frombuffer(pcm, dtype="<i4") / 2.0**31).astype(np.float32)
+    raw = np.frombuffer(pcm, dtype=np.uint8).reshape(-1, 3).astype(np.uint32)
+    # Place the 3 bytes in the top of a 32-bit word; viewing it as int32 sign-extends.
+    words = (raw[:, 0] << 8) | (raw[:, 1] << 16) | (raw[:, 2] << 24)
+    return (words.view(np.int32) / 2.0**31).astype(np.float32)
+
+
+def read_wav(
+    source: str | os.PathLike[str] | bytes | bytearray | memoryview,
+) -> tuple[np.ndarray, int]:
+    """Decode a WAV file (path or its bytes) to mono float32 in [-1, 1] and its sample rate.
+
+    Reads 16/24/32-bit integer PCM and 32/64-bit float, plain or WAVE_FORMAT_EXTENSIBLE.
+    Several channels are averaged into one. Returns (samples [n] float32, sample_rate).
+    """
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data, name = bytes(source), "<WAV bytes>"
+    else:
+        data, name = Path(source).read_bytes(), str(source)
+    if not data:
+        raise AudioError(f"{name}: file is empty")
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        if data[:4] in (b"RIFX", b"RF64"):
+            raise AudioError(f"{name}: {data[:4].decode()} WAV variant is not supported; "
+                             f"{_CONVERT_HINT}")
+        raise AudioError(f"{name}: not a WAV file (no RIFF/WAVE header); {_CONVERT_HINT}")
+    fmt, pcm = _find_chunks(data, name)
+    if len(pcm) == 0:
+        raise AudioError(f"{name}: WAV contains no audio (zero-length data chunk)")
+    if len(pcm) % fmt.block_align:
+        raise AudioError(f"{name}: truncated WAV: data is {len(pcm)} bytes, not a whole number "
+                         f"of {fmt.block_align}-byte frames")
+    frames = _decode_frames(pcm, fmt).reshape(-1, fmt.channels)
+    mono = frames[:, 0] if fmt.channels == 1 else frames.mean(axis=1, dtype=np.float64)
+    return np.ascontiguousarray(mono, dtype=np.float32), fmt.sample_rate
+
+
+# ---------------------------------------------------------------------------- resampling
+
+
+@lru_cache(maxsize=16)
+def _polyphase_bank(up: int, down: int) -> tuple[np.ndarray, int]:
+    """Polyphase lowpass for upsample-by-``up``, downsample-by-``down``.
+
+    Returns (bank [up, taps] float64 with bank[p, j] = up * h[j * up + p], half length).
+    """
+    max_rate = max(up, down)
+    half = _RESAMPLE_ZERO_CROSSINGS * max_rate
+    t = np.arange(-half, half + 1, dtype=np.float64)
+    cutoff = _RESAMPLE_CUTOFF / max_rate  # fraction of the upsampled Nyquist frequency
+    h = cutoff * np.sinc(cutoff * t) * np.kaiser(2 * half + 1, _RESAMPLE_KAISER_BETA)
+    taps = -(-h.size // up)
+    padded = np.zeros(taps * up)
+    padded[: h.size] = h * up
+    bank = padded.reshape(taps, up).T.copy()
+    bank.setflags(write=False)
+    return bank, half
+
+
+def resample(samples: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
+    """Band-limited rational resampling of a mono signal; returns float32.
+
+    Output length is ceil(len * target_sr / orig_sr), aligned so sample 0 stays at t = 0.
+    """
+    if orig_sr <= 0 or target_sr <= 0:
+        raise AudioError(f"sample rates must be positive, got {orig_sr} -> {target_sr}")
+    x = np.asarray(samples, dtype=np.float64)
+    if x.ndim != 1:
+        raise AudioError(f"resample expects mono audio [n], got shape {x.shape}")
+    if orig_sr == target_sr or x.size == 0:
+        return x.astype(np.float32)
+    g = math.gcd(orig_sr, target_sr)
+    up, down = target_sr // g, orig_sr // g
+    bank, half = _polyphase_bank(up, down)
+    taps = bank.shape[1]
+    n_out = -(-x.size * up // down)
+    pad_left, pad_right = taps, taps + half // up + down + 2
+    xp = np.concatenate([np.zeros(pad_left), x, np.zeros(pad_right)])
+    windows = np.lib.stride_tricks.sliding_window_view(xp, taps)  # windows[i, k] = xp[i + k]
+    out = np.empty(n_out, dtype=np.float64)
+    # y[n] = sum_j bank[t % up, j] * x[t // up - j] with t = n * down + half. Outputs
+    # n0, n0 + up, n0 + 2 up, ... share one phase and step through x by `down`, so each
+    # phase is a strided matrix-vector product over windows of x.
+    for n0 in range(min(up, n_out)):
+        t0 = n0 * down + half
+        first = t0 // up + pad_left - (taps - 1)  # window whose last sample is x[t0 // up]
+        kernel = bank[t0 % up, ::-1].copy()
+        count = len(range(n0, n_out, up))
+        for m0 in range(0, count, _RESAMPLE_BLOCK):
+            m1 = min(m0 + _RESAMPLE_BLOCK, count)
+            rows = windows[first + m0 * down : first + (m1 - 1) * down + 1 : down]
+            out[n0 + m0 * up : n0 + m1 * up : up] = rows @ kernel
+    return out.astype(np.float32)
+
+
+def _as_mono(samples: np.ndarray) -> np.ndarray:
+    x = np.asarray(samples)
+    if x.ndim == 2:
+        x = x.mean(axis=1, dtype=np.float64)  # [frames, channels], as read_wav lays it out
+    if x.ndim != 1:
+        raise AudioError(f"expected audio of shape [n] or [n, channels], got {x.shape}")
+    if x.dtype.kind not in "fiu":
+        raise AudioError(f"expected numeric audio samples, got dtype {x.dtype}")
+    x = x.astype(np.float32)
+    if not np.isfinite(x).all():
+        raise AudioError("audio contains NaN or infinite samples")
+    return x
+
+
+def load_audio(
+    source: str | os.PathLike[str] | bytes | np.ndarray,
+    sr: int = SAMPLE_RATE,
+    *,
+    source_rate: int | None = None,
+) -> np.ndarray:
+    """Mono float32 audio at ``sr`` Hz from a WAV path, WAV bytes or an array.
+
+    An array is taken to be at ``source_rate`` Hz (default: already at ``sr``), shaped
+    [n] or [n, channels].
+    """
+    if isinstance(source, np.ndarray):
+        samples, rate = _as_mono(source), sr if source_rate is None else source_rate
+    else:
+        samples, rate = read_wav(source)
+        samples = _as_mono(samples)
+    return resample(samples, rate, sr)
+
+
+# ---------------------------------------------------------------------------- features
+
+
+def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
+    """Slaney's mel scale: linear below 1 kHz, logarithmic above."""
+    f_sp, min_log_hz, logstep = 200.0 / 3, 1000.0, math.log(6.4) / 27.0
+    linear = hz / f_sp
+    log = min_log_hz / f_sp + np.log(np.maximum(hz, min_log_hz) / min_log_hz) / logstep
+    return np.where(hz >= min_log_hz, log, linear)
+
+
+def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    f_sp, min_log_hz, logstep = 200.0 / 3, 1000.0, math.log(6.4) / 27.0
+    min_log_mel = min_log_hz / f_sp
+    log = min_log_hz * np.exp(logstep * (np.maximum(mel, min_log_mel) - min_log_mel))
+    return np.where(mel >= min_log_mel, log, f_sp * mel)
+
+
+@lru_cache(maxsize=4)
+def mel_filters(n_mels: int, sample_rate: int = SAMPLE_RATE, n_fft: int = N_FFT) -> np.ndarray:
+    """Slaney-normalised triangular mel filters [n_mels, n_fft // 2 + 1] float64 (read-only).
+
+    Same construction as ``librosa.filters.mel(sr, n_fft, n_mels)`` (fmin 0, fmax sr/2).
+    """
+    fft_hz = np.linspace(0.0, sample_rate / 2, n_fft // 2 + 1)
+    edges_mel = np.linspace(0.0, _hz_to_mel(np.float64(sample_rate / 2)), n_mels + 2)
+    edges_hz = _mel_to_hz(edges_mel)
+    widths = np.diff(edges_hz)
+    ramps = edges_hz[:, None] - fft_hz[None, :]
+    rising = -ramps[:-2] / widths[:-1, None]
+    falling = ramps[2:] / widths[1:, None]
+    weights = np.maximum(0.0, np.minimum(rising, falling))
+    weights *= (2.0 / (edges_hz[2:] - edges_hz[:-2]))[:, None]  # equal area per filter
+    weights.setflags(write=False)
+    return weights
+
+
+@lru_cache(maxsize=1)
+def _hann_periodic() -> np.ndarray:
+    window = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(N_FFT) / N_FFT)
+    window.setflags(write=False)
+    return window
+
+
+def log_mel_spectrogram(samples: np.ndarray, n_mels: int = 80) -> np.ndarray:
+    """Whisper's log-mel features of one 30-second window.
+
+    ``samples``: mono 16 kHz audio [n] (padded with zeros or trimmed to 480000 samples).
+    Returns float32 [n_mels, 3000]. ``n_mels`` is 80, or 128 for large-v3.
+    """
+    if n_mels not in (80, 128):
+        raise ValueError(f"n_mels must be 80 or 128 (Whisper's feature sizes), got {n_mels}")
+    x = _as_mono(samples).astype(np.float64)[:N_SAMPLES]
+    x = np.pad(x, (0, N_SAMPLES - x.size))
+    x = np.pad(x, N_FFT // 2, mode="reflect")  # centre frame t on sample t * hop
+    frames = np.lib.stride_tricks.sliding_window_view(x, N_FFT)[::HOP_LENGTH]  # [3001, 400]
+    spectrum = np.fft.rfft(frames * _hann_periodic(), axis=-1)
+    power = spectrum.real**2 + spectrum.imag**2  # [3001, 201]
+    mel = mel_filters(n_mels) @ power[:-1].T  # Whisper drops the last frame: [n_mels, 3000]
+    log_spec = np.log10(np.maximum(mel, 1e-10))
+    log_spec = np.maximum(log_spec, log_spec.max() - 8.0)
+    return ((log_spec + 4.0) / 4.0).astype(np.float32)
+
+
+def iter_windows(samples: np.ndarray, n_mels: int = 80) -> Iterator[tuple[float, np.ndarray]]:
+    """Split 16 kHz mono audio into consecutive 30 s windows.
+
+    Yields (start_seconds, log-mel [n_mels, 3000] float32) per window; the last window is
+    zero-padded. Each window is normalised on its own (as Hugging Face's chunked pipeline
+    does), not against the whole recording's maximum as openai-whisper's transcribe does.
+    Empty audio yields nothing.
+    """
+    x = _as_mono(samples)
+    for start in range(0, x.size, N_SAMPLES):
+        yield start / SAMPLE_RATE, log_mel_spectrogram(x[start : start + N_SAMPLES], n_mels)

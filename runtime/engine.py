@@ -1,0 +1,199 @@
+"""The public engine: load a package, generate (greedy, sampling, beam) and stream."""
+from __future__ import annotations
+
+import time
+from importlib import resources
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from edgeseq import names
+from edgeseq.arch import Positions
+from edgeseq.errors import InputError, PackageError
+from edgeseq.manifest import Manifest, read_manifest, verify_files
+from .decoder import Seq2SeqRunner
+from .logits import ScoreRules
+from .options import GenerationOptions
+from .providers import SessionConfig
+from .search import DecodeSession, beam_search, greedy, sample
+from .text import Inputs, TextCodec, normalise_inputs
+
+
+
+@dataclass
+class GenerationStats:
+    first_token_ms: float = 0.0   # call start to first generated token (encoder included)
+    total_ms: float = 0.0
+    new_tokens: int = 0           # generated tokens of the longest row
+    tokens_per_s: float = 0.0     # decode rate after the first token
+    decoder_passes: int = 0
+    layers_per_pass: float = 0.0  # decoder layers executed per pass, averaged
+
+
+@dataclass
+class GenerationResult:
+    text: str
+    token_ids: list[int]          # generated ids, without the decoder start token
+    stats: GenerationStats = field(default_factory=GenerationStats)
+
+
+def resolve_package(package: str | Path) -> Path:
+    if str(package) == "default":
+        default = Path(str(resources.files("edgeseq") / "default_model"))
+        if not (default / names.MANIFEST_FILE).is_file():
+            raise PackageError("the embedded default model is not installed in this checkout")
+        return default
+    return Path(package)
+
+
+class Engine:
+    def __init__(self, directory: Path, manifest: Manifest, config: SessionConfig):
+        self.directory = directory
+        self.manifest = manifest
+        self.arch = manifest.arch
+        self.runner = Seq2SeqRunner(directory, manifest, config)
+        tokenizer = directory / names.TOKENIZER_FILE if manifest.has_tokenizer else None
+        self.codec = TextCodec(tokenizer)
+        self.config = config
+
+    @classmethod
+    def load(cls, package: str | Path, provider: str = "cpu", threads: int = 0) -> "Engine":
+        directory = resolve_package(package)
+        manifest = read_manifest(directory)
+        verify_files(directory, manifest)
+        return cls(directory, manifest, SessionConfig(provider=provider, threads=threads))
+
+    def providers(self) -> dict[str, list[str]]:
+        """The execution providers each graph's session really runs on."""
+        return {"encoder": self.runner.encoder.get_providers(),
+                "decoder": self.runner.decoder.get_providers()}
+
+    # -- inputs ---------------------------------------------------------------------
+    def _source_ids(self, item: str | list[int], opts: GenerationOptions) -> list[int]:
+        ids = self.codec.encode(item) if isinstance(item, str) else item
+        if not ids:
+            raise InputError("input has no tokens")
+        vocab = self.arch.vocab_size
+        if min(ids) < 0 or max(ids) >= vocab:
+            raise InputError(f"token ids must be in 0..{vocab - 1}")
+        limit = self.arch.max_source_positions
+        if len(ids) > limit:
+            if not opts.truncate_input:
+                raise InputError(f"input has {len(ids)} tokens; this model takes at most {limit} "
+                                 "(pass truncate_input=True to keep the first tokens)")
+            ids = ids[:limit - 1] + [self.manifest.special.eos]
+        return ids
+
+    def _check_target_length(self, opts: GenerationOptions) -> None:
+        if self.arch.positions != Positions.RELATIVE and \
+                opts.max_new_tokens + 1 > self.arch.max_target_positions:
+            raise InputError(f"max_new_tokens={opts.max_new_tokens} exceeds this model's "
+                             f"{self.arch.max_target_positions - 1} decoder positions")
+
+    def _batch(self, rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+        width = max(len(r) for r in rows)
+        ids = np.full((len(rows), width), self.manifest.special.pad, np.int64)
+        mask = np.zeros((len(rows), width), np.int64)
+        for i, row in enumerate(rows):
+            ids[i, :len(row)], mask[i, :len(row)] = row, 1
+        return ids, mask
+
+    def _rules(self, opts: GenerationOptions) -> ScoreRules:
+        gen = self.manifest.generation
+        return ScoreRules(eos=self.manifest.special.eos, min_new_tokens=opts.min_new_tokens,
+                          max_new_tokens=opts.max_new_tokens,
+                          suppress=tuple(gen.get("suppress_tokens") or ()),
+                          forced_bos=gen.get("forced_bos"), forced_eos=gen.get("forced_eos"))
+
+    # -- generation -----------------------------------------------------------------
+    def _session(self, rows: list[list[int]], copies: int, opts: GenerationOptions) -> DecodeSession:
+        ids, mask = self._batch(rows)
+        state = self.runner.encode(ids, mask)
+        if copies > 1:
+            state = state.select(np.repeat(np.arange(len(rows)), copies))
+        cache = self.runner.new_cache(len(rows) * copies, opts.max_new_tokens + 1)
+        return DecodeSession(self.runner, state, cache)
+
+    def _token_steps(self, rows: list[list[int]], opts: GenerationOptions,
+                     session: DecodeSession) -> Iterator[np.ndarray]:
+        start = np.full(len(rows), self.manifest.special.decoder_start, np.int64)
+        rules, pad = self._rules(opts), self.manifest.special.pad
+        if opts.do_sample:
+            return sample(session, start, rules, pad, opts)
+        return greedy(session, start, rules, pad)
+
+    def generate(self, inputs: Inputs, **options) -> GenerationResult | list[GenerationResult]:
+        """Generate for a string, a list of strings, token ids, or a list of token id lists.
+        Returns one result, or a list for a list input. Options: GenerationOptions fields."""
+        opts = GenerationOptions(**options)
+        self._check_target_length(opts)
+        items, is_batch = normalise_inputs(inputs)
+        started = time.perf_counter()
+        rows = [self._source_ids(item, opts) for item in items]
+        if opts.num_beams > 1:
+            results = self._generate_beam(rows, opts, started)
+        else:
+            results = self._generate_steps(rows, opts, started)
+        return results if is_batch else results[0]
+
+    def _generate_steps(self, rows, opts, started) -> list[GenerationResult]:
+        session = self._session(rows, 1, opts)
+        chunks, first = [], None
+        for tokens in self._token_steps(rows, opts, session):
+            chunks.append(tokens)
+            first = first or time.perf_counter()
+        generated = np.concatenate(chunks, axis=1)
+        stats = self._stats(started, first, generated.shape[1], session)
+        return [self._result(row, stats) for row in generated]
+
+    def _generate_beam(self, rows, opts, started) -> list[GenerationResult]:
+        session = self._session(rows, opts.num_beams, opts)
+        best = beam_search(session, len(rows), self.manifest.special.decoder_start,
+                           self._rules(opts), self.manifest.special.pad, opts)
+        stats = self._stats(started, None, max(len(s) for s in best.sequences), session)
+        return [self._result(np.array(seq, np.int64), stats) for seq in best.sequences]
+
+    def _result(self, row: np.ndarray, stats: GenerationStats) -> GenerationResult:
+        ids = row.tolist()
+        eos = self.manifest.special.eos
+        if eos in ids:
+            ids = ids[:ids.index(eos) + 1]
+        return GenerationResult(self.codec.decode(ids), ids, stats)
+
+    @staticmethod
+    def _stats(started: float, first: float | None, new_tokens: int,
+               session: DecodeSession) -> GenerationStats:
+        end = time.perf_counter()
+        first = first or end
+        rate = (new_tokens - 1) / (end - first) if new_tokens > 1 and end > first else 0.0
+        return GenerationStats(first_token_ms=(first - started) * 1e3, total_ms=(end - started) * 1e3,
+                               new_tokens=new_tokens, tokens_per_s=rate,
+                               decoder_passes=session.passes,
+                               layers_per_pass=float(np.mean(session.layers_executed or [0])))
+
+    def stream(self, text: str | list[int], **options) -> Iterator[str]:
+        """Yield text pieces as they decode (greedy or sampling, one input). Closing the
+        generator stops decoding; the engine stays usable."""
+        opts = GenerationOptions(**options)
+        if opts.num_beams > 1:
+            raise InputError("stream() decodes greedily or by sampling; beam search cannot stream")
+        self._check_target_length(opts)
+        items, is_batch = normalise_inputs(text)
+        if is_batch:
+            raise InputError("stream() takes one input; call it once per input")
+        rows = [self._source_ids(items[0], opts)]
+        session = self._session(rows, 1, opts)
+        ids: list[int] = []
+        shown = ""
+        for tokens in self._token_steps(rows, opts, session):
+            ids.extend(int(t) for t in tokens[0])
+            text_now = self.codec.decode(ids)
+            # hold back pieces that may still change (an incomplete UTF-8 sequence)
+            if text_now.startswith(shown) and not text_now.endswith("\ufffd"):
+                piece, shown = text_now[len(shown):], text_now
+                if piece:
+                    yield piece
+            if self.manifest.special.eos in ids:
+                break

@@ -1,0 +1,44 @@
+"""Generation options: one frozen dataclass, validated in one place, errors name the option."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edgeseq.errors import OptionsError
+
+
+@dataclass(frozen=True)
+class GenerationOptions:
+    max_new_tokens: int = 64        # generated tokens, EOS included, start token excluded
+    min_new_tokens: int = 0         # EOS is suppressed before this many (forces a length)
+    do_sample: bool = False         # False: greedy (num_beams == 1) or beam search
+    temperature: float = 1.0
+    top_k: int = 0                  # 0: no top-k filter
+    top_p: float = 1.0              # nucleus mass in (0, 1]; 1.0: no filter
+    seed: int | None = None         # sampling seed; None: fresh entropy
+    num_beams: int = 1
+    length_penalty: float = 1.0     # beam score = log-prob sum / length ** length_penalty
+    early_stopping: bool = False    # beam search: stop once num_beams hypotheses finished
+    truncate_input: bool = False    # too-long inputs: False raises, True keeps the first tokens
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise OptionsError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if not 0 <= self.min_new_tokens <= self.max_new_tokens:
+            raise OptionsError(f"min_new_tokens must be in 0..max_new_tokens "
+                               f"({self.max_new_tokens}), got {self.min_new_tokens}")
+        if not self.temperature > 0:
+            raise OptionsError(f"temperature must be > 0, got {self.temperature}")
+        if self.top_k < 0:
+            raise OptionsError(f"top_k must be >= 0, got {self.top_k}")
+        if not 0 < self.top_p <= 1:
+            raise OptionsError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.num_beams < 1:
+            raise OptionsError(f"num_beams must be >= 1, got {self.num_beams}")
+        if self.do_sample and self.num_beams > 1:
+            raise OptionsError("do_sample=True with num_beams > 1 (beam sampling) is not "
+                               "supported; choose sampling or beam search")
+        sampling_only = {"temperature": self.temperature != 1.0, "top_k": self.top_k != 0,
+                         "top_p": self.top_p != 1.0, "seed": self.seed is not None}
+        if not self.do_sample and any(sampling_only.values()):
+            used = [k for k, v in sampling_only.items() if v]
+            raise OptionsError(f"{', '.join(used)} only apply when do_sample=True")
