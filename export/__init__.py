@@ -25,7 +25,11 @@ def export_checkpoint(src: str | Path, out: str | Path, quant: str | Quant = Qua
 
     Validation compares the package with PyTorch: fp32 must match logits within
     `validate.FP32_TOLERANCE` (else ExportValidationError); quantized packages report
-    greedy agreement with PyTorch fp32."""
+    greedy agreement with PyTorch fp32. Whisper checkpoints (HF or CTranslate2) go to
+    whisper.export_whisper."""
+    from .whisper import export_whisper, is_whisper_source
+    if is_whisper_source(src):
+        return export_whisper(src, out, quant, validate=validate)
     from .checkpoint import load_checkpoint
     from .graphs import build_decoder, build_encoder
     from .onnx_builder import WeightStore

@@ -9,7 +9,7 @@ import numpy as np
 from onnx import TensorProto
 
 from edgeseq.arch import Activation, ArchSpec, Norm
-from .onnx_builder import GraphBuilder
+from .onnx_builder import MS_DOMAIN, GraphBuilder
 from .weight_formats import LinearEmitter
 
 NEG_INF = -1e9  # additive mask; exp(-1e9 - max) is exactly 0 in float32
@@ -29,10 +29,10 @@ class Blocks:
         if s.norm == Norm.LAYER:
             return g.op("LayerNormalization", x, g.weight(f"{name}.w"), g.weight(f"{name}.b"),
                         axis=-1, epsilon=s.norm_eps)
-        # T5 RMS norm: x / sqrt(mean(x^2) + eps) * w (onnxruntime fuses this pattern).
-        var = g.op("ReduceMean", g.op("Mul", x, x), g.const([-1]), keepdims=1)
-        inv = g.op("Reciprocal", g.op("Sqrt", g.op("Add", var, g.const(s.norm_eps, np.float32))))
-        return g.op("Mul", g.op("Mul", x, inv), g.weight(f"{name}.w"))
+        # T5 RMS norm: x / sqrt(mean(x^2) + eps) * w, as onnxruntime's fused kernel
+        # (a contrib op in the default domain; the decomposed form stays 5 kernels).
+        return g.op("SimplifiedLayerNormalization", x, g.weight(f"{name}.w"), axis=-1,
+                    epsilon=s.norm_eps)
 
     def activation(self, g: GraphBuilder, x: str) -> str:
         act = self.spec.activation
@@ -51,28 +51,37 @@ class Blocks:
         return self.linear(g, h, f"{prefix}.fc2")
 
     def split_heads(self, g: GraphBuilder, x: str) -> str:
+        """[B, n, inner] -> [B, H, n, head_dim]."""
         s = self.spec
         shaped = g.op("Reshape", x, g.const([0, 0, s.num_heads, s.head_dim]))
         return g.op("Transpose", shaped, perm=[0, 2, 1, 3])
 
-    def merge_heads(self, g: GraphBuilder, x: str) -> str:
-        t = g.op("Transpose", x, perm=[0, 2, 1, 3])
-        return g.op("Reshape", t, g.const([0, 0, self.spec.inner_dim]))
+    def fused(self, g: GraphBuilder, x: str, prefix: str, parts: str) -> list[str]:
+        """Project x with the concatenated weights of `parts` (e.g. "qkv") in one matmul,
+        then split: one kernel and one pass over the activations instead of three."""
+        fused = f"{prefix}.{parts}"
+        store = g.store
+        if f"{fused}.w" not in store:
+            store.put(f"{fused}.w", np.concatenate(
+                [store.get(f"{prefix}.{p}.w") for p in parts], axis=1))
+            if self.spec.linear_bias:
+                zeros = np.zeros(self.spec.inner_dim, np.float32)
+                store.put(f"{fused}.b", np.concatenate(
+                    [store.get(f"{prefix}.{p}.b") if f"{prefix}.{p}.b" in store else zeros
+                     for p in parts]))
+        y = self.linear(g, x, fused)
+        return g.op("Split", y, g.const([self.spec.inner_dim] * len(parts)), axis=-1,
+                    outputs=len(parts))
 
-    def project_kv(self, g: GraphBuilder, x: str, prefix: str) -> tuple[str, str]:
-        """K and V heads of x for attention weights `prefix` ([B, H, n, head_dim])."""
-        k = self.linear(g, x, f"{prefix}.k", self.spec.linear_bias and self.spec.key_bias)
-        return self.split_heads(g, k), self.split_heads(g, self.linear(g, x, f"{prefix}.v"))
-
-    def attend(self, g: GraphBuilder, x: str, prefix: str, keys: str, values: str,
-               bias: str) -> str:
-        """softmax(q k^T * scale + bias) v, projected out. bias broadcasts to [B, H, n, m]."""
-        q = self.split_heads(g, self.linear(g, x, f"{prefix}.q"))
-        if self.spec.attention_scale != 1.0:
-            q = g.op("Mul", q, g.const(self.spec.attention_scale, np.float32))
-        scores = g.op("MatMul", q, g.op("Transpose", keys, perm=[0, 1, 3, 2]))
-        probs = g.op("Softmax", g.op("Add", scores, bias), axis=-1)
-        return self.linear(g, self.merge_heads(g, g.op("MatMul", probs, values)), f"{prefix}.o")
+    def attention(self, g: GraphBuilder, q: str, keys: str, values: str, bias: str,
+                  past: tuple[str, str] | None = None) -> list[str]:
+        """onnxruntime's fused MultiHeadAttention. q [B, n, inner]; keys/values either
+        [B, m, inner] (with past [B, H, p, hd] concatenated inside) or [B, H, m, hd];
+        bias [B|1, H|1, n, m]. Returns [out [B, n, inner]] (+ present K, V with past)."""
+        inputs = [q, keys, values, "", "", bias] + (list(past) if past else [])
+        return g.op("MultiHeadAttention", *inputs, outputs=3 if past else 1,
+                    domain=MS_DOMAIN, num_heads=self.spec.num_heads,
+                    scale=float(self.spec.attention_scale))
 
     def residual(self, g: GraphBuilder, x: str, norm_name: str, sublayer) -> str:
         """Pre-norm: x + f(N(x)). Post-norm (BART, Marian): N(x + f(x))."""

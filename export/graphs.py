@@ -56,16 +56,19 @@ def build_encoder(spec: ArchSpec, store: WeightStore, quant: Quant) -> BuiltGrap
         pos = g.op("Range", g.const(0), length, g.const(1))
         rel = g.op("Sub", g.op("Unsqueeze", pos, g.const([0])), g.op("Unsqueeze", pos, g.const([1])))
         bias = g.op("Add", b.relative_bias(g, rel, "enc.rel_table"), bias)
+    # MultiHeadAttention wants the bias's query axis spelled out: [B, H|1, S, S]
+    source = g.op("Slice", g.op("Shape", ids), g.const([1]), g.const([2]))
+    bias = g.op("Expand", bias, g.op("Concat", g.const([1, 1]), source, g.const([1]), axis=0))
     for i in range(spec.encoder_layers):
         def self_attention(h: str, i: int = i) -> str:
-            k, v = b.project_kv(g, h, f"enc.{i}.self")
-            return b.attend(g, h, f"enc.{i}.self", k, v, bias)
+            q, k, v = b.fused(g, h, f"enc.{i}.self", "qkv")
+            return b.linear(g, b.attention(g, q, k, v, bias), f"enc.{i}.self.o")
         x = b.residual(g, x, f"enc.{i}.self_norm", self_attention)
         x = b.residual(g, x, f"enc.{i}.ffn_norm", lambda h, i=i: b.ffn(g, h, f"enc.{i}.ffn"))
     if spec.final_norm:
         x = b.norm(g, x, "enc.final_norm")
     for i in range(spec.decoder_layers):
-        k, v = b.project_kv(g, x, f"dec.{i}.cross")
+        k, v = (b.split_heads(g, t) for t in b.fused(g, x, f"dec.{i}.cross", "kv"))
         g.add_output(k, names.cross_key(i), FLOAT, ["batch", spec.num_heads, "source", spec.head_dim])
         g.add_output(v, names.cross_value(i), FLOAT, ["batch", spec.num_heads, "source", spec.head_dim])
     return g.model("edgeseq_encoder"), list(g.used_weights)
@@ -86,20 +89,26 @@ def _self_bias(b: Blocks, g: GraphBuilder, past: str, new: str) -> str:
 
 
 def _decoder_layer(b: Blocks, g: GraphBuilder, x: str, i: int, past: tuple[str, str],
-                   cross: tuple[str, str], self_bias: str, enc_bias: str) -> list[str]:
+                   cross: tuple[str, str], self_bias: str, enc_bias: str,
+                   past_len: str) -> list[str]:
     """One decoder layer on its branch builder; returns [hidden, new_key, new_value]."""
     new_kv: list[str] = []
 
     def self_attention(h: str) -> str:
-        k, v = b.project_kv(g, h, f"dec.{i}.self")
-        new_kv.extend([k, v])
-        keys = g.op("Concat", past[0], k, axis=2)
-        values = g.op("Concat", past[1], v, axis=2)
-        return b.attend(g, h, f"dec.{i}.self", keys, values, self_bias)
+        q, k, v = b.fused(g, h, f"dec.{i}.self", "qkv")
+        out, keys, values = b.attention(g, q, k, v, self_bias, past)
+        # the cache already holds the past: hand back only this step's positions
+        for present in (keys, values):
+            new_kv.append(g.op("Slice", present, g.op("Unsqueeze", past_len, g.const([0])),
+                               g.const([2 ** 62]), g.const([2])))
+        return b.linear(g, out, f"dec.{i}.self.o")
+
+    def cross_attention(h: str) -> str:
+        q = b.linear(g, h, f"dec.{i}.cross.q")
+        return b.linear(g, b.attention(g, q, cross[0], cross[1], enc_bias), f"dec.{i}.cross.o")
 
     x = b.residual(g, x, f"dec.{i}.self_norm", self_attention)
-    x = b.residual(g, x, f"dec.{i}.cross_norm",
-                   lambda h: b.attend(g, h, f"dec.{i}.cross", cross[0], cross[1], enc_bias))
+    x = b.residual(g, x, f"dec.{i}.cross_norm", cross_attention)
     x = b.residual(g, x, f"dec.{i}.ffn_norm", lambda h: b.ffn(g, h, f"dec.{i}.ffn"))
     return [x, *new_kv]
 
@@ -110,8 +119,9 @@ def _skipped_layer(b: Blocks, g: GraphBuilder, x: str, i: int, fill: str,
     x (state propagation, so later tokens attend to something consistent) or zeros."""
     filled, empty = g.sub(), g.sub()
     h = b.norm(filled, x, f"dec.{i}.self_norm") if b.spec.pre_norm else x
-    for value in b.project_kv(filled, h, f"dec.{i}.self"):
-        filled.add_output(value, filled.fresh("fill_out"))
+    _, k, v = b.fused(filled, h, f"dec.{i}.self", "qkv")  # q unused: no second K/V copy
+    for value in (k, v):
+        filled.add_output(b.split_heads(filled, value), filled.fresh("fill_out"))
     zeros = empty.op("ConstantOfShape", kv_shape,
                      value=onnx.numpy_helper.from_array(np.zeros(1, np.float32)))
     for _ in range(2):
@@ -121,7 +131,10 @@ def _skipped_layer(b: Blocks, g: GraphBuilder, x: str, i: int, fill: str,
     return [x, *kv]
 
 
-def build_decoder(spec: ArchSpec, store: WeightStore, quant: Quant) -> BuiltGraph:
+def build_decoder(spec: ArchSpec, store: WeightStore, quant: Quant,
+                  gated: bool = True) -> BuiltGraph:
+    """gated=False inlines every layer without If nodes (no layer skipping); it exists
+    to measure what the gating costs (bench/layer_gating.py)."""
     g = GraphBuilder(store)
     b = Blocks(spec, LinearEmitter(quant))
     _prepare_position_tables(spec, store)
@@ -145,9 +158,18 @@ def build_decoder(spec: ArchSpec, store: WeightStore, quant: Quant) -> BuiltGrap
                     g.const([hd]), axis=0)
     x = _embed(b, g, ids, "dec", past_len)
     self_bias = _self_bias(b, g, past_len, new)
+    # MultiHeadAttention wants the bias's query axis spelled out: [B, 1, new, S]
+    bias_shape = g.op("Concat", g.const([1, 1]), g.op("Unsqueeze", new, g.const([0])),
+                      g.const([1]), axis=0)
+    enc_bias = g.op("Expand", enc_bias, bias_shape)
     for i in range(spec.decoder_layers):
+        if not gated:
+            x, k, v = _decoder_layer(b, g, x, i, past[i], cross[i], self_bias, enc_bias, past_len)
+            g.add_output(k, names.new_key(i), FLOAT, ["batch", heads, "new", hd])
+            g.add_output(v, names.new_value(i), FLOAT, ["batch", heads, "new", hd])
+            continue
         ran, skipped = g.sub(), g.sub()
-        for value in _decoder_layer(b, ran, x, i, past[i], cross[i], self_bias, enc_bias):
+        for value in _decoder_layer(b, ran, x, i, past[i], cross[i], self_bias, enc_bias, past_len):
             ran.add_output(value, ran.fresh("run_out"))
         layer_fill = skipped.op("Gather", fill, skipped.const(i))
         for value in _skipped_layer(b, skipped, x, i, layer_fill, kv_shape):

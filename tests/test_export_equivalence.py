@@ -31,7 +31,7 @@ def _hf(family_dir, ids, **kw) -> list[int]:
 def test_fp32_logits_match_pytorch_within_tolerance(family, tiny_package):
     _, report = tiny_package(family, "fp32")
     v = report.validation
-    assert v["decoder_tolerance"] == 1e-4 * max(1.0, v["reference_logit_scale"])
+    assert v["decoder_tolerance"] == 1e-3 * max(1.0, v["reference_logit_scale"])
     assert v["decoder_max_abs_diff"] <= v["decoder_tolerance"]
     assert v["decoder_cached_max_abs_diff"] <= v["decoder_tolerance"]
     assert v["encoder_max_abs_diff"] <= v["encoder_tolerance"]

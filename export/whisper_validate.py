@@ -1,0 +1,147 @@
+"""Validate a Whisper package against transformers' PyTorch Whisper on the same weights
+(for CTranslate2 sources, rebuilt from the converted state dict): the cross-attention
+K/V the encoder emits, decoder logits for the whole prompt + text at once and token by
+token through the cache, and for quantized packages the greedy token agreement."""
+from __future__ import annotations
+
+import contextlib
+import importlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeseq.errors import ExportValidationError
+from .validate import FP32_TOLERANCE
+from .weight_formats import Quant
+
+GREEDY_TOKENS = 24
+SAMPLE_RATE = 16000
+
+
+def torch_whisper(ck) -> Any:
+    """The checkpoint as WhisperForConditionalGeneration (float32, eval mode)."""
+    if ck.torch_model is not None:
+        return ck.torch_model
+    import torch
+    from transformers import WhisperForConditionalGeneration
+    init = importlib.import_module("transformers.initialization")
+    no_init = getattr(init, "no_init_weights", contextlib.nullcontext)  # skip random init
+    with no_init():
+        model = WhisperForConditionalGeneration(ck.hf_config)
+    state = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in ck.hf_state.items()}
+    model.load_state_dict(state, strict=True)
+    ck.torch_model = model.eval()
+    return ck.torch_model
+
+
+def synthetic_audio(seconds: float = 6.0, seed: int = 1234) -> np.ndarray:
+    """Deterministic speech-like test audio: a gliding harmonic tone with syllable-rate
+    amplitude bursts and a little noise, float32 at 16 kHz."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    pitch = 140 + 40 * np.sin(2 * np.pi * 0.7 * t)
+    phase = 2 * np.pi * np.cumsum(pitch) / SAMPLE_RATE
+    voice = sum(np.sin(k * phase) / k for k in range(1, 12))
+    envelope = np.clip(np.sin(2 * np.pi * 3.1 * t), 0, None) ** 2
+    return (0.2 * voice * envelope + 0.005 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+def validation_features(n_mels: int, audio: str | Path | None) -> np.ndarray:
+    """float32 [1, n_mels, 3000]: the first 30 s of `audio`, or the synthetic clip."""
+    from edgeseq.runtime.audio import load_audio, log_mel_spectrogram
+    samples = load_audio(audio) if audio is not None else synthetic_audio()
+    return log_mel_spectrogram(samples, n_mels)[None]
+
+
+def prompt_tokens(whisper: dict[str, Any]) -> list[int]:
+    """<|startoftranscript|> [<|en|> <|transcribe|>] <|notimestamps|>."""
+    prompt = [whisper["sot"]]
+    if whisper["is_multilingual"]:
+        languages = whisper["languages"]
+        prompt += [languages.get("en", next(iter(languages.values()))), whisper["transcribe"]]
+    return prompt + [whisper["no_timestamps"]]
+
+
+def _torch_reference(model, mel: np.ndarray, dec: np.ndarray):
+    import torch
+    with torch.no_grad():
+        out = model(input_features=torch.from_numpy(mel), decoder_input_ids=torch.from_numpy(dec),
+                    use_cache=True)
+    cross = []
+    for layer in out.past_key_values.cross_attention_cache.layers:
+        cross.extend([layer.keys.numpy(), layer.values.numpy()])
+    return out.logits.numpy(), cross
+
+
+def _torch_greedy(model, mel: np.ndarray, prompt: list[int], eot: int, n: int) -> list[int]:
+    """n greedy tokens with <|endoftext|> masked, recomputing the whole prefix each step."""
+    import torch
+    ids = list(prompt)
+    with torch.no_grad():
+        encoded = model.model.encoder(torch.from_numpy(mel)).last_hidden_state
+        for _ in range(n):
+            logits = model(encoder_outputs=(encoded,), decoder_input_ids=torch.tensor([ids])).logits
+            row = logits[0, -1].numpy().copy()
+            row[eot] = -np.inf
+            ids.append(int(row.argmax()))
+    return ids[len(prompt):]
+
+
+def _package_greedy(runner, state, prompt: list[int], eot: int, n: int) -> list[int]:
+    cache = runner.new_cache(1, len(prompt) + n)
+    logits = runner.step(np.array([prompt], np.int64), state, cache)[0, -1]
+    out: list[int] = []
+    for _ in range(n):
+        row = logits.copy()
+        row[eot] = -np.inf
+        out.append(int(row.argmax()))
+        logits = runner.step(np.array([[out[-1]]], np.int64), state, cache)[0, -1]
+    return out
+
+
+def _agreement(expected: list[int], got: list[int]) -> float:
+    same = next((i for i, (a, b) in enumerate(zip(expected, got)) if a != b), len(expected))
+    return same / len(expected)
+
+
+def validate_whisper_package(ck, package: Path, quant: Quant,
+                             audio: str | Path | None = None) -> dict[str, Any]:
+    import edgeseq
+
+    model = torch_whisper(ck)
+    mel = validation_features(ck.spec.num_mel_bins, audio)
+    prompt = prompt_tokens(ck.whisper)
+    eot = ck.whisper["eot"]
+    text = [t for t in range(1, eot) if t not in set(ck.whisper["suppress_tokens"])][:4]
+    dec = np.array([prompt + text], np.int64)
+    ref_logits, ref_cross = _torch_reference(model, mel, dec)
+    runner = edgeseq.load(str(package), threads=2).runner
+    state = runner.encode_features(mel)
+    cache = runner.new_cache(1, dec.shape[1])
+    whole = runner.step(dec, state, cache)
+    cache.truncate(0)
+    stepped = np.concatenate([runner.step(dec[:, i:i + 1], state, cache)
+                              for i in range(dec.shape[1])], axis=1)
+    report: dict[str, Any] = {
+        "encoder_max_abs_diff": float(max(np.abs(a - b).max() for a, b in zip(state.cross, ref_cross))),
+        "decoder_max_abs_diff": float(np.abs(whole - ref_logits).max()),
+        "decoder_cached_max_abs_diff": float(np.abs(stepped - ref_logits).max()),
+        "reference_logit_scale": float(np.abs(ref_logits).max()),
+        "reference_cross_scale": float(max(np.abs(c).max() for c in ref_cross)),
+        "features": str(audio) if audio is not None else "synthetic",
+    }
+    if quant == Quant.FP32:
+        report["decoder_tolerance"] = FP32_TOLERANCE * max(1.0, report["reference_logit_scale"])
+        report["encoder_tolerance"] = FP32_TOLERANCE * max(1.0, report["reference_cross_scale"])
+        worst = max(report["decoder_max_abs_diff"], report["decoder_cached_max_abs_diff"])
+        if worst > report["decoder_tolerance"] or \
+                report["encoder_max_abs_diff"] > report["encoder_tolerance"]:
+            raise ExportValidationError(
+                f"fp32 Whisper package differs from PyTorch beyond its tolerance: {report}; "
+                "this is an exporter bug, please report it")
+    else:
+        expected = _torch_greedy(model, mel, prompt, eot, GREEDY_TOKENS)
+        got = _package_greedy(runner, state, prompt, eot, GREEDY_TOKENS)
+        report["greedy_agreement_with_fp32"] = _agreement(expected, got)
+    return report
