@@ -4,7 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import shutil
+
 from edgeseq import names
+from edgeseq.errors import ExportValidationError
 from .weight_formats import Quant
 
 __all__ = ["ExportReport", "Quant", "export_checkpoint"]
@@ -33,7 +36,7 @@ def export_checkpoint(src: str | Path, out: str | Path, quant: str | Quant = Qua
     from .checkpoint import load_checkpoint
     from .graphs import build_decoder, build_encoder
     from .onnx_builder import WeightStore
-    from .package import parameter_bytes, write_package
+    from .package import parameter_bytes, record_validation, write_package
     from .validate import validate_package
 
     quant = Quant(quant)
@@ -51,5 +54,10 @@ def export_checkpoint(src: str | Path, out: str | Path, quant: str | Quant = Qua
     report = ExportReport(package=out, quant=quant, parameter_bytes=parameter_bytes(store, used),
                           package_bytes=sum(p.stat().st_size for p in out.iterdir()))
     if validate:
-        report.validation = validate_package(ck, out, quant)
+        try:
+            report.validation = validate_package(ck, out, quant)
+        except ExportValidationError:
+            shutil.rmtree(out, ignore_errors=True)  # never leave a package that loads
+            raise
+        record_validation(out, report.validation)
     return report

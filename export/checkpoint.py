@@ -45,6 +45,10 @@ def _find_tokenizer(src: str, explicit: Path | None, workdir: Path) -> Path | No
     local = Path(src) / "tokenizer.json"
     if local.is_file():
         return local
+    slow_files = ("tokenizer_config.json", "spiece.model", "source.spm", "vocab.json",
+                  "sentencepiece.bpe.model")
+    if Path(src).is_dir() and not any((Path(src) / f).is_file() for f in slow_files):
+        return None  # nothing to convert; transformers would invent a default tokenizer
     try:  # a slow tokenizer that transformers can convert to tokenizer.json
         from transformers import AutoTokenizer
         tok = AutoTokenizer.from_pretrained(src, use_fast=True)

@@ -72,3 +72,13 @@ def write_package(out: Path, graphs: dict[str, tuple[onnx.ModelProto, list[str]]
 
 def parameter_bytes(store: WeightStore, used: list[str]) -> int:
     return sum(store.get(n).nbytes for n in dict.fromkeys(used))
+
+
+def record_validation(out: Path, validation: dict) -> None:
+    """Store the validation report in the manifest (not hashed: it describes the files)."""
+    path = Path(out) / names.MANIFEST_FILE
+    data = json.loads(path.read_text())
+    data["validation"] = validation
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    tmp.replace(path)

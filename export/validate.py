@@ -50,7 +50,7 @@ def _greedy_agreement(ck: Checkpoint, engine, ids, mask, new_tokens: int = 16) -
         ref = ck.torch_model.generate(
             input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask),
             max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, num_beams=1)
-    rows = [list(r[mask_row.astype(bool)]) for r, mask_row in zip(ids.tolist(), mask)]
+    rows = [r[m.astype(bool)].tolist() for r, m in zip(ids, mask)]
     ours = engine.generate(rows, max_new_tokens=new_tokens, min_new_tokens=new_tokens)
     scores = []
     for expected, got in zip(ref[:, 1:].tolist(), ours):

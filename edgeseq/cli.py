@@ -1,0 +1,150 @@
+"""The `edgeseq` command line: export, generate, info (and more as features land).
+All printing happens here; the library only returns and yields."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+
+from edgeseq.errors import EdgeseqError
+
+QUANTS = ("fp32", "fp16", "int8", "int4")
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from edgeseq.export import export_checkpoint
+    report = export_checkpoint(args.src, args.out, quant=args.quant, tokenizer=args.tokenizer,
+                               validate=not args.no_validate)
+    print(f"wrote {report.package} ({report.quant.value}): {report.package_bytes / 1e6:.2f} MB on "
+          f"disk for {report.parameter_bytes / 1e6:.2f} MB of parameters")
+    for key, value in report.validation.items():
+        print(f"  {key}: {value:.6g}" if isinstance(value, float) else f"  {key}: {value}")
+    return 0
+
+
+def _load(args: argparse.Namespace):
+    import edgeseq
+    return edgeseq.load(args.package, provider=args.provider, threads=args.threads)
+
+
+def _generation_options(args: argparse.Namespace) -> dict:
+    opts = dict(max_new_tokens=args.max_new_tokens, min_new_tokens=args.min_new_tokens,
+                num_beams=args.num_beams)
+    if args.sample:
+        opts.update(do_sample=True, temperature=args.temperature, top_k=args.top_k,
+                    top_p=args.top_p, seed=args.seed)
+    return opts
+
+
+def _parse_input(text: str, ids: bool):
+    if not ids:
+        return text
+    try:
+        return [int(t) for t in text.replace(",", " ").split()]
+    except ValueError as err:
+        raise EdgeseqError(f"--ids expects whitespace/comma separated token ids: {err}") from err
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    engine = _load(args)
+    source = _parse_input(args.text, args.ids)
+    opts = _generation_options(args)
+    if args.json or args.num_beams > 1 or not engine.codec.has_tokenizer:
+        result = engine.generate(source, **opts)
+        if args.json:
+            print(json.dumps({"text": result.text, "token_ids": result.token_ids,
+                              "stats": asdict(result.stats)}))
+        else:
+            print(result.text if engine.codec.has_tokenizer else " ".join(map(str, result.token_ids)))
+        return 0
+    for piece in engine.stream(source, **opts):
+        print(piece, end="", flush=True)
+    print()
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    engine = _load(args)
+    m = engine.manifest
+    info = {"package": str(engine.directory), "family": m.arch.family.value, "quant": m.quant,
+            "tokenizer": m.has_tokenizer, "arch": m.arch.to_json(),
+            "special_tokens": vars(m.special), "exits": m.exits,
+            "size_bytes": sum(f["bytes"] for f in m.files.values()),
+            "providers": engine.providers(), "validation": m.validation}
+    if args.json:
+        print(json.dumps(info, indent=1))
+        return 0
+    a = m.arch
+    print(f"{info['package']}: {a.family.value}, {m.quant}, {info['size_bytes'] / 1e6:.2f} MB")
+    print(f"  layers {a.encoder_layers} encoder + {a.decoder_layers} decoder, d_model {a.d_model}, "
+          f"{a.num_heads} heads x {a.head_dim}, vocab {a.vocab_size}")
+    print(f"  tokenizer: {'yes' if m.has_tokenizer else 'no (ids-only package)'}")
+    print(f"  exits: {m.exits}")
+    for graph, providers in info["providers"].items():
+        print(f"  {graph} runs on: {', '.join(providers)}")
+    return 0
+
+
+def _add_runtime_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("package", help='model package directory, or "default"')
+    p.add_argument("--provider", default="cpu",
+                   help="cpu, cuda, coreml, qnn, openvino, directml, xnnpack (falls back to cpu)")
+    p.add_argument("--threads", type=int, default=0, help="intra-op threads (0: all cores)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _add_generation_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--min-new-tokens", type=int, default=0)
+    p.add_argument("--num-beams", type=int, default=1)
+    p.add_argument("--sample", action="store_true", help="sample instead of greedy")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=None)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edgeseq", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("export", help="checkpoint directory -> model package")
+    p.add_argument("src", help="Hugging Face checkpoint directory (or hub id when online)")
+    p.add_argument("out", help="package directory to write")
+    p.add_argument("--quant", choices=QUANTS, default="int8")
+    p.add_argument("--tokenizer", help="tokenizer.json for checkpoints without one")
+    p.add_argument("--no-validate", action="store_true", help="skip the PyTorch comparison")
+    p.set_defaults(func=_cmd_export)
+    p = sub.add_parser("generate", help="generate from text (streams to the terminal)")
+    _add_runtime_args(p)
+    p.add_argument("text", help="input text (or token ids with --ids)")
+    p.add_argument("--ids", action="store_true", help="TEXT is token ids, e.g. '37 423 1'")
+    _add_generation_args(p)
+    p.set_defaults(func=_cmd_generate)
+    p = sub.add_parser("info", help="describe a package and the providers its graphs run on")
+    _add_runtime_args(p)
+    p.set_defaults(func=_cmd_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.formatwarning = lambda msg, cat, *a, **k: f"edgeseq: warning: {msg}\n"
+        try:
+            return args.func(args)
+        except EdgeseqError as err:
+            print(f"edgeseq: error: {err}", file=sys.stderr)
+            return 2
+        except (FileNotFoundError, ValueError) as err:
+            print(f"edgeseq: error: {err}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
