@@ -1,0 +1,89 @@
+"""Text packages (real T5 tokenizer), streaming, sampling, and the command line."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import edgeseq
+from edgeseq.cli import main
+from edgeseq.errors import InputError
+
+
+@pytest.fixture(scope="module")
+def text_package(t5_tokenizer_file, tmp_path_factory):
+    import torch
+    import transformers as tf
+    from edgeseq.export import export_checkpoint
+    torch.manual_seed(0)
+    root = tmp_path_factory.mktemp("t5text")
+    model = tf.T5ForConditionalGeneration(tf.T5Config(
+        vocab_size=32128, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+        decoder_start_token_id=0, initializer_factor=4.0))
+    model.eval().save_pretrained(root / "ck")
+    export_checkpoint(root / "ck", root / "pkg", quant="int8", tokenizer=t5_tokenizer_file)
+    return root / "pkg"
+
+
+def test_text_in_text_out_with_the_real_t5_tokenizer(text_package):
+    engine = edgeseq.load(str(text_package), threads=1)
+    result = engine.generate("translate English to German: The house is small.",
+                             max_new_tokens=12, min_new_tokens=12)
+    assert len(result.token_ids) == 12 and isinstance(result.text, str)
+    assert result.stats.decoder_passes == 12 and result.stats.first_token_ms > 0
+    batch = engine.generate(["a short one", "and a somewhat longer second input"], max_new_tokens=6)
+    assert len(batch) == 2
+
+
+def test_stream_yields_the_text_generate_returns(text_package):
+    engine = edgeseq.load(str(text_package), threads=1)
+    kw = dict(max_new_tokens=16, min_new_tokens=16)
+    pieces = list(engine.stream("summarize: edge devices are small", **kw))
+    assert "".join(pieces) == engine.generate("summarize: edge devices are small", **kw).text
+
+
+def test_stream_can_be_stopped_and_the_engine_stays_usable(text_package):
+    engine = edgeseq.load(str(text_package), threads=1)
+    stream = engine.stream("hello there", max_new_tokens=32, min_new_tokens=32)
+    next(stream)
+    stream.close()
+    assert len(engine.generate("hello there", max_new_tokens=5, min_new_tokens=5).token_ids) == 5
+
+
+@pytest.mark.parametrize("text", ["", "   \n\t "])
+def test_empty_text_is_refused(text_package, text):
+    with pytest.raises(InputError, match="empty"):
+        edgeseq.load(str(text_package)).generate(text)
+
+
+def test_sampling_is_reproducible_with_a_seed_and_respects_top_k(text_package):
+    engine = edgeseq.load(str(text_package), threads=1)
+    kw = dict(max_new_tokens=10, min_new_tokens=10, do_sample=True, seed=7, top_k=3)
+    assert engine.generate("x y z", **kw).token_ids == engine.generate("x y z", **kw).token_ids
+    runner = engine.runner
+    ids = np.array([engine.codec.encode("x y z")])
+    state = runner.encode(ids, np.ones_like(ids))
+    first = runner.step(np.array([[0]]), state, runner.new_cache(1, 1))[0, -1]
+    top3 = set(np.argsort(-first)[:3].tolist())
+    firsts = {engine.generate("x y z", **{**kw, "seed": s}).token_ids[0] for s in range(20)}
+    assert firsts <= top3
+
+
+def test_cli_generate_json_and_info(text_package, capsys):
+    assert main(["generate", str(text_package), "hello world", "--json", "--max-new-tokens", "4"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == {"text", "token_ids", "stats"} and len(out["token_ids"]) <= 4
+    assert main(["info", str(text_package), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["family"] == "t5" and info["quant"] == "int8" and info["tokenizer"] is True
+    assert info["providers"]["decoder"] == ["CPUExecutionProvider"]
+
+
+def test_cli_streams_and_reports_errors_without_tracebacks(text_package, capsys, tmp_path):
+    assert main(["generate", str(text_package), "hello", "--max-new-tokens", "3"]) == 0
+    assert main(["generate", str(tmp_path), "hello"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("edgeseq: error:") and "Traceback" not in err
+    assert main(["generate", str(text_package), "hello", "--provider", "tpu"]) == 2
+    assert "unknown provider" in capsys.readouterr().err
