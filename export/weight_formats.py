@@ -1,8 +1,15 @@
 """How a linear layer's weight is stored and multiplied, per quantization:
-fp32 MatMul; fp16 storage cast up at load; int8 per-output-channel symmetric weights
-with dynamically quantized activations (DynamicQuantizeMatMul); int4 block-wise
-asymmetric weights (MatMulNBits, int8 compute). The token embedding is stored [d, vocab]
-so the same tensor serves the embedding lookup and a tied LM head."""
+fp32 MatMul; fp16 storage cast up at load; int8 and int4 block-wise weights through
+onnxruntime's MatMulNBits with int8 compute (accuracy_level 4).
+
+Why MatMulNBits for int8 too: it quantizes activations per row and per block, so a row's
+result does not depend on the other rows in the call. DynamicQuantizeMatMul quantizes the
+whole activation tensor with one scale, so verifying k+1 draft tokens in one pass would
+give different logits than decoding them one by one, and greedy speculative decoding
+would stop being token-identical to plain greedy decoding.
+
+The token embedding shares the LM head's quantized [vocab, d] rows: the lookup is a
+row gather plus dequantization."""
 from __future__ import annotations
 
 import enum
@@ -22,25 +29,36 @@ class Quant(str, enum.Enum):
     INT4 = "int4"
 
 
-def quantize_int8_columns(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric int8 per column of a [K, N] weight: w ~= q * scale[None, :]."""
-    scale = np.abs(w).max(axis=0) / 127.0
+def int8_block(k: int) -> int:
+    """Larger blocks read faster (fewer scales); tiny layers keep the smallest block."""
+    return 128 if k >= 128 else 32
+
+
+def quantize_int8_blocks(w: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
+    """MatMulNBits 8-bit layout for a [K, N] weight, symmetric (implicit zero point 128):
+    uint8 [N, blocks, block], scales float [N * blocks]."""
+    cols = _blocked_columns(w, block)
+    scale = np.abs(cols).max(axis=2) / 127.0
     scale = np.where(scale == 0, 1.0, scale).astype(np.float32)
-    q = np.clip(np.rint(w / scale), -127, 127).astype(np.int8)
-    return q, scale
+    q = np.clip(np.rint(cols / scale[..., None]), -127, 127) + 128
+    return q.astype(np.uint8), scale.reshape(-1)
 
 
-def quantize_int4_blocks(w: np.ndarray, block: int = INT4_BLOCK):
-    """MatMulNBits layout for a [K, N] weight: packed uint8 [N, blocks, block/2],
-    scales float [N * blocks], zero points uint8 [N * ceil(blocks / 2)]."""
+def _blocked_columns(w: np.ndarray, block: int) -> np.ndarray:
     k, n = w.shape
     blocks = -(-k // block)
     padded = np.zeros((blocks * block, n), np.float32)
     padded[:k] = w
-    cols = padded.T.reshape(n, blocks, block)
-    lo, hi = cols.min(axis=2), cols.max(axis=2)
-    lo, hi = np.minimum(lo, 0.0), np.maximum(hi, 0.0)  # keep 0 exactly representable
-    scale = (hi - lo) / 15.0
+    return padded.T.reshape(n, blocks, block)
+
+
+def quantize_int4_blocks(w: np.ndarray, block: int = INT4_BLOCK):
+    """MatMulNBits 4-bit layout for a [K, N] weight: packed uint8 [N, blocks, block/2],
+    scales float [N * blocks], zero points uint8 [N * ceil(blocks / 2)]."""
+    cols = _blocked_columns(w, block)
+    n, blocks = cols.shape[:2]
+    lo, hi = np.minimum(cols.min(axis=2), 0.0), np.maximum(cols.max(axis=2), 0.0)
+    scale = (hi - lo) / 15.0  # keeps 0 exactly representable
     scale = np.where(scale == 0, 1.0, scale).astype(np.float32)
     zero = np.clip(np.rint(-lo / scale), 0, 15).astype(np.uint8)
     q = np.clip(np.rint(cols / scale[..., None]) + zero[..., None], 0, 15).astype(np.uint8)
@@ -49,6 +67,12 @@ def quantize_int4_blocks(w: np.ndarray, block: int = INT4_BLOCK):
         zero = np.concatenate([zero, np.zeros((n, 1), np.uint8)], axis=1)
     zp_packed = (zero[:, 0::2] | (zero[:, 1::2] << 4)).astype(np.uint8).reshape(-1)
     return packed, scale.reshape(-1), zp_packed
+
+
+def dequantize_int8_blocks(q: np.ndarray, scale: np.ndarray, k: int) -> np.ndarray:
+    n, blocks, block = q.shape
+    w = (q.astype(np.float32) - 128) * scale.reshape(n, blocks)[..., None]
+    return w.reshape(n, blocks * block)[:, :k].T
 
 
 def dequantize_int4_blocks(packed, scale, zp_packed, k: int, block: int = INT4_BLOCK):
@@ -80,12 +104,12 @@ class LinearEmitter:
         if quant == Quant.FP32:
             return [w_key]
         keys = {Quant.FP16: [f"{name}.w_fp16"],
-                Quant.INT8: [f"{name}.w_int8", f"{name}.w_scale"],
+                Quant.INT8: [f"{name}.w_int8", f"{name}.w_int8_scale"],
                 Quant.INT4: [f"{name}.w_int4", f"{name}.w_int4_scale", f"{name}.w_int4_zp"]}[quant]
         if keys[0] not in store:
             w = store.get(w_key)
             values = {Quant.FP16: lambda: [w.astype(np.float16)],
-                      Quant.INT8: lambda: list(quantize_int8_columns(w)),
+                      Quant.INT8: lambda: list(quantize_int8_blocks(w, int8_block(w.shape[0]))),
                       Quant.INT4: lambda: list(quantize_int4_blocks(w))}[quant]()
             for key, value in zip(keys, values):
                 store.put(key, value)
@@ -97,18 +121,18 @@ class LinearEmitter:
             return g.op("MatMul", x, keys[0])
         if quant == Quant.FP16:
             return g.op("MatMul", x, g.op("Cast", keys[0], to=TensorProto.FLOAT))
-        if quant == Quant.INT8:
-            return g.op("DynamicQuantizeMatMul", x, *keys, domain=MS_DOMAIN)
         k, n = g.store.get(f"{name}.w").shape
-        return g.op("MatMulNBits", x, *keys, domain=MS_DOMAIN, K=k, N=n, bits=4,
-                    block_size=INT4_BLOCK, accuracy_level=4)
+        bits, block = (8, int8_block(k)) if quant == Quant.INT8 else (4, INT4_BLOCK)
+        return g.op("MatMulNBits", x, *keys, domain=MS_DOMAIN, K=k, N=n, bits=bits,
+                    block_size=block, accuracy_level=4)
 
-    # The token embedding: [vocab, d] in the checkpoint, stored [d, vocab] here.
+    # The token embedding: [vocab, d] in the checkpoint; stored as the head's [d, vocab].
     def _embedding_quant(self) -> Quant:
         # int4 packages keep the embedding / LM head in int8: it is one tensor for both.
         return Quant.INT8 if self.quant == Quant.INT4 else self.quant
 
-    def prepare_embedding(self, g: GraphBuilder) -> None:
+    @staticmethod
+    def prepare_embedding(g: GraphBuilder) -> None:
         store = g.store
         if "embed.tokens.w" not in store:
             store.put("embed.tokens.w", np.ascontiguousarray(store.get("embed.tokens").T))
@@ -118,14 +142,18 @@ class LinearEmitter:
         self.prepare_embedding(g)
         quant = self._embedding_quant()
         keys = [g.weight(k) for k in self.stored(g, "embed.tokens", quant)]
-        rows = g.op("Transpose", g.op("Gather", keys[0], ids, axis=1), perm=[1, 2, 0])
-        if quant == Quant.FP32:
-            return rows
-        rows = g.op("Cast", rows, to=TensorProto.FLOAT)
-        if quant == Quant.FP16:
-            return rows
-        scale = g.op("Unsqueeze", g.op("Gather", keys[1], ids), g.const([-1]))
-        return g.op("Mul", rows, scale)
+        if quant != Quant.INT8:  # fp32 / fp16 [d, vocab]: gather columns
+            rows = g.op("Transpose", g.op("Gather", keys[0], ids, axis=1), perm=[1, 2, 0])
+            return rows if quant == Quant.FP32 else g.op("Cast", rows, to=TensorProto.FLOAT)
+        vocab, blocks, block = g.store.get(keys[0]).shape
+        d = g.store.get("embed.tokens.w").shape[0]
+        table = g.op("Reshape", keys[1], g.const([vocab, blocks]))  # same stored scales
+        rows = g.op("Sub", g.op("Cast", g.op("Gather", keys[0], ids), to=TensorProto.FLOAT),
+                    g.const(128.0, np.float32))
+        scales = g.op("Unsqueeze", g.op("Gather", table, ids), g.const([-1]))
+        flat = g.op("Reshape", g.op("Mul", rows, scales), g.const([0, 0, blocks * block]))
+        return flat if blocks * block == d else g.op(
+            "Slice", flat, g.const([0]), g.const([d]), g.const([2]))
 
     def tied_head(self, g: GraphBuilder, h: str) -> str:
         self.prepare_embedding(g)

@@ -8,7 +8,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edgeseq.export.weight_formats import (INT4_BLOCK, dequantize_int4_blocks,
-                                           quantize_int4_blocks, quantize_int8_columns)
+                                           dequantize_int8_blocks, quantize_int4_blocks,
+                                           quantize_int8_blocks)
 
 RNG = np.random.default_rng(0)
 
@@ -24,11 +25,14 @@ def _run_single_op(node, inits, x):
     return ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
 
 
-def test_int8_columns_reconstruct_within_half_a_step():
-    w = RNG.standard_normal((64, 48)).astype(np.float32)
-    q, scale = quantize_int8_columns(w)
-    assert q.dtype == np.int8 and scale.shape == (48,)
-    assert np.all(np.abs(q.astype(np.float32) * scale - w) <= scale / 2 + 1e-7)
+@pytest.mark.parametrize("k, block", [(256, 128), (80, 32)])
+def test_int8_blocks_reconstruct_within_half_a_step(k, block):
+    w = RNG.standard_normal((k, 48)).astype(np.float32)
+    q, scale = quantize_int8_blocks(w, block)
+    blocks = -(-k // block)
+    assert q.dtype == np.uint8 and q.shape == (48, blocks, block) and scale.shape == (48 * blocks,)
+    step = np.repeat(scale.reshape(48, blocks), block, axis=1)[:, :k].T
+    assert np.all(np.abs(dequantize_int8_blocks(q, scale, k) - w) <= step / 2 + 1e-6)
 
 
 @pytest.mark.parametrize("k", [64, 80])  # 80: the last block is padded
@@ -52,15 +56,17 @@ def test_matmulnbits_kernel_reads_our_int4_layout(k):
     np.testing.assert_allclose(y, x @ dequantize_int4_blocks(packed, scale, zp, k), atol=1e-4)
 
 
-def test_dynamic_quantize_matmul_matches_dequantized_weights():
-    w = RNG.standard_normal((64, 32)).astype(np.float32)
-    x = RNG.standard_normal((1, 3, 64)).astype(np.float32)
-    q, scale = quantize_int8_columns(w)
-    node = helper.make_node("DynamicQuantizeMatMul", ["x", "q", "s"], ["y"], domain="com.microsoft")
+@pytest.mark.parametrize("accuracy_level, tolerance", [(0, 1e-4), (4, 0.02)])
+def test_matmulnbits_kernel_reads_our_int8_layout(accuracy_level, tolerance):
+    """accuracy_level 4 (what packages use) quantizes activations per row and block."""
+    w = RNG.standard_normal((256, 32)).astype(np.float32)
+    x = RNG.standard_normal((1, 3, 256)).astype(np.float32)
+    q, scale = quantize_int8_blocks(w, 128)
+    node = helper.make_node("MatMulNBits", ["x", "q", "s"], ["y"], domain="com.microsoft",
+                            K=256, N=32, bits=8, block_size=128, accuracy_level=accuracy_level)
     y = _run_single_op(node, {"q": q, "s": scale}, x)
-    exact = x @ (q.astype(np.float32) * scale)
-    # activations are quantized to uint8 per tensor: error ~ |x| range / 255 per product
-    assert np.abs(y - exact).max() <= 0.02 * np.abs(exact).max()
+    exact = x @ dequantize_int8_blocks(q, scale, 256)
+    assert np.abs(y - exact).max() <= tolerance * np.abs(exact).max()
 
 
 # Measured on the standard-init models below (max |logit| 4-8): int8 0.6-1.1 %, int4
