@@ -17,7 +17,10 @@ from .decoder import Seq2SeqRunner
 from .logits import ScoreRules
 from .options import GenerationOptions
 from .providers import SessionConfig
+from .drafters import NgramDrafter
 from .search import DecodeSession, beam_search, greedy, sample
+from .spec_setup import make_drafter
+from .speculative import SpecStats, speculative
 from .text import Inputs, TextCodec, normalise_inputs
 
 
@@ -28,8 +31,9 @@ class GenerationStats:
     total_ms: float = 0.0
     new_tokens: int = 0           # generated tokens of the longest row
     tokens_per_s: float = 0.0     # decode rate after the first token
-    decoder_passes: int = 0
+    decoder_passes: int = 0       # every decoder pass, draft passes included
     layers_per_pass: float = 0.0  # decoder layers executed per pass, averaged
+    speculation: dict | None = None  # drafted, accepted, acceptance rate, histogram
 
 
 @dataclass
@@ -57,6 +61,7 @@ class Engine:
         tokenizer = directory / names.TOKENIZER_FILE if manifest.has_tokenizer else None
         self.codec = TextCodec(tokenizer)
         self.config = config
+        self.ngram = NgramDrafter()  # n-grams of this engine's earlier outputs (draft="ngram")
 
     @classmethod
     def load(cls, package: str | Path, provider: str = "cpu", threads: int = 0) -> "Engine":
@@ -120,6 +125,11 @@ class Engine:
                      session: DecodeSession) -> Iterator[np.ndarray]:
         start = np.full(len(rows), self.manifest.special.decoder_start, np.int64)
         rules, pad = self._rules(opts), self.manifest.special.pad
+        if opts.draft is not None:
+            drafter, sampler = make_drafter(self, opts, session, rows, rules)
+            session.spec = SpecStats()
+            return speculative(session, start, rules, pad, drafter, rows, session.spec,
+                               sampler, opts.seed)
         if opts.do_sample:
             return sample(session, start, rules, pad, opts)
         return greedy(session, start, rules, pad)
@@ -146,7 +156,10 @@ class Engine:
             first = first or time.perf_counter()
         generated = np.concatenate(chunks, axis=1)
         stats = self._stats(started, first, generated.shape[1], session)
-        return [self._result(row, stats) for row in generated]
+        results = [self._result(row, stats) for row in generated]
+        for r in results:
+            self.ngram.learn(r.token_ids)
+        return results
 
     def _generate_beam(self, rows, opts, started) -> list[GenerationResult]:
         session = self._session(rows, opts.num_beams, opts)
@@ -171,7 +184,8 @@ class Engine:
         return GenerationStats(first_token_ms=(first - started) * 1e3, total_ms=(end - started) * 1e3,
                                new_tokens=new_tokens, tokens_per_s=rate,
                                decoder_passes=session.passes,
-                               layers_per_pass=float(np.mean(session.layers_executed or [0])))
+                               layers_per_pass=float(np.mean(session.layers_executed or [0])),
+                               speculation=session.spec.to_json() if session.spec else None)
 
     def stream(self, text: str | list[int], **options) -> Iterator[str]:
         """Yield text pieces as they decode (greedy or sampling, one input). Closing the
@@ -197,3 +211,10 @@ class Engine:
                     yield piece
             if self.manifest.special.eos in ids:
                 break
+
+    def transcribe(self, audio: "str | Path | bytes | np.ndarray", sample_rate: int | None = None,
+                   **options) -> "TranscriptionResult":  # noqa: F821 (imported below)
+        """Speech to text with a Whisper package: a WAV path or bytes, or a float array at
+        `sample_rate` Hz (default 16000). Options: runtime.transcribe.TranscribeOptions."""
+        from .transcribe import transcribe
+        return transcribe(self, audio, sample_rate, **options)

@@ -5,6 +5,8 @@ from dataclasses import dataclass
 
 from edgeseq.errors import OptionsError
 
+DRAFTERS = ("input", "layers", "ngram")
+
 
 @dataclass(frozen=True)
 class GenerationOptions:
@@ -19,6 +21,10 @@ class GenerationOptions:
     length_penalty: float = 1.0     # beam score = log-prob sum / length ** length_penalty
     early_stopping: bool = False    # beam search: stop once num_beams hypotheses finished
     truncate_input: bool = False    # too-long inputs: False raises, True keeps the first tokens
+    draft: object = None            # None | "input" | "layers" | "ngram" | another Engine
+    max_draft: int = 8              # most draft tokens verified per pass
+    exit_layer: int | None = None   # draft="layers": fixed exit layer; None: adaptive
+    draft_confidence: float = 0.0   # stop drafting below this top probability (0: never)
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -37,6 +43,18 @@ class GenerationOptions:
         if self.do_sample and self.num_beams > 1:
             raise OptionsError("do_sample=True with num_beams > 1 (beam sampling) is not "
                                "supported; choose sampling or beam search")
+        if isinstance(self.draft, str) and self.draft not in DRAFTERS:
+            raise OptionsError(f"draft must be one of {DRAFTERS}, an Engine, or None; "
+                               f"got {self.draft!r}")
+        if self.draft is not None and self.num_beams > 1:
+            raise OptionsError("draft= works with greedy decoding and sampling, not with "
+                               "beam search (num_beams > 1)")
+        if self.max_draft < 1:
+            raise OptionsError(f"max_draft must be >= 1, got {self.max_draft}")
+        if not 0 <= self.draft_confidence < 1:
+            raise OptionsError(f"draft_confidence must be in [0, 1), got {self.draft_confidence}")
+        if self.exit_layer is not None and self.draft != "layers":
+            raise OptionsError("exit_layer only applies with draft='layers'")
         sampling_only = {"temperature": self.temperature != 1.0, "top_k": self.top_k != 0,
                          "top_p": self.top_p != 1.0, "seed": self.seed is not None}
         if not self.do_sample and any(sampling_only.values()):

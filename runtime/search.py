@@ -4,7 +4,7 @@ stream and count passes; speculative strategies plug in with the same shape."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -23,6 +23,7 @@ class DecodeSession:
     plan: LayerPlan | None = None
     passes: int = 0
     layers_executed: list[int] = field(default_factory=list)
+    spec: Any = None  # SpecStats when decoding speculatively
 
     def step(self, tokens: np.ndarray, plan: LayerPlan | None = None) -> np.ndarray:
         plan = plan or self.plan

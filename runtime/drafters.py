@@ -1,0 +1,258 @@
+"""Drafters propose tokens for speculative decoding; the target model verifies them in
+one decoder pass. All share one small interface: `propose` returns up to `limit` tokens
+per row ([B, k], k >= 0; rows are padded with -1 where a row has fewer), and `update`
+hears how many were accepted. Drafters that sample also return their probabilities."""
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+import numpy as np
+
+from .decoder import LayerPlan
+
+
+@dataclass
+class Draft:
+    tokens: np.ndarray                 # int64 [B, k]; -1 marks "no token" for short rows
+    probs: np.ndarray | None = None    # float [B, k, V] when drafted by sampling; None: one-hot
+
+
+@dataclass
+class DraftContext:
+    source: list[list[int]]            # the inputs' token ids
+    output: list[list[int]]            # generated so far per row, the pending token last
+    limit: int                         # at most this many draft tokens this pass
+
+
+class Drafter(Protocol):
+    def propose(self, ctx: DraftContext) -> Draft: ...
+
+    def update(self, drafted: int, accepted: int) -> None: ...
+
+
+def _pad_rows(rows: list[list[int]]) -> np.ndarray:
+    width = max((len(r) for r in rows), default=0)
+    out = np.full((len(rows), width), -1, np.int64)
+    for i, r in enumerate(rows):
+        out[i, :len(r)] = r
+    return out
+
+
+class DraftLength:
+    """Adaptive draft length: grow after a fully accepted draft, shrink after a miss."""
+
+    def __init__(self, maximum: int, start: int | None = None):
+        self.maximum = maximum
+        self.current = start or maximum
+
+    def update(self, drafted: int, accepted: int) -> None:
+        if drafted and accepted == drafted:
+            self.current = min(self.maximum, self.current + 2)
+        elif drafted:
+            self.current = max(1, accepted + 1)
+
+
+class InputDrafter:
+    """Input-guided drafting (Aggressive Decoding / prompt lookup on the source): find the
+    latest output tokens in the source and propose what follows them there. Grammar
+    correction and paraphrase copy most of their input, so drafts are long and right."""
+
+    def __init__(self, max_draft: int = 16, ngram: int = 3):
+        self.max_draft = max_draft
+        self.ngram = ngram
+        self._anchor: dict[int, int] = {}   # row -> source position expected next
+
+    def propose(self, ctx: DraftContext) -> Draft:
+        rows = []
+        for r, (src, out) in enumerate(zip(ctx.source, ctx.output)):
+            start = self._match(r, src, out[1:] if len(out) > 1 else [])
+            rows.append(src[start:start + min(self.max_draft, ctx.limit)] if start is not None else [])
+        return Draft(_pad_rows(rows))
+
+    def _match(self, row: int, src: list[int], out: list[int]) -> int | None:
+        """Source position whose preceding tokens equal the output's last tokens,
+        preferring the occurrence nearest after the previous anchor (re-anchoring)."""
+        if not out:
+            return 0
+        anchor = self._anchor.get(row, 0)
+        for n in range(min(self.ngram, len(out)), 0, -1):
+            tail = out[-n:]
+            hits = [i + n for i in range(len(src) - n + 1) if src[i:i + n] == tail]
+            hits = [h for h in hits if h < len(src)]
+            if hits:
+                after = [h for h in hits if h >= anchor]
+                best = min(after) if after else max(hits)
+                self._anchor[row] = best
+                return best
+        return None
+
+    def update(self, drafted: int, accepted: int) -> None:
+        pass  # the anchor follows the output itself
+
+
+class NgramDrafter:
+    """Token recycling: continuations of n-grams seen in earlier outputs of this session
+    (this object's lifetime), for repeated or templated outputs. Thread-safe."""
+
+    def __init__(self, max_draft: int = 8, ngram: int = 2, max_entries: int = 100_000):
+        self.max_draft, self.ngram, self.max_entries = max_draft, ngram, max_entries
+        self._table: dict[tuple[int, ...], list[int]] = {}
+        self._lock = threading.Lock()
+
+    def learn(self, tokens: list[int]) -> None:
+        """Record every n-gram's continuation (the latest occurrence wins)."""
+        with self._lock:
+            for n in range(1, self.ngram + 1):
+                for i in range(len(tokens) - n):
+                    key = tuple(tokens[i:i + n])
+                    self._table[key] = tokens[i + n:i + n + self.max_draft]
+            while len(self._table) > self.max_entries:
+                self._table.pop(next(iter(self._table)))
+
+    def propose(self, ctx: DraftContext) -> Draft:
+        rows = []
+        with self._lock:
+            for out in ctx.output:
+                found: list[int] = []
+                for n in range(min(self.ngram, len(out)), 0, -1):
+                    found = self._table.get(tuple(out[-n:]), [])
+                    if found:
+                        break
+                rows.append(found[:ctx.limit])
+        return Draft(_pad_rows(rows))
+
+    def update(self, drafted: int, accepted: int) -> None:
+        pass
+
+
+def _confident(probs: np.ndarray, threshold: float) -> bool:
+    return threshold <= 0 or float(probs.max(axis=-1).min()) >= threshold
+
+
+class SelfDrafter:
+    """Self-speculative drafting with the first `exit` decoder layers (LayerSkip, SWIFT,
+    Kangaroo). Draft passes write the shared early layers' K/V into the same cache, then
+    the cursor rolls back and the verify pass recomputes every layer for those positions.
+
+    exit_layer=None: adaptive (DEL-like). Per candidate exit, an EMA of the per-token
+    acceptance picks the exit and draft length with the best predicted tokens per unit of
+    cost; when no choice beats plain decoding, it drafts nothing (and re-probes now and
+    then). Drafting stops early when the draft's top probability falls below
+    `confidence` (Kangaroo / SpecDec++)."""
+
+    PROBE_EVERY = 8
+
+    def __init__(self, session, layers: int, score: Callable[[np.ndarray, int], np.ndarray],
+                 sample: bool, rng: np.random.Generator, max_draft: int = 8,
+                 exit_layer: int | None = None, confidence: float = 0.0,
+                 head_cost_layers: float = 1.0):
+        if exit_layer is not None and not 1 <= exit_layer < layers:
+            raise ValueError(f"exit_layer must be in 1..{layers - 1}, got {exit_layer}")
+        self.session, self.layers, self.score = session, layers, score
+        self.sample, self.rng = sample, rng
+        self.max_draft, self.confidence = max_draft, confidence
+        self.head = head_cost_layers
+        self.candidates = [exit_layer] if exit_layer else sorted(
+            {max(1, layers // 4), max(1, layers // 2), max(1, (3 * layers) // 4)} - {layers})
+        self.adaptive = exit_layer is None
+        self.rate = {e: 0.7 for e in self.candidates}  # optimistic start: try drafting
+        self._rounds_off = 0
+        self._choice: tuple[int, int] = (self.candidates[-1], max_draft)
+        self.exits_used: Counter = Counter()
+
+    def _cost(self, exit_layer: int) -> float:
+        return (exit_layer + self.head) / (self.layers + self.head)
+
+    def _plan(self) -> tuple[int, int]:
+        """(exit layer, draft length) maximising expected tokens per full-pass cost."""
+        best, best_gain = (self.candidates[-1], 0), 1.0
+        for e in self.candidates:
+            a = min(self.rate[e], 0.99)
+            for k in range(1, self.max_draft + 1):
+                gain = (1 - a ** (k + 1)) / (1 - a) / (1 + k * self._cost(e))
+                if gain > best_gain * 1.02:
+                    best, best_gain = (e, k), gain
+        return best
+
+    def propose(self, ctx: DraftContext) -> Draft:
+        exit_layer, k = self._plan() if self.adaptive else (self.candidates[0], self.max_draft)
+        if k == 0:
+            self._rounds_off += 1
+            if self._rounds_off % self.PROBE_EVERY:
+                self._choice = (exit_layer, 0)
+                return Draft(np.zeros((len(ctx.output), 0), np.int64))
+            exit_layer, k = max(self.candidates, key=lambda e: self.rate[e]), 1  # re-probe
+        k = min(k, ctx.limit)
+        self._choice = (exit_layer, k)
+        cache = self.session.cache
+        base = cache.length
+        plan = LayerPlan.first(exit_layer, self.layers)
+        last = np.array([[o[-1]] for o in ctx.output], np.int64)
+        tokens, probs = [], []
+        generated = len(ctx.output[0]) - 1
+        for j in range(k):
+            p = self.score(self.session.step(last, plan)[:, -1], generated + j)
+            nxt = (np.array([self.rng.choice(len(row), p=row) for row in p]) if self.sample
+                   else p.argmax(axis=-1))
+            tokens.append(nxt)
+            probs.append(p)
+            last = nxt[:, None]
+            if not _confident(p, self.confidence):
+                break
+        cache.truncate(base)
+        self.exits_used[exit_layer] += 1
+        return Draft(np.stack(tokens, axis=1).astype(np.int64),
+                     np.stack(probs, axis=1) if self.sample else None)
+
+    def update(self, drafted: int, accepted: int) -> None:
+        exit_layer, _ = self._choice
+        if drafted == 0:
+            return
+        # per-token acceptance of a geometric run that stopped at the first miss
+        observed = accepted / (accepted + (0 if accepted == drafted else 1))
+        self.rate[exit_layer] = 0.7 * self.rate[exit_layer] + 0.3 * observed
+
+
+class ModelDrafter:
+    """A separate, smaller model package with the same vocabulary drafts greedily (or by
+    sampling); its own cache is kept in step with the accepted output."""
+
+    def __init__(self, session, score, sample: bool, rng: np.random.Generator,
+                 max_draft: int = 8):
+        self.session, self.score, self.sample, self.rng = session, score, sample, rng
+        self.length = DraftLength(max_draft, start=4)
+        self.fed = 0              # decoder tokens already in the drafter's cache
+        self._drafted_from = 0
+
+    def propose(self, ctx: DraftContext) -> Draft:
+        k = min(self.length.current, ctx.limit)
+        output = ctx.output
+        feed = np.array([o[self.fed:] for o in output], np.int64)
+        generated = len(output[0]) - 1
+        tokens, probs = [], []
+        step_input = feed
+        self._drafted_from = len(output[0])
+        for j in range(k):
+            p = self.score(self.session.step(step_input)[:, -1], generated + j)
+            nxt = (np.array([self.rng.choice(len(row), p=row) for row in p]) if self.sample
+                   else p.argmax(axis=-1))
+            tokens.append(nxt)
+            probs.append(p)
+            step_input = nxt[:, None]
+        if not tokens:  # nothing to draft: still absorb the output into the cache
+            self.session.step(feed)
+            self.fed = len(output[0])
+            return Draft(np.zeros((len(output), 0), np.int64))
+        self.fed = len(output[0]) + len(tokens) - 1
+        return Draft(np.stack(tokens, axis=1).astype(np.int64),
+                     np.stack(probs, axis=1) if self.sample else None)
+
+    def update(self, drafted: int, accepted: int) -> None:
+        self.length.update(drafted, accepted)
+        if drafted:
+            keep = self._drafted_from + min(accepted, drafted - 1)
+            self.session.cache.truncate(keep)
+            self.fed = keep

@@ -1,0 +1,144 @@
+"""Speculative decoding: draft -> verify (one decoder pass over pending + k drafts) ->
+accept -> sync. Greedy accepts the longest prefix that matches the target's argmax, so
+the output is the target's own greedy output; sampling uses rejection sampling
+(accept with min(1, p/q), resample from max(p - q, 0)) so outputs follow the target's
+distribution. Rejected tokens are rolled back by moving the KV cursor. Batched rows
+advance in lockstep by the shortest accepted run (still exact: a shorter accepted
+prefix is always a correct one)."""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import numpy as np
+
+from .drafters import Draft, DraftContext, Drafter
+from .logits import ScoreRules
+from .search import DecodeSession
+
+# maps raw logits [B, V] of the token after `generated` new tokens to probabilities
+Sampler = Callable[[np.ndarray, int], np.ndarray]
+
+
+@dataclass
+class SpecStats:
+    drafted: int = 0
+    accepted: int = 0
+    verify_passes: int = 0
+    histogram: Counter = field(default_factory=Counter)  # accepted drafts per verify pass
+
+    @property
+    def acceptance_rate(self) -> float:
+        return self.accepted / self.drafted if self.drafted else 0.0
+
+    @property
+    def mean_accepted(self) -> float:
+        """Tokens emitted per verify pass (accepted drafts + the target's own token)."""
+        return (self.accepted + self.verify_passes) / self.verify_passes if self.verify_passes else 0.0
+
+    def to_json(self) -> dict:
+        return {"drafted": self.drafted, "accepted": self.accepted,
+                "acceptance_rate": self.acceptance_rate, "verify_passes": self.verify_passes,
+                "mean_tokens_per_pass": self.mean_accepted,
+                "accepted_histogram": {str(k): v for k, v in sorted(self.histogram.items())}}
+
+
+def _accept_greedy(scores: np.ndarray, draft: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: number of leading drafts equal to the target argmax; target tokens."""
+    target = scores.argmax(axis=-1)                                  # [B, k+1]
+    k = draft.shape[1]
+    match = (draft >= 0) & (draft == target[:, :k])
+    accepted = np.cumprod(match, axis=1).sum(axis=1) if k else np.zeros(len(draft), int)
+    return accepted, target
+
+
+def _accept_sampled(probs: np.ndarray, draft: Draft, rng: np.random.Generator):
+    """Rejection sampling per row. probs [B, k+1, V] target; returns accepted counts and,
+    per row, the token to emit at each possible stop position."""
+    tokens = draft.tokens
+    b, k = tokens.shape
+    accepted = np.zeros(b, int)
+    rejected = np.zeros(b, bool)
+    for r in range(b):
+        for j in range(k):
+            x = tokens[r, j]
+            if x < 0:
+                break
+            q = draft.probs[r, j, x] if draft.probs is not None else 1.0
+            if rng.random() < min(1.0, probs[r, j, x] / q):
+                accepted[r] += 1
+            else:
+                rejected[r] = True
+                break
+    return accepted, rejected
+
+
+def _residual_sample(p: np.ndarray, q: np.ndarray | None, x: int, rng) -> int:
+    """Sample from max(p - q, 0); a one-hot q removes the rejected token."""
+    if q is None:
+        q = np.zeros_like(p)
+        q[x] = 1.0
+    residual = np.maximum(p - q, 0.0)
+    total = residual.sum()
+    return int(rng.choice(len(p), p=residual / total)) if total > 0 else int(p.argmax())
+
+
+def speculative(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int,
+                drafter: Drafter, source: list[list[int]], stats: SpecStats,
+                sampler: Sampler | None = None, seed: int | None = None) -> Iterator[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    batch = len(start)
+    output = [[int(t)] for t in start]  # decoder sequence per row; the pending token last
+    done = np.zeros(batch, bool)
+    generated = 0
+    while generated < rules.max_new_tokens and not done.all():
+        limit = rules.max_new_tokens - generated - 1
+        draft = drafter.propose(DraftContext(source, output, limit)) if limit > 0 \
+            else Draft(np.zeros((batch, 0), np.int64))
+        draft = _trim(draft, done, limit)
+        k = draft.tokens.shape[1]
+        pending = np.array([o[-1] for o in output], np.int64)[:, None]
+        inputs = np.concatenate([pending, np.where(draft.tokens >= 0, draft.tokens, pad)], axis=1)
+        base = s.cache.length
+        logits = s.step(inputs)
+        raw = [logits[:, j].astype(np.float64 if sampler else np.float32) for j in range(k + 1)]
+        if sampler is None:
+            scores = np.stack([rules.apply(raw[j], generated + j) for j in range(k + 1)], axis=1)
+            accepted, target = _accept_greedy(scores, draft.tokens)
+            n = int(accepted[~done].min())
+            emit = target[:, :n + 1].copy()
+        else:
+            probs = np.stack([sampler(raw[j], generated + j) for j in range(k + 1)], axis=1)
+            accepted, rejected = _accept_sampled(probs, draft, rng)
+            n = int(accepted[~done].min())
+            emit = np.empty((batch, n + 1), np.int64)
+            emit[:, :n] = draft.tokens[:, :n]
+            for r in range(batch):
+                if accepted[r] == n and rejected[r]:
+                    q = draft.probs[r, n] if draft.probs is not None else None
+                    emit[r, n] = _residual_sample(probs[r, n], q, int(draft.tokens[r, n]), rng)
+                else:  # all drafts accepted, or cut short by the batch: a fresh target sample
+                    emit[r, n] = rng.choice(probs.shape[-1], p=probs[r, n])
+        s.cache.truncate(base + 1 + n)  # keep pending + accepted drafts; the rest rolls back
+        stats.drafted += k
+        stats.accepted += n
+        stats.verify_passes += 1
+        stats.histogram[n] += 1
+        drafter.update(k, n)
+        for j in range(n + 1):  # finished rows emit pad; EOS finishes a row
+            emit[:, j] = np.where(done, pad, emit[:, j])
+            done |= emit[:, j] == rules.eos
+        for r in range(batch):
+            output[r].extend(int(t) for t in emit[r])
+        generated += n + 1
+        yield emit
+
+
+def _trim(draft: Draft, done: np.ndarray, limit: int) -> Draft:
+    """Cut drafts to the remaining length and drop columns no active row uses."""
+    tokens = draft.tokens[:, :limit]
+    active = tokens[~done] if (~done).any() else tokens[:0]
+    width = int((active >= 0).sum(axis=1).max()) if active.size else 0
+    probs = draft.probs[:, :width] if draft.probs is not None else None
+    return Draft(tokens[:, :width], probs)

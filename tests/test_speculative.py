@@ -1,0 +1,165 @@
+"""Speculative decoding never changes greedy output, and follows the target's
+distribution when sampling."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import edgeseq
+from edgeseq.errors import OptionsError
+from edgeseq.runtime.drafters import Draft
+from edgeseq.runtime.speculative import SpecStats, speculative
+
+SOURCES = [[5, 9, 13, 22, 40, 7, 2], [30, 31, 8, 2], [11, 60, 61, 62, 63, 64, 65, 66, 67, 2]]
+CASES = [(f, q) for f in ("t5", "bart", "marian") for q in ("fp32", "int8")]
+
+
+@pytest.fixture(scope="module")
+def engines(tiny_package):
+    return {case: edgeseq.load(str(tiny_package(*case)[0]), threads=1) for case in CASES}
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("draft", ["input", "ngram", "layers", "self-model"])
+def test_greedy_output_is_identical_for_every_drafter(case, draft, engines):
+    engine = engines[case]
+    drafter = engine if draft == "self-model" else draft
+    engine.generate(SOURCES[0], max_new_tokens=16)  # gives the n-gram cache history
+    for ids in SOURCES:
+        for min_new in (0, 14):
+            kw = dict(max_new_tokens=16, min_new_tokens=min_new)
+            plain = engine.generate(ids, **kw)
+            fast = engine.generate(ids, draft=drafter, max_draft=5, **kw)
+            assert fast.token_ids == plain.token_ids
+            assert fast.stats.speculation["verify_passes"] <= len(plain.token_ids)
+
+
+def test_fixed_exit_layer_and_confidence_stop_stay_exact(engines):
+    engine = engines["bart", "int8"]
+    for exit_layer in (1, 2):
+        for confidence in (0.0, 0.6):
+            kw = dict(max_new_tokens=12, min_new_tokens=12)
+            fast = engine.generate(SOURCES[2], draft="layers", exit_layer=exit_layer,
+                                   draft_confidence=confidence, **kw)
+            assert fast.token_ids == engine.generate(SOURCES[2], **kw).token_ids
+            assert fast.stats.layers_per_pass < engine.arch.decoder_layers
+
+
+class _Scripted:
+    """A drafter that proposes a scripted continuation of the output."""
+
+    def __init__(self, script, wrong=False):
+        self.script, self.wrong = script, wrong
+
+    def propose(self, ctx):
+        done = len(ctx.output[0]) - 1
+        rows = []
+        for script in self.script:
+            tokens = list(script[done:done + ctx.limit + 3])  # overshoots: the loop trims
+            rows.append([(t + 1) % 96 for t in tokens] if self.wrong else tokens)
+        width = max(len(r) for r in rows)
+        return Draft(np.array([r + [-1] * (width - len(r)) for r in rows], np.int64))
+
+    def update(self, drafted, accepted):
+        pass
+
+
+def _run(engine, rows, drafter, max_new, min_new=0):
+    opts = dict(max_new_tokens=max_new, min_new_tokens=min_new)
+    from edgeseq.runtime.options import GenerationOptions
+    o = GenerationOptions(**opts)
+    session = engine._session(rows, 1, o)
+    stats = SpecStats()
+    start = np.full(len(rows), engine.manifest.special.decoder_start, np.int64)
+    chunks = list(speculative(session, start, engine._rules(o), engine.manifest.special.pad,
+                              drafter, rows, stats))
+    return np.concatenate(chunks, axis=1), stats
+
+
+@pytest.mark.parametrize("case", [("bart", "fp32"), ("t5", "int8")])
+def test_always_right_always_wrong_eos_inside_and_max_length_inside_a_draft(case, engines):
+    engine = engines[case]
+    eos, pad = engine.manifest.special.eos, engine.manifest.special.pad
+    plain = [engine.generate(s, max_new_tokens=12).token_ids for s in SOURCES]
+    script = [p + [eos] * 20 for p in plain]  # runs past EOS and past max length
+    right, stats = _run(engine, SOURCES, _Scripted(script), 12)
+    for row, expected in zip(right, plain):
+        tokens = row.tolist()
+        assert tokens[:len(expected)] == expected and set(tokens[len(expected):]) <= {pad}
+    assert stats.acceptance_rate > 0.5 and stats.verify_passes < 12
+    wrong, stats = _run(engine, SOURCES, _Scripted(script, wrong=True), 12)
+    assert wrong.tolist() == right.tolist() and stats.accepted == 0
+
+
+def test_batched_speculation_equals_one_by_one(engines):
+    engine = engines["marian", "int8"]
+    batch = engine.generate(SOURCES, max_new_tokens=14, draft="input")
+    assert [r.token_ids for r in batch] == [engine.generate(s, max_new_tokens=14).token_ids
+                                           for s in SOURCES]
+
+
+def test_bad_draft_options_are_named(engines):
+    engine = engines["bart", "fp32"]
+    with pytest.raises(OptionsError, match="draft must be one of"):
+        engine.generate([5, 6], draft="magic")
+    with pytest.raises(OptionsError, match="beam search"):
+        engine.generate([5, 6], draft="input", num_beams=2)
+    with pytest.raises(OptionsError, match="exit_layer only applies"):
+        engine.generate([5, 6], exit_layer=1)
+    other = engines["t5", "fp32"]
+    with pytest.raises(OptionsError, match="share the target's vocabulary"):
+        engine.generate([5, 6], draft=other)
+
+
+# --- sampling: the empirical distribution of the first two tokens matches the exact one
+def _exact_two_token_distribution(engine, source, temperature):
+    runner = engine.runner
+    ids = np.array([source])
+    state = runner.encode(ids, np.ones_like(ids))
+    start = engine.manifest.special.decoder_start
+    def probs(prefix):
+        cache = runner.new_cache(1, len(prefix))
+        logits = runner.step(np.array([prefix]), state, cache)[0, -1].astype(np.float64)
+        logits[engine.manifest.special.eos] = -np.inf  # min_new_tokens=2 below
+        e = np.exp((logits - logits.max()) / temperature)
+        return e / e.sum()
+    p1 = probs([start])
+    return np.array([p1[a] * probs([start, a]) for a in range(len(p1))])  # [V, V]
+
+
+def _chi_square_p(counts: np.ndarray, expected_probs: np.ndarray) -> float:
+    from scipy.stats import chisquare
+    n = counts.sum()
+    expected = expected_probs * n
+    big = expected >= 5  # pool rare outcomes into one bin
+    obs = np.append(counts[big], counts[~big].sum())
+    exp = np.append(expected[big], expected[~big].sum())
+    keep = exp > 0
+    return float(chisquare(obs[keep], exp[keep] * obs[keep].sum() / exp[keep].sum()).pvalue)
+
+
+@pytest.mark.parametrize("draft", ["model", "input", None])
+def test_speculative_sampling_follows_the_target_distribution(draft, tiny_package, tiny_checkpoint,
+                                                             tmp_path):
+    pytest.importorskip("scipy")
+    from edgeseq.export import export_checkpoint
+    from tiny_models import build_tiny
+    target = edgeseq.load(str(tiny_package("bart", "fp32")[0]), threads=1)
+    drafter = "input"
+    if draft == "model":  # same shapes and vocabulary, different weights
+        export_checkpoint(build_tiny("bart", tmp_path / "ck", seed=5), tmp_path / "pkg",
+                          quant="int8", validate=False)
+        drafter = edgeseq.load(str(tmp_path / "pkg"), threads=1)
+    source, temperature, n = [5, 9, 13, 22, 40, 7, 2], 3.0, 3000
+    exact = _exact_two_token_distribution(target, source, temperature).reshape(-1)
+    vocab = target.arch.vocab_size
+    counts = np.zeros(vocab * vocab)
+    for seed in range(n):
+        out = target.generate(source, max_new_tokens=2, min_new_tokens=2, do_sample=True,
+                              temperature=temperature, seed=seed, draft=drafter, max_draft=2)
+        counts[out.token_ids[0] * vocab + out.token_ids[1]] += 1
+    assert _chi_square_p(counts, exact) > 0.001
+    # the test has the power to catch a biased sampler: the draft's own distribution fails
+    if draft == "model":
+        biased = _exact_two_token_distribution(drafter, source, temperature).reshape(-1)
+        assert _chi_square_p(counts, biased) < 1e-6
