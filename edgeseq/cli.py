@@ -30,9 +30,23 @@ def _load(args: argparse.Namespace):
     return edgeseq.load(args.package, provider=args.provider, threads=args.threads)
 
 
+def _draft(value: str | None, args: argparse.Namespace):
+    """--draft none|input|layers|ngram|model:PKG"""
+    if value in (None, "none"):
+        return None
+    if value.startswith("model:"):
+        import edgeseq
+        return edgeseq.load(value[len("model:"):], provider=args.provider, threads=args.threads)
+    return value
+
+
 def _generation_options(args: argparse.Namespace) -> dict:
     opts = dict(max_new_tokens=args.max_new_tokens, min_new_tokens=args.min_new_tokens,
-                num_beams=args.num_beams)
+                num_beams=args.num_beams, draft=_draft(args.draft, args),
+                max_draft=args.max_draft, draft_confidence=args.draft_confidence,
+                memory_budget_mb=args.memory_budget)
+    if args.exit_layer is not None:
+        opts["exit_layer"] = args.exit_layer
     if args.sample:
         opts.update(do_sample=True, temperature=args.temperature, top_k=args.top_k,
                     top_p=args.top_p, seed=args.seed)
@@ -88,6 +102,25 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from edgeseq.runtime.memory import MB, Request
+    engine = _load(args)
+    wanted = Request(batch=args.batch, source_length=args.source_length,
+                     max_new_tokens=args.max_new_tokens, draft=args.max_draft)
+    chosen = engine.memory_plan(args.memory_budget, wanted)
+    if args.json:
+        print(json.dumps(chosen.to_json(), indent=1))
+        return 0
+    r = chosen.request
+    print(f"budget {args.memory_budget:.0f} MB: batch {r.batch}, source {r.source_length} tokens, "
+          f"up to {r.max_new_tokens} new tokens, draft {r.draft} tokens per pass")
+    for line in chosen.reduced:
+        print(f"  reduced {line}")
+    for part, value in chosen.estimate.to_json().items():
+        print(f"  {part:>20}: {value / MB:8.1f} MB")
+    return 0
+
+
 def _add_runtime_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("package", help='model package directory, or "default"')
     p.add_argument("--provider", default="cpu",
@@ -105,6 +138,15 @@ def _add_generation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-k", type=int, default=0)
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--draft", default=None,
+                   help="speculative decoding: none, input, layers, ngram, or model:PKG")
+    p.add_argument("--max-draft", type=int, default=8, help="most draft tokens per pass")
+    p.add_argument("--exit-layer", type=int, default=None,
+                   help="--draft layers: fixed exit layer (default: adaptive)")
+    p.add_argument("--draft-confidence", type=float, default=0.0,
+                   help="stop drafting when the draft's top probability falls below this")
+    p.add_argument("--memory-budget", type=float, default=None, metavar="MB",
+                   help="fit draft length, batch and length into this many MB (SpecMemo)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,6 +165,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ids", action="store_true", help="TEXT is token ids, e.g. '37 423 1'")
     _add_generation_args(p)
     p.set_defaults(func=_cmd_generate)
+    p = sub.add_parser("plan", help="what fits a memory budget, with predicted bytes")
+    _add_runtime_args(p)
+    p.add_argument("--memory-budget", type=float, required=True, metavar="MB")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--source-length", type=int, default=128)
+    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--max-draft", type=int, default=8)
+    p.set_defaults(func=_cmd_plan)
     p = sub.add_parser("info", help="describe a package and the providers its graphs run on")
     _add_runtime_args(p)
     p.set_defaults(func=_cmd_info)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from . import names
-from .arch import ArchSpec
+from .arch import ArchSpec, Family
 from .errors import PackageError
 
 SCHEMA_VERSION = 1
@@ -34,6 +34,7 @@ class Manifest:
     files: dict[str, dict[str, Any]]   # file name -> {"sha256": ..., "bytes": ...}
     has_tokenizer: bool
     generation: dict[str, Any] = field(default_factory=dict)  # suppress / forced tokens
+    graph_weight_bytes: dict[str, int] = field(default_factory=dict)  # per graph file
     exits: dict[str, Any] = field(default_factory=dict)
     validation: dict[str, Any] = field(default_factory=dict)
     source: str = ""
@@ -41,8 +42,10 @@ class Manifest:
 
     def tensor_names(self) -> dict[str, Any]:
         layers = range(self.arch.decoder_layers)
+        encoder_inputs = ([names.ENC_INPUT_FEATURES] if self.arch.family == Family.WHISPER
+                          else [names.ENC_INPUT_IDS, names.ENC_ATTENTION_MASK])
         return {
-            "encoder": {"inputs": [names.ENC_INPUT_IDS, names.ENC_ATTENTION_MASK],
+            "encoder": {"inputs": encoder_inputs,
                         "outputs": [n for i in layers
                                     for n in (names.cross_key(i), names.cross_value(i))]},
             "decoder": {"inputs": [names.DEC_INPUT_IDS, names.DEC_PAST_LENGTH,
@@ -61,6 +64,7 @@ class Manifest:
                 "arch": self.arch.to_json(), "quant": self.quant,
                 "special_tokens": vars(self.special), "has_tokenizer": self.has_tokenizer,
                 "tensors": self.tensor_names(), "generation": self.generation,
+                "graph_weight_bytes": self.graph_weight_bytes,
                 "exits": self.exits,
                 "validation": self.validation, "source": self.source, "files": self.files}
 
@@ -75,6 +79,7 @@ class Manifest:
                            special=SpecialTokens(**data["special_tokens"]),
                            files=dict(data["files"]), has_tokenizer=bool(data["has_tokenizer"]),
                            generation=dict(data.get("generation", {})),
+                           graph_weight_bytes=dict(data.get("graph_weight_bytes", {})),
                            exits=dict(data.get("exits", {})),
                            validation=dict(data.get("validation", {})),
                            source=str(data.get("source", "")), schema_version=version)
@@ -140,3 +145,10 @@ def verify_files(directory: Path, manifest: Manifest) -> None:
         if sha256_file(path) != info.get("sha256"):
             raise PackageError(f"package file {name} does not match its sha256 in the manifest: "
                                "the file is corrupt or was modified; re-export the package")
+
+
+def loaded_weight_bytes(manifest: Manifest) -> int:
+    """Bytes of initializers the sessions load (a tensor shared by two graphs counts twice)."""
+    if manifest.graph_weight_bytes:
+        return sum(manifest.graph_weight_bytes.values())
+    return int(manifest.files[names.WEIGHTS_FILE]["bytes"])

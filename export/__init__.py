@@ -44,9 +44,11 @@ def export_checkpoint(src: str | Path, out: str | Path, quant: str | Quant = Qua
     store = WeightStore(ck.weights)
     graphs = {names.ENCODER_FILE: build_encoder(ck.spec, store, quant),
               names.DECODER_FILE: build_decoder(ck.spec, store, quant)}
+    graph_bytes = {f: parameter_bytes(store, used) for f, (_, used) in graphs.items()}
     fields = dict(arch=ck.spec, quant=quant.value, special=ck.special, source=str(ck.source),
                   generation={"suppress_tokens": ck.suppress_tokens, "forced_bos": ck.forced_bos,
                               "forced_eos": ck.forced_eos},
+                  graph_weight_bytes=graph_bytes,
                   exits={"exit_trained": False, "layers": list(range(1, ck.spec.decoder_layers + 1))})
     out = Path(out)
     write_package(out, graphs, store, fields, ck.tokenizer_file)

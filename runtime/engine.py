@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 from importlib import resources
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -12,9 +12,10 @@ import numpy as np
 from edgeseq import names
 from edgeseq.arch import Positions
 from edgeseq.errors import InputError, PackageError
-from edgeseq.manifest import Manifest, read_manifest, verify_files
+from edgeseq.manifest import Manifest, loaded_weight_bytes, read_manifest, verify_files
 from .decoder import Seq2SeqRunner
 from .logits import ScoreRules
+from .memory import MB, Plan, Request, plan, resident_weights
 from .options import GenerationOptions
 from .providers import SessionConfig
 from .drafters import NgramDrafter
@@ -34,6 +35,7 @@ class GenerationStats:
     decoder_passes: int = 0       # every decoder pass, draft passes included
     layers_per_pass: float = 0.0  # decoder layers executed per pass, averaged
     speculation: dict | None = None  # drafted, accepted, acceptance rate, histogram
+    memory_plan: dict | None = None  # what memory_budget_mb chose, and predicted bytes
 
 
 @dataclass
@@ -142,11 +144,42 @@ class Engine:
         items, is_batch = normalise_inputs(inputs)
         started = time.perf_counter()
         rows = [self._source_ids(item, opts) for item in items]
-        if opts.num_beams > 1:
-            results = self._generate_beam(rows, opts, started)
-        else:
-            results = self._generate_steps(rows, opts, started)
+        opts, batch, chosen = self._apply_budget(opts, rows)
+        results: list[GenerationResult] = []
+        for i in range(0, len(rows), batch):
+            chunk = rows[i:i + batch]
+            if opts.num_beams > 1:
+                results += self._generate_beam(chunk, opts, started)
+            else:
+                results += self._generate_steps(chunk, opts, started)
+        for r in results:
+            r.stats.memory_plan = chosen.to_json() if chosen else None
         return results if is_batch else results[0]
+
+    def memory_plan(self, budget_mb: float, request: Request) -> Plan:
+        """The SpecMemo plan for `request` under `budget_mb` (MemoryBudgetError if none)."""
+        weights = resident_weights(loaded_weight_bytes(self.manifest), self.manifest.quant)
+        return plan(self.arch, weights, int(budget_mb * MB), request)
+
+    def _apply_budget(self, opts: GenerationOptions, rows: list[list[int]]):
+        if opts.memory_budget_mb is None:
+            return opts, len(rows), None
+        draft_bytes = 0
+        if opts.draft is not None and not isinstance(opts.draft, str):
+            other = opts.draft.manifest
+            draft_bytes = resident_weights(loaded_weight_bytes(other), other.quant)
+        wanted = Request(batch=len(rows) * opts.num_beams,
+                         source_length=max(len(r) for r in rows),
+                         max_new_tokens=opts.max_new_tokens,
+                         draft=opts.max_draft if opts.draft is not None else 0,
+                         draft_model_bytes=draft_bytes)
+        chosen = self.memory_plan(opts.memory_budget_mb, wanted)
+        r = chosen.request
+        opts = replace(opts, max_new_tokens=r.max_new_tokens,
+                       min_new_tokens=min(opts.min_new_tokens, r.max_new_tokens),
+                       draft=opts.draft if r.draft else None,
+                       max_draft=max(1, r.draft), exit_layer=opts.exit_layer if r.draft else None)
+        return opts, max(1, r.batch // opts.num_beams), chosen
 
     def _generate_steps(self, rows, opts, started) -> list[GenerationResult]:
         session = self._session(rows, 1, opts)

@@ -25,6 +25,7 @@ class GenerationOptions:
     max_draft: int = 8              # most draft tokens verified per pass
     exit_layer: int | None = None   # draft="layers": fixed exit layer; None: adaptive
     draft_confidence: float = 0.0   # stop drafting below this top probability (0: never)
+    memory_budget_mb: float | None = None  # fit draft, batch, length into this (SpecMemo)
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -49,6 +50,8 @@ class GenerationOptions:
         if self.draft is not None and self.num_beams > 1:
             raise OptionsError("draft= works with greedy decoding and sampling, not with "
                                "beam search (num_beams > 1)")
+        if self.memory_budget_mb is not None and not self.memory_budget_mb > 0:
+            raise OptionsError(f"memory_budget_mb must be > 0, got {self.memory_budget_mb}")
         if self.max_draft < 1:
             raise OptionsError(f"max_draft must be >= 1, got {self.max_draft}")
         if not 0 <= self.draft_confidence < 1:

@@ -1,0 +1,126 @@
+"""SpecMemo-style memory planning: predict the bytes a generation needs and pick the
+largest draft length, batch size and maximum length that fit a budget. Speculation's
+extra memory (draft buffers, the logits of k+1 positions) is given up first, then batch,
+then length; below what plain decoding of one input needs, the plan refuses."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from edgeseq.arch import ArchSpec
+from edgeseq.errors import MemoryBudgetError
+
+F32 = 4
+MB = 1 << 20
+# Measured: RSS of a Python process after `import edgeseq.runtime` (numpy, onnxruntime,
+# tokenizers) plus two empty onnxruntime sessions, before any weights (bench/memory.py).
+RUNTIME_ALLOWANCE = 60 * MB
+# Resident bytes per byte of initializers the two sessions load (a tied embedding counts
+# twice: both graphs hold it). onnxruntime keeps the initializers plus prepacked copies
+# for some kernels; fp16 weights are cast up to fp32 at load. Measured on t5-small-shaped
+# packages after loading (bench/memory.py prints the measurement).
+WEIGHT_RESIDENCY = {"fp32": 1.15, "fp16": 2.3, "int8": 1.35, "int4": 1.5}
+
+
+@dataclass(frozen=True)
+class Request:
+    batch: int = 1
+    source_length: int = 128
+    max_new_tokens: int = 64
+    draft: int = 0           # verified draft tokens per pass (0: plain decoding)
+    draft_model_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    weights: int
+    runtime: int
+    encoder_activations: int
+    cross_kv: int
+    self_kv: int
+    decoder_activations: int
+    logits: int
+    draft: int
+
+    @property
+    def total(self) -> int:
+        return sum(asdict(self).values())
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "total": self.total}
+
+
+def resident_weights(graph_weight_bytes: int, quant: str) -> int:
+    return int(graph_weight_bytes * WEIGHT_RESIDENCY.get(quant, 1.5))
+
+
+def estimate(arch: ArchSpec, weight_bytes: int, r: Request) -> MemoryEstimate:
+    """Peak bytes of one generate call. Per row: encoder activations (the widest layer and
+    the S x S attention scores), cross K/V for every decoder layer, the self-attention
+    cache for the whole length, and per pass the activations and logits of k+1 positions."""
+    rows, s, steps = r.batch, r.source_length, r.max_new_tokens + 1 + r.draft
+    width = max(arch.d_ff, 3 * arch.inner_dim)
+    encoder = rows * s * (2 * width + 4 * arch.d_model) * F32 + \
+        rows * arch.num_heads * s * s * F32 * 2
+    cross = rows * arch.decoder_layers * 2 * arch.num_heads * s * arch.head_dim * F32
+    cache = rows * arch.decoder_layers * 2 * arch.num_heads * steps * arch.head_dim * F32
+    positions = r.draft + 1
+    # the graph also materialises the past K/V it reads (a copy of the cache prefix)
+    decoder = rows * positions * (2 * width + 4 * arch.d_model) * F32 + \
+        rows * arch.num_heads * positions * (steps + s) * F32 * 2 + cache // max(1, arch.decoder_layers) * 2
+    logits = rows * positions * arch.vocab_size * F32 * 3  # raw, scored, probabilities
+    draft = r.draft_model_bytes + rows * r.draft * arch.vocab_size * F32 * (1 if r.draft else 0)
+    return MemoryEstimate(weights=weight_bytes, runtime=RUNTIME_ALLOWANCE,
+                          encoder_activations=encoder, cross_kv=cross, self_kv=cache,
+                          decoder_activations=decoder, logits=logits, draft=draft)
+
+
+@dataclass(frozen=True)
+class Plan:
+    request: Request
+    estimate: MemoryEstimate
+    budget: int
+    reduced: tuple[str, ...]  # what the planner gave up, in order
+
+    def to_json(self) -> dict:
+        return {"budget": self.budget, "request": asdict(self.request),
+                "predicted": self.estimate.to_json(), "reduced": list(self.reduced)}
+
+
+def plan(arch: ArchSpec, weight_bytes: int, budget_bytes: int, wanted: Request) -> Plan:
+    """The largest draft, then batch, then length (in that order of sacrifice) that fit."""
+    floor = estimate(arch, weight_bytes, Request(1, wanted.source_length, 1, 0))
+    if floor.total > budget_bytes:
+        raise MemoryBudgetError(
+            f"a memory budget of {budget_bytes / MB:.0f} MB is below the "
+            f"{floor.total / MB:.0f} MB that plain decoding of one {wanted.source_length}-token "
+            f"input needs (weights {floor.weights / MB:.0f} MB, runtime "
+            f"{floor.runtime / MB:.0f} MB); raise the budget or use a smaller / int4 package")
+    request, reduced = wanted, []
+
+    def fits(r: Request) -> bool:
+        return estimate(arch, weight_bytes, r).total <= budget_bytes
+
+    for field_name, minimum in (("draft", 0), ("batch", 1), ("max_new_tokens", 1)):
+        if fits(request):
+            break
+        value = _largest_fitting(request, field_name, minimum, fits)
+        reduced.append(f"{field_name} {getattr(request, field_name)} -> {value}")
+        request = _replace(request, field_name, value)
+        if field_name == "draft" and value == 0:
+            request = _replace(request, "draft_model_bytes", 0)
+    return Plan(request, estimate(arch, weight_bytes, request), budget_bytes, tuple(reduced))
+
+
+def _replace(r: Request, name: str, value: int) -> Request:
+    return Request(**{**asdict(r), name: value})
+
+
+def _largest_fitting(r: Request, name: str, minimum: int, fits) -> int:
+    lo, hi = minimum, getattr(r, name)
+    while lo < hi:  # largest value in [minimum, current] that fits (or the minimum)
+        mid = (lo + hi + 1) // 2
+        if fits(_replace(r, name, mid)):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo

@@ -1,0 +1,74 @@
+"""The SpecMemo planner: plans fit their budget on paper, give up speculation first,
+refuse impossible budgets with the bound, and generate() follows the plan."""
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import edgeseq
+from edgeseq.errors import MemoryBudgetError
+from edgeseq.runtime.memory import MB, Request, estimate, plan
+from tiny_models import FAMILIES  # noqa: F401  (fixtures build the packages)
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_package):
+    return edgeseq.load(str(tiny_package("bart", "int8")[0]), threads=1)
+
+
+@settings(max_examples=200, deadline=None)
+@given(budget=st.integers(1, 4000), batch=st.integers(1, 32), source=st.integers(1, 80),
+       new=st.integers(1, 79), draft=st.integers(0, 32))
+def test_a_plan_never_exceeds_its_budget_on_paper(engine_arch, budget, batch, source, new, draft):
+    arch, weights = engine_arch
+    wanted = Request(batch, source, new, draft)
+    try:
+        chosen = plan(arch, weights, budget * MB, wanted)
+    except MemoryBudgetError as err:
+        floor = estimate(arch, weights, Request(1, source, 1, 0)).total
+        assert floor > budget * MB and f"{floor / MB:.0f} MB" in str(err)
+        return
+    assert chosen.estimate.total <= budget * MB
+    r = chosen.request
+    assert r.draft <= draft and r.batch <= batch and r.max_new_tokens <= new
+    if r.batch < batch or r.max_new_tokens < new:  # speculation is given up first
+        assert r.draft == 0
+
+
+@pytest.fixture(scope="module")
+def engine_arch(engine):
+    from edgeseq.manifest import loaded_weight_bytes
+    from edgeseq.runtime.memory import resident_weights
+    return engine.arch, resident_weights(loaded_weight_bytes(engine.manifest), engine.manifest.quant)
+
+
+def test_impossible_budget_names_the_lower_bound(engine):
+    with pytest.raises(MemoryBudgetError, match="below the .* MB that plain decoding"):
+        engine.generate([5, 6, 7], max_new_tokens=4, memory_budget_mb=1)
+
+
+def test_generate_follows_the_plan(engine):
+    floor = engine.memory_plan(10_000, Request(1, 3, 1, 0)).estimate.total / MB
+    roomy = engine.generate([[5, 6, 7]] * 4, max_new_tokens=8, draft="input",
+                            memory_budget_mb=10_000)
+    assert roomy[0].stats.memory_plan["reduced"] == []
+    tight = engine.generate([[5, 6, 7]] * 4, max_new_tokens=8, draft="input",
+                            memory_budget_mb=floor + 0.05)
+    plan_json = tight[0].stats.memory_plan
+    assert plan_json["request"]["draft"] == 0 and plan_json["predicted"]["total"] <= plan_json["budget"]
+    assert tight[0].stats.speculation is None  # speculation was switched off by the plan
+    assert [r.token_ids[:len(t.token_ids)] for r, t in zip(roomy, tight)] == \
+        [t.token_ids for t in tight]
+
+
+def test_cli_plan_prints_the_plan(tiny_package, capsys):
+    from edgeseq.cli import main
+    pkg = str(tiny_package("bart", "int8")[0])
+    assert main(["plan", pkg, "--memory-budget", "500", "--batch", "4", "--source-length", "32",
+                 "--max-new-tokens", "32", "--json"]) == 0
+    import json
+    out = json.loads(capsys.readouterr().out)
+    assert out["predicted"]["total"] <= out["budget"] == 500 * MB
+    assert main(["plan", pkg, "--memory-budget", "1"]) == 2
+    assert "below" in capsys.readouterr().err
