@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import shutil
+import tempfile
 
 from edgeseq import names
 from edgeseq.errors import ExportValidationError
@@ -33,14 +34,19 @@ def export_checkpoint(src: str | Path, out: str | Path, quant: str | Quant = Qua
     from .whisper import export_whisper, is_whisper_source
     if is_whisper_source(src):
         return export_whisper(src, out, quant, validate=validate)
+    quant = Quant(quant)
+    with tempfile.TemporaryDirectory(prefix="edgeseq-export-") as work:
+        return _export(src, Path(out), quant, tokenizer, validate, Path(work))
+
+
+def _export(src, out: Path, quant: Quant, tokenizer, validate: bool, work: Path) -> ExportReport:
     from .checkpoint import load_checkpoint
     from .graphs import build_decoder, build_encoder
     from .onnx_builder import WeightStore
     from .package import parameter_bytes, record_validation, write_package
     from .validate import validate_package
 
-    quant = Quant(quant)
-    ck = load_checkpoint(src, Path(tokenizer) if tokenizer else None)
+    ck = load_checkpoint(src, Path(tokenizer) if tokenizer else None, work)
     store = WeightStore(ck.weights)
     graphs = {names.ENCODER_FILE: build_encoder(ck.spec, store, quant),
               names.DECODER_FILE: build_decoder(ck.spec, store, quant)}
@@ -50,7 +56,6 @@ def export_checkpoint(src: str | Path, out: str | Path, quant: str | Quant = Qua
                               "forced_eos": ck.forced_eos},
                   graph_weight_bytes=graph_bytes,
                   exits={"exit_trained": False, "layers": list(range(1, ck.spec.decoder_layers + 1))})
-    out = Path(out)
     write_package(out, graphs, store, fields, ck.tokenizer_file)
     used = [n for _, weights in graphs.values() for n in weights]
     report = ExportReport(package=out, quant=quant, parameter_bytes=parameter_bytes(store, used),

@@ -60,7 +60,9 @@ def _find_tokenizer(src: str, explicit: Path | None, workdir: Path) -> Path | No
     return None
 
 
-def load_checkpoint(src: str | Path, tokenizer: Path | None = None) -> Checkpoint:
+def load_checkpoint(src: str | Path, tokenizer: Path | None = None,
+                    workdir: Path | None = None) -> Checkpoint:
+    """workdir: where a converted tokenizer.json may be written (must outlive the export)."""
     from transformers import AutoConfig
     src = str(src)
     if Path(src).exists() and not (Path(src) / "config.json").is_file():
@@ -88,7 +90,7 @@ def load_checkpoint(src: str | Path, tokenizer: Path | None = None) -> Checkpoin
                             bos=getattr(config, "bos_token_id", None))
     bad = [ids[0] for ids in (getattr(gen, "bad_words_ids", None) or []) if len(ids) == 1]
     suppress = sorted(set(bad) | set(getattr(gen, "suppress_tokens", None) or []))
-    workdir = Path(tempfile.mkdtemp(prefix="edgeseq-tok-"))
+    workdir = workdir or Path(tempfile.mkdtemp(prefix="edgeseq-tok-"))
     return Checkpoint(spec=spec, weights=canonical_weights(spec, state), special=special,
                       suppress_tokens=suppress,
                       forced_bos=getattr(gen, "forced_bos_token_id", None),
