@@ -18,6 +18,7 @@ from .logits import ScoreRules
 from .memory import MB, Plan, Request, plan, resident_weights
 from .options import GenerationOptions
 from .providers import SessionConfig
+from .draft_control import DraftController
 from .drafters import NgramDrafter
 from .search import DecodeSession, beam_search, greedy, sample
 from .spec_setup import make_drafter
@@ -130,8 +131,9 @@ class Engine:
         if opts.draft is not None:
             drafter, sampler = make_drafter(self, opts, session, rows, rules)
             session.spec = SpecStats()
+            control = DraftController(opts.max_draft, adaptive=opts.adaptive_draft)
             return speculative(session, start, rules, pad, drafter, rows, session.spec,
-                               sampler, opts.seed)
+                               control, sampler, opts.seed)
         if opts.do_sample:
             return sample(session, start, rules, pad, opts)
         return greedy(session, start, rules, pad)

@@ -25,6 +25,7 @@ class GenerationOptions:
     max_draft: int = 8              # most draft tokens verified per pass
     exit_layer: int | None = None   # draft="layers": fixed exit layer; None: adaptive
     draft_confidence: float = 0.0   # stop drafting below this top probability (0: never)
+    adaptive_draft: bool = True     # size drafts by measured acceptance and cost; off: max_draft
     memory_budget_mb: float | None = None  # fit draft, batch, length into this (SpecMemo)
 
     def __post_init__(self) -> None:

@@ -7,12 +7,14 @@ advance in lockstep by the shortest accepted run (still exact: a shorter accepte
 prefix is always a correct one)."""
 from __future__ import annotations
 
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 import numpy as np
 
+from .draft_control import DraftController
 from .drafters import Draft, DraftContext, Drafter
 from .logits import ScoreRules
 from .search import DecodeSession
@@ -86,14 +88,16 @@ def _residual_sample(p: np.ndarray, q: np.ndarray | None, x: int, rng) -> int:
 
 def speculative(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int,
                 drafter: Drafter, source: list[list[int]], stats: SpecStats,
-                sampler: Sampler | None = None, seed: int | None = None) -> Iterator[np.ndarray]:
+                control: DraftController, sampler: Sampler | None = None,
+                seed: int | None = None) -> Iterator[np.ndarray]:
     rng = np.random.default_rng(seed)
     batch = len(start)
     output = [[int(t)] for t in start]  # decoder sequence per row; the pending token last
     done = np.zeros(batch, bool)
     generated = 0
     while generated < rules.max_new_tokens and not done.all():
-        limit = rules.max_new_tokens - generated - 1
+        limit = min(rules.max_new_tokens - generated - 1, control.limit())
+        began = time.perf_counter()
         draft = drafter.propose(DraftContext(source, output, limit)) if limit > 0 \
             else Draft(np.zeros((batch, 0), np.int64))
         draft = _trim(draft, done, limit)
@@ -101,7 +105,9 @@ def speculative(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int
         pending = np.array([o[-1] for o in output], np.int64)[:, None]
         inputs = np.concatenate([pending, np.where(draft.tokens >= 0, draft.tokens, pad)], axis=1)
         base = s.cache.length
+        drafted_at = time.perf_counter()
         logits = s.step(inputs)
+        verify_s = time.perf_counter() - drafted_at
         raw = [logits[:, j].astype(np.float64 if sampler else np.float32) for j in range(k + 1)]
         if sampler is None:
             scores = np.stack([rules.apply(raw[j], generated + j) for j in range(k + 1)], axis=1)
@@ -126,6 +132,7 @@ def speculative(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int
         stats.verify_passes += 1
         stats.histogram[n] += 1
         drafter.update(k, n)
+        control.observe(k, n, verify_s, drafted_at - began)
         for j in range(n + 1):  # finished rows emit pad; EOS finishes a row
             emit[:, j] = np.where(done, pad, emit[:, j])
             done |= emit[:, j] == rules.eos

@@ -7,6 +7,7 @@ import pytest
 
 import edgeseq
 from edgeseq.errors import OptionsError
+from edgeseq.runtime.draft_control import DraftController
 from edgeseq.runtime.drafters import Draft
 from edgeseq.runtime.speculative import SpecStats, speculative
 
@@ -71,8 +72,9 @@ def _run(engine, rows, drafter, max_new, min_new=0):
     session = engine._session(rows, 1, o)
     stats = SpecStats()
     start = np.full(len(rows), engine.manifest.special.decoder_start, np.int64)
+    control = DraftController(max_draft=8, adaptive=False)  # always verify what is drafted
     chunks = list(speculative(session, start, engine._rules(o), engine.manifest.special.pad,
-                              drafter, rows, stats))
+                              drafter, rows, stats, control))
     return np.concatenate(chunks, axis=1), stats
 
 
@@ -163,3 +165,16 @@ def test_speculative_sampling_follows_the_target_distribution(draft, tiny_packag
     if draft == "model":
         biased = _exact_two_token_distribution(drafter, source, temperature).reshape(-1)
         assert _chi_square_p(counts, biased) < 1e-6
+
+
+def test_the_controller_switches_drafting_off_when_it_does_not_pay_and_probes_again():
+    control = DraftController(max_draft=8)
+    for _ in range(20):  # every draft rejected; each drafted token costs a full pass
+        k = control.limit()
+        control.observe(k, 0, verify_s=0.01 * (1 + k), draft_s=0.01 * k)
+    limits = [control.limit() for _ in range(16)]
+    assert limits.count(0) >= 14 and max(limits) <= 2  # off, with rare short probes
+    for _ in range(30):  # drafts start being accepted and verifying is cheap
+        k = control.limit()
+        control.observe(k, k, verify_s=0.01 * (1 + 0.02 * k), draft_s=0.0)
+    assert control.limit() >= 4

@@ -1,0 +1,121 @@
+"""Speculative decoding benchmark: speedup over plain greedy decoding of the SAME package
+in the same run (median of repeats), acceptance statistics, and whether every output is
+token-identical to plain greedy.
+
+    python -m bench.speculative PKG [--data jfleg|news|ids] [--drafters input,ngram,layers]
+        [--limit N] [--repeats 3] [--threads 2] [--out DIR]
+
+--data jfleg: the 754 JFLEG dev sentences (grammar correction copies most of its input);
+--data ids: random token ids (for ids-only packages such as random-weight shapes)."""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+def load_inputs(kind: str, limit: int, vocab: int) -> list:
+    if kind == "jfleg":
+        lines = (SHARED / "data" / "jfleg-dev" / "dev.src").read_text().splitlines()
+        return [l for l in lines if l.strip()][:limit]
+    if kind == "news":
+        return (SHARED / "data" / "news" / "flores200-devtest.en").read_text().splitlines()[:limit]
+    rng = np.random.default_rng(0)
+    return [rng.integers(5, min(vocab, 30000), 32).tolist() for _ in range(limit)]
+
+
+def run_config(engine, inputs: list, draft, args) -> dict:
+    """Decode every input once (batch 1, in order); return wall time and outputs."""
+    opts = dict(max_new_tokens=args.max_new_tokens, max_draft=args.max_draft)
+    if draft is not None:
+        opts["draft"] = draft
+    outputs, stats = [], []
+    start = time.perf_counter()
+    for item in inputs:
+        r = engine.generate(item, **opts)
+        outputs.append(r.token_ids)
+        stats.append(r.stats)
+    return {"seconds": time.perf_counter() - start, "outputs": outputs, "stats": stats}
+
+
+def _spec_totals(stats) -> dict:
+    keys = ("drafted", "accepted", "verify_passes")
+    tot = {k: sum(s.speculation[k] for s in stats if s.speculation) for k in keys}
+    hist: dict[str, int] = {}
+    for s in stats:
+        for k, v in (s.speculation or {}).get("accepted_histogram", {}).items():
+            hist[k] = hist.get(k, 0) + v
+    tot["acceptance_rate"] = tot["accepted"] / tot["drafted"] if tot["drafted"] else 0.0
+    passes = tot["verify_passes"]
+    tot["tokens_per_pass"] = (tot["accepted"] + passes) / passes if passes else 0.0
+    tot["histogram"] = hist
+    return tot
+
+
+def main(argv: list[str] | None = None) -> int:
+    import edgeseq
+    from bench.machine import machine_info
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("package")
+    ap.add_argument("--data", default="jfleg", choices=["jfleg", "news", "ids"])
+    ap.add_argument("--drafters", default="input,ngram,layers")
+    ap.add_argument("--limit", type=int, default=754)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--max-new-tokens", type=int, default=64)
+    ap.add_argument("--max-draft", type=int, default=16)
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args(argv)
+    engine = edgeseq.load(args.package, threads=args.threads)
+    inputs = load_inputs(args.data, args.limit, engine.arch.vocab_size)
+    drafters: list = [None] + [d if not d.startswith("model:") else edgeseq.load(d[6:], threads=args.threads)
+                               for d in args.drafters.split(",") if d]
+    names = ["plain"] + [d if isinstance(d, str) else "model" for d in drafters[1:]]
+    run_config(engine, inputs[:8], None, args)  # warm-up
+    times: dict[str, list[float]] = {n: [] for n in names}
+    last: dict[str, dict] = {}
+    for rep in range(args.repeats):
+        for name, draft in zip(names, drafters):
+            if name == "ngram":
+                engine.ngram = type(engine.ngram)()  # each repeat starts with an empty cache
+            res = run_config(engine, inputs, draft, args)
+            times[name].append(res["seconds"])
+            last[name] = res
+            print(f"[{rep + 1}/{args.repeats}] {name}: {res['seconds']:.2f} s", flush=True)
+    plain = last["plain"]["outputs"]
+    base = float(np.median(times["plain"]))
+    rows = []
+    for name in names:
+        med = float(np.median(times[name]))
+        outs = last[name]["outputs"]
+        row = {"drafter": name, "seconds_median": med, "seconds_min": min(times[name]),
+               "seconds_max": max(times[name]), "speedup": base / med,
+               "tokens": sum(len(o) for o in outs),
+               "identical_outputs": sum(a == b for a, b in zip(outs, plain)), "inputs": len(outs)}
+        if name != "plain":
+            row.update(_spec_totals(last[name]["stats"]))
+        rows.append(row)
+    print(f"\n{len(inputs)} inputs ({args.data}), {Path(args.package).name}, {args.threads} threads, "
+          f"median of {args.repeats}\n")
+    print("| drafter | time s (min-max) | speedup vs plain | identical to plain | acceptance | tokens/pass |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        print(f"| {r['drafter']} | {r['seconds_median']:.2f} ({r['seconds_min']:.2f}-{r['seconds_max']:.2f}) "
+              f"| {r['speedup']:.2f}x | {r['identical_outputs']}/{r['inputs']} "
+              f"| {r.get('acceptance_rate', 0):.2f} | {r.get('tokens_per_pass', 1):.2f} |")
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "speculative.json").write_text(json.dumps(
+            {"machine": machine_info(args.threads, Path(__file__).resolve().parents[1]),
+             "package": args.package, "manifest_sha": engine.manifest.files["weights.bin"]["sha256"],
+             "data": args.data, "rows": rows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
