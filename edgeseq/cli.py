@@ -47,6 +47,11 @@ def _generation_options(args: argparse.Namespace) -> dict:
                 memory_budget_mb=args.memory_budget)
     if args.exit_layer is not None:
         opts["exit_layer"] = args.exit_layer
+    for name in ("skip_ratio", "exit_after", "exit_threshold"):
+        if getattr(args, name) is not None:
+            opts[name] = getattr(args, name)
+    if args.exit_threshold is not None:
+        opts["exit_measure"] = args.exit_measure
     if args.sample:
         opts.update(do_sample=True, temperature=args.temperature, top_k=args.top_k,
                     top_p=args.top_p, seed=args.seed)
@@ -147,6 +152,13 @@ def _add_generation_args(p: argparse.ArgumentParser) -> None:
                    help="stop drafting when the draft's top probability falls below this")
     p.add_argument("--memory-budget", type=float, default=None, metavar="MB",
                    help="fit draft length, batch and length into this many MB (SpecMemo)")
+    p.add_argument("--skip-ratio", type=float, default=None,
+                   help="lossy: skip a balanced set of decoder layers (layers / layers run)")
+    p.add_argument("--exit-after", type=int, default=None,
+                   help="lossy: run only the first N decoder layers")
+    p.add_argument("--exit-threshold", type=float, default=None,
+                   help="lossy, per token (CALM): exit once confidence reaches this")
+    p.add_argument("--exit-measure", choices=["top1", "margin"], default="top1")
 
 
 def build_parser() -> argparse.ArgumentParser:

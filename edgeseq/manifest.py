@@ -12,6 +12,7 @@ from typing import Any
 from . import names
 from .arch import ArchSpec, Family
 from .errors import PackageError
+from .graph_check import check_graphs
 
 SCHEMA_VERSION = 1
 SUPPORTED_SCHEMAS = (1, 1)
@@ -50,12 +51,13 @@ class Manifest:
                                     for n in (names.cross_key(i), names.cross_value(i))]},
             "decoder": {"inputs": [names.DEC_INPUT_IDS, names.DEC_PAST_LENGTH,
                                    names.DEC_ENCODER_BIAS, names.DEC_LAYER_RUN,
-                                   names.DEC_LAYER_FILL]
+                                   names.DEC_LAYER_FILL, names.DEC_HIDDEN_IN,
+                                   names.DEC_USE_HIDDEN]
                         + [names.past_key(i) for i in layers]
                         + [names.past_value(i) for i in layers]
                         + [names.cross_key(i) for i in layers]
                         + [names.cross_value(i) for i in layers],
-                        "outputs": [names.DEC_LOGITS]
+                        "outputs": [names.DEC_LOGITS, names.DEC_HIDDEN_OUT]
                         + [n for i in layers for n in (names.new_key(i), names.new_value(i))]},
         }
 
@@ -104,11 +106,18 @@ def describe_files(directory: Path, file_names: list[str]) -> dict[str, dict[str
 
 
 def safe_member(directory: Path, name: str) -> Path:
-    """The path of package member `name`, refusing anything that leaves the directory."""
-    if not name or os.path.isabs(name) or ".." in Path(name).parts:
+    """The path of package member `name`, refusing anything that is not a regular file
+    directly inside the directory: no paths, no symbolic links (even to files inside)."""
+    if not isinstance(name, str) or not name or name in (".", "..") or "/" in name \
+            or "\\" in name or "\0" in name or os.path.isabs(name):
         raise PackageError(f"package file name {name!r} is not a plain name inside the package")
     path = directory / name
-    if path.is_symlink() or not path.resolve().is_relative_to(directory.resolve()):
+    if path.is_symlink():
+        inside = path.resolve().is_relative_to(directory.resolve())
+        raise PackageError(f"package file {name!r} is a symbolic link"
+                           + ("" if inside else " that points outside the package")
+                           + "; a package holds regular files only (copy the file in)")
+    if not path.resolve().is_relative_to(directory.resolve()):
         raise PackageError(f"package file {name!r} points outside the package")
     return path
 
@@ -117,6 +126,8 @@ def read_manifest(directory: Path) -> Manifest:
     path = directory / names.MANIFEST_FILE
     if not directory.is_dir():
         raise PackageError(f"{directory} is not a model package directory")
+    if path.is_symlink():
+        raise PackageError(f"{path} is a symbolic link; a package holds regular files only")
     if not path.is_file():
         raise PackageError(f"{directory} has no {names.MANIFEST_FILE}; is it an edgeseq package? "
                            "Create one with `edgeseq export CHECKPOINT OUT`.")
@@ -130,13 +141,20 @@ def read_manifest(directory: Path) -> Manifest:
 
 
 def verify_files(directory: Path, manifest: Manifest) -> None:
-    """Check every listed file exists and matches its sha256, before any graph is loaded."""
+    """Check every listed file exists and matches its sha256, then check every graph's
+    operators, external data and inputs/outputs (graph_check), before any graph reaches
+    onnxruntime: a package that fails here never gets a session."""
     required = {names.ENCODER_FILE, names.DECODER_FILE, names.WEIGHTS_FILE}
+    if manifest.has_tokenizer:  # the engine loads it: it must be listed, so it is hashed
+        required.add(names.TOKENIZER_FILE)
     missing = required - set(manifest.files)
     if missing:
         raise PackageError(f"manifest does not list required files {sorted(missing)}")
     for name, info in manifest.files.items():
         path = safe_member(directory, name)
+        if not isinstance(info, dict) or not isinstance(info.get("bytes"), int) \
+                or not isinstance(info.get("sha256"), str):
+            raise PackageError(f"manifest entry for {name!r} must give its sha256 and bytes")
         if not path.is_file():
             raise PackageError(f"package file {name} is missing from {directory}")
         if path.stat().st_size != info.get("bytes"):
@@ -145,6 +163,7 @@ def verify_files(directory: Path, manifest: Manifest) -> None:
         if sha256_file(path) != info.get("sha256"):
             raise PackageError(f"package file {name} does not match its sha256 in the manifest: "
                                "the file is corrupt or was modified; re-export the package")
+    check_graphs(directory, manifest.files, manifest.tensor_names())
 
 
 def loaded_weight_bytes(manifest: Manifest) -> int:

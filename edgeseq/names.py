@@ -22,7 +22,12 @@ DEC_ENCODER_BIAS = "encoder_bias"  # float32 [batch, 1, 1, source], 0 or -1e9 (p
 DEC_LAYER_RUN = "layer_run"        # bool [layers]: run this layer for the new tokens
 DEC_LAYER_FILL = "layer_fill"      # bool [layers]: for a skipped layer, project K/V of the
                                    # hidden state that reaches it (state propagation)
+DEC_HIDDEN_IN = "hidden_in"        # float32 [batch, new, d_model]: used instead of the
+DEC_USE_HIDDEN = "use_hidden"      # embeddings when use_hidden (bool []) is true, so a
+                                   # step can continue from an earlier exit's hidden state
 DEC_LOGITS = "logits"              # float32 [batch, new, vocab]
+DEC_HIDDEN_OUT = "hidden_out"      # float32 [batch, new, d_model]: after the last layer run,
+                                   # before the final norm
 
 
 def past_key(layer: int) -> str:

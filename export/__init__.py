@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import json
 import shutil
 import tempfile
 
@@ -21,6 +22,24 @@ class ExportReport:
     parameter_bytes: int
     package_bytes: int
     validation: dict = field(default_factory=dict)
+
+
+EXITS_FILE = "edgeseq_exits.json"  # written by models trained with early-exit losses
+
+
+def read_exits(src, decoder_layers: int) -> dict:
+    """Every decoder layer is an exit through the shared final norm + head; the manifest
+    says whether the model was trained for it (LayerSkip-style exit losses)."""
+    path = Path(src) / EXITS_FILE
+    if path.is_file():
+        info = json.loads(path.read_text())
+        layers = [int(e) for e in info.get("exits", [])]
+        if not layers or min(layers) < 1 or max(layers) > decoder_layers:
+            raise ValueError(f"{path}: exits must be decoder layers 1..{decoder_layers}")
+        return {"exit_trained": bool(info.get("exit_trained", True)),
+                "shared_head": bool(info.get("shared_head", True)), "layers": layers}
+    return {"exit_trained": False, "shared_head": True,
+            "layers": list(range(1, decoder_layers + 1))}
 
 
 def export_checkpoint(src: str | Path, out: str | Path, quant: str | Quant = Quant.INT8,
@@ -55,7 +74,7 @@ def _export(src, out: Path, quant: Quant, tokenizer, validate: bool, work: Path)
                   generation={"suppress_tokens": ck.suppress_tokens, "forced_bos": ck.forced_bos,
                               "forced_eos": ck.forced_eos},
                   graph_weight_bytes=graph_bytes,
-                  exits={"exit_trained": False, "layers": list(range(1, ck.spec.decoder_layers + 1))})
+                  exits=read_exits(src, ck.spec.decoder_layers))
     write_package(out, graphs, store, fields, ck.tokenizer_file)
     used = [n for _, weights in graphs.values() for n in weights]
     report = ExportReport(package=out, quant=quant, parameter_bytes=parameter_bytes(store, used),

@@ -144,6 +144,8 @@ def build_decoder(spec: ArchSpec, store: WeightStore, quant: Quant,
     enc_bias = g.add_input(names.DEC_ENCODER_BIAS, FLOAT, ["batch", 1, 1, "source"])
     run = g.add_input(names.DEC_LAYER_RUN, BOOL, [spec.decoder_layers])
     fill = g.add_input(names.DEC_LAYER_FILL, BOOL, [spec.decoder_layers])
+    hidden_in = g.add_input(names.DEC_HIDDEN_IN, FLOAT, ["batch", "new", spec.d_model])
+    use_hidden = g.add_input(names.DEC_USE_HIDDEN, BOOL, [])
     past, cross = [], []
     for i in range(spec.decoder_layers):
         past.append((g.add_input(names.past_key(i), FLOAT, ["batch", heads, "past", hd]),
@@ -156,7 +158,11 @@ def build_decoder(spec: ArchSpec, store: WeightStore, quant: Quant,
     kv_shape = g.op("Concat", g.op("Slice", shape, g.const([0]), g.const([1])),
                     g.const([heads]), g.op("Slice", shape, g.const([1]), g.const([2])),
                     g.const([hd]), axis=0)
-    x = _embed(b, g, ids, "dec", past_len)
+    embedded, given = g.sub(), g.sub()
+    embedded.add_output(_embed(b, embedded, ids, "dec", past_len), embedded.fresh("embedded"))
+    given.add_output(hidden_in, given.fresh("given"))
+    x = g.op("If", use_hidden, then_branch=given.graph("hidden_given"),
+             else_branch=embedded.graph("embed"))
     self_bias = _self_bias(b, g, past_len, new)
     # MultiHeadAttention wants the bias's query axis spelled out: [B, 1, new, S]
     bias_shape = g.op("Concat", g.const([1, 1]), g.op("Unsqueeze", new, g.const([0])),
@@ -179,6 +185,7 @@ def build_decoder(spec: ArchSpec, store: WeightStore, quant: Quant,
                        else_branch=skipped.graph(f"skip_{i}"))
         g.add_output(k, names.new_key(i), FLOAT, ["batch", heads, "new", hd])
         g.add_output(v, names.new_value(i), FLOAT, ["batch", heads, "new", hd])
+    g.add_output(x, names.DEC_HIDDEN_OUT, FLOAT, ["batch", "new", spec.d_model])
     if spec.final_norm:
         x = b.norm(g, x, "dec.final_norm")
     if spec.head_scale != 1.0:

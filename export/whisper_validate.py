@@ -144,4 +144,9 @@ def validate_whisper_package(ck, package: Path, quant: Quant,
         expected = _torch_greedy(model, mel, prompt, eot, GREEDY_TOKENS)
         got = _package_greedy(runner, state, prompt, eot, GREEDY_TOKENS)
         report["greedy_agreement_with_fp32"] = _agreement(expected, got)
+        # the same positions teacher-forced with PyTorch's tokens: robust to one early flip
+        forced = np.array([prompt + expected[:-1]], np.int64)
+        logits = runner.step(forced, state, runner.new_cache(1, forced.shape[1]))[0, len(prompt) - 1:]
+        logits[:, eot] = -np.inf
+        report["teacher_forced_top1_agreement"] = float(np.mean(logits.argmax(-1) == expected))
     return report

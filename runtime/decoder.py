@@ -31,6 +31,18 @@ class LayerPlan:
         run = tuple(i < exit_layer for i in range(layers))
         return cls(run, tuple(fill and not r for r in run))
 
+    @classmethod
+    def span(cls, begin: int, end: int, layers: int, fill_after: bool) -> "LayerPlan":
+        """Run layers begin .. end - 1 (continuing from layer `begin`'s input hidden
+        state); with fill_after, project K/V for the layers after `end` (CALM)."""
+        run = tuple(begin <= i < end for i in range(layers))
+        return cls(run, tuple(fill_after and i >= end for i in range(layers)))
+
+    @classmethod
+    def keep(cls, kept: "set[int] | list[int]", layers: int) -> "LayerPlan":
+        """Run only the layers in `kept` (unified layer skipping)."""
+        return cls(tuple(i in kept for i in range(layers)), (False,) * layers)
+
     @property
     def executed(self) -> int:
         return sum(self.run)
@@ -75,6 +87,7 @@ class Seq2SeqRunner:
         self._enc_outputs = tensors["encoder"]["outputs"]
         self._dec_outputs = tensors["decoder"]["outputs"]
         self.full_plan = LayerPlan.all_layers(self.arch.decoder_layers)
+        self._no_hidden = np.zeros((1, 1, self.arch.d_model), np.float32)  # unused input
 
     def encode(self, ids: np.ndarray, mask: np.ndarray) -> EncoderState:
         """ids, mask int64 [B, S] -> cross-attention K/V for every decoder layer."""
@@ -97,12 +110,23 @@ class Seq2SeqRunner:
     def step(self, tokens: np.ndarray, state: EncoderState, cache: KVCache,
              plan: LayerPlan | None = None) -> np.ndarray:
         """tokens int64 [B, n] -> logits float32 [B, n, vocab]; the cache advances by n."""
+        return self.step_hidden(tokens, state, cache, plan)[0]
+
+    def step_hidden(self, tokens: np.ndarray, state: EncoderState, cache: KVCache,
+                    plan: LayerPlan | None = None,
+                    hidden: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Like `step`, optionally starting from `hidden` [B, n, d] (an earlier pass's
+        hidden_out) instead of the embeddings; returns (logits, hidden_out). Only the K/V
+        of layers that ran or were filled are written: a continuation pass keeps what an
+        earlier pass wrote for the layers below it."""
         plan = plan or self.full_plan
         feeds = {names.DEC_INPUT_IDS: tokens,
                  names.DEC_PAST_LENGTH: np.array(cache.length, np.int64),
                  names.DEC_ENCODER_BIAS: state.bias,
                  names.DEC_LAYER_RUN: np.array(plan.run, bool),
-                 names.DEC_LAYER_FILL: np.array(plan.fill, bool)}
+                 names.DEC_LAYER_FILL: np.array(plan.fill, bool),
+                 names.DEC_HIDDEN_IN: self._no_hidden if hidden is None else hidden,
+                 names.DEC_USE_HIDDEN: np.array(hidden is not None)}
         for i in range(self.arch.decoder_layers):
             keys, values = cache.past(i)
             feeds[names.past_key(i)] = np.ascontiguousarray(keys)
@@ -111,6 +135,7 @@ class Seq2SeqRunner:
             feeds[names.cross_value(i)] = state.cross[2 * i + 1]
         outs = self.decoder.run(self._dec_outputs, feeds)
         for i in range(self.arch.decoder_layers):
-            cache.append(i, outs[1 + 2 * i], outs[2 + 2 * i])
+            if plan.run[i] or plan.fill[i]:
+                cache.append(i, outs[2 + 2 * i], outs[3 + 2 * i])
         cache.advance(tokens.shape[1])
-        return outs[0]
+        return outs[0], outs[1]

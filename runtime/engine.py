@@ -11,15 +11,16 @@ import numpy as np
 
 from edgeseq import names
 from edgeseq.arch import Positions
-from edgeseq.errors import InputError, PackageError
+from edgeseq.errors import InputError, OptionsError, PackageError
 from edgeseq.manifest import Manifest, loaded_weight_bytes, read_manifest, verify_files
-from .decoder import Seq2SeqRunner
-from .logits import ScoreRules
+from .decoder import LayerPlan, Seq2SeqRunner
+from .early_exit import confident_exit, unified_skip_plan
+from .logits import ScoreRules, filter_top_k_top_p, softmax
 from .memory import MB, Plan, Request, plan, resident_weights
 from .options import GenerationOptions
-from .providers import SessionConfig
 from .draft_control import DraftController
 from .drafters import NgramDrafter
+from .providers import SessionConfig
 from .search import DecodeSession, beam_search, greedy, sample
 from .spec_setup import make_drafter
 from .speculative import SpecStats, speculative
@@ -35,6 +36,7 @@ class GenerationStats:
     tokens_per_s: float = 0.0     # decode rate after the first token
     decoder_passes: int = 0       # every decoder pass, draft passes included
     layers_per_pass: float = 0.0  # decoder layers executed per pass, averaged
+    layers_per_token: float = 0.0 # decoder layers executed per generated token
     speculation: dict | None = None  # drafted, accepted, acceptance rate, histogram
     memory_plan: dict | None = None  # what memory_budget_mb chose, and predicted bytes
 
@@ -122,7 +124,17 @@ class Engine:
         if copies > 1:
             state = state.select(np.repeat(np.arange(len(rows)), copies))
         cache = self.runner.new_cache(len(rows) * copies, opts.max_new_tokens + 1)
-        return DecodeSession(self.runner, state, cache)
+        return DecodeSession(self.runner, state, cache, plan=self._layer_plan(opts))
+
+    def _layer_plan(self, opts: GenerationOptions) -> LayerPlan | None:
+        layers = self.arch.decoder_layers
+        if opts.skip_ratio is not None:
+            return unified_skip_plan(layers, opts.skip_ratio)
+        if opts.exit_after is not None:
+            if opts.exit_after > layers:
+                raise OptionsError(f"exit_after must be <= {layers} decoder layers")
+            return LayerPlan.first(opts.exit_after, layers)
+        return None
 
     def _token_steps(self, rows: list[list[int]], opts: GenerationOptions,
                      session: DecodeSession) -> Iterator[np.ndarray]:
@@ -134,9 +146,25 @@ class Engine:
             control = DraftController(opts.max_draft, adaptive=opts.adaptive_draft)
             return speculative(session, start, rules, pad, drafter, rows, session.spec,
                                control, sampler, opts.seed)
+        if opts.exit_threshold is not None:
+            exits = list(opts.exit_layers or self.manifest.exits.get("layers") or
+                         range(1, self.arch.decoder_layers + 1))
+            return confident_exit(session, start, rules, pad, exits, opts.exit_threshold,
+                                  opts.exit_measure, self._chooser(opts))
         if opts.do_sample:
             return sample(session, start, rules, pad, opts)
         return greedy(session, start, rules, pad)
+
+    @staticmethod
+    def _chooser(opts: GenerationOptions):
+        if not opts.do_sample:
+            return lambda scores: scores.argmax(axis=-1)
+        rng = np.random.default_rng(opts.seed)
+
+        def sample_rows(scores: np.ndarray) -> np.ndarray:
+            probs = softmax(filter_top_k_top_p(scores / opts.temperature, opts.top_k, opts.top_p))
+            return np.array([rng.choice(len(p), p=p) for p in probs])
+        return sample_rows
 
     def generate(self, inputs: Inputs, **options) -> GenerationResult | list[GenerationResult]:
         """Generate for a string, a list of strings, token ids, or a list of token id lists.
@@ -220,6 +248,7 @@ class Engine:
                                new_tokens=new_tokens, tokens_per_s=rate,
                                decoder_passes=session.passes,
                                layers_per_pass=float(np.mean(session.layers_executed or [0])),
+                               layers_per_token=sum(session.layers_executed) / max(1, new_tokens),
                                speculation=session.spec.to_json() if session.spec else None)
 
     def stream(self, text: str | list[int], **options) -> Iterator[str]:

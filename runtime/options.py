@@ -27,6 +27,12 @@ class GenerationOptions:
     draft_confidence: float = 0.0   # stop drafting below this top probability (0: never)
     adaptive_draft: bool = True     # size drafts by measured acceptance and cost; off: max_draft
     memory_budget_mb: float | None = None  # fit draft, batch, length into this (SpecMemo)
+    # lossy layer skipping (see runtime/early_exit.py); the lossless path is draft="layers"
+    skip_ratio: float | None = None        # unified skipping: decoder layers / layers run
+    exit_after: int | None = None          # run only the first N decoder layers
+    exit_threshold: float | None = None    # CALM: exit when confidence >= this
+    exit_measure: str = "top1"             # "top1" probability or "margin" (top1 - top2)
+    exit_layers: tuple[int, ...] | None = None  # CALM exits to try (default: the manifest's)
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -59,6 +65,23 @@ class GenerationOptions:
             raise OptionsError(f"draft_confidence must be in [0, 1), got {self.draft_confidence}")
         if self.exit_layer is not None and self.draft != "layers":
             raise OptionsError("exit_layer only applies with draft='layers'")
+        modes = [n for n, v in (("skip_ratio", self.skip_ratio), ("exit_after", self.exit_after),
+                                ("exit_threshold", self.exit_threshold)) if v is not None]
+        if len(modes) > 1:
+            raise OptionsError(f"choose one layer-skipping mode, not {' and '.join(modes)}")
+        if modes and self.draft is not None:
+            raise OptionsError(f"{modes[0]} (lossy skipping) cannot combine with draft=; "
+                               "draft='layers' is the lossless way to use fewer layers")
+        if self.skip_ratio is not None and not self.skip_ratio >= 1:
+            raise OptionsError(f"skip_ratio must be >= 1, got {self.skip_ratio}")
+        if self.exit_after is not None and self.exit_after < 1:
+            raise OptionsError(f"exit_after must be >= 1, got {self.exit_after}")
+        if self.exit_threshold is not None and not 0 < self.exit_threshold <= 1:
+            raise OptionsError(f"exit_threshold must be in (0, 1], got {self.exit_threshold}")
+        if self.exit_threshold is not None and self.num_beams > 1:
+            raise OptionsError("exit_threshold (per-token exit) does not work with beam search")
+        if self.exit_measure not in ("top1", "margin"):
+            raise OptionsError(f"exit_measure must be 'top1' or 'margin', got {self.exit_measure!r}")
         sampling_only = {"temperature": self.temperature != 1.0, "top_k": self.top_k != 0,
                          "top_p": self.top_p != 1.0, "seed": self.seed is not None}
         if not self.do_sample and any(sampling_only.values()):
