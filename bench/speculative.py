@@ -34,6 +34,8 @@ def run_config(engine, inputs: list, draft, args) -> dict:
     opts = dict(max_new_tokens=args.max_new_tokens, max_draft=args.max_draft)
     if draft is not None:
         opts["draft"] = draft
+    if getattr(args, "budget_run", False):
+        opts["memory_budget_mb"] = args.memory_budget
     outputs, stats = [], []
     start = time.perf_counter()
     for item in inputs:
@@ -69,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--max-draft", type=int, default=16)
+    ap.add_argument("--memory-budget", type=float, default=None, metavar="MB",
+                    help="also run each drafter under this budget (SpecMemo planner)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
     engine = edgeseq.load(args.package, threads=args.threads)

@@ -126,6 +126,36 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    try:  # packaged as edgeseq.demo, else mobile_demo/ of this source checkout
+        import edgeseq.demo as demo
+    except ModuleNotFoundError as err:
+        if err.name != "edgeseq.demo":
+            raise
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        import mobile_demo as demo
+    models = Path(args.models)
+    if args.tui:
+        return demo.run_tui(models)
+    try:
+        server = demo.make_server(args.host, args.port, models)
+    except OSError as err:  # address in use, no permission for the port
+        raise EdgeseqError(f"cannot serve on {args.host}:{args.port}: {err}") from err
+    with server:
+        print(f"edgeseq demo: {server.url}  (models: {models}; Ctrl-C stops it)", flush=True)
+        server.serve_forever()
+    return 0
+
+
+def _cmd_bench(rest: list[str]) -> int:
+    """Delegate to bench/suite.py, which lives in the source checkout, not the wheel."""
+    import subprocess
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "bench" / "suite.py").is_file():
+        raise EdgeseqError("edgeseq bench runs from a source checkout (git clone the project)")
+    return subprocess.run([sys.executable, "-m", "bench.suite", *rest], cwd=root).returncode
+
+
 def _add_runtime_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("package", help='model package directory, or "default"')
     p.add_argument("--provider", default="cpu",
@@ -177,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ids", action="store_true", help="TEXT is token ids, e.g. '37 423 1'")
     _add_generation_args(p)
     p.set_defaults(func=_cmd_generate)
+    sub.add_parser("bench", help="benchmark suites (see `edgeseq bench --help`)", add_help=False)
     p = sub.add_parser("plan", help="what fits a memory budget, with predicted bytes")
     _add_runtime_args(p)
     p.add_argument("--memory-budget", type=float, required=True, metavar="MB")
@@ -188,10 +219,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="describe a package and the providers its graphs run on")
     _add_runtime_args(p)
     p.set_defaults(func=_cmd_info)
+    p = sub.add_parser("demo", help="offline assistant: a local web page (or --tui terminal)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: localhost only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--models", default="models", help="folder of model packages to offer")
+    p.add_argument("--tui", action="store_true", help="plain terminal mode, for headless devices")
+    p.set_defaults(func=_cmd_demo)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:
+        return _cmd_bench(argv[1:])
     args = build_parser().parse_args(argv)
     with warnings.catch_warnings():
         warnings.simplefilter("default")

@@ -1,0 +1,75 @@
+"""`edgeseq bench`: run the benchmark suites in one go, each in its own process, into one
+output folder (JSON tagged with machine, threads and package hashes; Markdown tables; PNG
+plots). Suites:
+
+  decode       edgeseq vs transformers, Optimum ORT, CTranslate2 (bench/decode.py)
+  transcribe   Whisper: edgeseq vs faster-whisper on the same weights (bench/transcribe.py)
+  speculative  drafters vs plain greedy on the same package (bench/speculative.py)
+  skip         exits, unified skipping, confidence exit: quality vs speed (bench/skip.py)
+  scaling      input length, output length, batch, threads (bench/scaling.py)"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+from bench.profiles import PROFILES
+
+ROOT = Path(__file__).resolve().parents[1]
+SUITES = ("decode", "transcribe", "speculative", "skip", "scaling")
+
+
+def commands(args: argparse.Namespace) -> dict[str, list[str]]:
+    out, threads, py = args.out, str(args.threads), sys.executable
+    pkg = args.package
+    quick = ["--quick"] if args.quick else []
+    cmds = {
+        "decode": [py, "-m", "bench.decode", "--threads", threads, "--out", str(out / "decode"), *quick],
+        "transcribe": [py, "-m", "bench.transcribe", "--threads", threads,
+                       "--out", str(out / "transcribe"), *quick],
+        "speculative": [py, "-m", "bench.speculative", pkg, "--threads", threads,
+                        "--out", str(out / "speculative")]
+        + (["--limit", "40", "--repeats", "1"] if args.quick else []),
+        "skip": [py, "-m", "bench.skip", pkg, "--threads", threads, "--out", str(out / "skip")]
+        + (["--limit", "40"] if args.quick else []),
+        "scaling": [py, "-m", "bench.scaling", pkg, "--out", str(out / "scaling"), *quick],
+    }
+    if args.memory_budget:
+        cmds["speculative"] += ["--memory-budget", str(args.memory_budget)]
+    return cmds
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="edgeseq bench", description=__doc__,
+                                 formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--suite", default="all", choices=(*SUITES, "all"))
+    ap.add_argument("--package", default="default", help="package for speculative/skip/scaling")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--memory-budget", type=float, default=None, metavar="MB")
+    ap.add_argument("--profile", choices=sorted(PROFILES),
+                    help="preset threads and memory budget that mimic a device")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    ap.add_argument("--quick", action="store_true", help="smoke-test sizes")
+    args = ap.parse_args(argv)
+    if args.profile:
+        profile = PROFILES[args.profile]
+        args.threads = args.threads or profile.threads
+        args.memory_budget = args.memory_budget or profile.memory_budget_mb
+        args.out = args.out / args.profile
+    args.threads = args.threads or 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    chosen = SUITES if args.suite == "all" else (args.suite,)
+    failed = []
+    for name in chosen:
+        cmd = commands(args)[name]
+        print(f"== {name}: {' '.join(cmd[1:])}", flush=True)
+        if subprocess.run(cmd, cwd=ROOT).returncode != 0:
+            failed.append(name)
+    if failed:
+        print(f"suites that failed: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
