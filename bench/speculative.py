@@ -34,7 +34,7 @@ def run_config(engine, inputs: list, draft, args) -> dict:
     opts = dict(max_new_tokens=args.max_new_tokens, max_draft=args.max_draft)
     if draft is not None:
         opts["draft"] = draft
-    if getattr(args, "budget_run", False):
+    if args.memory_budget:
         opts["memory_budget_mb"] = args.memory_budget
     outputs, stats = [], []
     start = time.perf_counter()
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--max-draft", type=int, default=16)
     ap.add_argument("--memory-budget", type=float, default=None, metavar="MB",
-                    help="also run each drafter under this budget (SpecMemo planner)")
+                    help="run every configuration under this budget (SpecMemo planner)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
     engine = edgeseq.load(args.package, threads=args.threads)

@@ -1,0 +1,93 @@
+"""SpecMemo trade-off: throughput and peak memory of speculative decoding with and
+without the memory planner, each configuration in its own process (peak RSS is the
+process's own), against plain greedy decoding of the same batch.
+
+    python -m bench.specmemo PKG --budget MB [--batch 8] [--max-draft 16] [--data jfleg|ids]
+
+The planner keeps as much draft length and batch as fit the budget; "generation memory"
+is peak RSS minus the RSS right after loading the package (weights + runtime)."""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def _rss_mb() -> float:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * 4096 / 2**20
+
+
+def child(args: argparse.Namespace) -> dict:
+    import edgeseq
+    from bench.speculative import load_inputs
+    engine = edgeseq.load(args.package, threads=args.threads)
+    inputs = load_inputs(args.data, args.limit, engine.arch.vocab_size)
+    loaded = _rss_mb()
+    opts = dict(max_new_tokens=args.max_new_tokens)
+    if args.config != "plain":
+        opts.update(draft=args.draft, max_draft=args.max_draft, adaptive_draft=False)
+    if args.config == "planned":
+        opts["memory_budget_mb"] = args.budget
+    engine.generate(inputs[:args.batch], **opts)  # warm-up
+    start, tokens = time.perf_counter(), 0
+    for i in range(0, len(inputs), args.batch):
+        for r in engine.generate(inputs[i:i + args.batch], **opts):
+            tokens += len(r.token_ids)
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"config": args.config, "tokens_per_s": tokens / seconds, "peak_rss_mb": peak,
+            "loaded_rss_mb": loaded, "generation_mb": peak - loaded}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("package")
+    ap.add_argument("--budget", type=float, required=True, metavar="MB")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--max-draft", type=int, default=16)
+    ap.add_argument("--draft", default="input")
+    ap.add_argument("--data", default="jfleg", choices=["jfleg", "news", "ids"])
+    ap.add_argument("--limit", type=int, default=64)
+    ap.add_argument("--max-new-tokens", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--config", choices=["plain", "speculative", "planned"], help="child mode")
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args(argv)
+    if args.config:
+        print(json.dumps(child(args)))
+        return 0
+    rows = []
+    base = [a for a in (argv or sys.argv[1:]) if a != "--config"]
+    for config in ("plain", "speculative", "planned"):
+        out = subprocess.run([sys.executable, "-m", "bench.specmemo", *base, "--config", config],
+                             capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+        if out.returncode != 0:
+            rows.append({"config": config, "error": out.stderr.strip().splitlines()[-1:]})
+            continue
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    ok = {r["config"]: r for r in rows if "error" not in r}
+    print(f"budget {args.budget:.0f} MB, batch {args.batch}, max draft {args.max_draft}, "
+          f"draft={args.draft}, {args.threads} threads\n")
+    print("| config | tokens/s | peak RSS MB | generation MB | vs unplanned speculation |")
+    print("| --- | --- | --- | --- | --- |")
+    spec = ok.get("speculative")
+    for r in rows:
+        if "error" in r:
+            print(f"| {r['config']} | failed: {r['error']} | | | |")
+            continue
+        rel = (f"{r['tokens_per_s'] / spec['tokens_per_s']:.0%} throughput, "
+               f"{r['generation_mb'] / max(spec['generation_mb'], 1e-9):.0%} memory") if spec else ""
+        print(f"| {r['config']} | {r['tokens_per_s']:.1f} | {r['peak_rss_mb']:.0f} | "
+              f"{r['generation_mb']:.0f} | {rel} |")
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "specmemo.json").write_text(json.dumps({"budget_mb": args.budget, "rows": rows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
