@@ -1,0 +1,1 @@
+"""Benchmarks for edgeseq against its peers (run as ``python -m bench.decode``)."""
