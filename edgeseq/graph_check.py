@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import ntpath
 import posixpath
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from edgeseq import names
 from edgeseq.errors import PackageError

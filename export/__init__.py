@@ -9,7 +9,6 @@ import shutil
 import tempfile
 
 from edgeseq import names
-from edgeseq.errors import ExportValidationError
 from .weight_formats import Quant
 
 __all__ = ["ExportReport", "Quant", "export_checkpoint"]
@@ -52,7 +51,7 @@ def export_checkpoint(src: str | Path, out: str | Path, quant: str | Quant = Qua
     whisper.export_whisper."""
     from .whisper import export_whisper, is_whisper_source
     if is_whisper_source(src):
-        return export_whisper(src, out, quant, validate=validate)
+        return export_whisper(src, out, quant, validate=validate, tokenizer=tokenizer)
     quant = Quant(quant)
     with tempfile.TemporaryDirectory(prefix="edgeseq-export-") as work:
         return _export(src, Path(out), quant, tokenizer, validate, Path(work))
@@ -82,8 +81,8 @@ def _export(src, out: Path, quant: Quant, tokenizer, validate: bool, work: Path)
     if validate:
         try:
             report.validation = validate_package(ck, out, quant)
-        except ExportValidationError:
-            shutil.rmtree(out, ignore_errors=True)  # never leave a package that loads
+        except BaseException:  # failed or interrupted: never leave an unvalidated package
+            shutil.rmtree(out, ignore_errors=True)
             raise
         record_validation(out, report.validation)
     return report

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from onnx import TensorProto
@@ -21,6 +22,7 @@ from edgeseq import names
 from edgeseq.arch import Activation, ArchSpec, Family, Norm, Positions
 from edgeseq.errors import UnsupportedModelError
 from edgeseq.manifest import SpecialTokens
+
 from .blocks import Blocks
 from .onnx_builder import GraphBuilder, WeightStore
 from .weight_formats import LinearEmitter, Quant
@@ -87,8 +89,12 @@ def _read_hf(path: Path) -> tuple[Any, Weights, Any, dict[str, Any]]:
 
 def _read_ct2(src: Source) -> tuple[Any, Weights, None, dict[str, Any], list[Path]]:
     from transformers import WhisperConfig
-    from .ct2_format import (ct2_whisper_to_hf_state_dict, hf_whisper_config_from_ct2,
-                             open_ct2_whisper_dir)
+
+    from .ct2_format import (
+        ct2_whisper_to_hf_state_dict,
+        hf_whisper_config_from_ct2,
+        open_ct2_whisper_dir,
+    )
     model, config_json = open_ct2_whisper_dir(src)
     dirs = [Path(src)] if isinstance(src, (str, os.PathLike)) else \
         list(dict.fromkeys(Path(p).parent for p in src))
@@ -202,8 +208,10 @@ def canonical_whisper_weights(spec: ArchSpec, s: Weights) -> Weights:
     return w
 
 
-def load_whisper(src: Source) -> WhisperCheckpoint:
+def load_whisper(src: Source, tokenizer: Path | None = None) -> WhisperCheckpoint:
     """Read a HF Whisper directory or a CTranslate2 Whisper directory / part-file list."""
+    if tokenizer is not None and not tokenizer.is_file():
+        raise FileNotFoundError(f"tokenizer file {tokenizer} does not exist")
     single = isinstance(src, (str, os.PathLike))
     if single and not Path(src).exists():
         raise UnsupportedModelError(f"{src} does not exist")
@@ -212,7 +220,8 @@ def load_whisper(src: Source) -> WhisperCheckpoint:
         dirs = [Path(src)]
     else:
         config, state, model, extra, dirs = _read_ct2(src)
-    tokenizer = next((d / "tokenizer.json" for d in dirs if (d / "tokenizer.json").is_file()), None)
+    tokenizer = tokenizer or next((d / "tokenizer.json" for d in dirs
+                                   if (d / "tokenizer.json").is_file()), None)
     spec = spec_from_whisper_config(config)
     if spec.num_mel_bins not in (80, 128):
         raise UnsupportedModelError(f"num_mel_bins {spec.num_mel_bins}: Whisper uses 80 or 128")
@@ -264,11 +273,13 @@ def build_whisper_encoder(spec: ArchSpec, store: WeightStore, quant: Quant):
 
 # -- export ----------------------------------------------------------------------------
 def export_whisper(src: Source, out: str | Path, quant: str | Quant = Quant.INT8,
-                   validate: bool = True, validation_audio: str | Path | None = None):
+                   validate: bool = True, validation_audio: str | Path | None = None,
+                   tokenizer: str | Path | None = None):
     """Export a Whisper checkpoint to an edgeseq package at `out`; returns ExportReport.
 
     `src`: a HF directory, a CTranslate2 directory (model.bin or model.bin.part1..N), or
-    the list of CTranslate2 part files in order. Validation against transformers' PyTorch
+    the list of CTranslate2 part files in order. `tokenizer`: a tokenizer.json to use
+    instead of the one beside the checkpoint. Validation against transformers' PyTorch
     Whisper on the same weights: fp32 must match within whisper_validate.FP32_TOLERANCE
     (else ExportValidationError); quantized packages report greedy agreement."""
     from . import ExportReport
@@ -277,14 +288,14 @@ def export_whisper(src: Source, out: str | Path, quant: str | Quant = Quant.INT8
     from .whisper_validate import validate_whisper_package
 
     quant = Quant(quant)
-    ck = load_whisper(src)
+    ck = load_whisper(src, Path(tokenizer) if tokenizer else None)
     store = WeightStore(ck.weights)
     graphs = {names.ENCODER_FILE: build_whisper_encoder(ck.spec, store, quant),
               names.DECODER_FILE: build_decoder(ck.spec, store, quant)}
-    fields = dict(arch=ck.spec, quant=quant.value, special=ck.special, source=ck.source,
-                  generation={"suppress_tokens": [], "forced_bos": None, "forced_eos": None,
-                              "whisper": ck.whisper},
-                  exits={"exit_trained": False, "layers": list(range(1, ck.spec.decoder_layers + 1))})
+    fields = {"arch": ck.spec, "quant": quant.value, "special": ck.special, "source": ck.source,
+              "generation": {"suppress_tokens": [], "forced_bos": None, "forced_eos": None,
+                             "whisper": ck.whisper},
+              "exits": {"exit_trained": False, "layers": list(range(1, ck.spec.decoder_layers + 1))}}
     out = Path(out)
     write_package(out, graphs, store, fields, ck.tokenizer_file)
     used = [n for _, weights in graphs.values() for n in weights]

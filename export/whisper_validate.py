@@ -12,9 +12,12 @@ from typing import Any
 import numpy as np
 
 from edgeseq.errors import ExportValidationError
-from .validate import FP32_TOLERANCE
+
 from .weight_formats import Quant
 
+# fp32 packages: max abs difference <= FP32_TOLERANCE * max(1, largest reference value)
+# (measured on tiny.en: 1.1e-5 relative for the cross K/V, 1e-6 for the logits)
+FP32_TOLERANCE = 1e-4
 GREEDY_TOKENS = 24
 SAMPLE_RATE = 16000
 

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 
 from edgeseq import names
-from edgeseq.errors import PackageError
 from edgeseq.manifest import Manifest
 from .kv_cache import KVCache
 from .providers import SessionConfig, make_session
@@ -63,18 +62,6 @@ class EncoderState:
                             np.ascontiguousarray(self.bias[rows]))
 
 
-def _check_io(graph: str, session, expected: dict) -> None:
-    """The graph's inputs and outputs must be exactly those the manifest declares."""
-    got = {"inputs": [i.name for i in session.get_inputs()],
-           "outputs": [o.name for o in session.get_outputs()]}
-    for kind in ("inputs", "outputs"):
-        if sorted(got[kind]) != sorted(expected[kind]):
-            missing = sorted(set(expected[kind]) - set(got[kind]))
-            extra = sorted(set(got[kind]) - set(expected[kind]))
-            raise PackageError(f"{graph} graph {kind} do not match the manifest "
-                               f"(missing {missing}, unexpected {extra})")
-
-
 class Seq2SeqRunner:
     def __init__(self, directory: Path, manifest: Manifest, config: SessionConfig):
         self.manifest = manifest
@@ -82,8 +69,6 @@ class Seq2SeqRunner:
         self.encoder = make_session(directory / names.ENCODER_FILE, config)
         self.decoder = make_session(directory / names.DECODER_FILE, config)
         tensors = manifest.tensor_names()
-        for graph, session in (("encoder", self.encoder), ("decoder", self.decoder)):
-            _check_io(graph, session, tensors[graph])
         self._enc_outputs = tensors["encoder"]["outputs"]
         self._dec_outputs = tensors["decoder"]["outputs"]
         self.full_plan = LayerPlan.all_layers(self.arch.decoder_layers)

@@ -11,6 +11,7 @@ from typing import Callable, Protocol
 
 import numpy as np
 
+from edgeseq.errors import OptionsError
 from .decoder import LayerPlan
 
 
@@ -150,7 +151,7 @@ class SelfDrafter:
                  exit_layer: int | None = None, confidence: float = 0.0,
                  head_cost_layers: float = 1.0):
         if exit_layer is not None and not 1 <= exit_layer < layers:
-            raise ValueError(f"exit_layer must be in 1..{layers - 1}, got {exit_layer}")
+            raise OptionsError(f"exit_layer must be in 1..{layers - 1}, got {exit_layer}")
         self.session, self.layers, self.score = session, layers, score
         self.sample, self.rng = sample, rng
         self.max_draft, self.confidence = max_draft, confidence

@@ -28,6 +28,10 @@ from .text import Inputs, TextCodec, normalise_inputs
 
 
 
+MAX_NEW_TOKENS = 8192  # the KV cache for the whole length is allocated before decoding
+MAX_BEAMS = 64
+
+
 @dataclass
 class GenerationStats:
     first_token_ms: float = 0.0   # call start to first generated token (encoder included)
@@ -58,6 +62,17 @@ def resolve_package(package: str | Path) -> Path:
 
 
 class Engine:
+    """A loaded package. Thread safety: one Engine may be shared by many threads.
+    Each generate / stream / transcribe call owns its KV cache, encoder state, RNG and
+    drafter; onnxruntime sessions and the tokenizer are only read. Shared on purpose: the
+    n-gram table of draft="ngram" (locked): greedy output never depends on it, but sampled
+    output with draft="ngram" does (as it does on adaptive draft lengths, which follow
+    measured timings: for reproducible seeded sampling with a drafter, pass
+    adaptive_draft=False and avoid "ngram"). Not safe: iterating or closing one stream
+    from two threads at once (Python refuses: "generator already executing"). Each
+    concurrent call holds its own memory (memory_budget_mb is per call), and runs with
+    `threads` intra-op threads: with many callers, load with threads=1."""
+
     def __init__(self, directory: Path, manifest: Manifest, config: SessionConfig):
         self.directory = directory
         self.manifest = manifest
@@ -96,7 +111,18 @@ class Engine:
             ids = ids[:limit - 1] + [self.manifest.special.eos]
         return ids
 
+    @staticmethod
+    def _options(options: dict) -> GenerationOptions:
+        known = set(GenerationOptions.__dataclass_fields__)
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise OptionsError(f"unknown option(s) {unknown}; known: {sorted(known)}")
+        return GenerationOptions(**options)
+
     def _check_target_length(self, opts: GenerationOptions) -> None:
+        if opts.max_new_tokens > MAX_NEW_TOKENS or opts.num_beams > MAX_BEAMS:
+            raise OptionsError(f"max_new_tokens must be <= {MAX_NEW_TOKENS} and num_beams <= "
+                               f"{MAX_BEAMS} (the cache is allocated up front)")
         if self.arch.positions != Positions.RELATIVE and \
                 opts.max_new_tokens + 1 > self.arch.max_target_positions:
             raise InputError(f"max_new_tokens={opts.max_new_tokens} exceeds this model's "
@@ -169,7 +195,7 @@ class Engine:
     def generate(self, inputs: Inputs, **options) -> GenerationResult | list[GenerationResult]:
         """Generate for a string, a list of strings, token ids, or a list of token id lists.
         Returns one result, or a list for a list input. Options: GenerationOptions fields."""
-        opts = GenerationOptions(**options)
+        opts = self._options(options)
         self._check_target_length(opts)
         items, is_batch = normalise_inputs(inputs)
         started = time.perf_counter()
@@ -254,7 +280,7 @@ class Engine:
     def stream(self, text: str | list[int], **options) -> Iterator[str]:
         """Yield text pieces as they decode (greedy or sampling, one input). Closing the
         generator stops decoding; the engine stays usable."""
-        opts = GenerationOptions(**options)
+        opts = self._options(options)
         if opts.num_beams > 1:
             raise InputError("stream() decodes greedily or by sampling; beam search cannot stream")
         self._check_target_length(opts)
@@ -262,6 +288,7 @@ class Engine:
         if is_batch:
             raise InputError("stream() takes one input; call it once per input")
         rows = [self._source_ids(items[0], opts)]
+        opts = self._apply_budget(opts, rows)[0]
         session = self._session(rows, 1, opts)
         ids: list[int] = []
         shown = ""

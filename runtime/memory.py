@@ -12,8 +12,8 @@ from edgeseq.errors import MemoryBudgetError
 F32 = 4
 MB = 1 << 20
 # Measured: RSS of a Python process after `import edgeseq.runtime` (numpy, onnxruntime,
-# tokenizers) plus two empty onnxruntime sessions, before any weights (bench/memory.py).
-RUNTIME_ALLOWANCE = 60 * MB
+# tokenizers) plus two onnxruntime sessions, before weights: 55-67 MB on x86-64 Linux.
+RUNTIME_ALLOWANCE = 70 * MB
 # Resident bytes per byte of initializers the two sessions load (a tied embedding counts
 # twice: both graphs hold it). onnxruntime keeps the initializers plus prepacked copies
 # for some kernels; fp16 weights are cast up to fp32 at load. Measured on t5-small-shaped

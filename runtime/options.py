@@ -1,11 +1,16 @@
 """Generation options: one frozen dataclass, validated in one place, errors name the option."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+import numbers
+from dataclasses import dataclass, fields
+
+import numpy as np
 
 from edgeseq.errors import OptionsError
 
 DRAFTERS = ("input", "layers", "ngram")
+MAX_DRAFT = 128  # draft lengths are searched per pass; more would only cost time
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,8 @@ class GenerationOptions:
     exit_layers: tuple[int, ...] | None = None  # CALM exits to try (default: the manifest's)
 
     def __post_init__(self) -> None:
+        for f in fields(self):
+            _check_type(f.name, f.type, getattr(self, f.name))
         if self.max_new_tokens < 1:
             raise OptionsError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
         if not 0 <= self.min_new_tokens <= self.max_new_tokens:
@@ -59,8 +66,16 @@ class GenerationOptions:
                                "beam search (num_beams > 1)")
         if self.memory_budget_mb is not None and not self.memory_budget_mb > 0:
             raise OptionsError(f"memory_budget_mb must be > 0, got {self.memory_budget_mb}")
-        if self.max_draft < 1:
-            raise OptionsError(f"max_draft must be >= 1, got {self.max_draft}")
+        if not 1 <= self.max_draft <= MAX_DRAFT:
+            raise OptionsError(f"max_draft must be in 1..{MAX_DRAFT}, got {self.max_draft}")
+        if self.seed is not None and self.seed < 0:
+            raise OptionsError(f"seed must be >= 0, got {self.seed}")
+        if self.exit_layer is not None and self.exit_layer < 1:
+            raise OptionsError(f"exit_layer must be >= 1, got {self.exit_layer}")
+        if self.draft is not None and not isinstance(self.draft, str) and \
+                not (hasattr(self.draft, "manifest") and hasattr(self.draft, "runner")):
+            raise OptionsError(f"draft must be one of {DRAFTERS}, an Engine, or None; "
+                               f"got {type(self.draft).__name__}")
         if not 0 <= self.draft_confidence < 1:
             raise OptionsError(f"draft_confidence must be in [0, 1), got {self.draft_confidence}")
         if self.exit_layer is not None and self.draft != "layers":
@@ -87,3 +102,32 @@ class GenerationOptions:
         if not self.do_sample and any(sampling_only.values()):
             used = [k for k, v in sampling_only.items() if v]
             raise OptionsError(f"{', '.join(used)} only apply when do_sample=True")
+
+
+def _check_type(name: str, annotation: object, value: object) -> None:
+    """Refuse a value of the wrong type for a field annotated bool, int, float or
+    `X | None` (a bool is not an int here; floats must be finite)."""
+    kind = annotation if isinstance(annotation, str) else str(annotation)
+    optional = kind.endswith(" | None")
+    kind = kind.removesuffix(" | None")
+    if value is None and optional:
+        return
+    if kind == "bool" and not isinstance(value, (bool, np.bool_)):
+        raise OptionsError(f"{name} must be True or False, got {value!r}")
+    is_bool = isinstance(value, (bool, np.bool_))
+    if kind == "int" and (is_bool or not isinstance(value, numbers.Integral)):
+        raise OptionsError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
+    if kind.startswith("tuple[int") and not (
+            isinstance(value, (tuple, list)) and all(
+                isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
+                for v in value)):
+        raise OptionsError(f"{name} must be a tuple of ints, got {value!r}")
+    if kind == "float":
+        if is_bool or not isinstance(value, numbers.Real):
+            raise OptionsError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
+        try:
+            finite = math.isfinite(value)
+        except OverflowError:  # an int too large for a float
+            finite = False
+        if not finite:
+            raise OptionsError(f"{name} must be a finite number, got {value!r}")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import onnxruntime as ort
 
-from edgeseq.errors import PackageError, ProviderError
+from edgeseq.errors import OptionsError, PackageError, ProviderError
 
 PROVIDERS = {
     "cpu": "CPUExecutionProvider",
@@ -27,6 +27,13 @@ PROVIDERS = {
 class SessionConfig:
     provider: str = "cpu"
     threads: int = 0  # 0: onnxruntime's default (all physical cores)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.provider, str):
+            raise ProviderError(f"provider must be a name such as 'cpu', got {self.provider!r}")
+        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 0:
+            raise OptionsError(f"threads must be an int >= 0 (0: onnxruntime's default), "
+                               f"got {self.threads!r}")
 
 
 def resolve_provider(name: str) -> list[str]:

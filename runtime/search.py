@@ -92,7 +92,7 @@ def beam_search(s: DecodeSession, batch: int, start: int, rules: ScoreRules, pad
         logp = log_softmax(s.step(last)[:, -1].astype(np.float32))
         logp = rules.apply(logp, cur).reshape(batch, beams, -1) + running_scores[:, :, None]
         flat = logp.reshape(batch, -1)
-        top = np.argsort(-flat, axis=-1, kind="stable")[:, :keep]
+        top = _top_k(flat, keep)
         top_scores = np.take_along_axis(flat, top, axis=-1)
         vocab = logp.shape[-1]
         source_beam, token = top // vocab, top % vocab
@@ -127,3 +127,10 @@ def beam_search(s: DecodeSession, batch: int, start: int, rules: ScoreRules, pad
             break
     return BeamResult([finished[b, 0, :finished_len[b, 0]].tolist() for b in range(batch)],
                       finished_scores[:, 0].tolist())
+
+
+def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k best per row, best first (argpartition, then sort only those)."""
+    part = np.argpartition(-scores, k - 1, axis=-1)[:, :k]
+    order = np.argsort(-np.take_along_axis(scores, part, axis=-1), axis=-1, kind="stable")
+    return np.take_along_axis(part, order, axis=-1)

@@ -35,8 +35,7 @@ def make_drafter(engine: "Engine", opts: GenerationOptions, session: "DecodeSess
     if opts.draft == "input":
         return InputDrafter(max_draft=opts.max_draft), sampler
     if opts.draft == "ngram":
-        engine.ngram.max_draft = opts.max_draft
-        return engine.ngram, sampler
+        return engine.ngram, sampler  # shared by calls: it only ever sees ctx.limit
     if opts.draft == "layers":
         arch = engine.arch
         head = arch.vocab_size * arch.d_model / max(1, 4 * arch.d_model * arch.inner_dim

@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 import numbers
+import re
 from pathlib import Path
 from typing import Sequence
 
 from edgeseq.errors import InputError
 
 Inputs = str | Sequence[str] | Sequence[int] | Sequence[Sequence[int]]
+# A surrogate code point that is not half of a high+low pair: a str can hold one (from
+# errors="surrogateescape" or a broken UTF-16 source) but no UTF-8 tokenizer can take it.
+_LONE_SURROGATE = re.compile("[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]")
 
 
 class TextCodec:
@@ -27,9 +31,14 @@ class TextCodec:
                              "token ids (list[int]) instead of text, or re-export with --tokenizer")
         if not isinstance(text, str):
             raise InputError(f"expected text, got {type(text).__name__}")
+        text = valid_text(text)
         if not text.strip():
             raise InputError("input text is empty or whitespace only")
-        return self._tok.encode(text).ids
+        encoding = self._tok.encode(text)
+        if all(encoding.special_tokens_mask):
+            raise InputError("input text is empty once the tokenizer drops the characters it "
+                             "ignores (zero-width, format or control characters only)")
+        return encoding.ids
 
     def decode(self, ids: Sequence[int]) -> str:
         if self._tok is None:
@@ -37,13 +46,43 @@ class TextCodec:
         return self._tok.decode(list(ids), skip_special_tokens=True)
 
 
+def valid_text(text: str) -> str:
+    """`text` with surrogate pairs joined into the characters they encode; InputError
+    naming the position of a lone surrogate (not valid Unicode text)."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    lone = _LONE_SURROGATE.search(text)
+    if lone:
+        raise InputError(f"input text holds a lone surrogate U+{ord(lone.group()):04X} at index "
+                         f"{lone.start()}, which is not valid Unicode; decode the source bytes "
+                         "with their real encoding (not errors='surrogateescape')")
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le")
+
+
+def _bytes_error(data: bytes | bytearray | memoryview) -> InputError:
+    try:
+        bytes(data).decode("utf-8")
+    except UnicodeDecodeError as err:
+        return InputError(f"input is bytes that are not valid UTF-8 ({err.reason} at byte "
+                          f"{err.start}); decode them with their real encoding and pass a str")
+    return InputError("input is bytes; pass text as a str (e.g. data.decode('utf-8'))")
+
+
 def normalise_inputs(inputs: Inputs) -> tuple[list[str | list[int]], bool]:
     """A flat list of single inputs (text or ids), and whether the caller passed a batch."""
     if isinstance(inputs, str):
         return [inputs], False
+    if isinstance(inputs, (bytes, bytearray, memoryview)):
+        raise _bytes_error(inputs)
     if isinstance(inputs, (list, tuple)):
         if not inputs:
             raise InputError("empty input list")
+        blob = next((x for x in inputs if isinstance(x, (bytes, bytearray, memoryview))), None)
+        if blob is not None:
+            raise _bytes_error(blob)
         if all(isinstance(x, numbers.Integral) and not isinstance(x, bool) for x in inputs):
             return [[int(t) for t in inputs]], False
         if all(isinstance(x, str) for x in inputs):

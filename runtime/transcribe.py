@@ -21,7 +21,16 @@ import numpy as np
 
 from edgeseq.arch import Family
 from edgeseq.errors import OptionsError, PackageError
-from .audio import HOP_LENGTH, N_FFT, N_FRAMES, N_SAMPLES, SAMPLE_RATE, load_audio, mel_filters
+
+from .audio import (
+    HOP_LENGTH,
+    N_FFT,
+    N_FRAMES,
+    N_SAMPLES,
+    SAMPLE_RATE,
+    load_audio,
+    mel_filters,
+)
 from .kv_cache import KVCache
 from .logits import NEG, log_softmax, softmax
 from .options import GenerationOptions
@@ -125,7 +134,7 @@ class WhisperTokens:
     input_stride: int
 
     @classmethod
-    def from_manifest(cls, generation: dict[str, Any]) -> "WhisperTokens":
+    def from_manifest(cls, generation: dict[str, Any]) -> WhisperTokens:
         w = generation.get("whisper")
         if not isinstance(w, dict):
             raise PackageError("this package has no Whisper section in its manifest; export it "
@@ -233,7 +242,7 @@ class WhisperRules:
 
 # -- the transcriber -------------------------------------------------------------------
 class Transcriber:
-    def __init__(self, engine: "Engine"):
+    def __init__(self, engine: Engine):
         if engine.arch.family != Family.WHISPER:
             raise PackageError(f"{engine.directory} holds a {engine.arch.family.value} model; "
                                "transcription needs a Whisper package")
@@ -353,7 +362,7 @@ class Transcriber:
         t = self.tokens
         max_initial = None
         if opts.max_initial_timestamp is not None:
-            max_initial = int(round(opts.max_initial_timestamp / t.time_precision))
+            max_initial = round(opts.max_initial_timestamp / t.time_precision)
         return WhisperRules(
             eos=t.eot, max_new_tokens=max_new, prompt_length=prompt_length, cache=cache,
             suppress=t.suppress_tokens if opts.suppress_tokens else (),
@@ -386,10 +395,11 @@ class Transcriber:
             pieces.append((offset + (piece[0] - begin) * precision,
                            offset + (piece[-1] - begin) * precision, piece))
             last = cut
-        if single_ending:  # no speech after the last timestamp: the window is done
-            return self._keep(pieces), seek + size
-        # the last segment is unfinished: start the next window at its opening timestamp
-        return self._keep(pieces), seek + (tokens[last - 1] - begin) * t.input_stride
+        advance = (tokens[last - 1] - begin) * t.input_stride
+        if single_ending or advance <= 0:  # no speech after the last timestamp (or a
+            return self._keep(pieces), seek + size  # segment closed at 0.00: never stall)
+        # the last segment is unfinished: start the next window where it opened
+        return self._keep(pieces), seek + advance
 
     def _keep(self, pieces: list[tuple[float, float, list[int]]]) -> list[Segment]:
         """Segments with text (faster-whisper drops empty and zero-length ones)."""
@@ -404,7 +414,7 @@ class Transcriber:
         return kept
 
 
-def transcribe(engine: "Engine", audio: Audio, sample_rate: int | None = None,
+def transcribe(engine: Engine, audio: Audio, sample_rate: int | None = None,
                **options: Any) -> TranscriptionResult:
     """Transcribe `audio` with a Whisper package. Options: TranscribeOptions fields."""
     return Transcriber(engine).transcribe(audio, sample_rate, TranscribeOptions(**options))
