@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.profiles import PROFILES
+from edgeseq.profiles import PROFILES
 
 ROOT = Path(__file__).resolve().parents[1]
 SUITES = ("decode", "transcribe", "speculative", "skip", "scaling")

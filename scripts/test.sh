@@ -5,7 +5,8 @@ ensure "export,test"
 # The demo's browser test drives Debian's Chromium (never a downloaded browser); without
 # root or apt it is skipped with a reason.
 if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
-  apt-get install -y -q chromium >/dev/null 2>&1 || echo "chromium not installed: browser test will skip"
+  { apt-get update -q && apt-get install -y -q chromium; } >/dev/null 2>&1 \
+    || echo "chromium not installed: the browser test will skip"
 fi
 cd "$ROOT"
 exec "$PY" -m pytest "$@"
