@@ -23,18 +23,8 @@ ANY_CHARACTER = st.one_of(st.characters(min_codepoint=0, max_codepoint=0x10FFFF)
 
 
 @pytest.fixture(scope="module")
-def text_package(t5_tokenizer_file, tmp_path_factory):
-    import torch
-    import transformers as tf
-    from edgeseq.export import export_checkpoint
-    torch.manual_seed(1)
-    root = tmp_path_factory.mktemp("t5text-reliability")
-    model = tf.T5ForConditionalGeneration(tf.T5Config(
-        vocab_size=32128, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
-        decoder_start_token_id=0, initializer_factor=4.0))
-    model.eval().save_pretrained(root / "ck")
-    export_checkpoint(root / "ck", root / "pkg", quant="int8", tokenizer=t5_tokenizer_file)
-    return root / "pkg"
+def text_package(t5_text_package):
+    return t5_text_package
 
 
 @pytest.fixture(scope="module")
