@@ -43,17 +43,29 @@ def _torch_reference(ck: Checkpoint, ids, mask, dec) -> tuple[np.ndarray, list[n
     return out.logits.numpy(), cross
 
 
+def _torch_greedy(ck: Checkpoint, ids, mask, new_tokens: int) -> list[list[int]]:
+    """PyTorch fp32 greedy tokens with EOS suppressed, recomputing the prefix each step
+    (no cache: transformers' cache breaks when encoder and decoder depths differ)."""
+    import torch
+    src, attn = torch.from_numpy(ids), torch.from_numpy(mask)
+    prefix = torch.full((len(ids), 1), ck.special.decoder_start, dtype=torch.long)
+    with torch.no_grad():
+        encoded = ck.torch_model.get_encoder()(input_ids=src, attention_mask=attn)
+        for _ in range(new_tokens):
+            logits = ck.torch_model(encoder_outputs=encoded, attention_mask=attn,
+                                    decoder_input_ids=prefix, use_cache=False).logits[:, -1]
+            logits[:, ck.special.eos] = -float("inf")
+            prefix = torch.cat([prefix, logits.argmax(-1, keepdim=True)], dim=1)
+    return prefix[:, 1:].tolist()
+
+
 def _greedy_agreement(ck: Checkpoint, engine, ids, mask, new_tokens: int = 16) -> float:
     """Mean fraction of PyTorch fp32 greedy tokens reproduced before the first mismatch."""
-    import torch
-    with torch.no_grad():
-        ref = ck.torch_model.generate(
-            input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask),
-            max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, num_beams=1)
+    ref = _torch_greedy(ck, ids, mask, new_tokens)
     rows = [r[m.astype(bool)].tolist() for r, m in zip(ids, mask)]
     ours = engine.generate(rows, max_new_tokens=new_tokens, min_new_tokens=new_tokens)
     scores = []
-    for expected, got in zip(ref[:, 1:].tolist(), ours):
+    for expected, got in zip(ref, ours):
         same = 0
         for a, b in zip(expected, got.token_ids):
             if a != b:
