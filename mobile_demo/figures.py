@@ -46,7 +46,7 @@ class Figures:
     threads: int
     memory: Memory
     decoder_passes: int | None = None
-    layers_per_pass: float | None = None   # drafter "layers": decoder layers run per pass
+    layers_per_pass: float | None = None   # layer drafting or skipping: layers run per token
     decoder_layers: int | None = None
     speculation: dict | None = None        # drafted, accepted, acceptance_rate, histogram
     audio_s: float | None = None           # transcription only
@@ -75,7 +75,7 @@ def engine_figures(stats, threads: int, decoder_layers: int, with_layers: bool,
     return Figures("engine", first_ms, stats.total_ms, stats.new_tokens,
                    rate, threads, Memory.now(budget_mb, stats.memory_plan),
                    decoder_passes=stats.decoder_passes,
-                   layers_per_pass=stats.layers_per_pass if with_layers else None,
+                   layers_per_pass=stats.layers_per_token if with_layers else None,
                    decoder_layers=decoder_layers if with_layers else None,
                    speculation=stats.speculation)
 

@@ -41,6 +41,17 @@ class Drafter(str, enum.Enum):
     LAYERS = "layers"  # self-speculation: the first decoder layers draft
 
 
+class SkipMode(str, enum.Enum):
+    """Lossy layer skipping (the lossless one is the "layers" drafter)."""
+    UNIFIED_1_5 = "unified-1.5"   # skip a balanced third of the decoder layers
+    UNIFIED_2 = "unified-2"       # skip half of them
+    CONFIDENT = "confident"       # per token: exit once the top probability >= 0.9
+
+    def options(self) -> dict[str, Any]:
+        return {SkipMode.UNIFIED_1_5: {"skip_ratio": 1.5}, SkipMode.UNIFIED_2: {"skip_ratio": 2.0},
+                SkipMode.CONFIDENT: {"exit_threshold": 0.9}}[self]
+
+
 @dataclass(frozen=True)
 class Settings:
     """The controls panel."""
@@ -49,6 +60,7 @@ class Settings:
     top_p: float = 0.95             # decoding == SAMPLE
     num_beams: int = 4              # decoding == BEAM
     drafter: Drafter | None = None  # None: no speculation
+    skip: SkipMode | None = None    # None: every decoder layer runs
     threads: int = 0                # onnxruntime intra-op threads; 0: all cores
     memory_budget_mb: float | None = None
     max_new_tokens: int = 64
@@ -57,7 +69,7 @@ class Settings:
     def streams(self) -> bool:
         """Stream token by token: greedy or sampling without a drafter. Beam search cannot
         stream, and a drafter's figures (acceptance) come with the whole answer."""
-        return self.decoding != Decoding.BEAM and self.drafter is None
+        return self.decoding != Decoding.BEAM and self.drafter is None and self.skip is None
 
     def generation_options(self) -> dict[str, Any]:
         """Engine.generate / Engine.stream keyword arguments."""
@@ -68,6 +80,8 @@ class Settings:
             opts["num_beams"] = self.num_beams
         if self.drafter is not None:
             opts["draft"] = self.drafter.value
+        if self.skip is not None:
+            opts.update(self.skip.options())
         if self.memory_budget_mb is not None:
             opts["memory_budget_mb"] = self.memory_budget_mb
         return opts
@@ -76,6 +90,7 @@ class Settings:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["decoding"] = self.decoding.value
         out["drafter"] = self.drafter.value if self.drafter else None
+        out["skip"] = self.skip.value if self.skip else None
         return out
 
 
@@ -137,6 +152,7 @@ def parse_settings(values: Mapping[str, object]) -> Settings:
         top_p=float(_number(values, "top_p", 0.95, 0, 1, low_open=True)),
         num_beams=_number(values, "num_beams", 4, 1, 8, integer=True),
         drafter=_choice(values, "drafter", Drafter, None, none_word="none"),
+        skip=_choice(values, "skip", SkipMode, None, none_word="none"),
         threads=_number(values, "threads", 0, 0, MAX_THREADS, integer=True),
         memory_budget_mb=None if budget is None else float(budget),
         max_new_tokens=_number(values, "max_new_tokens", 64, 1, 256, integer=True))

@@ -49,7 +49,8 @@ def answer_text(engine: Engine, job: TextJob, model_id: str) -> Iterator[Event]:
         result = engine.generate(job.text, **job.settings.generation_options())
         text = result.text
         figures = engine_figures(result.stats, job.settings.threads, engine.arch.decoder_layers,
-                                 job.settings.drafter == Drafter.LAYERS,
+                                 job.settings.drafter == Drafter.LAYERS or
+                                 job.settings.skip is not None,
                                  job.settings.memory_budget_mb,
                                  beam=job.settings.decoding == Decoding.BEAM)
     changes = word_diff(job.text, text) if job.task == Task.FIX else None

@@ -307,3 +307,14 @@ def test_concurrent_requests_share_one_engine_and_match_sequential_answers(serve
         together = list(pool.map(ask, texts))
     assert server.demo.engines.loads == loads_before + 1  # loaded once for all eight
     assert together == [ask(text) for text in texts]
+
+
+
+@pytest.mark.parametrize("skip", ["unified-2", "confident"])
+def test_layer_skipping_answers_whole_with_layers_per_token(server, skip):
+    status, events = generate(server, fix("the cat sat on the mat.", skip=skip))
+    assert status == 200 and [name for name, _ in events] == ["done"]
+    f = events[0][1]["figures"]
+    assert f["decoder_layers"] == 2 and 1 <= f["layers_per_pass"] <= 2
+    if skip == "unified-2":
+        assert f["layers_per_pass"] == 1

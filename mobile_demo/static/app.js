@@ -82,6 +82,7 @@ function settings() {
   const out = {
     decoding: $("decoding").value,
     drafter: $("drafter").value,
+    skip: $("skip").value,
     threads: number("threads"),
     max_new_tokens: number("max-new"),
     memory_budget_mb: $("budget").value === "" ? null : number("budget"),
@@ -98,7 +99,10 @@ function updateControls() {
   const drafter = $("drafter");
   drafter.disabled = decoding === "beam";  // speculation verifies one sequence, not beams
   if (drafter.disabled) drafter.value = "none";
-  const streams = decoding !== "beam" && drafter.value === "none";
+  const skip = $("skip");
+  if (drafter.value !== "none") skip.value = "none";  // lossless and lossy skipping don't mix
+  skip.disabled = drafter.value !== "none";
+  const streams = decoding !== "beam" && drafter.value === "none" && skip.value === "none";
   $("stream-note").textContent = streams
     ? "Answers stream token by token."
     : "Beam search and drafters answer whole: the text arrives at once, with the speculation figures.";
@@ -210,7 +214,7 @@ function showFigures(f) {
   set("acceptance", s
     ? `${(100 * s.acceptance_rate).toFixed(0)}% (${s.accepted}/${s.drafted}), ${s.mean_tokens_per_pass.toFixed(2)} tokens/pass`
     : "— (no drafter)");
-  set("layers_per_pass", f.layers_per_pass == null ? "— (all layers)" : `${f.layers_per_pass.toFixed(2)} of ${f.decoder_layers}`);
+  set("layers_per_pass", f.layers_per_pass == null ? "— (all layers)" : `${f.layers_per_pass.toFixed(2)} of ${f.decoder_layers} per token`);
   showMemory(f.memory, set);
   showHistogram(s ? s.accepted_histogram : null);
   const rtf = f.real_time_factor == null ? "" : ` Audio ${f.audio_s.toFixed(1)} s at ${f.real_time_factor.toFixed(1)}× real time.`;
@@ -371,6 +375,7 @@ function main() {
   }
   $("decoding").addEventListener("change", updateControls);
   $("drafter").addEventListener("change", updateControls);
+  $("skip").addEventListener("change", updateControls);
   $("profile").addEventListener("change", applyProfile);
   for (const id of ["threads", "budget"]) $(id).addEventListener("input", () => { $("profile").value = ""; });
   counter($("fix-input"), $("fix-count"));
