@@ -85,6 +85,26 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_transcribe(args: argparse.Namespace) -> int:
+    engine = _load(args)
+    opts = dict(num_beams=args.num_beams, timestamps=args.timestamps, task=args.task)
+    if args.language:
+        opts["language"] = args.language
+    result = engine.transcribe(args.audio, **opts)
+    if args.json:
+        print(json.dumps({"text": result.text, "language": result.language,
+                          "segments": [asdict(seg) for seg in result.segments],
+                          "stats": {**asdict(result.stats),
+                                    "real_time_factor": result.stats.real_time_factor}}))
+        return 0
+    if args.timestamps:
+        for seg in result.segments:
+            print(f"[{seg.start:6.2f} -> {seg.end:6.2f}] {seg.text.strip()}")
+    else:
+        print(result.text.strip())
+    return 0
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     engine = _load(args)
     m = engine.manifest
@@ -216,6 +236,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=128)
     p.add_argument("--max-draft", type=int, default=8)
     p.set_defaults(func=_cmd_plan)
+    p = sub.add_parser("transcribe", help="speech to text with a Whisper package")
+    _add_runtime_args(p)
+    p.add_argument("audio", help="WAV file (16-bit PCM; any rate, mono or stereo)")
+    p.add_argument("--language", help="language code; default: detected (multilingual models)")
+    p.add_argument("--task", choices=["transcribe", "translate"], default="transcribe")
+    p.add_argument("--num-beams", type=int, default=1)
+    p.add_argument("--timestamps", action="store_true", help="print segments with times")
+    p.set_defaults(func=_cmd_transcribe)
     p = sub.add_parser("info", help="describe a package and the providers its graphs run on")
     _add_runtime_args(p)
     p.set_defaults(func=_cmd_info)
