@@ -51,9 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
-    jfleg = load_jfleg(SHARED / "data" / "jfleg-dev")
-    jfleg.sources[:] = jfleg.sources[:args.limit]
-    jfleg.references[:] = [refs[:args.limit] for refs in jfleg.references]
+    full = load_jfleg(SHARED / "data" / "jfleg-dev")
+    jfleg = type(full)(full.sources[:args.limit], [refs[:args.limit] for refs in full.references])
     sources = [jfleg_detokenize(s) for s in jfleg.sources]
     engine = edgeseq.load(args.package, threads=args.threads)
     engine.generate(sources[0], max_new_tokens=8)  # warm-up

@@ -1,6 +1,7 @@
 """The public engine: load a package, generate (greedy, sampling, beam) and stream."""
 from __future__ import annotations
 
+import threading
 import time
 from importlib import resources
 from dataclasses import dataclass, field, replace
@@ -82,6 +83,8 @@ class Engine:
         self.codec = TextCodec(tokenizer)
         self.config = config
         self.ngram = NgramDrafter()  # n-grams of this engine's earlier outputs (draft="ngram")
+        self._controllers: dict[tuple, DraftController] = {}
+        self._controllers_lock = threading.Lock()
 
     @classmethod
     def load(cls, package: str | Path, provider: str = "cpu", threads: int = 0) -> "Engine":
@@ -169,7 +172,7 @@ class Engine:
         if opts.draft is not None:
             drafter, sampler = make_drafter(self, opts, session, rows, rules)
             session.spec = SpecStats()
-            control = DraftController(opts.max_draft, adaptive=opts.adaptive_draft)
+            control = self._controller(opts)
             return speculative(session, start, rules, pad, drafter, rows, session.spec,
                                control, sampler, opts.seed)
         if opts.exit_threshold is not None:
@@ -180,6 +183,19 @@ class Engine:
         if opts.do_sample:
             return sample(session, start, rules, pad, opts)
         return greedy(session, start, rules, pad)
+
+    def _controller(self, opts: GenerationOptions) -> DraftController:
+        """What a drafter's acceptance and costs were is learned across calls (requests are
+        often short: a fresh controller would spend them re-learning). Non-adaptive calls
+        get their own. Concurrent calls share it; its updates are benign races."""
+        if not opts.adaptive_draft:
+            return DraftController(opts.max_draft, adaptive=False)
+        kind = opts.draft if isinstance(opts.draft, str) else f"model:{id(opts.draft)}"
+        key = (kind, opts.max_draft, opts.exit_layer)
+        with self._controllers_lock:
+            if key not in self._controllers:
+                self._controllers[key] = DraftController(opts.max_draft)
+            return self._controllers[key]
 
     @staticmethod
     def _chooser(opts: GenerationOptions):
