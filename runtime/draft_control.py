@@ -20,6 +20,8 @@ class DraftController:
     _draft_s: float = 0.0          # seconds per drafted token (EMA)
     _off_rounds: int = 0
     _points: list = field(default_factory=list)  # (k, seconds) of recent verify passes
+    _observed: int = 0
+    _best: int | None = None                     # planned draft length, until the next fit
 
     def expected_tokens(self, k: int) -> float:
         a = min(self.alpha, 0.995)
@@ -32,14 +34,19 @@ class DraftController:
     def limit(self) -> int:
         if not self.adaptive:
             return self.max_draft
-        best_k = max(range(self.max_draft + 1), key=lambda k: self.expected_tokens(k) / self.cost(k))
-        # draft only for a predicted gain of 8% or more: estimates are noisy, and a wrong
-        # "on" costs more than a wrong "off"
-        if best_k == 0 or self.expected_tokens(best_k) / self.cost(best_k) < 1.08 / self.cost(0):
+        if self._best is None:  # recomputed only after the estimates change (see _fit)
+            self._best = max(range(self.max_draft + 1),
+                             key=lambda k: self.expected_tokens(k) / self.cost(k))
+            gain = self.expected_tokens(self._best) / self.cost(self._best) * self.cost(0)
+            # draft only for a predicted gain of 8% or more: estimates are noisy, and a
+            # wrong "on" costs more than a wrong "off"
+            if gain < 1.08:
+                self._best = 0
+        if self._best == 0:
             self._off_rounds += 1
             return 2 if self._off_rounds % self.probe_every == 0 else 0
         self._off_rounds = 0
-        return best_k
+        return self._best
 
     def observe(self, drafted: int, accepted: int, verify_s: float, draft_s: float) -> None:
         if drafted:
@@ -47,7 +54,10 @@ class DraftController:
             self.alpha = 0.7 * self.alpha + 0.3 * accepted / (accepted + missed)
             self._draft_s = 0.7 * self._draft_s + 0.3 * draft_s / drafted
         self._points = (self._points + [(drafted, verify_s)])[-32:]
-        self._fit()
+        self._observed += 1
+        if drafted or self._observed % 8 == 0 or self._base_s is None:
+            self._fit()  # refit (and re-plan) after drafts, and every 8 plain passes
+            self._best = None
 
     def _fit(self) -> None:
         """Least squares of seconds = base * (1 + beta * k) over recent passes."""

@@ -97,6 +97,13 @@ def speculative(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int
     generated = 0
     while generated < rules.max_new_tokens and not done.all():
         limit = min(rules.max_new_tokens - generated - 1, control.limit())
+        if limit <= 0 and sampler is None:  # not drafting: a plain step, no extra work
+            emit = _plain_step(s, output, rules, generated, done, pad, control)
+            stats.verify_passes += 1
+            stats.histogram[0] += 1
+            generated += 1
+            yield emit
+            continue
         began = time.perf_counter()
         draft = drafter.propose(DraftContext(source, output, limit)) if limit > 0 \
             else Draft(np.zeros((batch, 0), np.int64))
@@ -140,6 +147,20 @@ def speculative(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int
             output[r].extend(int(t) for t in emit[r])
         generated += n + 1
         yield emit
+
+
+def _plain_step(s: DecodeSession, output: list[list[int]], rules: ScoreRules, generated: int,
+                done: np.ndarray, pad: int, control: DraftController) -> np.ndarray:
+    """One greedy step while drafting is off (still timed: it is the baseline cost)."""
+    pending = np.array([[o[-1]] for o in output], np.int64)
+    began = time.perf_counter()
+    scores = rules.apply(s.step(pending)[:, -1].astype(np.float32), generated)
+    control.observe(0, 0, time.perf_counter() - began, 0.0)
+    token = np.where(done, pad, scores.argmax(axis=-1))
+    done |= token == rules.eos
+    for r, t in enumerate(token):
+        output[r].append(int(t))
+    return token[:, None]
 
 
 def _trim(draft: Draft, done: np.ndarray, limit: int) -> Draft:
