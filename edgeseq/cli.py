@@ -27,7 +27,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _load(args: argparse.Namespace):
     import edgeseq
-    return edgeseq.load(args.package, provider=args.provider, threads=args.threads)
+    return edgeseq.load(args.package, provider=args.provider, threads=args.threads,
+                        spin=not args.no_spin)
 
 
 def _draft(value: str | None, args: argparse.Namespace):
@@ -181,6 +182,8 @@ def _add_runtime_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--provider", default="cpu",
                    help="cpu, cuda, coreml, qnn, openvino, directml, xnnpack (falls back to cpu)")
     p.add_argument("--threads", type=int, default=0, help="intra-op threads (0: all cores)")
+    p.add_argument("--no-spin", action="store_true",
+                   help="idle threads sleep instead of spinning (better on busy cores)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 

@@ -87,11 +87,13 @@ class Engine:
         self._controllers_lock = threading.Lock()
 
     @classmethod
-    def load(cls, package: str | Path, provider: str = "cpu", threads: int = 0) -> "Engine":
+    def load(cls, package: str | Path, provider: str = "cpu", threads: int = 0,
+             spin: bool = True) -> "Engine":
         directory = resolve_package(package)
         manifest = read_manifest(directory)
         verify_files(directory, manifest)
-        return cls(directory, manifest, SessionConfig(provider=provider, threads=threads))
+        return cls(directory, manifest, SessionConfig(provider=provider, threads=threads,
+                                                      spin=spin))
 
     def providers(self) -> dict[str, list[str]]:
         """The execution providers each graph's session really runs on."""

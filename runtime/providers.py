@@ -27,6 +27,11 @@ PROVIDERS = {
 class SessionConfig:
     provider: str = "cpu"
     threads: int = 0  # 0: onnxruntime's default (all physical cores)
+    # Idle intra-op threads spin-wait for work by default. On a device whose cores other
+    # programs also use, spinning steals their time and waits behind them: measured on a
+    # shared 2-core machine, Whisper tiny.en int8 ran at 13.3x real time spinning and
+    # 16.6x without (bench/transcribe.py --ort-no-spin).
+    spin: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.provider, str):
@@ -61,6 +66,8 @@ def make_session(path: Path, config: SessionConfig) -> ort.InferenceSession:
     # Per-step shapes change (the KV prefix grows); memory patterns would be re-planned
     # every step and the arena grows with them, so both are off (measured: no speed loss).
     opts.enable_mem_pattern = False
+    if not config.spin:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(str(path), sess_options=opts,
                                     providers=resolve_provider(config.provider))
