@@ -72,7 +72,8 @@ def test_fix_my_text_streams_and_fills_the_figures(browser, expect, server, tmp_
     output = page.locator("#fix-output")
     assert int(output.get_attribute("data-pieces")) >= 1  # pieces arrived one by one
     assert output.get_attribute("data-streamed") == "true" and output.inner_text().strip()
-    assert page.locator("#fix-output ins, #fix-output del").count() >= 1  # changes marked
+    marked = page.locator("#fix-output ins, #fix-output del").count()
+    assert marked >= 1 or "(no changes)" in output.inner_text()  # changes, or says none
     assert figure(page, "tokens_per_s").endswith("pieces/s")
     assert "MB" in figure(page, "memory")
 

@@ -184,7 +184,7 @@ def test_a_drafter_answers_whole_with_speculation_figures(server, drafter):
     spec = f["speculation"]
     assert 0 <= spec["acceptance_rate"] <= 1 and sum(spec["accepted_histogram"].values()) >= 1
     if drafter == "layers":
-        assert 0 < f["layers_per_pass"] <= f["decoder_layers"] == 2
+        assert 0 < f["layers_per_pass"] <= f["decoder_layers"]
     else:
         assert f["layers_per_pass"] is None
 
@@ -315,6 +315,7 @@ def test_layer_skipping_answers_whole_with_layers_per_token(server, skip):
     status, events = generate(server, fix("the cat sat on the mat.", skip=skip))
     assert status == 200 and [name for name, _ in events] == ["done"]
     f = events[0][1]["figures"]
-    assert f["decoder_layers"] == 2 and 1 <= f["layers_per_pass"] <= 2
+    layers = f["decoder_layers"]  # the embedded default model's, or the test model's
+    assert 1 <= f["layers_per_pass"] <= layers
     if skip == "unified-2":
-        assert f["layers_per_pass"] == 1
+        assert f["layers_per_pass"] == max(1, round(layers / 2))
