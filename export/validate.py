@@ -75,6 +75,36 @@ def _greedy_agreement(ck: Checkpoint, engine, ids, mask, new_tokens: int = 16) -
     return float(np.mean(scores))
 
 
+def graph_differences(runner, state, dec: np.ndarray, ref_logits: np.ndarray,
+                      ref_cross: list[np.ndarray]) -> dict[str, Any]:
+    """Max differences to PyTorch per graph: the encoder's cross K/V, the decoder's logits
+    for a whole prefix in one pass and token by token through the cache."""
+    cache = runner.new_cache(dec.shape[0], dec.shape[1])
+    whole = runner.step(dec, state, cache)
+    cache.truncate(0)
+    stepped = np.concatenate([runner.step(dec[:, i:i + 1], state, cache)
+                              for i in range(dec.shape[1])], axis=1)
+    return {
+        "encoder_max_abs_diff": float(max(np.abs(a - b).max() for a, b in zip(state.cross, ref_cross))),
+        "decoder_max_abs_diff": float(np.abs(whole - ref_logits).max()),
+        "decoder_cached_max_abs_diff": float(np.abs(stepped - ref_logits).max()),
+        "reference_logit_scale": float(np.abs(ref_logits).max()),
+        "reference_cross_scale": float(max(np.abs(c).max() for c in ref_cross)),
+    }
+
+
+def check_fp32(report: dict[str, Any], tolerance: float, what: str) -> None:
+    """Add the tolerances to the report; raise when an fp32 package exceeds them."""
+    report["decoder_tolerance"] = tolerance * max(1.0, report["reference_logit_scale"])
+    report["encoder_tolerance"] = tolerance * max(1.0, report["reference_cross_scale"])
+    worst = max(report["decoder_max_abs_diff"], report["decoder_cached_max_abs_diff"])
+    if worst > report["decoder_tolerance"] or \
+            report["encoder_max_abs_diff"] > report["encoder_tolerance"]:
+        raise ExportValidationError(
+            f"fp32 {what} differs from PyTorch beyond its tolerance: {report}; this is an "
+            "exporter bug for this architecture, please report it")
+
+
 def validate_package(ck: Checkpoint, package: Path, quant: Quant) -> dict[str, Any]:
     import edgeseq
     from edgeseq.runtime.engine import Engine
@@ -84,27 +114,9 @@ def validate_package(ck: Checkpoint, package: Path, quant: Quant) -> dict[str, A
     engine: Engine = edgeseq.load(str(package), threads=1)
     runner = engine.runner
     state = runner.encode(ids, mask)
-    cache = runner.new_cache(ids.shape[0], dec.shape[1])
-    whole = runner.step(dec, state, cache)
-    cache.truncate(0)
-    stepped = np.concatenate([runner.step(dec[:, i:i + 1], state, cache)
-                              for i in range(dec.shape[1])], axis=1)
-    report: dict[str, Any] = {
-        "encoder_max_abs_diff": float(max(np.abs(a - b).max() for a, b in zip(state.cross, ref_cross))),
-        "decoder_max_abs_diff": float(np.abs(whole - ref_logits).max()),
-        "decoder_cached_max_abs_diff": float(np.abs(stepped - ref_logits).max()),
-        "reference_logit_scale": float(np.abs(ref_logits).max()),
-        "reference_cross_scale": float(max(np.abs(c).max() for c in ref_cross)),
-    }
+    report = graph_differences(runner, state, dec, ref_logits, ref_cross)
     if quant == Quant.FP32:
-        report["decoder_tolerance"] = FP32_TOLERANCE * max(1.0, report["reference_logit_scale"])
-        report["encoder_tolerance"] = FP32_TOLERANCE * max(1.0, report["reference_cross_scale"])
-        worst = max(report["decoder_max_abs_diff"], report["decoder_cached_max_abs_diff"])
-        if worst > report["decoder_tolerance"] or \
-                report["encoder_max_abs_diff"] > report["encoder_tolerance"]:
-            raise ExportValidationError(
-                f"fp32 package differs from PyTorch beyond its tolerance: "
-                f"{report}; this is an exporter bug for this architecture, please report it")
+        check_fp32(report, FP32_TOLERANCE, "package")
     else:
         report["greedy_agreement_with_fp32"] = _greedy_agreement(ck, engine, ids, mask)
     return report

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from edgeseq.errors import ExportValidationError
 
+from .validate import check_fp32, graph_differences
 from .weight_formats import Quant
 
 # fp32 packages: max abs difference <= FP32_TOLERANCE * max(1, largest reference value)
@@ -121,28 +121,10 @@ def validate_whisper_package(ck, package: Path, quant: Quant,
     ref_logits, ref_cross = _torch_reference(model, mel, dec)
     runner = edgeseq.load(str(package), threads=2).runner
     state = runner.encode_features(mel)
-    cache = runner.new_cache(1, dec.shape[1])
-    whole = runner.step(dec, state, cache)
-    cache.truncate(0)
-    stepped = np.concatenate([runner.step(dec[:, i:i + 1], state, cache)
-                              for i in range(dec.shape[1])], axis=1)
-    report: dict[str, Any] = {
-        "encoder_max_abs_diff": float(max(np.abs(a - b).max() for a, b in zip(state.cross, ref_cross))),
-        "decoder_max_abs_diff": float(np.abs(whole - ref_logits).max()),
-        "decoder_cached_max_abs_diff": float(np.abs(stepped - ref_logits).max()),
-        "reference_logit_scale": float(np.abs(ref_logits).max()),
-        "reference_cross_scale": float(max(np.abs(c).max() for c in ref_cross)),
-        "features": str(audio) if audio is not None else "synthetic",
-    }
+    report: dict[str, Any] = graph_differences(runner, state, dec, ref_logits, ref_cross)
+    report["features"] = str(audio) if audio is not None else "synthetic"
     if quant == Quant.FP32:
-        report["decoder_tolerance"] = FP32_TOLERANCE * max(1.0, report["reference_logit_scale"])
-        report["encoder_tolerance"] = FP32_TOLERANCE * max(1.0, report["reference_cross_scale"])
-        worst = max(report["decoder_max_abs_diff"], report["decoder_cached_max_abs_diff"])
-        if worst > report["decoder_tolerance"] or \
-                report["encoder_max_abs_diff"] > report["encoder_tolerance"]:
-            raise ExportValidationError(
-                f"fp32 Whisper package differs from PyTorch beyond its tolerance: {report}; "
-                "this is an exporter bug, please report it")
+        check_fp32(report, FP32_TOLERANCE, "Whisper package")
     else:
         expected = _torch_greedy(model, mel, prompt, eot, GREEDY_TOKENS)
         got = _package_greedy(runner, state, prompt, eot, GREEDY_TOKENS)
