@@ -11,6 +11,8 @@ from pathlib import Path
 from types import ModuleType
 
 import numpy as np
+
+from ct2_testing import hf_whisper_to_ct2
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -234,49 +236,10 @@ def _tiny_hf_whisper():  # noqa: ANN202 - torch types are optional here
     return model
 
 
-def _hf_to_ct2(model) -> CT2Model:  # noqa: ANN001
-    """The inverse mapping, written the way ctranslate2's converter fuses weights."""
-    sd = {k: v.detach().numpy() for k, v in model.state_dict().items()}
-    out: dict[str, np.ndarray] = {"decoder/activation": np.array(3, np.int8),
-                                  "decoder/scale_embeddings": np.array(0, np.int8)}
-
-    def lin(dst: str, *srcs: str) -> None:
-        out[f"{dst}/weight"] = np.concatenate([sd[f"{s}.weight"] for s in srcs])
-        out[f"{dst}/bias"] = np.concatenate(
-            [sd.get(f"{s}.bias", np.zeros(sd[f"{s}.weight"].shape[0], np.float32)) for s in srcs])
-
-    def norm(dst: str, src: str) -> None:
-        out[f"{dst}/gamma"], out[f"{dst}/beta"] = sd[f"{src}.weight"], sd[f"{src}.bias"]
-
-    lin("encoder/conv1", "model.encoder.conv1")
-    lin("encoder/conv2", "model.encoder.conv2")
-    layers = {"encoder": model.config.encoder_layers, "decoder": model.config.decoder_layers}
-    for side, n in layers.items():
-        out[f"{side}/num_heads"] = np.array(4, np.int16)
-        out[f"{side}/position_encodings/encodings"] = sd[f"model.{side}.embed_positions.weight"]
-        norm(f"{side}/layer_norm", f"model.{side}.layer_norm")
-        for i in range(n):
-            s, c = f"model.{side}.layers.{i}", f"{side}/layer_{i}"
-            lin(f"{c}/self_attention/linear_0", *(f"{s}.self_attn.{p}_proj" for p in "qkv"))
-            lin(f"{c}/self_attention/linear_1", f"{s}.self_attn.out_proj")
-            norm(f"{c}/self_attention/layer_norm", f"{s}.self_attn_layer_norm")
-            if side == "decoder":
-                lin(f"{c}/attention/linear_0", f"{s}.encoder_attn.q_proj")
-                lin(f"{c}/attention/linear_1", *(f"{s}.encoder_attn.{p}_proj" for p in "kv"))
-                lin(f"{c}/attention/linear_2", f"{s}.encoder_attn.out_proj")
-                norm(f"{c}/attention/layer_norm", f"{s}.encoder_attn_layer_norm")
-            lin(f"{c}/ffn/linear_0", f"{s}.fc1")
-            lin(f"{c}/ffn/linear_1", f"{s}.fc2")
-            norm(f"{c}/ffn/layer_norm", f"{s}.final_layer_norm")
-    out["decoder/embeddings/weight"] = sd["model.decoder.embed_tokens.weight"]
-    tied = {"decoder/projection/weight": "decoder/embeddings/weight"}
-    return CT2Model(6, "WhisperSpec", 3, out, tied)
-
-
 def test_whisper_mapping_reproduces_the_hf_model(tmp_path: Path) -> None:
     torch = pytest.importorskip("torch")
     reference = _tiny_hf_whisper()
-    ct2.write_ct2_model(tmp_path / "model.bin", _hf_to_ct2(reference))
+    ct2.write_ct2_model(tmp_path / "model.bin", hf_whisper_to_ct2(reference))
     (tmp_path / "config.json").write_text('{"suppress_ids": [1, 2], "suppress_ids_begin": [60]}')
     model, config = ct2.open_ct2_whisper_dir(tmp_path)
     kwargs = ct2.hf_whisper_config_from_ct2(model, config, TINY_VOCAB)
