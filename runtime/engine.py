@@ -16,13 +16,13 @@ from edgeseq.errors import InputError, OptionsError, PackageError
 from edgeseq.manifest import Manifest, loaded_weight_bytes, read_manifest, verify_files
 from .decoder import LayerPlan, Seq2SeqRunner
 from .early_exit import confident_exit, unified_skip_plan
-from .logits import ScoreRules, filter_top_k_top_p, softmax
+from .logits import ScoreRules
 from .memory import MB, Plan, Request, plan, resident_weights
 from .options import GenerationOptions
 from .draft_control import DraftController
 from .drafters import NgramDrafter
 from .providers import SessionConfig
-from .search import DecodeSession, beam_search, greedy, sample
+from .search import DecodeSession, beam_search, greedy, sample, token_chooser
 from .spec_setup import make_drafter
 from .speculative import SpecStats, speculative
 from .text import Inputs, TextCodec, normalise_inputs
@@ -181,7 +181,7 @@ class Engine:
             exits = list(opts.exit_layers or self.manifest.exits.get("layers") or
                          range(1, self.arch.decoder_layers + 1))
             return confident_exit(session, start, rules, pad, exits, opts.exit_threshold,
-                                  opts.exit_measure, self._chooser(opts))
+                                  opts.exit_measure, token_chooser(opts))
         if opts.do_sample:
             return sample(session, start, rules, pad, opts)
         return greedy(session, start, rules, pad)
@@ -198,17 +198,6 @@ class Engine:
             if key not in self._controllers:
                 self._controllers[key] = DraftController(opts.max_draft)
             return self._controllers[key]
-
-    @staticmethod
-    def _chooser(opts: GenerationOptions):
-        if not opts.do_sample:
-            return lambda scores: scores.argmax(axis=-1)
-        rng = np.random.default_rng(opts.seed)
-
-        def sample_rows(scores: np.ndarray) -> np.ndarray:
-            probs = softmax(filter_top_k_top_p(scores / opts.temperature, opts.top_k, opts.top_p))
-            return np.array([rng.choice(len(p), p=p) for p in probs])
-        return sample_rows
 
     def generate(self, inputs: Inputs, **options) -> GenerationResult | list[GenerationResult]:
         """Generate for a string, a list of strings, token ids, or a list of token id lists.

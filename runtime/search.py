@@ -4,7 +4,7 @@ stream and count passes; speculative strategies plug in with the same shape."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -50,16 +50,26 @@ def greedy(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int) -> 
             return
 
 
+def token_chooser(opts: GenerationOptions) -> Callable[[np.ndarray], np.ndarray]:
+    """scores [B, V] -> tokens [B]: argmax, or a sample after temperature, top-k, top-p."""
+    if not opts.do_sample:
+        return lambda scores: scores.argmax(axis=-1)
+    rng = np.random.default_rng(opts.seed)
+
+    def sample_rows(scores: np.ndarray) -> np.ndarray:
+        probs = softmax(filter_top_k_top_p(scores / opts.temperature, opts.top_k, opts.top_p))
+        return np.array([rng.choice(len(p), p=p) for p in probs])
+    return sample_rows
+
+
 def sample(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int,
            opts: GenerationOptions) -> Iterator[np.ndarray]:
-    rng = np.random.default_rng(opts.seed)
+    choose = token_chooser(opts)
     done = np.zeros(len(start), bool)
     last = start[:, None]
     for generated in range(rules.max_new_tokens):
         scores = rules.apply(s.step(last)[:, -1].astype(np.float64), generated)
-        probs = softmax(filter_top_k_top_p(scores / opts.temperature, opts.top_k, opts.top_p))
-        choice = np.array([rng.choice(len(p), p=p) for p in probs])
-        last = _finish(choice, done, rules.eos, pad)[:, None]
+        last = _finish(choose(scores), done, rules.eos, pad)[:, None]
         yield last
         if done.all():
             return

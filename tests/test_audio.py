@@ -6,10 +6,8 @@ import importlib
 import importlib.util
 import io
 import struct
-import sys
 import wave
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
@@ -19,20 +17,7 @@ AUDIO_DIR = ROOT.parent / "shared" / "data" / "audio"
 SR = 16000
 
 
-def _load(package_name: str, file: str) -> ModuleType:
-    """The installed edgeseq module, or the source file when edgeseq is not installed."""
-    try:
-        return importlib.import_module(package_name)
-    except ImportError:
-        spec = importlib.util.spec_from_file_location(package_name, ROOT / file)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[package_name] = module  # dataclasses look their module up here
-        spec.loader.exec_module(module)
-        return module
-
-
-audio = _load("edgeseq.runtime.audio", "runtime/audio.py")
+import edgeseq.runtime.audio as audio  # noqa: E402
 AudioError = audio.AudioError
 
 

@@ -6,9 +6,7 @@ import contextlib
 import importlib
 import importlib.util
 import struct
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 
@@ -19,20 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BECKETT = ROOT.parent / "shared" / "data" / "audio" / "beckett.wav"
 
 
-def _load(package_name: str, file: str) -> ModuleType:
-    """The installed edgeseq module, or the source file when edgeseq is not installed."""
-    try:
-        return importlib.import_module(package_name)
-    except ImportError:
-        spec = importlib.util.spec_from_file_location(package_name, ROOT / file)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[package_name] = module  # dataclasses look their module up here
-        spec.loader.exec_module(module)
-        return module
-
-
-ct2 = _load("edgeseq.export.ct2_format", "export/ct2_format.py")
+import edgeseq.export.ct2_format as ct2  # noqa: E402
 CT2FormatError, CT2Model = ct2.CT2FormatError, ct2.CT2Model
 
 
@@ -322,7 +307,7 @@ def test_real_tiny_en_transcribes_beckett() -> None:
     directory = _tiny_en_dir()
     if not BECKETT.is_file():
         pytest.skip(f"{BECKETT} not found (shared data absent)")
-    audio = _load("edgeseq.runtime.audio", "runtime/audio.py")
+    from edgeseq.runtime import audio
     model, config = ct2.open_ct2_whisper_dir(directory)
     vocabulary = (directory / "vocabulary.txt").read_text(encoding="utf-8").splitlines()
     kwargs = ct2.hf_whisper_config_from_ct2(model, config, vocabulary)
