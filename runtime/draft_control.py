@@ -1,9 +1,12 @@
 """How many tokens to draft next: the length that maximises expected tokens per second,
 from the measured acceptance and the measured cost of verify passes and drafting. When
 no length beats plain decoding, it drafts nothing and probes again now and then, so a
-drafter that does not pay switches itself off instead of slowing decoding down."""
+drafter that does not pay switches itself off instead of slowing decoding down. Probes
+back off exponentially while drafting keeps not paying: on a tiny model a probe (drafts
+plus a longer verify pass) costs several plain passes."""
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 
@@ -15,11 +18,14 @@ class DraftController:
     # verify-pass cost grows ~6% per extra token on a t5-small-shaped int8 decoder, 2 threads
     # (measured with a verify pass of k tokens vs 1); refitted online from pass timings
     beta: float = 0.06
-    probe_every: int = 8
+    probe_every: int = 8           # plain passes before the first probe once off
+    max_probe_gap: int = 128       # probes back off (doubling) up to this many passes
     _base_s: float | None = None   # seconds of a pass with no drafts (EMA)
     _draft_s: float = 0.0          # seconds per drafted token (EMA)
     _off_rounds: int = 0
-    _points: list = field(default_factory=list)  # (k, seconds) of recent verify passes
+    _probe_gap: int = 0                          # current passes between probes (0: unset)
+    _probing: bool = False                       # the last limit() was a probe
+    _points: deque = field(default_factory=lambda: deque(maxlen=32))  # (k, seconds) of recent passes
     _observed: int = 0
     _best: int | None = None                     # planned draft length, until the next fit
 
@@ -42,18 +48,32 @@ class DraftController:
             # wrong "on" costs more than a wrong "off"
             if gain < 1.08:
                 self._best = 0
+            if self._best == 0 and self._probing:  # the probe did not pay: wait longer
+                self._probe_gap = min(2 * self._probe_gap, self.max_probe_gap)
+            elif self._best > 0:
+                self._probe_gap = self.probe_every
+            self._probing = False
         if self._best == 0:
+            self._probe_gap = self._probe_gap or self.probe_every
             self._off_rounds += 1
-            return 2 if self._off_rounds % self.probe_every == 0 else 0
+            if self._off_rounds >= self._probe_gap:
+                self._off_rounds, self._probing = 0, True
+                return 2
+            return 0
         self._off_rounds = 0
         return self._best
+
+    @property
+    def probe_gap(self) -> int:
+        """Plain passes between probes while drafting is off."""
+        return self._probe_gap or self.probe_every
 
     def observe(self, drafted: int, accepted: int, verify_s: float, draft_s: float) -> None:
         if drafted:
             missed = 0 if accepted == drafted else 1
             self.alpha = 0.7 * self.alpha + 0.3 * accepted / (accepted + missed)
             self._draft_s = 0.7 * self._draft_s + 0.3 * draft_s / drafted
-        self._points = (self._points + [(drafted, verify_s)])[-32:]
+        self._points.append((drafted, verify_s))
         self._observed += 1
         if drafted or self._observed % 8 == 0 or self._base_s is None:
             self._fit()  # refit (and re-plan) after drafts, and every 8 plain passes

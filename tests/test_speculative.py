@@ -41,7 +41,7 @@ def test_fixed_exit_layer_and_confidence_stop_stay_exact(engines):
         for confidence in (0.0, 0.6):
             kw = dict(max_new_tokens=12, min_new_tokens=12)
             fast = engine.generate(SOURCES[2], draft="layers", exit_layer=exit_layer,
-                                   draft_confidence=confidence, **kw)
+                                   draft_confidence=confidence, adaptive_draft=False, **kw)
             assert fast.token_ids == engine.generate(SOURCES[2], **kw).token_ids
             assert fast.stats.layers_per_pass < engine.arch.decoder_layers
 
@@ -167,14 +167,31 @@ def test_speculative_sampling_follows_the_target_distribution(draft, tiny_packag
         assert _chi_square_p(counts, biased) < 1e-6
 
 
-def test_the_controller_switches_drafting_off_when_it_does_not_pay_and_probes_again():
-    control = DraftController(max_draft=8)
-    for _ in range(20):  # every draft rejected; each drafted token costs a full pass
+def _never_pays(control: DraftController, passes: int) -> list[int]:
+    """Draft lengths asked for while every draft is rejected and each drafted token costs
+    a full pass."""
+    limits = []
+    for _ in range(passes):
         k = control.limit()
         control.observe(k, 0, verify_s=0.01 * (1 + k), draft_s=0.01 * k)
+        limits.append(k)
+    return limits
+
+
+def test_the_controller_switches_drafting_off_when_it_does_not_pay_and_probes_again():
+    control = DraftController(max_draft=8)
+    _never_pays(control, 20)
     limits = [control.limit() for _ in range(16)]
     assert limits.count(0) >= 14 and max(limits) <= 2  # off, with rare short probes
-    for _ in range(30):  # drafts start being accepted and verifying is cheap
+    for _ in range(300):  # drafts start being accepted and verifying is cheap
         k = control.limit()
         control.observe(k, k, verify_s=0.01 * (1 + 0.02 * k), draft_s=0.0)
     assert control.limit() >= 4
+
+
+def test_probes_back_off_while_drafting_keeps_not_paying():
+    control = DraftController(max_draft=8, probe_every=8, max_probe_gap=128)
+    limits = _never_pays(control, 2000)
+    probes_late = sum(k > 0 for k in limits[1000:])
+    assert control.probe_gap == 128
+    assert probes_late <= 1000 // 128 + 1  # under 1% of passes, not one in 8
