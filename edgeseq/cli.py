@@ -28,7 +28,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _load(args: argparse.Namespace):
     import edgeseq
     return edgeseq.load(args.package, provider=args.provider, threads=args.threads,
-                        spin=not args.no_spin)
+                        spin=not args.no_spin, shared_pool=args.shared_pool)
 
 
 def _draft(value: str | None, args: argparse.Namespace):
@@ -37,7 +37,8 @@ def _draft(value: str | None, args: argparse.Namespace):
         return None
     if value.startswith("model:"):
         import edgeseq
-        return edgeseq.load(value[len("model:"):], provider=args.provider, threads=args.threads)
+        return edgeseq.load(value[len("model:"):], provider=args.provider, threads=args.threads,
+                            shared_pool=args.shared_pool)
     return value
 
 
@@ -260,10 +261,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Run as the `edgeseq` program (argv from the command line), the process runs nothing
+    # but edgeseq, so its sessions may share onnxruntime's process-wide thread pool
+    # (runtime/providers.py: SharedThreadPool); called from Python, it leaves that alone.
+    own_process = argv is None
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["bench"]:
         return _cmd_bench(argv[1:])
     args = build_parser().parse_args(argv)
+    args.shared_pool = own_process and not getattr(args, "no_spin", False)
     with warnings.catch_warnings():
         warnings.simplefilter("default")
         warnings.formatwarning = lambda msg, cat, *a, **k: f"edgeseq: warning: {msg}\n"

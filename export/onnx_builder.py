@@ -19,12 +19,21 @@ class WeightStore:
 
     def __init__(self, tensors: dict[str, np.ndarray]):
         self._tensors = dict(tensors)
+        self._aliases: dict[str, str] = {}  # alias -> stored tensor with the same bytes
 
     def __contains__(self, name: str) -> bool:
-        return name in self._tensors
+        return name in self._tensors or name in self._aliases
 
     def get(self, name: str) -> np.ndarray:
-        return self._tensors[name]
+        return self._tensors[self.source_of(name)]
+
+    def alias(self, name: str, source: str) -> str:
+        """A second initializer name for `source`'s bytes (written once, see package.py)."""
+        self._aliases[name] = self.source_of(source)
+        return name
+
+    def source_of(self, name: str) -> str:
+        return self._aliases.get(name, name)
 
     def put(self, name: str, value: np.ndarray) -> str:
         self._tensors[name] = value

@@ -20,14 +20,17 @@ ALIGN = 64
 
 
 def _write_weights(path: Path, store: WeightStore, used: list[str]) -> dict[str, tuple[int, int]]:
+    """Write each stored tensor once; an alias points at its source's bytes."""
     offsets: dict[str, tuple[int, int]] = {}
     with open(path, "wb") as f:
-        for name in used:
+        for name in dict.fromkeys(store.source_of(n) for n in used):
             data = np.ascontiguousarray(store.get(name)).tobytes()
             pad = (-f.tell()) % ALIGN
             f.write(b"\0" * pad)
             offsets[name] = (f.tell(), len(data))
             f.write(data)
+    for name in used:
+        offsets[name] = offsets[store.source_of(name)]
     return offsets
 
 
@@ -71,7 +74,7 @@ def write_package(out: Path, graphs: dict[str, tuple[onnx.ModelProto, list[str]]
 
 
 def parameter_bytes(store: WeightStore, used: list[str]) -> int:
-    return sum(store.get(n).nbytes for n in dict.fromkeys(used))
+    return sum(store.get(n).nbytes for n in dict.fromkeys(store.source_of(n) for n in used))
 
 
 def record_validation(out: Path, validation: dict) -> None:

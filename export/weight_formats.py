@@ -9,7 +9,11 @@ give different logits than decoding them one by one, and greedy speculative deco
 would stop being token-identical to plain greedy decoding.
 
 The token embedding shares the LM head's quantized [vocab, d] rows: the lookup is a
-row gather plus dequantization."""
+row gather plus dequantization. The gather reads them under a second initializer name
+(an alias of the same bytes in weights.bin): onnxruntime maps each initializer on its
+own, prepacks the head's copy and then frees its mapping, while the gather's mapping
+only ever touches the rows of the tokens looked up. With one shared name the whole
+table stayed mapped next to its packed copy (t5-small int8: peak RSS 168 -> 149 MB)."""
 from __future__ import annotations
 
 import enum
@@ -141,7 +145,7 @@ class LinearEmitter:
         """ids int64 [B, n] -> float32 [B, n, d]."""
         self.prepare_embedding(g)
         quant = self._embedding_quant()
-        keys = [g.weight(k) for k in self.stored(g, "embed.tokens", quant)]
+        keys = [g.weight(g.store.alias(f"{k}.rows", k)) for k in self.stored(g, "embed.tokens", quant)]
         if quant != Quant.INT8:  # fp32 / fp16 [d, vocab]: gather columns
             rows = g.op("Transpose", g.op("Gather", keys[0], ids, axis=1), perm=[1, 2, 0])
             return rows if quant == Quant.FP32 else g.op("Cast", rows, to=TensorProto.FLOAT)

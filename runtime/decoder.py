@@ -66,7 +66,9 @@ class Seq2SeqRunner:
     def __init__(self, directory: Path, manifest: Manifest, config: SessionConfig):
         self.manifest = manifest
         self.arch = manifest.arch
-        self.encoder = make_session(directory / names.ENCODER_FILE, config)
+        # The encoder runs once per request: spinning after it, its idle workers would take
+        # the cores of the decoder steps that follow (bench/thread_pools.py).
+        self.encoder = make_session(directory / names.ENCODER_FILE, config, spin=False)
         self.decoder = make_session(directory / names.DECODER_FILE, config)
         tensors = manifest.tensor_names()
         self._enc_outputs = tensors["encoder"]["outputs"]

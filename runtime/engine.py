@@ -88,12 +88,12 @@ class Engine:
 
     @classmethod
     def load(cls, package: str | Path, provider: str = "cpu", threads: int = 0,
-             spin: bool = True) -> "Engine":
+             spin: bool = True, shared_pool: bool = False) -> "Engine":
         directory = resolve_package(package)
         manifest = read_manifest(directory)
         verify_files(directory, manifest)
         return cls(directory, manifest, SessionConfig(provider=provider, threads=threads,
-                                                      spin=spin))
+                                                      spin=spin, shared_pool=shared_pool))
 
     def providers(self) -> dict[str, list[str]]:
         """The execution providers each graph's session really runs on."""

@@ -2,11 +2,13 @@
 unavailable providers replaced by CPU with a warning, and what really ran reportable."""
 from __future__ import annotations
 
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import onnxruntime as ort
+from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
 from edgeseq.errors import OptionsError, PackageError, ProviderError
 
@@ -32,6 +34,8 @@ class SessionConfig:
     # shared 2-core machine, Whisper tiny.en int8 ran at 13.3x real time spinning and
     # 16.6x without (bench/transcribe.py --ort-no-spin).
     spin: bool = True
+    # Opt-in: one process-wide intra-op pool for every edgeseq session (SharedThreadPool).
+    shared_pool: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.provider, str):
@@ -56,18 +60,53 @@ def resolve_provider(name: str) -> list[str]:
     return [wanted] if wanted == "CPUExecutionProvider" else [wanted, "CPUExecutionProvider"]
 
 
-def make_session(path: Path, config: SessionConfig) -> ort.InferenceSession:
+class SharedThreadPool:
+    """onnxruntime's process-wide intra-op thread pool, for processes that run nothing
+    but edgeseq (the CLI, the demo, benchmark children).
+
+    Why: an engine has two sessions. With a pool each, the idle workers of one spin and
+    take the cores the other needs (bench/thread_pools.py, t5-small int8, 2 threads:
+    first token 51 ms with both spinning, 31 ms with a sleeping encoder, 25 ms with one
+    shared pool). onnxruntime allows one such pool per process, and once it exists every
+    later session in the process must use it: a library cannot impose that on the
+    application around it, so it is opt-in (`shared_pool=True`, on by default in the CLI)."""
+
+    def __init__(self) -> None:
+        self.threads: int | None = None
+        self._lock = threading.Lock()
+
+    def join(self, threads: int) -> None:
+        """Create the pool with `threads` workers, or use the one that exists."""
+        with self._lock:
+            if self.threads is None:
+                ort_state.set_global_thread_pool_sizes(threads, 1)
+                self.threads = threads
+            elif self.threads != threads:
+                warnings.warn(f"the shared thread pool has {self.threads or 'default'} threads; "
+                              f"{threads} requested", RuntimeWarning, stacklevel=4)
+
+
+SHARED_POOL = SharedThreadPool()
+
+
+def make_session(path: Path, config: SessionConfig, spin: bool | None = None) -> ort.InferenceSession:
+    """A session for the graph at `path`; `spin` overrides config.spin for this session."""
+    spin = config.spin if spin is None else spin
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.intra_op_num_threads = config.threads
-    opts.inter_op_num_threads = 1
+    if config.shared_pool or SHARED_POOL.threads is not None:  # once it exists, all must use it
+        SHARED_POOL.join(config.threads)
+        opts.use_per_session_threads = False
+    else:
+        opts.intra_op_num_threads = config.threads
+        opts.inter_op_num_threads = 1
+        if not spin:
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.log_severity_level = 3
     # Per-step shapes change (the KV prefix grows); memory patterns would be re-planned
     # every step and the arena grows with them, so both are off (measured: no speed loss).
     opts.enable_mem_pattern = False
-    if not config.spin:
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(str(path), sess_options=opts,
                                     providers=resolve_provider(config.provider))

@@ -74,3 +74,26 @@ def test_batch_results_equal_one_by_one(family, beams, tiny_package):
     kw = dict(max_new_tokens=10, num_beams=beams)
     batch = engine.generate(SOURCES, **kw)
     assert [r.token_ids for r in batch] == [engine.generate(s, **kw).token_ids for s in SOURCES]
+
+
+def test_the_embedding_gather_reads_the_tied_head_bytes_under_its_own_initializer(tiny_package):
+    """onnxruntime frees an initializer's mapping after prepacking it only when no other
+    node reads it; the gather therefore reads the same bytes of weights.bin through an
+    alias, and the package still stores them once."""
+    import onnx
+    package, _ = tiny_package("t5", "int8")
+    decoder = onnx.load(str(package / "decoder.onnx"), load_external_data=False)
+    where = {t.name: {e.key: e.value for e in t.external_data} for t in decoder.graph.initializer}
+
+    def nodes(graph):
+        for node in graph.node:
+            yield node
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    yield from nodes(attr.g)
+    gathered = {n.input[0] for n in nodes(decoder.graph) if n.op_type == "Gather"} & set(where)
+    multiplied = {n.input[1] for n in nodes(decoder.graph) if n.op_type == "MatMulNBits"}
+    assert gathered and not gathered & multiplied
+    head = "embed.tokens.w_int8"
+    assert head in multiplied and f"{head}.rows" in gathered
+    assert where[f"{head}.rows"]["offset"] == where[head]["offset"]

@@ -1,0 +1,83 @@
+"""How an engine's two sessions share the cores: both with their own spinning pools, the
+encoder's pool sleeping when idle (edgeseq's default), or one process-wide pool
+(`shared_pool=True`): first-token latency and decode tokens/s of one package, one run.
+
+    python -m bench.thread_pools PKG [--threads 2] [--rounds 4] [--input-tokens 64] [--new-tokens 64]
+
+onnxruntime has one process-wide pool, so every measurement runs in its own child
+process; the two modes alternate round by round so drift on a shared machine hits both."""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+
+MODES = ("both spin", "encoder sleeps", "shared pool")
+
+
+def child(package: str, mode: str, threads: int, input_tokens: int, new_tokens: int) -> dict:
+    import numpy as np
+
+    import edgeseq
+    import edgeseq.runtime.decoder as decoder
+    if mode == "both spin":  # what edgeseq did before: the encoder's workers spin too
+        make = decoder.make_session
+        decoder.make_session = lambda path, config, spin=None: make(path, config)
+    engine = edgeseq.load(package, threads=threads, shared_pool=mode == "shared pool")
+    vocab = engine.arch.vocab_size
+    ids = np.random.default_rng(0).integers(5, vocab, input_tokens - 1).tolist() + [engine.manifest.special.eos]
+    for _ in range(3):
+        engine.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens)
+    first, full = [], []
+    for _ in range(10):
+        t = time.perf_counter()
+        engine.generate(ids, max_new_tokens=1, min_new_tokens=1)
+        first.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        engine.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens)
+        full.append(time.perf_counter() - t)
+    t1, tn = statistics.median(first), statistics.median(full)
+    return {"first_token_ms": t1 * 1e3, "decode_tokens_per_s": (new_tokens - 1) / (tn - t1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("package")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--input-tokens", type=int, default=64)
+    ap.add_argument("--new-tokens", type=int, default=64)
+    ap.add_argument("--child", choices=list(MODES), help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    if a.child:
+        print(json.dumps(child(a.package, a.child, a.threads, a.input_tokens, a.new_tokens)))
+        return 0
+    results: dict[str, list[dict]] = {m: [] for m in MODES}
+    for r in range(a.rounds):
+        for mode in MODES:
+            out = subprocess.run([sys.executable, "-m", "bench.thread_pools", a.package, "--child", mode,
+                                  "--threads", str(a.threads), "--input-tokens", str(a.input_tokens),
+                                  "--new-tokens", str(a.new_tokens)],
+                                 capture_output=True, text=True, check=True)
+            results[mode].append(json.loads(out.stdout.strip().splitlines()[-1]))
+            print(f"[{r + 1}/{a.rounds}] {mode}: {results[mode][-1]}", flush=True)
+    print(f"\n{a.package}, {a.threads} threads, {a.input_tokens} input / {a.new_tokens} new tokens, "
+          f"median of {a.rounds} processes x 10 calls\n")
+    print("| sessions' threads | first token ms | decode tokens/s |")
+    print("| --- | --- | --- |")
+    med = {m: {k: statistics.median(x[k] for x in rs) for k in rs[0]} for m, rs in results.items()}
+    for mode, m in med.items():
+        print(f"| {mode} | {m['first_token_ms']:.1f} | {m['decode_tokens_per_s']:.1f} |")
+    base = med[MODES[0]]
+    for mode in MODES[1:]:
+        m = med[mode]
+        print(f"\n{mode} / {MODES[0]}: first token {base['first_token_ms'] / m['first_token_ms']:.2f}x faster, "
+              f"decode {m['decode_tokens_per_s'] / base['decode_tokens_per_s']:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
