@@ -1,0 +1,143 @@
+"""The README's result tables, generated from the JSON that the benchmarks wrote, so no
+figure in the README is typed by hand.
+
+    python -m bench.readme [--results docs/results] [--readme README.md] [--check]
+
+Each table sits between `<!-- bench:NAME -->` and `<!-- /bench:NAME -->` in the README;
+this rewrites what is between them (--check: exit 1 if the README is out of date)."""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DECODE_ENGINES = ("edgeseq int8", "Optimum ORT dynamic int8", "Optimum ORT fp32", "CTranslate2 int8")
+WHISPER_ENGINES = {"edgeseq-int8": "edgeseq int8", "faster-whisper-int8": "faster-whisper int8",
+                   "edgeseq-fp32": "edgeseq fp32", "faster-whisper-float32": "faster-whisper fp32"}
+
+
+def _read(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _machine(m: dict) -> str:
+    return (f"{m['cpu_model']}, {m['usable_cores']} cores, {m['threads']} threads, "
+            f"onnxruntime {m['onnxruntime']}, commit {m.get('git_commit', '?')}")
+
+
+def decode_table(data: dict) -> str:
+    rows = {(r["label"], r["shape"]): r for r in data["results"] if r["status"] == "ok"}
+    shapes = list(dict.fromkeys(r["shape"] for r in data["results"]))
+    head = " | ".join(f"{s}: first token ms | decode tokens/s | peak RSS MB" for s in shapes)
+    lines = [f"| engine | {head} |", "| --- |" + " --- | --- | --- |" * len(shapes)]
+    for label in DECODE_ENGINES:
+        cells = []
+        for shape in shapes:
+            r = rows.get((label, shape))
+            cells += (["failed"] * 3 if r is None else
+                      [f"{r['first_token_ms']['median']:.1f}", f"{r['decode_tokens_per_s']['median']:.1f}",
+                       f"{r['peak_rss_mb']:.0f}"])
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines.append("")
+    for shape in shapes:
+        mine = rows.get(("edgeseq int8", shape))
+        for peer in ("Optimum ORT dynamic int8", "CTranslate2 int8"):
+            other = rows.get((peer, shape))
+            if mine and other:
+                lines.append(
+                    f"- {shape}: edgeseq int8 decodes {mine['decode_tokens_per_s']['median'] / other['decode_tokens_per_s']['median']:.2f}x "
+                    f"{peer}'s tokens/s; first token {other['first_token_ms']['median'] / mine['first_token_ms']['median']:.2f}x "
+                    f"as fast; peak RSS {mine['peak_rss_mb'] / other['peak_rss_mb']:.2f}x.")
+    lines += ["", f"Run on: {_machine(data['machine'])}."]
+    return "\n".join(lines)
+
+
+def whisper_table(data: dict) -> str:
+    rows = {(r["engine"], r["model"]): r for r in data["results"] if r["status"] == "ok"}
+    models = list(dict.fromkeys(r["model"] for r in data["results"]))
+    lines = ["| real-time factor (peak RSS MB, transcript identical to faster-whisper fp32) | "
+             + " | ".join(WHISPER_ENGINES.values()) + " |",
+             "| --- |" + " --- |" * len(WHISPER_ENGINES)]
+    for model in models:
+        cells = []
+        for engine in WHISPER_ENGINES:
+            r = rows.get((engine, model))
+            cells.append("—" if r is None else
+                         f"{r['real_time_factor']['median']:.1f}x ({r['peak_rss_mb']:.0f}, "
+                         f"{'yes' if r['identical_to_reference'] else 'WER %.3f' % r['word_error_vs_reference']})")
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    busy = max(r.get("others_cpu_cores") or 0.0 for r in data["results"])
+    lines += ["", f"Run on: {_machine(data['machine'])}; other processes used up to {busy:.1f} cores."]
+    return "\n".join(lines)
+
+
+def skip_table(data: dict) -> str:
+    lines = [f"No-change baseline GLEU: {data['no_change_gleu']:.3f}.", "",
+             "| configuration | GLEU | tokens/s | speedup | decoder layers per token |",
+             "| --- | --- | --- | --- | --- |"]
+    for r in data["rows"]:
+        lines.append(f"| {r['config']} | {r['gleu']:.3f} | {r['tokens_per_s']:.0f} | {r['speedup']:.2f}x "
+                     f"| {r['layers_per_token']:.2f} |")
+    for s in data.get("self_speculative", []):
+        lines.append(f"\nSelf-speculative `--draft layers` on the {s['model']} model: {s['speedup']:.2f}x, "
+                     f"acceptance {s['acceptance']:.2f}, {s['identical']}/{s['inputs']} identical to plain.")
+    return "\n".join(lines)
+
+
+def speculative_table(data: dict) -> str:
+    lines = [f"{data['rows'][0]['inputs']} inputs ({data['data']}), package `{data['package']}`.", "",
+             "| drafter | speedup vs plain greedy | identical to plain | acceptance | tokens per verify pass |",
+             "| --- | --- | --- | --- | --- |"]
+    for r in data["rows"][1:]:
+        lines.append(f"| {r['drafter']} | {r['speedup']:.2f}x | {r['identical_outputs']}/{r['inputs']} "
+                     f"| {r['acceptance_rate']:.2f} | {r['tokens_per_pass']:.2f} |")
+    lines += ["", f"Run on: {_machine(data['machine'])}."]
+    return "\n".join(lines)
+
+
+SOURCES = {  # section name -> (JSON under the results folder, table maker)
+    "decode": ("decode/results.json", decode_table),
+    "whisper": ("transcribe/results.json", whisper_table),
+    "skip": ("skip/skip.json", skip_table),
+    "speculative": ("speculative/speculative.json", speculative_table),
+}
+
+
+def render(results: Path) -> dict[str, str]:
+    """Section name -> generated Markdown, for every section whose JSON exists."""
+    out = {}
+    for name, (rel, make) in SOURCES.items():
+        data = _read(results / rel)
+        if data is not None:
+            out[name] = f"<!-- generated by `python -m bench.readme` from docs/results/{rel} -->\n" + make(data)
+    return out
+
+
+def update(readme: str, sections: dict[str, str]) -> str:
+    """`readme` with each marked section replaced by its generated text."""
+    for name, text in sections.items():
+        pattern = re.compile(rf"(<!-- bench:{name} -->\n).*?(<!-- /bench:{name} -->)", re.S)
+        readme = pattern.sub(lambda m: m.group(1) + text + "\n" + m.group(2), readme)
+    return readme
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--results", type=Path, default=ROOT / "docs" / "results")
+    ap.add_argument("--readme", type=Path, default=ROOT / "README.md")
+    ap.add_argument("--check", action="store_true", help="only report whether the README is up to date")
+    a = ap.parse_args(argv)
+    before = a.readme.read_text()
+    after = update(before, render(a.results))
+    if a.check:
+        print("README tables are up to date" if after == before else "README tables are out of date")
+        return 0 if after == before else 1
+    a.readme.write_text(after)
+    print(f"updated {a.readme}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
