@@ -5,7 +5,8 @@ token-identical to plain greedy.
     python -m bench.speculative PKG [--data jfleg|news|ids] [--drafters input,ngram,layers]
         [--limit N] [--repeats 3] [--threads 2] [--out DIR]
 
---data jfleg: the 754 JFLEG dev sentences (grammar correction copies most of its input);
+--data jfleg: the 754 JFLEG dev sentences, detokenised (grammar correction copies most
+of its input);
 --data ids: random token ids (for ids-only packages such as random-weight shapes)."""
 from __future__ import annotations
 
@@ -20,9 +21,10 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
 def load_inputs(kind: str, limit: int, vocab: int) -> list:
-    if kind == "jfleg":
+    if kind == "jfleg":  # plain text, as a user would type it (JFLEG ships tokenised)
+        from edgeseq.quality import jfleg_detokenize
         lines = (SHARED / "data" / "jfleg-dev" / "dev.src").read_text().splitlines()
-        return [l for l in lines if l.strip()][:limit]
+        return [jfleg_detokenize(l) for l in lines if l.strip()][:limit]
     if kind == "news":
         return (SHARED / "data" / "news" / "flores200-devtest.en").read_text().splitlines()[:limit]
     rng = np.random.default_rng(0)

@@ -115,9 +115,7 @@ class Seq2SeqRunner:
                  names.DEC_HIDDEN_IN: self._no_hidden if hidden is None else hidden,
                  names.DEC_USE_HIDDEN: np.array(hidden is not None)}
         for i in range(self.arch.decoder_layers):
-            keys, values = cache.past(i)
-            feeds[names.past_key(i)] = np.ascontiguousarray(keys)
-            feeds[names.past_value(i)] = np.ascontiguousarray(values)
+            feeds[names.past_key(i)], feeds[names.past_value(i)] = cache.past_contiguous(i)
             feeds[names.cross_key(i)] = state.cross[2 * i]
             feeds[names.cross_value(i)] = state.cross[2 * i + 1]
         outs = self.decoder.run(self._dec_outputs, feeds)

@@ -62,11 +62,12 @@ def estimate(arch: ArchSpec, weight_bytes: int, r: Request) -> MemoryEstimate:
     encoder = rows * s * (2 * width + 4 * arch.d_model) * F32 + \
         rows * arch.num_heads * s * s * F32 * 2
     cross = rows * arch.decoder_layers * 2 * arch.num_heads * s * arch.head_dim * F32
-    cache = rows * arch.decoder_layers * 2 * arch.num_heads * steps * arch.head_dim * F32
+    # the cache, and its staging copy that onnxruntime reads (runtime/kv_cache.py)
+    cache = 2 * rows * arch.decoder_layers * 2 * arch.num_heads * steps * arch.head_dim * F32
     positions = r.draft + 1
-    # the graph also materialises the past K/V it reads (a copy of the cache prefix)
+    # attention concatenates past and new K/V of the layer it runs (one layer at a time)
     decoder = rows * positions * (2 * width + 4 * arch.d_model) * F32 + \
-        rows * arch.num_heads * positions * (steps + s) * F32 * 2 + cache // max(1, arch.decoder_layers) * 2
+        rows * arch.num_heads * positions * (steps + s) * F32 * 2 + cache // max(1, 2 * arch.decoder_layers)
     logits = rows * positions * arch.vocab_size * F32 * 3  # raw, scored, probabilities
     draft = r.draft_model_bytes + rows * r.draft * arch.vocab_size * F32 * (1 if r.draft else 0)
     return MemoryEstimate(weights=weight_bytes, runtime=RUNTIME_ALLOWANCE,
