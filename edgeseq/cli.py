@@ -89,7 +89,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 def _cmd_transcribe(args: argparse.Namespace) -> int:
     engine = _load(args)
-    opts = dict(num_beams=args.num_beams, timestamps=args.timestamps, task=args.task)
+    opts = dict(num_beams=args.num_beams, timestamps=args.timestamps, task=args.task, draft=args.draft)
     if args.language:
         opts["language"] = args.language
     result = engine.transcribe(args.audio, **opts)
@@ -247,6 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", choices=["transcribe", "translate"], default="transcribe")
     p.add_argument("--num-beams", type=int, default=1)
     p.add_argument("--timestamps", action="store_true", help="print segments with times")
+    p.add_argument("--draft", choices=["none", "layers"], default="none",
+                   help="layers: self-speculative greedy decoding (same transcript, fewer passes)")
     p.set_defaults(func=_cmd_transcribe)
     p = sub.add_parser("info", help="describe a package and the providers its graphs run on")
     _add_runtime_args(p)

@@ -31,10 +31,13 @@ from .audio import (
     load_audio,
     mel_filters,
 )
+from .drafters import SelfDrafter
 from .kv_cache import KVCache
 from .logits import NEG, log_softmax, softmax
 from .options import GenerationOptions
 from .search import DecodeSession, beam_search, greedy
+from .spec_setup import make_scorer
+from .speculative import SpecStats, speculative
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -60,6 +63,12 @@ class TranscribeOptions:
     suppress_blank: bool = True          # no blank / <|endoftext|> as a window's first token
     suppress_tokens: bool = True         # the model's non-speech token list
     max_initial_timestamp: float | None = 1.0  # seconds; the first timestamp is no later
+    # "layers": self-speculative greedy decoding (draft with the first decoder layers,
+    # verify with all; the transcript is the plain greedy one). Without timestamps only:
+    # their rules read the history, which a verify pass would see with drafts in it.
+    draft: str | None = None
+    max_draft: int = 8
+    exit_layer: int | None = None        # None: adaptive exit layer and draft length
 
     def __post_init__(self) -> None:
         try:
@@ -72,6 +81,14 @@ class TranscribeOptions:
             raise OptionsError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
         if self.max_initial_timestamp is not None and self.max_initial_timestamp < 0:
             raise OptionsError(f"max_initial_timestamp must be >= 0, got {self.max_initial_timestamp}")
+        if self.draft not in (None, "none", "layers"):
+            raise OptionsError(f"transcription drafts with 'layers' or not at all, got {self.draft!r}")
+        if self.draft == "none":
+            object.__setattr__(self, "draft", None)
+        if self.draft and (self.timestamps or self.num_beams > 1):
+            raise OptionsError("draft='layers' needs greedy decoding without timestamps")
+        if self.max_draft < 1:
+            raise OptionsError(f"max_draft must be >= 1, got {self.max_draft}")
 
 
 @dataclass(frozen=True)
@@ -93,6 +110,8 @@ class TranscriptionStats:
     total_ms: float = 0.0
     new_tokens: int = 0
     decoder_passes: int = 0
+    drafted: int = 0              # draft="layers": tokens drafted and accepted
+    accepted: int = 0
     language_probability: float | None = None  # when the language was detected
 
     @property
@@ -179,6 +198,10 @@ class _TrackedCache(KVCache):
     def reorder(self, rows: np.ndarray) -> None:
         super().reorder(rows)
         self.tokens = self.tokens[rows]
+
+    def truncate(self, length: int) -> None:  # rejected drafts leave the history too
+        super().truncate(length)
+        self.tokens = self.tokens[:, :length]
 
 
 class _TrackedSession(DecodeSession):
@@ -336,10 +359,13 @@ class Transcriber:
         rules = self._rules(cache, len(prompt), max_new, opts)
         if rows == 1:
             tokens: list[int] = []
-            for step in greedy(session, np.array([prompt[-1]]), rules, t.eot):
+            start = np.array([prompt[-1]])
+            steps = (greedy(session, start, rules, t.eot) if opts.draft is None
+                     else self._speculative(session, start, rules, prompt, max_new, opts))
+            for step in steps:
                 if not stats.first_token_ms:
                     stats.first_token_ms = (time.perf_counter() - started) * 1e3
-                tokens.append(int(step[0, 0]))
+                tokens.extend(int(x) for x in step[0])
         else:
             search = GenerationOptions(max_new_tokens=max_new, num_beams=rows,
                                        length_penalty=opts.length_penalty,
@@ -348,7 +374,23 @@ class Transcriber:
             if not stats.first_token_ms:
                 stats.first_token_ms = (time.perf_counter() - started) * 1e3
         stats.decoder_passes += session.passes
+        if session.spec is not None:
+            stats.drafted += session.spec.drafted
+            stats.accepted += session.spec.accepted
         return (tokens[:tokens.index(t.eot)] if t.eot in tokens else tokens), language
+
+    def _speculative(self, session: _TrackedSession, start: np.ndarray, rules: WhisperRules,
+                     prompt: list[int], max_new: int, opts: TranscribeOptions):
+        """Greedy self-speculative decoding; acceptance and costs are learned across
+        windows and calls (the engine's draft controller for these options)."""
+        search = GenerationOptions(max_new_tokens=max_new, draft="layers", max_draft=opts.max_draft,
+                                   exit_layer=opts.exit_layer)
+        drafter = SelfDrafter(session, self.engine.arch.decoder_layers, make_scorer(rules, search),
+                              False, np.random.default_rng(0), max_draft=opts.max_draft,
+                              exit_layer=opts.exit_layer)
+        session.spec = session.spec or SpecStats()
+        return speculative(session, start, rules, self.tokens.eot, drafter, [prompt], session.spec,
+                           self.engine._controller(search))
 
     def _detect(self, logits: np.ndarray) -> tuple[str, float]:
         """The language token with the highest logit after <|startoftranscript|>."""

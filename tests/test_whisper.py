@@ -212,6 +212,28 @@ def test_long_audio_is_cut_into_windows(tiny):
     assert all(s.start <= s.end for s in stamped.segments)
 
 
+@pytest.mark.parametrize("exit_layer", [None, 1])
+def test_layer_drafting_gives_the_plain_greedy_tokens(tiny, exit_layer):
+    mel = _mel(6.0)
+    package = tiny[3]["hf"][0]
+    from edgeseq.runtime.transcribe import TranscribeOptions, Transcriber, TranscriptionStats
+    plain = _ours(package, mel).tokens
+    stats = TranscriptionStats()
+    opts = TranscribeOptions(max_new_tokens=NEW_TOKENS, draft="layers", exit_layer=exit_layer, max_draft=4)
+    drafted = Transcriber(edgeseq.load(str(package), threads=1)).decode_window(mel, opts, "en", stats).tokens
+    assert drafted == plain and len(plain) > 4
+    assert stats.drafted > 0 and stats.decoder_passes > 0
+
+
+def test_layer_drafting_is_refused_where_it_cannot_stay_exact(tiny):
+    engine = edgeseq.load(str(tiny[3]["hf"][0]), threads=1)
+    for bad in (dict(timestamps=True), dict(num_beams=2)):
+        with pytest.raises(OptionsError, match="greedy decoding without timestamps"):
+            engine.transcribe(np.zeros(16000, np.float32), language="en", draft="layers", **bad)
+    with pytest.raises(OptionsError, match="'layers'"):
+        engine.transcribe(np.zeros(16000, np.float32), language="en", draft="input")
+
+
 def test_clear_errors(tiny, tiny_package):
     engine = edgeseq.load(str(tiny[3]["hf"][0]), threads=1)
     with pytest.raises(OptionsError, match="task"):

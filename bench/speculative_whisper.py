@@ -1,0 +1,87 @@
+"""Self-speculative layer drafting on real Whisper weights: transcription time against
+plain greedy decoding of the same package in the same run, identical transcripts, and
+acceptance.
+
+    python -m bench.speculative_whisper PKG [--repeats 3] [--threads 2] [--exits 2,3] [--out DIR]
+
+PKG is a Whisper package (e.g. base exported from the shared CTranslate2 weights); the
+audio is ../shared/data/audio/*.wav. Configurations: plain, adaptive layer drafting
+(exit layer and draft length picked on the fly), and each fixed exit layer given."""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+AUDIO = Path(__file__).resolve().parents[2] / "shared" / "data" / "audio"
+
+
+def run(engine, clips: list[Path], options: dict) -> dict:
+    texts, drafted, accepted, passes = [], 0, 0, 0
+    start = time.perf_counter()
+    for clip in clips:
+        r = engine.transcribe(clip, **options)
+        texts.append(r.text)
+        drafted, accepted, passes = drafted + r.stats.drafted, accepted + r.stats.accepted, \
+            passes + r.stats.decoder_passes
+    return {"seconds": time.perf_counter() - start, "texts": texts, "drafted": drafted,
+            "accepted": accepted, "decoder_passes": passes}
+
+
+def main(argv: list[str] | None = None) -> int:
+    import edgeseq
+    from bench.machine import machine_info
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("package")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--max-draft", type=int, default=8)
+    ap.add_argument("--exits", default="", help="fixed exit layers to try besides adaptive, e.g. 2,3")
+    ap.add_argument("--out", type=Path)
+    a = ap.parse_args(argv)
+    engine = edgeseq.load(a.package, threads=a.threads)
+    clips = sorted(AUDIO.glob("*.wav"))
+    if not clips:
+        raise SystemExit(f"no WAV files in {AUDIO}")
+    configs = {"plain": {}, "layers (adaptive)": {"draft": "layers", "max_draft": a.max_draft}}
+    for e in (int(x) for x in a.exits.split(",") if x):
+        configs[f"layers (exit {e})"] = {"draft": "layers", "max_draft": a.max_draft, "exit_layer": e}
+    for options in configs.values():  # warm-up; the adaptive controller learns here too
+        run(engine, clips, options)
+    times: dict[str, list[float]] = {name: [] for name in configs}
+    last: dict[str, dict] = {}
+    for rep in range(a.repeats):
+        for name, options in configs.items():
+            last[name] = run(engine, clips, options)
+            times[name].append(last[name]["seconds"])
+            print(f"[{rep + 1}/{a.repeats}] {name}: {last[name]['seconds']:.2f} s", flush=True)
+    audio_s = sum(engine.transcribe(c, max_new_tokens=1).stats.audio_s for c in clips)
+    base = statistics.median(times["plain"])
+    rows = []
+    for name in configs:
+        med, res = statistics.median(times[name]), last[name]
+        rows.append({"config": name, "seconds_median": med, "seconds_min": min(times[name]),
+                     "seconds_max": max(times[name]), "speedup": base / med,
+                     "real_time_factor": audio_s / med,
+                     "identical": res["texts"] == last["plain"]["texts"],
+                     "acceptance": res["accepted"] / res["drafted"] if res["drafted"] else 0.0,
+                     "decoder_passes": res["decoder_passes"]})
+    print(f"\n{Path(a.package).name}: {len(clips)} clips, {audio_s:.1f} s of audio, {a.threads} threads, "
+          f"median of {a.repeats}\n")
+    print("| configuration | seconds | speedup vs plain | real-time factor | identical | acceptance | decoder passes |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        print(f"| {r['config']} | {r['seconds_median']:.2f} | {r['speedup']:.2f}x | {r['real_time_factor']:.1f}x "
+              f"| {'yes' if r['identical'] else 'no'} | {r['acceptance']:.2f} | {r['decoder_passes']} |")
+    if a.out:
+        a.out.mkdir(parents=True, exist_ok=True)
+        (a.out / "whisper_layers.json").write_text(json.dumps(
+            {"machine": machine_info(a.threads, Path(__file__).resolve().parents[1]),
+             "package": str(a.package), "audio_s": audio_s, "rows": rows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
