@@ -97,11 +97,40 @@ def speculative_table(data: dict) -> str:
     return "\n".join(lines)
 
 
+def whisper_layers_table(data: dict) -> str:
+    lines = [f"`{Path(data['package']).name}`, {data['audio_s']:.1f} s of audio.", "",
+             "| configuration | speedup vs plain | real-time factor | identical transcript | acceptance | decoder passes |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for r in data["rows"]:
+        lines.append(f"| {r['config']} | {r['speedup']:.2f}x | {r['real_time_factor']:.1f}x "
+                     f"| {'yes' if r['identical'] else 'no'} | {r['acceptance']:.2f} | {r['decoder_passes']} |")
+    lines += ["", f"Run on: {_machine(data['machine'])}."]
+    return "\n".join(lines)
+
+
+def scaling_table(data: dict) -> str:
+    lines = [f"Package `{Path(data['package']).name}`.", ""]
+    series = (("first_token_ms_by_input", "input tokens", "first token ms"),
+              ("decode_ms_per_token_by_output", "output tokens", "decode ms per token"),
+              ("tokens_per_s_by_batch", "batch", "tokens/s"))
+    for key, xlabel, ylabel in series:
+        points = list(next(iter(data["results"].values()))[key])
+        lines += [f"| {ylabel} by {xlabel} | " + " | ".join(points) + " |",
+                  "| --- |" + " --- |" * len(points)]
+        for threads, res in data["results"].items():
+            lines.append(f"| {threads} thread(s) | " + " | ".join(f"{res[key][x]:.1f}" for x in points) + " |")
+        lines.append("")
+    lines.append(f"Run on: {_machine(data['machine'])}.")
+    return "\n".join(lines)
+
+
 SOURCES = {  # section name -> (JSON under the results folder, table maker)
     "decode": ("decode/results.json", decode_table),
     "whisper": ("transcribe/results.json", whisper_table),
     "skip": ("skip/skip.json", skip_table),
     "speculative": ("speculative/speculative.json", speculative_table),
+    "whisper_layers": ("speculative/whisper_layers.json", whisper_layers_table),
+    "scaling": ("scaling/scaling.json", scaling_table),
 }
 
 

@@ -4,7 +4,9 @@ plots). Suites:
 
   decode       edgeseq vs transformers, Optimum ORT, CTranslate2 (bench/decode.py)
   transcribe   Whisper: edgeseq vs faster-whisper on the same weights (bench/transcribe.py)
-  speculative  drafters vs plain greedy on the same package (bench/speculative.py)
+  speculative  drafters vs plain greedy on the same package (bench/speculative.py), and
+               layer drafting on Whisper base once the transcribe suite has exported it
+               (bench/speculative_whisper.py)
   skip         exits, unified skipping, confidence exit: quality vs speed (bench/skip.py)
   scaling      input length, output length, batch, threads (bench/scaling.py)"""
 from __future__ import annotations
@@ -20,23 +22,30 @@ ROOT = Path(__file__).resolve().parents[1]
 SUITES = ("decode", "transcribe", "speculative", "skip", "scaling")
 
 
-def commands(args: argparse.Namespace) -> dict[str, list[str]]:
+WHISPER_BASE = ROOT / "bench" / ".cache" / "transcribe" / "base-int8"  # written by bench.transcribe
+
+
+def commands(args: argparse.Namespace) -> dict[str, list[list[str]]]:
     out, threads, py = args.out, str(args.threads), sys.executable
     pkg = args.package
     quick = ["--quick"] if args.quick else []
-    cmds = {
-        "decode": [py, "-m", "bench.decode", "--threads", threads, "--out", str(out / "decode"), *quick],
-        "transcribe": [py, "-m", "bench.transcribe", "--threads", threads,
-                       "--out", str(out / "transcribe"), *quick],
-        "speculative": [py, "-m", "bench.speculative", pkg, "--threads", threads,
-                        "--out", str(out / "speculative")]
-        + (["--limit", "40", "--repeats", "1"] if args.quick else []),
-        "skip": [py, "-m", "bench.skip", pkg, "--threads", threads, "--out", str(out / "skip")]
-        + (["--limit", "40"] if args.quick else []),
-        "scaling": [py, "-m", "bench.scaling", pkg, "--out", str(out / "scaling"), *quick],
-    }
+    speculative = [py, "-m", "bench.speculative", pkg, "--threads", threads, "--out", str(out / "speculative")] \
+        + (["--limit", "40", "--repeats", "1"] if args.quick else [])
     if args.memory_budget:
-        cmds["speculative"] += ["--memory-budget", str(args.memory_budget)]
+        speculative += ["--memory-budget", str(args.memory_budget)]
+    cmds = {
+        "decode": [[py, "-m", "bench.decode", "--threads", threads, "--out", str(out / "decode"), *quick]],
+        "transcribe": [[py, "-m", "bench.transcribe", "--threads", threads,
+                        "--out", str(out / "transcribe"), *quick]],
+        "speculative": [speculative],
+        "skip": [[py, "-m", "bench.skip", pkg, "--threads", threads, "--out", str(out / "skip")]
+                 + (["--limit", "40"] if args.quick else [])],
+        "scaling": [[py, "-m", "bench.scaling", pkg, "--out", str(out / "scaling"), *quick]],
+    }
+    if WHISPER_BASE.is_dir():
+        cmds["speculative"].append([py, "-m", "bench.speculative_whisper", str(WHISPER_BASE), "--threads",
+                                    threads, "--exits", "3,5", "--out", str(out / "speculative")]
+                                   + (["--repeats", "1"] if args.quick else []))
     return cmds
 
 
@@ -62,10 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     chosen = SUITES if args.suite == "all" else (args.suite,)
     failed = []
     for name in chosen:
-        cmd = commands(args)[name]
-        print(f"== {name}: {' '.join(cmd[1:])}", flush=True)
-        if subprocess.run(cmd, cwd=ROOT).returncode != 0:
-            failed.append(name)
+        for cmd in commands(args)[name]:  # built per suite: an earlier suite may add packages
+            print(f"== {name}: {' '.join(cmd[1:])}", flush=True)
+            if subprocess.run(cmd, cwd=ROOT).returncode != 0:
+                failed.append(name)
     if failed:
         print(f"suites that failed: {', '.join(failed)}")
     return 1 if failed else 0
