@@ -22,6 +22,7 @@ import torch
 from tokenizers import Tokenizer
 from tqdm import tqdm
 from transformers import T5ForConditionalGeneration
+from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
 from edgeseq.quality import JflegSet, gleu, jfleg_detokenize, jfleg_tokenize, load_jfleg
 
@@ -89,6 +90,9 @@ def correct(
             do_sample=False,
             num_beams=1,
             max_new_tokens=int(longest * 1.5) + 8,
+            # an empty cache grows per layer; the default one is sized from config.num_layers
+            # (the encoder's depth in transformers 5) and breaks when the decoder is deeper
+            past_key_values=EncoderDecoderCache(DynamicCache(), DynamicCache()),
         )
         for i, text in zip(idx, tokenizer.decode_batch(generated.tolist(), skip_special_tokens=True)):
             out[i] = text
