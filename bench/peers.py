@@ -273,9 +273,10 @@ class CTranslate2Engine:
 
 
 class EdgeseqEngine:
-    def __init__(self, quant: str) -> None:
+    def __init__(self, quant: str, shared_pool: bool = False) -> None:
         self.quant = quant
-        self.label = f"edgeseq {quant}"
+        self.shared_pool = shared_pool  # as the `edgeseq` command runs (runtime/providers.py)
+        self.label = f"edgeseq {quant}" + (" (shared pool, as the CLI)" if shared_pool else "")
 
     def bind(self, ckpt: Path, work: Path) -> None:
         self.ckpt, self.dir = ckpt, work
@@ -295,7 +296,8 @@ class EdgeseqEngine:
             raise PeerMissing("edgeseq has no load() yet")
 
     def load(self, threads: int) -> None:
-        self.engine = self.edgeseq.load(self.dir, provider="cpu", threads=threads)
+        self.engine = self.edgeseq.load(self.dir, provider="cpu", threads=threads,
+                                        shared_pool=self.shared_pool)
         self.last_stats = None
 
     def generate(self, ids: list[int], new_tokens: int) -> list[int]:
@@ -330,6 +332,7 @@ ENGINES = {
     "ct2-int8": lambda: CTranslate2Engine("int8"),
     "ct2-fp32": lambda: CTranslate2Engine("float32"),
     "edgeseq-int8": lambda: EdgeseqEngine("int8"),
+    "edgeseq-int8-shared": lambda: EdgeseqEngine("int8", shared_pool=True),
     "edgeseq-fp32": lambda: EdgeseqEngine("fp32"),
 }
 

@@ -13,7 +13,8 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DECODE_ENGINES = ("edgeseq int8", "Optimum ORT dynamic int8", "Optimum ORT fp32", "CTranslate2 int8")
+DECODE_ENGINES = ("edgeseq int8", "edgeseq int8 (shared pool, as the CLI)", "Optimum ORT dynamic int8",
+                  "Optimum ORT fp32", "CTranslate2 int8")
 WHISPER_ENGINES = {"edgeseq-int8": "edgeseq int8", "faster-whisper-int8": "faster-whisper int8",
                    "edgeseq-fp32": "edgeseq fp32", "faster-whisper-float32": "faster-whisper fp32"}
 
@@ -36,14 +37,14 @@ def decode_table(data: dict) -> str:
         cells = []
         for shape in shapes:
             r = rows.get((label, shape))
-            cells += (["failed"] * 3 if r is None else
+            cells += (["not run"] * 3 if r is None else
                       [f"{r['first_token_ms']['median']:.1f}", f"{r['decode_tokens_per_s']['median']:.1f}",
                        f"{r['peak_rss_mb']:.0f}"])
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines.append("")
     for shape in shapes:
         mine = rows.get(("edgeseq int8", shape))
-        for peer in ("Optimum ORT dynamic int8", "CTranslate2 int8"):
+        for peer in ("Optimum ORT dynamic int8", "CTranslate2 int8"):  # the Python API's default
             other = rows.get((peer, shape))
             if mine and other:
                 lines.append(
