@@ -51,6 +51,7 @@ class LayerPlan:
 class EncoderState:
     cross: list[np.ndarray]  # per decoder layer: keys, values [B, H, S, head_dim]
     bias: np.ndarray         # [B, 1, 1, S] additive padding bias
+    feeds: dict | None = None  # the decoder inputs these make, built once per generation
 
     @property
     def batch(self) -> int:
@@ -75,6 +76,9 @@ class Seq2SeqRunner:
         self._dec_outputs = tensors["decoder"]["outputs"]
         self.full_plan = LayerPlan.all_layers(self.arch.decoder_layers)
         self._no_hidden = np.zeros((1, 1, self.arch.d_model), np.float32)  # unused input
+        layers = range(self.arch.decoder_layers)
+        self._past_names = [(names.past_key(i), names.past_value(i)) for i in layers]
+        self._cross_names = [(names.cross_key(i), names.cross_value(i)) for i in layers]
 
     def encode(self, ids: np.ndarray, mask: np.ndarray) -> EncoderState:
         """ids, mask int64 [B, S] -> cross-attention K/V for every decoder layer."""
@@ -107,17 +111,20 @@ class Seq2SeqRunner:
         of layers that ran or were filled are written: a continuation pass keeps what an
         earlier pass wrote for the layers below it."""
         plan = plan or self.full_plan
-        feeds = {names.DEC_INPUT_IDS: tokens,
+        if state.feeds is None:
+            state.feeds = {names.DEC_ENCODER_BIAS: state.bias}
+            for i, (k, v) in enumerate(self._cross_names):
+                state.feeds[k], state.feeds[v] = state.cross[2 * i], state.cross[2 * i + 1]
+        feeds = {**state.feeds,
+                 names.DEC_INPUT_IDS: tokens,
                  names.DEC_PAST_LENGTH: np.array(cache.length, np.int64),
-                 names.DEC_ENCODER_BIAS: state.bias,
                  names.DEC_LAYER_RUN: np.array(plan.run, bool),
                  names.DEC_LAYER_FILL: np.array(plan.fill, bool),
                  names.DEC_HIDDEN_IN: self._no_hidden if hidden is None else hidden,
                  names.DEC_USE_HIDDEN: np.array(hidden is not None)}
-        for i in range(self.arch.decoder_layers):
-            feeds[names.past_key(i)], feeds[names.past_value(i)] = cache.past_contiguous(i)
-            feeds[names.cross_key(i)] = state.cross[2 * i]
-            feeds[names.cross_value(i)] = state.cross[2 * i + 1]
+        past = cache.past_contiguous()
+        for i, (k, v) in enumerate(self._past_names):
+            feeds[k], feeds[v] = past[i, 0], past[i, 1]
         outs = self.decoder.run(self._dec_outputs, feeds)
         for i in range(self.arch.decoder_layers):
             if plan.run[i] or plan.fill[i]:

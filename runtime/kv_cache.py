@@ -36,17 +36,15 @@ class KVCache:
         """Keys and values of the cached positions [batch, heads, length, head_dim]."""
         return self.buffer[layer, 0, :, :, :self.length], self.buffer[layer, 1, :, :, :self.length]
 
-    def past_contiguous(self, layer: int) -> tuple[np.ndarray, np.ndarray]:
-        """Contiguous copies of `past(layer)` in the staging buffer, valid until the next
-        call for this layer."""
-        _, _, batch, heads, _, head_dim = self.buffer.shape
-        shape = (batch, heads, self.length, head_dim)
+    def past_contiguous(self) -> np.ndarray:
+        """Contiguous copies of every layer's cached prefix, [layers, 2, batch, heads,
+        length, head_dim] in the staging buffer (one copy for all layers; each [layer, k]
+        is itself contiguous), valid until the next call."""
+        layers, _, batch, heads, _, head_dim = self.buffer.shape
         size = batch * heads * self.length * head_dim
-        keys = self._staging[layer, 0, :size].reshape(shape)
-        values = self._staging[layer, 1, :size].reshape(shape)
-        np.copyto(keys, self.buffer[layer, 0, :, :, :self.length])
-        np.copyto(values, self.buffer[layer, 1, :, :, :self.length])
-        return keys, values
+        staged = self._staging[:, :, :size].reshape(layers, 2, batch, heads, self.length, head_dim)
+        np.copyto(staged, self.buffer[:, :, :, :, :self.length])
+        return staged
 
     def append(self, layer: int, keys: np.ndarray, values: np.ndarray) -> None:
         """Write this step's K/V for `layer` after the cursor; `advance` moves the cursor."""

@@ -20,13 +20,14 @@ def _filled(length: int) -> KVCache:
 
 def test_contiguous_past_equals_the_cached_prefix_and_reuses_one_buffer():
     cache = _filled(5)
-    keys, values = cache.past_contiguous(1)
+    staged = cache.past_contiguous()
+    keys, values = staged[1, 0], staged[1, 1]
     want_keys, want_values = cache.past(1)
     assert keys.flags.c_contiguous and values.flags.c_contiguous
     np.testing.assert_array_equal(keys, want_keys)
     np.testing.assert_array_equal(values, want_values)
     cache.truncate(3)
-    again, _ = cache.past_contiguous(1)
+    again = cache.past_contiguous()[1, 0]
     assert again.shape == (2, 3, 3, 4) and np.shares_memory(again, keys)  # no new allocation
     np.testing.assert_array_equal(again, cache.past(1)[0])
 
@@ -37,7 +38,7 @@ def test_rolling_back_then_writing_overwrites_the_rejected_positions():
     new = np.full((2, 3, 1, 4), 7.0)
     cache.append(0, new, new)
     cache.advance(1)
-    keys, _ = cache.past_contiguous(0)
+    keys = cache.past_contiguous()[0, 0]
     assert keys.shape[2] == 3 and (keys[:, :, 2] == 7.0).all()
 
 
