@@ -49,7 +49,7 @@ def _generation_options(args: argparse.Namespace) -> dict:
                 memory_budget_mb=args.memory_budget)
     if args.exit_layer is not None:
         opts["exit_layer"] = args.exit_layer
-    for name in ("skip_ratio", "exit_after", "exit_threshold"):
+    for name in ("skip_ratio", "exit_after", "exit_threshold", "no_repeat_ngram_size"):
         if getattr(args, name) is not None:
             opts[name] = getattr(args, name)
     if args.exit_threshold is not None:
@@ -191,6 +191,8 @@ def _add_runtime_args(p: argparse.ArgumentParser) -> None:
 def _add_generation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--min-new-tokens", type=int, default=0)
+    p.add_argument("--no-repeat-ngram-size", type=int, default=None, metavar="N",
+                   help="no n-gram of N tokens twice in the output (default: the package's; 0: off)")
     p.add_argument("--num-beams", type=int, default=1)
     p.add_argument("--sample", action="store_true", help="sample instead of greedy")
     p.add_argument("--temperature", type=float, default=1.0)

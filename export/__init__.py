@@ -71,7 +71,8 @@ def _export(src, out: Path, quant: Quant, tokenizer, validate: bool, work: Path)
     graph_bytes = {f: parameter_bytes(store, used) for f, (_, used) in graphs.items()}
     fields = dict(arch=ck.spec, quant=quant.value, special=ck.special, source=str(ck.source),
                   generation={"suppress_tokens": ck.suppress_tokens, "forced_bos": ck.forced_bos,
-                              "forced_eos": ck.forced_eos},
+                              "forced_eos": ck.forced_eos,
+                              "no_repeat_ngram_size": ck.no_repeat_ngram_size},
                   graph_weight_bytes=graph_bytes,
                   exits=read_exits(src, ck.spec.decoder_layers))
     write_package(out, graphs, store, fields, ck.tokenizer_file)

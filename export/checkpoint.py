@@ -26,6 +26,7 @@ class Checkpoint:
     tokenizer_file: Path | None
     torch_model: Any  # kept for validation against PyTorch
     source: str
+    no_repeat_ngram_size: int = 0  # the checkpoint's generation default (0: off)
 
 
 def _model_class(model_type: str):
@@ -95,5 +96,6 @@ def load_checkpoint(src: str | Path, tokenizer: Path | None = None,
                       suppress_tokens=suppress,
                       forced_bos=getattr(gen, "forced_bos_token_id", None),
                       forced_eos=getattr(gen, "forced_eos_token_id", None),
+                      no_repeat_ngram_size=int(getattr(gen, "no_repeat_ngram_size", 0) or 0),
                       tokenizer_file=_find_tokenizer(src, tokenizer, workdir),
                       torch_model=model, source=src)

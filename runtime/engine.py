@@ -146,7 +146,9 @@ class Engine:
         return ScoreRules(eos=self.manifest.special.eos, min_new_tokens=opts.min_new_tokens,
                           max_new_tokens=opts.max_new_tokens,
                           suppress=tuple(gen.get("suppress_tokens") or ()),
-                          forced_bos=gen.get("forced_bos"), forced_eos=gen.get("forced_eos"))
+                          forced_bos=gen.get("forced_bos"), forced_eos=gen.get("forced_eos"),
+                          no_repeat_ngram=(gen.get("no_repeat_ngram_size") or 0
+                                           if opts.no_repeat_ngram_size is None else opts.no_repeat_ngram_size))
 
     # -- generation -----------------------------------------------------------------
     def _session(self, rows: list[list[int]], copies: int, opts: GenerationOptions) -> DecodeSession:

@@ -1,5 +1,5 @@
 """Rules applied to next-token scores before choosing, in the order transformers uses:
-minimum length, forced first / last tokens, suppressed tokens."""
+no repeated n-grams, minimum length, forced first / last tokens, suppressed tokens."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -17,9 +17,18 @@ class ScoreRules:
     suppress: tuple[int, ...] = ()
     forced_bos: int | None = None
     forced_eos: int | None = None
+    no_repeat_ngram: int = 0
 
-    def apply(self, scores: np.ndarray, generated: int) -> np.ndarray:
-        """scores [B, V] for the token after `generated` new tokens (modified in place)."""
+    def apply(self, scores: np.ndarray, generated: int,
+              history: list[list[int]] | None = None) -> np.ndarray:
+        """scores [B, V] for the token after `generated` new tokens (modified in place).
+        `history`: each row's decoder sequence so far (start token first), which the
+        n-gram rule needs; scoring without it (a drafter's guess) skips that rule."""
+        if self.no_repeat_ngram and history is not None:
+            for row, seq in enumerate(history):
+                banned = repeated_ngram_tokens(seq, self.no_repeat_ngram)
+                if banned:
+                    scores[row, banned] = NEG
         if generated < self.min_new_tokens:
             scores[:, self.eos] = NEG
         if self.forced_bos is not None and generated == 0:
@@ -31,6 +40,15 @@ class ScoreRules:
         if self.suppress:
             scores[:, list(self.suppress)] = NEG
         return scores
+
+
+def repeated_ngram_tokens(seq: list[int], n: int) -> list[int]:
+    """Tokens that would complete an n-gram already in `seq` (transformers'
+    no_repeat_ngram_size: the last n-1 tokens, matched against every earlier n-gram)."""
+    if len(seq) + 1 < n:
+        return []
+    tail = tuple(seq[len(seq) - n + 1:]) if n > 1 else ()
+    return [seq[i + n - 1] for i in range(len(seq) - n + 1) if tuple(seq[i:i + n - 1]) == tail]
 
 
 def log_softmax(x: np.ndarray) -> np.ndarray:

@@ -26,6 +26,9 @@ class GenerationOptions:
     length_penalty: float = 1.0     # beam score = log-prob sum / length ** length_penalty
     early_stopping: bool = False    # beam search: stop once num_beams hypotheses finished
     truncate_input: bool = False    # too-long inputs: False raises, True keeps the first tokens
+    # no n-gram of this size appears twice in the output (transformers' semantics; 0: off;
+    # None: the package's default, from its checkpoint's generation config)
+    no_repeat_ngram_size: int | None = None
     draft: object = None            # None | "input" | "layers" | "ngram" | another Engine
     max_draft: int = 8              # most draft tokens verified per pass
     exit_layer: int | None = None   # draft="layers": fixed exit layer; None: adaptive
@@ -44,6 +47,8 @@ class GenerationOptions:
             _check_type(f.name, f.type, getattr(self, f.name))
         if self.max_new_tokens < 1:
             raise OptionsError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.no_repeat_ngram_size is not None and self.no_repeat_ngram_size < 0:
+            raise OptionsError(f"no_repeat_ngram_size must be >= 0, got {self.no_repeat_ngram_size}")
         if not 0 <= self.min_new_tokens <= self.max_new_tokens:
             raise OptionsError(f"min_new_tokens must be in 0..max_new_tokens "
                                f"({self.max_new_tokens}), got {self.min_new_tokens}")

@@ -39,12 +39,26 @@ def _finish(tokens: np.ndarray, done: np.ndarray, eos: int, pad: int) -> np.ndar
     return tokens
 
 
+class _History:
+    """Each row's decoder sequence, kept only when a rule reads it (no_repeat_ngram)."""
+
+    def __init__(self, start: np.ndarray, rules: ScoreRules):
+        self.rows = [[int(t)] for t in start] if rules.no_repeat_ngram else None
+
+    def add(self, tokens: np.ndarray) -> None:
+        if self.rows is not None:
+            for row, t in zip(self.rows, tokens.reshape(len(self.rows), -1)):
+                row.extend(int(x) for x in t)
+
+
 def greedy(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int) -> Iterator[np.ndarray]:
     done = np.zeros(len(start), bool)
     last = start[:, None]
+    history = _History(start, rules)
     for generated in range(rules.max_new_tokens):
-        scores = rules.apply(s.step(last)[:, -1].astype(np.float32), generated)
+        scores = rules.apply(s.step(last)[:, -1].astype(np.float32), generated, history.rows)
         last = _finish(scores.argmax(axis=-1), done, rules.eos, pad)[:, None]
+        history.add(last)
         yield last
         if done.all():
             return
@@ -67,9 +81,11 @@ def sample(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int,
     choose = token_chooser(opts)
     done = np.zeros(len(start), bool)
     last = start[:, None]
+    history = _History(start, rules)
     for generated in range(rules.max_new_tokens):
-        scores = rules.apply(s.step(last)[:, -1].astype(np.float64), generated)
+        scores = rules.apply(s.step(last)[:, -1].astype(np.float64), generated, history.rows)
         last = _finish(choose(scores), done, rules.eos, pad)[:, None]
+        history.add(last)
         yield last
         if done.all():
             return
@@ -100,7 +116,9 @@ def beam_search(s: DecodeSession, batch: int, start: int, rules: ScoreRules, pad
     rows = np.arange(batch)[:, None]
     for cur in range(steps):
         logp = log_softmax(s.step(last)[:, -1].astype(np.float32))
-        logp = rules.apply(logp, cur).reshape(batch, beams, -1) + running_scores[:, :, None]
+        history = ([[start, *running[b, k, :cur].tolist()] for b in range(batch) for k in range(beams)]
+                   if rules.no_repeat_ngram else None)
+        logp = rules.apply(logp, cur, history).reshape(batch, beams, -1) + running_scores[:, :, None]
         flat = logp.reshape(batch, -1)
         top = _top_k(flat, keep)
         top_scores = np.take_along_axis(flat, top, axis=-1)

@@ -18,8 +18,8 @@ if TYPE_CHECKING:
 
 def make_scorer(rules: ScoreRules, opts: GenerationOptions):
     """raw logits [B, V], generated count -> next-token probabilities [B, V]."""
-    def score(raw: np.ndarray, generated: int) -> np.ndarray:
-        scores = rules.apply(raw.astype(np.float64), generated)
+    def score(raw: np.ndarray, generated: int, history: list[list[int]] | None = None) -> np.ndarray:
+        scores = rules.apply(raw.astype(np.float64), generated, history)
         if opts.do_sample:
             scores = filter_top_k_top_p(scores / opts.temperature, opts.top_k, opts.top_p)
         return softmax(scores)

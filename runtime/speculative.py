@@ -19,8 +19,9 @@ from .drafters import Draft, DraftContext, Drafter
 from .logits import ScoreRules
 from .search import DecodeSession
 
-# maps raw logits [B, V] of the token after `generated` new tokens to probabilities
-Sampler = Callable[[np.ndarray, int], np.ndarray]
+# maps raw logits [B, V] of the token after `generated` new tokens (and the rows' histories,
+# or None) to probabilities
+Sampler = Callable[..., np.ndarray]
 
 
 @dataclass
@@ -117,12 +118,14 @@ def speculative(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int
         verify_s = time.perf_counter() - drafted_at
         raw = [logits[:, j].astype(np.float64 if sampler else np.float32) for j in range(k + 1)]
         if sampler is None:
-            scores = np.stack([rules.apply(raw[j], generated + j) for j in range(k + 1)], axis=1)
+            scores = np.stack([rules.apply(raw[j], generated + j, _history(output, draft.tokens, j, rules))
+                               for j in range(k + 1)], axis=1)
             accepted, target = _accept_greedy(scores, draft.tokens)
             n = int(accepted[~done].min())
             emit = target[:, :n + 1].copy()
         else:
-            probs = np.stack([sampler(raw[j], generated + j) for j in range(k + 1)], axis=1)
+            probs = np.stack([sampler(raw[j], generated + j, _history(output, draft.tokens, j, rules))
+                              for j in range(k + 1)], axis=1)
             accepted, rejected = _accept_sampled(probs, draft, rng)
             n = int(accepted[~done].min())
             emit = np.empty((batch, n + 1), np.int64)
@@ -154,13 +157,23 @@ def _plain_step(s: DecodeSession, output: list[list[int]], rules: ScoreRules, ge
     """One greedy step while drafting is off (still timed: it is the baseline cost)."""
     pending = np.array([[o[-1]] for o in output], np.int64)
     began = time.perf_counter()
-    scores = rules.apply(s.step(pending)[:, -1].astype(np.float32), generated)
+    scores = rules.apply(s.step(pending)[:, -1].astype(np.float32), generated,
+                         output if rules.no_repeat_ngram else None)
     control.observe(0, 0, time.perf_counter() - began, 0.0)
     token = np.where(done, pad, scores.argmax(axis=-1))
     done |= token == rules.eos
     for r, t in enumerate(token):
         output[r].append(int(t))
     return token[:, None]
+
+
+def _history(output: list[list[int]], drafts: np.ndarray, j: int,
+             rules: ScoreRules) -> list[list[int]] | None:
+    """Each row's sequence before verified position j: the output and the first j drafts
+    (what the sequence is if those drafts are accepted, the only case position j counts)."""
+    if not rules.no_repeat_ngram:
+        return None
+    return [out + [int(t) for t in row[:j] if t >= 0] for out, row in zip(output, drafts)]
 
 
 def _trim(draft: Draft, done: np.ndarray, limit: int) -> Draft:

@@ -227,7 +227,9 @@ class WhisperRules:
     no_timestamps: int
     max_initial_index: int | None
 
-    def apply(self, scores: np.ndarray, generated: int) -> np.ndarray:
+    no_repeat_ngram = 0  # ScoreRules' n-gram rule: not one of Whisper's
+
+    def apply(self, scores: np.ndarray, generated: int, history=None) -> np.ndarray:
         """scores [rows, V] for the token after `generated` new tokens (in place)."""
         if generated == 0 and self.begin_suppress:
             scores[:, list(self.begin_suppress)] = NEG

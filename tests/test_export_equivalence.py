@@ -97,3 +97,33 @@ def test_the_embedding_gather_reads_the_tied_head_bytes_under_its_own_initialize
     head = "embed.tokens.w_int8"
     assert head in multiplied and f"{head}.rows" in gathered
     assert where[f"{head}.rows"]["offset"] == where[head]["offset"]
+
+
+@pytest.mark.parametrize("family", ["t5", "bart"])
+@pytest.mark.parametrize("beams", [1, 3])
+def test_no_repeat_ngram_tokens_equal_transformers_generate(family, beams, tiny_checkpoint, tiny_package):
+    engine = edgeseq.load(str(tiny_package(family, "fp32")[0]), threads=1)
+    pad = engine.manifest.special.pad
+    for ids in SOURCES:
+        kw = dict(max_new_tokens=16, min_new_tokens=16, num_beams=beams, no_repeat_ngram_size=2)
+        ours = _strip(engine.generate(ids, **kw).token_ids, pad)
+        assert ours == _hf(tiny_checkpoint(family), ids, **kw)
+
+
+def test_the_checkpoints_no_repeat_default_travels_in_the_package(tiny_checkpoint, tmp_path):
+    import shutil
+    import transformers as tf
+    from edgeseq.export import export_checkpoint
+    src = tmp_path / "ck"
+    shutil.copytree(tiny_checkpoint("t5"), src)
+    config = tf.GenerationConfig.from_pretrained(src)
+    config.no_repeat_ngram_size = 2
+    config.save_pretrained(src)
+    export_checkpoint(src, tmp_path / "pkg", quant="fp32", validate=False)
+    engine = edgeseq.load(str(tmp_path / "pkg"), threads=1)
+    assert engine.manifest.generation["no_repeat_ngram_size"] == 2
+    kw = dict(max_new_tokens=16, min_new_tokens=16)
+    default = engine.generate(SOURCES[0], **kw).token_ids
+    assert default == engine.generate(SOURCES[0], no_repeat_ngram_size=2, **kw).token_ids
+    pairs = list(zip(default, default[1:]))
+    assert len(pairs) == len(set(pairs))  # no bigram twice

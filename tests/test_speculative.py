@@ -195,3 +195,14 @@ def test_probes_back_off_while_drafting_keeps_not_paying():
     probes_late = sum(k > 0 for k in limits[1000:])
     assert control.probe_gap == 128
     assert probes_late <= 1000 // 128 + 1  # under 1% of passes, not one in 8
+
+
+@pytest.mark.parametrize("draft", ["input", "layers"])
+def test_greedy_speculation_keeps_the_no_repeat_rule_exact(draft, engines):
+    engine = engines["t5", "fp32"]
+    for ids in SOURCES:
+        kw = dict(max_new_tokens=16, min_new_tokens=16, no_repeat_ngram_size=2)
+        plain = engine.generate(ids, **kw).token_ids
+        fast = engine.generate(ids, draft=draft, max_draft=5, adaptive_draft=False, **kw).token_ids
+        assert fast == plain
+        assert len(set(zip(plain, plain[1:]))) == len(plain) - 1
