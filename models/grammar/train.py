@@ -39,6 +39,7 @@ from transformers import T5Config, T5ForConditionalGeneration
 from models.grammar.data import EOS, PAD, DataConfig, Pair, build_datasets, train_tokenizer
 
 IGNORE = -100  # label of padding positions
+NO_REPEAT_NGRAM = 3  # the generation default saved with the model (see save())
 
 
 @dataclass(frozen=True)
@@ -254,6 +255,11 @@ def lr_at(step: int, config: TrainConfig) -> float:
 def save(model: T5ForConditionalGeneration, tokenizer: Tokenizer, optimizer: torch.optim.Optimizer,
          step: int, config: TrainConfig) -> None:  # fmt: skip
     out = config.out
+    # Greedy decoding of this small model can fall into loops where a source token recurs
+    # (the copy circuit jumps to its other occurrence); banning repeated trigrams stops
+    # them: JFLEG dev (first 200) GLEU 0.245 -> 0.294 at step 7,500. Chosen on JFLEG dev
+    # (3 beat 4), the only evaluation set here. The package keeps it as its default.
+    model.generation_config.no_repeat_ngram_size = NO_REPEAT_NGRAM
     model.save_pretrained(out)
     tokenizer.save(str(out / "tokenizer.json"))
     exits = {
