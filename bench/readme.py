@@ -130,6 +130,7 @@ SOURCES = {  # section name -> (JSON under the results folder, table maker)
     "whisper": ("transcribe/results.json", whisper_table),
     "skip": ("skip/skip.json", skip_table),
     "speculative": ("speculative/speculative.json", speculative_table),
+    "speculative_t5": ("speculative-t5-small/speculative.json", speculative_table),
     "whisper_layers": ("speculative/whisper_layers.json", whisper_layers_table),
     "scaling": ("scaling/scaling.json", scaling_table),
 }
