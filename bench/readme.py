@@ -98,6 +98,16 @@ def speculative_table(data: dict) -> str:
     return "\n".join(lines)
 
 
+def skip_whisper_table(data: dict) -> str:
+    lines = [f"`{Path(data['package']).name}`, the shared clips.", "",
+             "| configuration | WER vs full model | decoder speedup | decoder layers per pass |",
+             "| --- | --- | --- | --- |"]
+    lines += [f"| {r['config']} | {r['wer_vs_full']:.3f} | {r['decoder_speedup']:.2f}x | {r['layers_per_pass']:.2f} |"
+              for r in data["rows"]]
+    lines += ["", f"Run on: {_machine(data['machine'])}."]
+    return "\n".join(lines)
+
+
 def whisper_layers_table(data: dict) -> str:
     lines = [f"`{Path(data['package']).name}`, {data['audio_s']:.1f} s of audio.", "",
              "| configuration | speedup vs plain | real-time factor | identical transcript | acceptance | decoder passes |",
@@ -129,6 +139,7 @@ SOURCES = {  # section name -> (JSON under the results folder, table maker)
     "decode": ("decode/results.json", decode_table),
     "whisper": ("transcribe/results.json", whisper_table),
     "skip": ("skip/skip.json", skip_table),
+    "skip_whisper": ("skip/skip_whisper.json", skip_whisper_table),
     "speculative": ("speculative/speculative.json", speculative_table),
     "speculative_t5": ("speculative-t5-small/speculative.json", speculative_table),
     "whisper_layers": ("speculative/whisper_layers.json", whisper_layers_table),

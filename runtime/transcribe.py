@@ -31,7 +31,9 @@ from .audio import (
     load_audio,
     mel_filters,
 )
+from .decoder import LayerPlan
 from .drafters import SelfDrafter
+from .early_exit import confident_exit, unified_skip_plan
 from .kv_cache import KVCache
 from .logits import NEG, log_softmax, softmax
 from .options import GenerationOptions
@@ -69,6 +71,10 @@ class TranscribeOptions:
     draft: str | None = None
     max_draft: int = 8
     exit_layer: int | None = None        # None: adaptive exit layer and draft length
+    # lossy layer skipping, as for text (runtime/early_exit.py); greedy without timestamps
+    skip_ratio: float | None = None      # unified skipping: decoder layers / layers run
+    exit_after: int | None = None        # run only the first N decoder layers
+    exit_threshold: float | None = None  # CALM: exit when the top probability >= this
 
     def __post_init__(self) -> None:
         try:
@@ -89,6 +95,10 @@ class TranscribeOptions:
             raise OptionsError("draft='layers' needs greedy decoding without timestamps")
         if self.max_draft < 1:
             raise OptionsError(f"max_draft must be >= 1, got {self.max_draft}")
+        lossy = [n for n in ("skip_ratio", "exit_after", "exit_threshold") if getattr(self, n) is not None]
+        if len(lossy) > 1 or (lossy and (self.draft or self.timestamps or self.num_beams > 1)):
+            raise OptionsError("one of skip_ratio, exit_after, exit_threshold, with greedy decoding "
+                               "without timestamps or drafting")
 
 
 @dataclass(frozen=True)
@@ -110,6 +120,7 @@ class TranscriptionStats:
     total_ms: float = 0.0
     new_tokens: int = 0
     decoder_passes: int = 0
+    layers_executed: int = 0      # decoder layers run, summed over passes
     drafted: int = 0              # draft="layers": tokens drafted and accepted
     accepted: int = 0
     language_probability: float | None = None  # when the language was detected
@@ -362,8 +373,15 @@ class Transcriber:
         if rows == 1:
             tokens: list[int] = []
             start = np.array([prompt[-1]])
-            steps = (greedy(session, start, rules, t.eot) if opts.draft is None
-                     else self._speculative(session, start, rules, prompt, max_new, opts))
+            session.plan = self._layer_plan(opts)
+            if opts.exit_threshold is not None:
+                layers = a.decoder_layers
+                steps = confident_exit(session, start, rules, t.eot, list(range(1, layers + 1)),
+                                       opts.exit_threshold, "top1", lambda scores: scores.argmax(axis=-1))
+            elif opts.draft is None:
+                steps = greedy(session, start, rules, t.eot)
+            else:
+                steps = self._speculative(session, start, rules, prompt, max_new, opts)
             for step in steps:
                 if not stats.first_token_ms:
                     stats.first_token_ms = (time.perf_counter() - started) * 1e3
@@ -376,10 +394,21 @@ class Transcriber:
             if not stats.first_token_ms:
                 stats.first_token_ms = (time.perf_counter() - started) * 1e3
         stats.decoder_passes += session.passes
+        stats.layers_executed += sum(session.layers_executed)
         if session.spec is not None:
             stats.drafted += session.spec.drafted
             stats.accepted += session.spec.accepted
         return (tokens[:tokens.index(t.eot)] if t.eot in tokens else tokens), language
+
+    def _layer_plan(self, opts: TranscribeOptions) -> LayerPlan | None:
+        layers = self.engine.arch.decoder_layers
+        if opts.skip_ratio is not None:
+            return unified_skip_plan(layers, opts.skip_ratio)
+        if opts.exit_after is not None:
+            if not 1 <= opts.exit_after <= layers:
+                raise OptionsError(f"exit_after must be in 1..{layers}, got {opts.exit_after}")
+            return LayerPlan.first(opts.exit_after, layers)
+        return None
 
     def _speculative(self, session: _TrackedSession, start: np.ndarray, rules: WhisperRules,
                      prompt: list[int], max_new: int, opts: TranscribeOptions):

@@ -225,6 +225,26 @@ def test_layer_drafting_gives_the_plain_greedy_tokens(tiny, exit_layer):
     assert stats.drafted > 0 and stats.decoder_passes > 0
 
 
+def test_lossy_skipping_runs_fewer_layers_and_all_layers_is_the_plain_transcript(tiny):
+    from edgeseq.runtime.transcribe import TranscribeOptions, Transcriber, TranscriptionStats
+    engine = edgeseq.load(str(tiny[3]["hf"][0]), threads=1)
+    layers = engine.arch.decoder_layers
+    mel = _mel(6.0)
+
+    def window(**options):
+        stats = TranscriptionStats()
+        opts = TranscribeOptions(max_new_tokens=NEW_TOKENS, **options)
+        return Transcriber(engine).decode_window(mel, opts, "en", stats).tokens, stats
+
+    plain, full_stats = window()
+    assert window(exit_after=layers)[0] == plain
+    for options in (dict(exit_after=1), dict(skip_ratio=2.0), dict(exit_threshold=0.0)):
+        tokens, stats = window(**options)
+        assert tokens and stats.layers_executed < full_stats.layers_executed, options
+    with pytest.raises(OptionsError, match="one of skip_ratio"):
+        TranscribeOptions(exit_after=1, timestamps=True)
+
+
 def test_layer_drafting_is_refused_where_it_cannot_stay_exact(tiny):
     engine = edgeseq.load(str(tiny[3]["hf"][0]), threads=1)
     for bad in (dict(timestamps=True), dict(num_beams=2)):

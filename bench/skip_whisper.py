@@ -1,0 +1,79 @@
+"""Lossy layer skipping on real Whisper weights, against the full model in the same run:
+each exit layer, unified skipping at several ratios and confidence early exit (CALM) at
+several thresholds; word error rate against the full model's transcript, decoder time and
+decoder layers per pass, over the shared clips.
+
+    python -m bench.skip_whisper PKG [--threads 2] [--out DIR]
+
+Whisper was not trained with early exits: this shows what skipping costs a model that
+was not (compare bench/skip.py on edgeseq's exit-trained grammar model)."""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+AUDIO = Path(__file__).resolve().parents[2] / "shared" / "data" / "audio"
+
+
+def configs(layers: int) -> list[tuple[str, dict]]:
+    rows = [("full model", {})]
+    rows += [(f"exit after layer {k}", {"exit_after": k}) for k in range(1, layers)]
+    rows += [(f"unified skip {r}x", {"skip_ratio": r}) for r in (1.5, 2.0)]
+    rows += [(f"confidence exit >= {t}", {"exit_threshold": t}) for t in (0.5, 0.7, 0.9)]
+    return rows
+
+
+def run(engine, clips: list[Path], options: dict) -> dict:
+    texts, decoder_ms, layers, passes = [], 0.0, 0, 0
+    start = time.perf_counter()
+    for clip in clips:
+        r = engine.transcribe(clip, **options)
+        texts.append(r.text)
+        decoder_ms += r.stats.decoder_ms
+        layers += r.stats.layers_executed
+        passes += r.stats.decoder_passes
+    return {"texts": texts, "seconds": time.perf_counter() - start, "decoder_ms": decoder_ms,
+            "layers_per_pass": layers / max(1, passes)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    import edgeseq
+    from bench.machine import machine_info
+    from edgeseq.quality import wer
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("package")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", type=Path)
+    a = ap.parse_args(argv)
+    engine = edgeseq.load(a.package, threads=a.threads)
+    clips = sorted(AUDIO.glob("*.wav"))
+    run(engine, clips[:1], {})  # warm-up
+    rows, reference = [], None
+    for name, options in configs(engine.arch.decoder_layers):
+        res = run(engine, clips, options)
+        reference = reference or res
+        error = wer(reference["texts"], res["texts"])
+        rows.append({"config": name, "wer_vs_full": error, "decoder_ms": res["decoder_ms"],
+                     "decoder_speedup": reference["decoder_ms"] / res["decoder_ms"],
+                     "total_speedup": reference["seconds"] / res["seconds"],
+                     "layers_per_pass": res["layers_per_pass"]})
+        print(f"{name}: WER {error:.3f}, decoder {res['decoder_ms']:.0f} ms", flush=True)
+    lines = [f"{Path(a.package).name}, {len(clips)} clips, {a.threads} threads", "",
+             "| configuration | WER vs full model | decoder speedup | total speedup | decoder layers per pass |",
+             "| --- | --- | --- | --- | --- |"]
+    lines += [f"| {r['config']} | {r['wer_vs_full']:.3f} | {r['decoder_speedup']:.2f}x | {r['total_speedup']:.2f}x "
+              f"| {r['layers_per_pass']:.2f} |" for r in rows]
+    print("\n".join(lines))
+    if a.out:
+        a.out.mkdir(parents=True, exist_ok=True)
+        (a.out / "skip_whisper.json").write_text(json.dumps(
+            {"machine": machine_info(a.threads, Path(__file__).resolve().parents[1]),
+             "package": str(a.package), "rows": rows}, indent=1))
+        (a.out / "skip_whisper.md").write_text("\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
