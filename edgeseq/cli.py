@@ -90,6 +90,9 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 def _cmd_transcribe(args: argparse.Namespace) -> int:
     engine = _load(args)
     opts = dict(num_beams=args.num_beams, timestamps=args.timestamps, task=args.task, draft=args.draft)
+    for name in ("skip_ratio", "exit_after", "exit_threshold"):
+        if getattr(args, name) is not None:
+            opts[name] = getattr(args, name)
     if args.language:
         opts["language"] = args.language
     result = engine.transcribe(args.audio, **opts)
@@ -251,6 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timestamps", action="store_true", help="print segments with times")
     p.add_argument("--draft", choices=["none", "layers"], default="none",
                    help="layers: self-speculative greedy decoding (same transcript, fewer passes)")
+    p.add_argument("--skip-ratio", type=float, help="lossy: unified layer skipping")
+    p.add_argument("--exit-after", type=int, help="lossy: run only the first N decoder layers")
+    p.add_argument("--exit-threshold", type=float, help="lossy: CALM per-token early exit")
     p.set_defaults(func=_cmd_transcribe)
     p = sub.add_parser("info", help="describe a package and the providers its graphs run on")
     _add_runtime_args(p)
