@@ -28,6 +28,13 @@ def _machine(m: dict) -> str:
             f"onnxruntime {m['onnxruntime']}, commit {m.get('git_commit', '?')}")
 
 
+def _table(intro: str, headers: list[str], rows: list[list[str]], machine: dict | None) -> list[str]:
+    """Lines of an intro sentence, a Markdown table and, given a machine, where it ran."""
+    lines = [intro, "", "| " + " | ".join(headers) + " |", "|" + " --- |" * len(headers)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
+    return lines + (["", f"Run on: {_machine(machine)}."] if machine else [])
+
+
 def decode_table(data: dict) -> str:
     rows = {(r["label"], r["shape"]): r for r in data["results"] if r["status"] == "ok"}
     shapes = list(dict.fromkeys(r["shape"] for r in data["results"]))
@@ -75,12 +82,10 @@ def whisper_table(data: dict) -> str:
 
 
 def skip_table(data: dict) -> str:
-    lines = [f"No-change baseline GLEU: {data['no_change_gleu']:.3f}.", "",
-             "| configuration | GLEU | tokens/s | speedup | decoder layers per token |",
-             "| --- | --- | --- | --- | --- |"]
-    for r in data["rows"]:
-        lines.append(f"| {r['config']} | {r['gleu']:.3f} | {r['tokens_per_s']:.0f} | {r['speedup']:.2f}x "
-                     f"| {r['layers_per_token']:.2f} |")
+    lines = _table(f"No-change baseline GLEU: {data['no_change_gleu']:.3f}.",
+                   ["configuration", "GLEU", "tokens/s", "speedup", "decoder layers per token"],
+                   [[r["config"], f"{r['gleu']:.3f}", f"{r['tokens_per_s']:.0f}", f"{r['speedup']:.2f}x",
+                     f"{r['layers_per_token']:.2f}"] for r in data["rows"]], None)
     for s in data.get("self_speculative", []):
         lines.append(f"\nSelf-speculative `--draft layers` on the {s['model']} model: {s['speedup']:.2f}x, "
                      f"acceptance {s['acceptance']:.2f}, {s['identical']}/{s['inputs']} identical to plain.")
@@ -88,35 +93,29 @@ def skip_table(data: dict) -> str:
 
 
 def speculative_table(data: dict) -> str:
-    lines = [f"{data['rows'][0]['inputs']} inputs ({data['data']}), package `{data['package']}`.", "",
-             "| drafter | speedup vs plain greedy | identical to plain | acceptance | tokens per verify pass |",
-             "| --- | --- | --- | --- | --- |"]
-    for r in data["rows"][1:]:
-        lines.append(f"| {r['drafter']} | {r['speedup']:.2f}x | {r['identical_outputs']}/{r['inputs']} "
-                     f"| {r['acceptance_rate']:.2f} | {r['tokens_per_pass']:.2f} |")
-    lines += ["", f"Run on: {_machine(data['machine'])}."]
-    return "\n".join(lines)
+    return "\n".join(_table(
+        f"{data['rows'][0]['inputs']} inputs ({data['data']}), package `{data['package']}`.",
+        ["drafter", "speedup vs plain greedy", "identical to plain", "acceptance", "tokens per verify pass"],
+        [[r["drafter"], f"{r['speedup']:.2f}x", f"{r['identical_outputs']}/{r['inputs']}",
+          f"{r['acceptance_rate']:.2f}", f"{r['tokens_per_pass']:.2f}"] for r in data["rows"][1:]],
+        data["machine"]))
 
 
 def skip_whisper_table(data: dict) -> str:
-    lines = [f"`{Path(data['package']).name}`, the shared clips.", "",
-             "| configuration | WER vs full model | decoder speedup | decoder layers per pass |",
-             "| --- | --- | --- | --- |"]
-    lines += [f"| {r['config']} | {r['wer_vs_full']:.3f} | {r['decoder_speedup']:.2f}x | {r['layers_per_pass']:.2f} |"
-              for r in data["rows"]]
-    lines += ["", f"Run on: {_machine(data['machine'])}."]
-    return "\n".join(lines)
+    return "\n".join(_table(
+        f"`{Path(data['package']).name}`, the shared clips.",
+        ["configuration", "WER vs full model", "decoder speedup", "decoder layers per pass"],
+        [[r["config"], f"{r['wer_vs_full']:.3f}", f"{r['decoder_speedup']:.2f}x", f"{r['layers_per_pass']:.2f}"]
+         for r in data["rows"]], data["machine"]))
 
 
 def whisper_layers_table(data: dict) -> str:
-    lines = [f"`{Path(data['package']).name}`, {data['audio_s']:.1f} s of audio.", "",
-             "| configuration | speedup vs plain | real-time factor | identical transcript | acceptance | decoder passes |",
-             "| --- | --- | --- | --- | --- | --- |"]
-    for r in data["rows"]:
-        lines.append(f"| {r['config']} | {r['speedup']:.2f}x | {r['real_time_factor']:.1f}x "
-                     f"| {'yes' if r['identical'] else 'no'} | {r['acceptance']:.2f} | {r['decoder_passes']} |")
-    lines += ["", f"Run on: {_machine(data['machine'])}."]
-    return "\n".join(lines)
+    return "\n".join(_table(
+        f"`{Path(data['package']).name}`, {data['audio_s']:.1f} s of audio.",
+        ["configuration", "speedup vs plain", "real-time factor", "identical transcript", "acceptance",
+         "decoder passes"],
+        [[r["config"], f"{r['speedup']:.2f}x", f"{r['real_time_factor']:.1f}x", "yes" if r["identical"] else "no",
+          f"{r['acceptance']:.2f}", str(r["decoder_passes"])] for r in data["rows"]], data["machine"]))
 
 
 def scaling_table(data: dict) -> str:

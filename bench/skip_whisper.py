@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
-AUDIO = Path(__file__).resolve().parents[2] / "shared" / "data" / "audio"
-
+from bench.whisper_clips import clips as shared_clips
+from bench.whisper_clips import transcribe_clips
 
 def configs(layers: int) -> list[tuple[str, dict]]:
     rows = [("full model", {})]
@@ -23,19 +22,6 @@ def configs(layers: int) -> list[tuple[str, dict]]:
     rows += [(f"unified skip {r}x", {"skip_ratio": r}) for r in (1.5, 2.0)]
     rows += [(f"confidence exit >= {t}", {"exit_threshold": t}) for t in (0.5, 0.7, 0.9)]
     return rows
-
-
-def run(engine, clips: list[Path], options: dict) -> dict:
-    texts, decoder_ms, layers, passes = [], 0.0, 0, 0
-    start = time.perf_counter()
-    for clip in clips:
-        r = engine.transcribe(clip, **options)
-        texts.append(r.text)
-        decoder_ms += r.stats.decoder_ms
-        layers += r.stats.layers_executed
-        passes += r.stats.decoder_passes
-    return {"texts": texts, "seconds": time.perf_counter() - start, "decoder_ms": decoder_ms,
-            "layers_per_pass": layers / max(1, passes)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,18 +34,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path)
     a = ap.parse_args(argv)
     engine = edgeseq.load(a.package, threads=a.threads)
-    clips = sorted(AUDIO.glob("*.wav"))
-    run(engine, clips[:1], {})  # warm-up
+    clips = shared_clips()
+    transcribe_clips(engine, clips[:1], {})  # warm-up
     rows, reference = [], None
     for name, options in configs(engine.arch.decoder_layers):
-        res = run(engine, clips, options)
+        res = transcribe_clips(engine, clips, options)
         reference = reference or res
-        error = wer(reference["texts"], res["texts"])
-        rows.append({"config": name, "wer_vs_full": error, "decoder_ms": res["decoder_ms"],
-                     "decoder_speedup": reference["decoder_ms"] / res["decoder_ms"],
-                     "total_speedup": reference["seconds"] / res["seconds"],
-                     "layers_per_pass": res["layers_per_pass"]})
-        print(f"{name}: WER {error:.3f}, decoder {res['decoder_ms']:.0f} ms", flush=True)
+        error = wer(reference.texts, res.texts)
+        rows.append({"config": name, "wer_vs_full": error, "decoder_ms": res.decoder_ms,
+                     "decoder_speedup": reference.decoder_ms / res.decoder_ms,
+                     "total_speedup": reference.seconds / res.seconds,
+                     "layers_per_pass": res.layers_per_pass})
+        print(f"{name}: WER {error:.3f}, decoder {res.decoder_ms:.0f} ms", flush=True)
     lines = [f"{Path(a.package).name}, {len(clips)} clips, {a.threads} threads", "",
              "| configuration | WER vs full model | decoder speedup | total speedup | decoder layers per pass |",
              "| --- | --- | --- | --- | --- |"]

@@ -12,23 +12,10 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 from pathlib import Path
 
-AUDIO = Path(__file__).resolve().parents[2] / "shared" / "data" / "audio"
-
-
-def run(engine, clips: list[Path], options: dict) -> dict:
-    texts, drafted, accepted, passes = [], 0, 0, 0
-    start = time.perf_counter()
-    for clip in clips:
-        r = engine.transcribe(clip, **options)
-        texts.append(r.text)
-        drafted, accepted, passes = drafted + r.stats.drafted, accepted + r.stats.accepted, \
-            passes + r.stats.decoder_passes
-    return {"seconds": time.perf_counter() - start, "texts": texts, "drafted": drafted,
-            "accepted": accepted, "decoder_passes": passes}
-
+from bench.whisper_clips import clips as shared_clips
+from bench.whisper_clips import transcribe_clips
 
 def main(argv: list[str] | None = None) -> int:
     import edgeseq
@@ -42,22 +29,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path)
     a = ap.parse_args(argv)
     engine = edgeseq.load(a.package, threads=a.threads)
-    clips = sorted(AUDIO.glob("*.wav"))
-    if not clips:
-        raise SystemExit(f"no WAV files in {AUDIO}")
+    clips = shared_clips()
     configs = {"plain": {}, "layers (adaptive)": {"draft": "layers", "max_draft": a.max_draft}}
     for e in (int(x) for x in a.exits.split(",") if x):
         configs[f"layers (exit {e})"] = {"draft": "layers", "max_draft": a.max_draft, "exit_layer": e}
     for options in configs.values():  # warm-up; the adaptive controller learns here too
-        run(engine, clips, options)
+        transcribe_clips(engine, clips, options)
     times: dict[str, list[float]] = {name: [] for name in configs}
-    last: dict[str, dict] = {}
+    last = {}
     for rep in range(a.repeats):
         for name, options in configs.items():
-            last[name] = run(engine, clips, options)
-            times[name].append(last[name]["seconds"])
-            print(f"[{rep + 1}/{a.repeats}] {name}: {last[name]['seconds']:.2f} s", flush=True)
-    audio_s = sum(engine.transcribe(c, max_new_tokens=1).stats.audio_s for c in clips)
+            last[name] = transcribe_clips(engine, clips, options)
+            times[name].append(last[name].seconds)
+            print(f"[{rep + 1}/{a.repeats}] {name}: {last[name].seconds:.2f} s", flush=True)
+    audio_s = last["plain"].audio_s
     base = statistics.median(times["plain"])
     rows = []
     for name in configs:
@@ -65,9 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({"config": name, "seconds_median": med, "seconds_min": min(times[name]),
                      "seconds_max": max(times[name]), "speedup": base / med,
                      "real_time_factor": audio_s / med,
-                     "identical": res["texts"] == last["plain"]["texts"],
-                     "acceptance": res["accepted"] / res["drafted"] if res["drafted"] else 0.0,
-                     "decoder_passes": res["decoder_passes"]})
+                     "identical": res.texts == last["plain"].texts,
+                     "acceptance": res.acceptance, "decoder_passes": res.decoder_passes})
     print(f"\n{Path(a.package).name}: {len(clips)} clips, {audio_s:.1f} s of audio, {a.threads} threads, "
           f"median of {a.repeats}\n")
     print("| configuration | seconds | speedup vs plain | real-time factor | identical | acceptance | decoder passes |")
