@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tiny_models import build_tiny  # noqa: E402
+from tiny_models import build_t5_text_checkpoint, build_tiny  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
@@ -48,14 +48,8 @@ def t5_tokenizer_file():
 @pytest.fixture(scope="session")
 def t5_text_package(t5_tokenizer_file, tmp_path_factory):
     """A tiny random T5 with the real T5 tokenizer, exported int8 (its outputs are noise)."""
-    import torch
-    import transformers as tf
     from edgeseq.export import export_checkpoint
-    torch.manual_seed(0)
     root = tmp_path_factory.mktemp("t5text")
-    model = tf.T5ForConditionalGeneration(tf.T5Config(
-        vocab_size=32128, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
-        decoder_start_token_id=0, initializer_factor=4.0))
-    model.eval().save_pretrained(root / "ck")
-    export_checkpoint(root / "ck", root / "pkg", quant="int8", tokenizer=t5_tokenizer_file)
+    export_checkpoint(build_t5_text_checkpoint(root / "ck"), root / "pkg", quant="int8",
+                      tokenizer=t5_tokenizer_file)
     return root / "pkg"

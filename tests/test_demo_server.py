@@ -31,18 +31,12 @@ def demo_models(tmp_path_factory, tokenizer: Path) -> Path:
     root = tmp_path_factory.getbasetemp() / "demo-models"
     if (root / MODEL_ID / "manifest.json").is_file():
         return root
-    import torch
-    import transformers as tf
     from edgeseq.export import export_checkpoint
-    torch.manual_seed(0)
+    from tiny_models import build_t5_text_checkpoint
     work = tmp_path_factory.mktemp("demo-build")
-    model = tf.T5ForConditionalGeneration(tf.T5Config(
-        vocab_size=32128, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
-        decoder_start_token_id=0, initializer_factor=4.0))
-    model.eval().save_pretrained(work / "ck")
     # validate=False: export's own tests compare ONNX with PyTorch; here it only costs time
-    export_checkpoint(work / "ck", work / MODEL_ID, quant="int8", tokenizer=tokenizer,
-                      validate=False)
+    export_checkpoint(build_t5_text_checkpoint(work / "ck"), work / MODEL_ID, quant="int8",
+                      tokenizer=tokenizer, validate=False)
     root.mkdir(exist_ok=True)
     shutil.move(str(work / MODEL_ID), str(root / MODEL_ID))  # whole, or not at all
     return root

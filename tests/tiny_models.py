@@ -55,3 +55,16 @@ def _spread_weights(model, seed: int) -> None:
                 p.copy_(torch.randn(p.shape, generator=gen) * scale)
             elif name.endswith("bias"):
                 p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
+
+
+def build_t5_text_checkpoint(out: Path) -> Path:
+    """A tiny random T5 with T5's 32k vocabulary, for packages that carry the real T5
+    tokenizer (its outputs are noise)."""
+    import torch
+    import transformers as tf
+    torch.manual_seed(0)
+    model = tf.T5ForConditionalGeneration(tf.T5Config(
+        vocab_size=32128, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+        decoder_start_token_id=0, initializer_factor=4.0))
+    model.eval().save_pretrained(out)
+    return out
