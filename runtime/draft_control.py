@@ -3,18 +3,29 @@ from the measured acceptance and the measured cost of verify passes and drafting
 no length beats plain decoding, it drafts nothing and probes again now and then, so a
 drafter that does not pay switches itself off instead of slowing decoding down. Probes
 back off exponentially while drafting keeps not paying: on a tiny model a probe (drafts
-plus a longer verify pass) costs several plain passes."""
+plus a longer verify pass) costs several plain passes.
+
+Acceptance is modelled per draft position, not as one rate: input drafting on an editing
+task is right for long stretches and wrong at the edits, so a draft's tail is far more
+likely to be accepted than a fixed per-token rate predicts. Each position's rejection
+rate (of drafts that reached it, decayed so recent passes count most) gives the chance a
+draft survives to it; positions not yet tried borrow the pooled rate."""
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+
+import numpy as np
+
+DECAY = 0.95        # per verify pass: acceptance statistics of about the last 20 passes
+PSEUDO_COUNT = 2.0  # weight of the pooled rate at a position (prior + shrinkage)
 
 
 @dataclass
 class DraftController:
     max_draft: int
     adaptive: bool = True
-    alpha: float = 0.6           # per-token acceptance (EMA), optimistic so drafting is tried
+    alpha: float = 0.6           # prior per-token acceptance, optimistic so drafting is tried
     # verify-pass cost grows ~6% per extra token on a t5-small-shaped int8 decoder, 2 threads
     # (measured with a verify pass of k tokens vs 1); refitted online from pass timings
     beta: float = 0.06
@@ -28,10 +39,22 @@ class DraftController:
     _points: deque = field(default_factory=lambda: deque(maxlen=32))  # (k, seconds) of recent passes
     _observed: int = 0
     _best: int | None = None                     # planned draft length, until the next fit
+    _reached: np.ndarray | None = None           # decayed count of drafts that reached position i
+    _rejected: np.ndarray | None = None          # ... and were rejected at position i
+
+    def __post_init__(self) -> None:
+        self._reached = np.zeros(self.max_draft)
+        self._rejected = np.zeros(self.max_draft)
+
+    def survival(self) -> np.ndarray:
+        """survival()[j]: chance that drafts 0..j are all accepted, j < max_draft."""
+        pooled = (self._rejected.sum() + (1 - self.alpha)) / (self._reached.sum() + 1.0)
+        hazard = (self._rejected + PSEUDO_COUNT * pooled) / (self._reached + PSEUDO_COUNT)
+        return np.cumprod(1.0 - np.clip(hazard, 0.0, 0.995))
 
     def expected_tokens(self, k: int) -> float:
-        a = min(self.alpha, 0.995)
-        return (1 - a ** (k + 1)) / (1 - a)
+        """Tokens a verify pass of k drafts emits: the accepted ones plus the target's."""
+        return 1.0 + float(self.survival()[:k].sum())
 
     def cost(self, k: int) -> float:
         base = self._base_s or 1.0
@@ -41,9 +64,12 @@ class DraftController:
         if not self.adaptive:
             return self.max_draft
         if self._best is None:  # recomputed only after the estimates change (see _fit)
-            self._best = max(range(self.max_draft + 1),
-                             key=lambda k: self.expected_tokens(k) / self.cost(k))
-            gain = self.expected_tokens(self._best) / self.cost(self._best) * self.cost(0)
+            ks = np.arange(self.max_draft + 1)
+            expected = 1.0 + np.concatenate([[0.0], np.cumsum(self.survival())])
+            base = self._base_s or 1.0
+            rate = expected / (base * (1 + self.beta * ks) + self._draft_s * ks)
+            self._best = int(rate.argmax())
+            gain = float(rate[self._best]) * self.cost(0)
             # draft only for a predicted gain of 8% or more: estimates are noisy, and a
             # wrong "on" costs more than a wrong "off"
             if gain < 1.08:
@@ -70,8 +96,11 @@ class DraftController:
 
     def observe(self, drafted: int, accepted: int, verify_s: float, draft_s: float) -> None:
         if drafted:
-            missed = 0 if accepted == drafted else 1
-            self.alpha = 0.7 * self.alpha + 0.3 * accepted / (accepted + missed)
+            self._reached *= DECAY
+            self._rejected *= DECAY
+            self._reached[:min(accepted + 1, drafted)] += 1.0
+            if accepted < drafted:
+                self._rejected[accepted] += 1.0
             self._draft_s = 0.7 * self._draft_s + 0.3 * draft_s / drafted
         self._points.append((drafted, verify_s))
         self._observed += 1

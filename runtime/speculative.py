@@ -47,13 +47,24 @@ class SpecStats:
                 "accepted_histogram": {str(k): v for k, v in sorted(self.histogram.items())}}
 
 
-def _accept_greedy(scores: np.ndarray, draft: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per row: number of leading drafts equal to the target argmax; target tokens."""
-    target = scores.argmax(axis=-1)                                  # [B, k+1]
-    k = draft.shape[1]
-    match = (draft >= 0) & (draft == target[:, :k])
-    accepted = np.cumprod(match, axis=1).sum(axis=1) if k else np.zeros(len(draft), int)
-    return accepted, target
+def _verify_greedy(logits: np.ndarray, drafts: np.ndarray, rules: ScoreRules,
+                   output: list[list[int]], generated: int, done: np.ndarray) -> np.ndarray:
+    """The target's tokens [B, n+1] for a verify pass: position by position until the
+    first position where an unfinished row's draft differs from the target's choice (the
+    batch emits the same count). Later positions are never emitted, so the score rules
+    (the n-gram ban walks the sequence) are not computed for them."""
+    k = drafts.shape[1]
+    history = [list(o) for o in output] if rules.no_repeat_ngram else None
+    targets = []
+    for j in range(k + 1):
+        scores = rules.apply(logits[:, j].astype(np.float32), generated + j, history)
+        targets.append(scores.argmax(axis=-1))
+        if j == k or ((drafts[:, j] != targets[-1]) & ~done).any():
+            break
+        if history is not None:  # position j's draft is accepted: j+1 sees it
+            for row, t in zip(history, drafts[:, j]):
+                row.append(int(t))
+    return np.stack(targets, axis=1)
 
 
 def _accept_sampled(probs: np.ndarray, draft: Draft, rng: np.random.Generator):
@@ -116,14 +127,11 @@ def speculative(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int
         drafted_at = time.perf_counter()
         logits = s.step(inputs)
         verify_s = time.perf_counter() - drafted_at
-        raw = [logits[:, j].astype(np.float64 if sampler else np.float32) for j in range(k + 1)]
         if sampler is None:
-            scores = np.stack([rules.apply(raw[j], generated + j, _history(output, draft.tokens, j, rules))
-                               for j in range(k + 1)], axis=1)
-            accepted, target = _accept_greedy(scores, draft.tokens)
-            n = int(accepted[~done].min())
-            emit = target[:, :n + 1].copy()
+            emit = _verify_greedy(logits, draft.tokens, rules, output, generated, done)
+            n = emit.shape[1] - 1
         else:
+            raw = [logits[:, j].astype(np.float64) for j in range(k + 1)]
             probs = np.stack([sampler(raw[j], generated + j, _history(output, draft.tokens, j, rules))
                               for j in range(k + 1)], axis=1)
             accepted, rejected = _accept_sampled(probs, draft, rng)

@@ -206,3 +206,31 @@ def test_greedy_speculation_keeps_the_no_repeat_rule_exact(draft, engines):
         fast = engine.generate(ids, draft=draft, max_draft=5, adaptive_draft=False, **kw).token_ids
         assert fast == plain
         assert len(set(zip(plain, plain[1:]))) == len(plain) - 1
+
+
+def _simulate(control: DraftController, accept, passes: int) -> list[int]:
+    """Draft lengths asked for when a draft of k tokens has accept(k) accepted and a
+    verify pass costs 5% more per drafted token (t5-small int8 measured ~6%)."""
+    limits = []
+    for _ in range(passes):
+        k = control.limit()
+        control.observe(k, accept(k), verify_s=0.01 * (1 + 0.05 * k), draft_s=0.0)
+        limits.append(k)
+    return limits
+
+
+def test_the_controller_learns_where_drafts_break():
+    """Drafts right for exactly 3 tokens: longer ones only cost more (a 4th is tried
+    now and then, as what is known about position 4 fades)."""
+    control = DraftController(max_draft=32)
+    limits = _simulate(control, lambda k: min(k, 3), 200)
+    assert set(limits[-20:]) <= {3, 4} and limits[-20:].count(3) >= 10
+
+
+def test_the_controller_drafts_long_when_acceptance_comes_in_stretches():
+    """Copying stretches (input drafting on an edit task): a draft is wholly right or
+    wrong at once. A single per-token rate (0.5 here) would cap drafts at a few tokens."""
+    stretch = iter([True, False] * 1000)
+    control = DraftController(max_draft=32)
+    limits = _simulate(control, lambda k: k if next(stretch) else 0, 400)
+    assert min(limits[-40:]) >= 24
