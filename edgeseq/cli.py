@@ -49,7 +49,8 @@ def _generation_options(args: argparse.Namespace) -> dict:
                 memory_budget_mb=args.memory_budget)
     if args.exit_layer is not None:
         opts["exit_layer"] = args.exit_layer
-    for name in ("skip_ratio", "exit_after", "exit_threshold", "no_repeat_ngram_size"):
+    for name in ("skip_ratio", "exit_after", "exit_threshold", "no_repeat_ngram_size",
+                 "rerank_source"):
         if getattr(args, name) is not None:
             opts[name] = getattr(args, name)
     if args.exit_threshold is not None:
@@ -77,7 +78,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         result = engine.generate(source, **opts)
         if args.json:
             print(json.dumps({"text": result.text, "token_ids": result.token_ids,
-                              "stats": asdict(result.stats)}))
+                              "source_kept": result.source_kept, "stats": asdict(result.stats)}))
         else:
             print(result.text if engine.codec.has_tokenizer else " ".join(map(str, result.token_ids)))
         return 0
@@ -196,6 +197,9 @@ def _add_generation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-new-tokens", type=int, default=0)
     p.add_argument("--no-repeat-ngram-size", type=int, default=None, metavar="N",
                    help="no n-gram of N tokens twice in the output (default: the package's; 0: off)")
+    p.add_argument("--rerank-source", action=argparse.BooleanOptionalAction, default=None,
+                   help="keep the input when the model scores it above its own output "
+                        "(default: the package's)")
     p.add_argument("--num-beams", type=int, default=1)
     p.add_argument("--sample", action="store_true", help="sample instead of greedy")
     p.add_argument("--temperature", type=float, default=1.0)
@@ -204,7 +208,8 @@ def _add_generation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--draft", default=None,
                    help="speculative decoding: none, input, layers, ngram, or model:PKG")
-    p.add_argument("--max-draft", type=int, default=8, help="most draft tokens per pass")
+    p.add_argument("--max-draft", type=int, default=None,
+                   help="most draft tokens per pass (default: 64 for input, else 8)")
     p.add_argument("--exit-layer", type=int, default=None,
                    help="--draft layers: fixed exit layer (default: adaptive)")
     p.add_argument("--draft-confidence", type=float, default=0.0,

@@ -72,7 +72,8 @@ def _export(src, out: Path, quant: Quant, tokenizer, validate: bool, work: Path)
     fields = dict(arch=ck.spec, quant=quant.value, special=ck.special, source=str(ck.source),
                   generation={"suppress_tokens": ck.suppress_tokens, "forced_bos": ck.forced_bos,
                               "forced_eos": ck.forced_eos,
-                              "no_repeat_ngram_size": ck.no_repeat_ngram_size},
+                              "no_repeat_ngram_size": ck.no_repeat_ngram_size,
+                              "rerank_source": ck.rerank_source},
                   graph_weight_bytes=graph_bytes,
                   exits=read_exits(src, ck.spec.decoder_layers))
     write_package(out, graphs, store, fields, ck.tokenizer_file)

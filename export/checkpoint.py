@@ -2,6 +2,7 @@
 into edgeseq's architecture spec, canonical numpy weights and special tokens."""
 from __future__ import annotations
 
+import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ class Checkpoint:
     torch_model: Any  # kept for validation against PyTorch
     source: str
     no_repeat_ngram_size: int = 0  # the checkpoint's generation default (0: off)
+    rerank_source: bool = False  # generation_config's `rerank_source` (runtime/rerank.py)
 
 
 def _model_class(model_type: str):
@@ -36,6 +38,15 @@ def _model_class(model_type: str):
                "mbart": transformers.MBartForConditionalGeneration,
                "marian": transformers.MarianMTModel}
     return classes[model_type]
+
+
+def _rerank_source(src: str, gen) -> bool:
+    """edgeseq's own generation flag. transformers drops unknown keys of a generation
+    config it rebuilds from the model config, so the saved file is read first."""
+    path = Path(src) / "generation_config.json"
+    if path.is_file():
+        return bool(json.loads(path.read_text()).get("rerank_source", False))
+    return bool(getattr(gen, "rerank_source", False))
 
 
 def _find_tokenizer(src: str, explicit: Path | None, workdir: Path) -> Path | None:
@@ -97,5 +108,6 @@ def load_checkpoint(src: str | Path, tokenizer: Path | None = None,
                       forced_bos=getattr(gen, "forced_bos_token_id", None),
                       forced_eos=getattr(gen, "forced_eos_token_id", None),
                       no_repeat_ngram_size=int(getattr(gen, "no_repeat_ngram_size", 0) or 0),
+                      rerank_source=_rerank_source(src, gen),
                       tokenizer_file=_find_tokenizer(src, tokenizer, workdir),
                       torch_model=model, source=src)

@@ -22,6 +22,7 @@ from .options import GenerationOptions
 from .draft_control import DraftController
 from .drafters import NgramDrafter
 from .providers import SessionConfig
+from .rerank import prefer_source
 from .search import DecodeSession, beam_search, greedy, sample, token_chooser
 from .spec_setup import make_drafter
 from .speculative import SpecStats, speculative
@@ -51,6 +52,7 @@ class GenerationResult:
     text: str
     token_ids: list[int]          # generated ids, without the decoder start token
     stats: GenerationStats = field(default_factory=GenerationStats)
+    source_kept: bool = False     # rerank_source chose the unchanged input over the decoded output
 
 
 def resolve_package(package: str | Path) -> Path:
@@ -149,6 +151,23 @@ class Engine:
                           forced_bos=gen.get("forced_bos"), forced_eos=gen.get("forced_eos"),
                           no_repeat_ngram=(gen.get("no_repeat_ngram_size") or 0
                                            if opts.no_repeat_ngram_size is None else opts.no_repeat_ngram_size))
+
+    def _reranks(self, opts: GenerationOptions) -> bool:
+        if opts.rerank_source is not None:
+            return opts.rerank_source
+        return bool(self.manifest.generation.get("rerank_source")) and not opts.do_sample
+
+    def _keep_sources(self, session: DecodeSession, rows: list[list[int]],
+                      results: list[GenerationResult], copies: int = 1) -> None:
+        """rerank_source: replace outputs the model scores below their unchanged input.
+        The session's cache rows come in `copies` (beams) per input."""
+        sp = self.manifest.special
+        keep = prefer_source(session, sp.decoder_start, sp.pad, rows,
+                             [r.token_ids for r in results], copies)
+        for i, kept in enumerate(keep):
+            if kept:
+                ids = self._result(np.array(rows[i], np.int64), results[i].stats)
+                results[i] = replace(ids, source_kept=True)
 
     # -- generation -----------------------------------------------------------------
     def _session(self, rows: list[list[int]], copies: int, opts: GenerationOptions) -> DecodeSession:
@@ -253,9 +272,12 @@ class Engine:
             chunks.append(tokens)
             first = first or time.perf_counter()
         generated = np.concatenate(chunks, axis=1)
+        results = [self._result(row, GenerationStats()) for row in generated]
+        if self._reranks(opts):
+            self._keep_sources(session, rows, results)
         stats = self._stats(started, first, generated.shape[1], session)
-        results = [self._result(row, stats) for row in generated]
         for r in results:
+            r.stats = stats
             self.ngram.learn(r.token_ids)
         return results
 
@@ -263,8 +285,13 @@ class Engine:
         session = self._session(rows, opts.num_beams, opts)
         best = beam_search(session, len(rows), self.manifest.special.decoder_start,
                            self._rules(opts), self.manifest.special.pad, opts)
+        results = [self._result(np.array(seq, np.int64), GenerationStats()) for seq in best.sequences]
+        if self._reranks(opts):
+            self._keep_sources(session, rows, results, copies=opts.num_beams)
         stats = self._stats(started, None, max(len(s) for s in best.sequences), session)
-        return [self._result(np.array(seq, np.int64), stats) for seq in best.sequences]
+        for r in results:
+            r.stats = stats
+        return results
 
     def _result(self, row: np.ndarray, stats: GenerationStats) -> GenerationResult:
         ids = row.tolist()
@@ -298,6 +325,10 @@ class Engine:
             raise InputError("stream() takes one input; call it once per input")
         rows = [self._source_ids(items[0], opts)]
         opts = self._apply_budget(opts, rows)[0]
+        if self._reranks(opts):
+            # the choice needs the whole output: decode it, then yield it as one piece
+            yield self._generate_steps(rows, opts, time.perf_counter())[0].text
+            return
         session = self._session(rows, 1, opts)
         ids: list[int] = []
         shown = ""

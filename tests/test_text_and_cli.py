@@ -63,7 +63,7 @@ def test_sampling_is_reproducible_with_a_seed_and_respects_top_k(text_package):
 def test_cli_generate_json_and_info(text_package, capsys):
     assert main(["generate", str(text_package), "hello world", "--json", "--max-new-tokens", "4"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert set(out) == {"text", "token_ids", "stats"} and len(out["token_ids"]) <= 4
+    assert set(out) == {"text", "token_ids", "source_kept", "stats"} and len(out["token_ids"]) <= 4
     assert main(["info", str(text_package), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["family"] == "t5" and info["quant"] == "int8" and info["tokenizer"] is True
