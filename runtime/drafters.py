@@ -64,7 +64,8 @@ class InputDrafter:
     def __init__(self, max_draft: int = 16, ngram: int = 3):
         self.max_draft = max_draft
         self.ngram = ngram
-        self._anchor: dict[int, int] = {}   # row -> source position expected next
+        # row -> (source position expected next, output length when it was found)
+        self._anchor: dict[int, tuple[int, int]] = {}
 
     def propose(self, ctx: DraftContext) -> Draft:
         rows = []
@@ -75,10 +76,13 @@ class InputDrafter:
 
     def _match(self, row: int, src: list[int], out: list[int]) -> int | None:
         """Source position whose preceding tokens equal the output's last tokens,
-        preferring the occurrence nearest after the previous anchor (re-anchoring)."""
+        preferring the occurrence nearest after the previous anchor (re-anchoring). With
+        no match (the output just replaced a word), the source is assumed to go on one
+        token per output token from the last anchor: a substituted word is skipped."""
         if not out:
+            self._anchor[row] = (0, 0)
             return 0
-        anchor = self._anchor.get(row, 0)
+        anchor, anchored_at = self._anchor.get(row, (0, 0))
         for n in range(min(self.ngram, len(out)), 0, -1):
             tail = out[-n:]
             hits = [i + n for i in range(len(src) - n + 1) if src[i:i + n] == tail]
@@ -86,9 +90,10 @@ class InputDrafter:
             if hits:
                 after = [h for h in hits if h >= anchor]
                 best = min(after) if after else max(hits)
-                self._anchor[row] = best
+                self._anchor[row] = (best, len(out))
                 return best
-        return None
+        aligned = anchor + len(out) - anchored_at
+        return aligned if row in self._anchor and aligned < len(src) else None
 
     def update(self, drafted: int, accepted: int) -> None:
         pass  # the anchor follows the output itself

@@ -234,3 +234,27 @@ def test_the_controller_drafts_long_when_acceptance_comes_in_stretches():
     control = DraftController(max_draft=32)
     limits = _simulate(control, lambda k: k if next(stretch) else 0, 400)
     assert min(limits[-40:]) >= 24
+
+
+def _input_drafts(source: list[int], outputs: list[list[int]]) -> list[list[int]]:
+    """What the input drafter proposes after each successive output (start token first)."""
+    from edgeseq.runtime.drafters import DraftContext, InputDrafter
+    drafter = InputDrafter(max_draft=64)
+    proposals = []
+    for out in outputs:
+        tokens = drafter.propose(DraftContext([source], [[0] + out], 64)).tokens[0]
+        proposals.append([int(t) for t in tokens if t >= 0])
+    return proposals
+
+
+def test_input_drafts_continue_the_source_after_a_copied_word():
+    source = [10, 11, 12, 13, 14, 1]
+    assert _input_drafts(source, [[], [10, 11]]) == [source, [12, 13, 14, 1]]
+
+
+def test_input_drafts_skip_a_substituted_word_and_re_anchor_after_an_insertion():
+    source = [10, 11, 12, 13, 14, 1]
+    # 11 -> 99 (substitution): the source goes on after the replaced word
+    assert _input_drafts(source, [[], [10], [10, 99]])[-1] == [12, 13, 14, 1]
+    # an inserted word, then a copied one: found again by matching
+    assert _input_drafts(source, [[], [10], [10, 98, 11]])[-1] == [12, 13, 14, 1]
