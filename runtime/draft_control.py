@@ -89,10 +89,28 @@ class DraftController:
         self._off_rounds = 0
         return self._best
 
+    def plain_passes(self) -> int:
+        """After limit() returned 0: how many plain passes to run before asking again
+        (the rest of the current gap between probes), counted as asked."""
+        if not self.adaptive or self._best != 0:
+            return 1
+        left = max(1, self.probe_gap - self._off_rounds)
+        self._off_rounds = max(self._off_rounds, self.probe_gap - 1)
+        return left
+
     @property
     def probe_gap(self) -> int:
         """Plain passes between probes while drafting is off."""
         return self._probe_gap or self.probe_every
+
+    def observe_plain(self, seconds: float) -> None:
+        """A pass without drafts: the baseline cost. Refitted every 32 such passes only,
+        so decoding with drafting off costs what plain decoding does."""
+        self._points.append((0, seconds))
+        self._observed += 1
+        if self._observed % 32 == 0 or self._base_s is None:
+            self._fit()
+            self._best = None
 
     def observe(self, drafted: int, accepted: int, verify_s: float, draft_s: float) -> None:
         if drafted:

@@ -36,6 +36,8 @@ class Drafter(Protocol):
 
 def _pad_rows(rows: list[list[int]]) -> np.ndarray:
     width = max((len(r) for r in rows), default=0)
+    if width == 0:  # the common "nothing to propose": kept cheap (it runs every pass)
+        return np.zeros((len(rows), 0), np.int64)
     out = np.full((len(rows), width), -1, np.int64)
     for i, r in enumerate(rows):
         out[i, :len(r)] = r

@@ -16,7 +16,7 @@ import numpy as np
 
 from .decoder import LayerPlan
 from .logits import ScoreRules, softmax
-from .search import DecodeSession, _finish, _History
+from .search import DecodeSession, finish_rows, _History
 
 
 def unified_skip_plan(layers: int, target_ratio: float) -> LayerPlan:
@@ -61,7 +61,7 @@ def confident_exit(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: 
             if exit_layer == layers or (confidence(probs, measure)[~done] >= threshold).all():
                 break
             begin = exit_layer
-        last = _finish(choose(scores), done, rules.eos, pad)[:, None]
+        last = finish_rows(choose(scores), done, rules.eos, pad)[:, None]
         history.add(last)
         yield last
         if done.all():

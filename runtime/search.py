@@ -32,7 +32,7 @@ class DecodeSession:
         return self.runner.step(tokens, self.encoder, self.cache, plan)
 
 
-def _finish(tokens: np.ndarray, done: np.ndarray, eos: int, pad: int) -> np.ndarray:
+def finish_rows(tokens: np.ndarray, done: np.ndarray, eos: int, pad: int) -> np.ndarray:
     """Rows already finished emit pad; rows that emit EOS become finished."""
     tokens = np.where(done, pad, tokens)
     done |= tokens == eos
@@ -57,7 +57,7 @@ def greedy(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int) -> 
     history = _History(start, rules)
     for generated in range(rules.max_new_tokens):
         scores = rules.apply(s.step(last)[:, -1].astype(np.float32), generated, history.rows)
-        last = _finish(scores.argmax(axis=-1), done, rules.eos, pad)[:, None]
+        last = finish_rows(scores.argmax(axis=-1), done, rules.eos, pad)[:, None]
         history.add(last)
         yield last
         if done.all():
@@ -84,7 +84,7 @@ def sample(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int,
     history = _History(start, rules)
     for generated in range(rules.max_new_tokens):
         scores = rules.apply(s.step(last)[:, -1].astype(np.float64), generated, history.rows)
-        last = _finish(choose(scores), done, rules.eos, pad)[:, None]
+        last = finish_rows(choose(scores), done, rules.eos, pad)[:, None]
         history.add(last)
         yield last
         if done.all():

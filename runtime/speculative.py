@@ -10,14 +10,14 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Callable, Generator, Iterator
 
 import numpy as np
 
 from .draft_control import DraftController
 from .drafters import Draft, DraftContext, Drafter
 from .logits import ScoreRules
-from .search import DecodeSession
+from .search import DecodeSession, finish_rows
 
 # maps raw logits [B, V] of the token after `generated` new tokens (and the rows' histories,
 # or None) to probabilities
@@ -45,6 +45,9 @@ class SpecStats:
                 "acceptance_rate": self.acceptance_rate, "verify_passes": self.verify_passes,
                 "mean_tokens_per_pass": self.mean_accepted,
                 "accepted_histogram": {str(k): v for k, v in sorted(self.histogram.items())}}
+
+
+NO_DRAFT = Draft(np.zeros((1, 0), np.int64))  # read-only: shared by every batch-1 call
 
 
 def _verify_greedy(logits: np.ndarray, drafts: np.ndarray, rules: ScoreRules,
@@ -109,18 +112,19 @@ def speculative(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int
     generated = 0
     while generated < rules.max_new_tokens and not done.all():
         limit = min(rules.max_new_tokens - generated - 1, control.limit())
-        if limit <= 0 and sampler is None:  # not drafting: a plain step, no extra work
-            emit = _plain_step(s, output, rules, generated, done, pad, control)
-            stats.verify_passes += 1
-            stats.histogram[0] += 1
-            generated += 1
-            yield emit
-            continue
         began = time.perf_counter()
-        draft = drafter.propose(DraftContext(source, output, limit)) if limit > 0 \
-            else Draft(np.zeros((batch, 0), np.int64))
-        draft = _trim(draft, done, limit)
+        if limit > 0:
+            draft = _trim(drafter.propose(DraftContext(source, output, limit)), done, limit)
+        else:
+            draft = NO_DRAFT if batch == 1 else Draft(np.zeros((batch, 0), np.int64))
         k = draft.tokens.shape[1]
+        if k == 0 and sampler is None:  # nothing to verify: plain steps, no extra work
+            passes = control.plain_passes() if limit <= 0 else 1
+            ran = yield from _plain_steps(s, output, rules, generated, done, pad, control, passes)
+            stats.verify_passes += ran
+            stats.histogram[0] += ran
+            generated += ran
+            continue
         pending = np.array([o[-1] for o in output], np.int64)[:, None]
         inputs = np.concatenate([pending, np.where(draft.tokens >= 0, draft.tokens, pad)], axis=1)
         base = s.cache.length
@@ -160,19 +164,29 @@ def speculative(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int
         yield emit
 
 
-def _plain_step(s: DecodeSession, output: list[list[int]], rules: ScoreRules, generated: int,
-                done: np.ndarray, pad: int, control: DraftController) -> np.ndarray:
-    """One greedy step while drafting is off (still timed: it is the baseline cost)."""
-    pending = np.array([[o[-1]] for o in output], np.int64)
-    began = time.perf_counter()
-    scores = rules.apply(s.step(pending)[:, -1].astype(np.float32), generated,
-                         output if rules.no_repeat_ngram else None)
-    control.observe(0, 0, time.perf_counter() - began, 0.0)
-    token = np.where(done, pad, scores.argmax(axis=-1))
-    done |= token == rules.eos
-    for r, t in enumerate(token):
-        output[r].append(int(t))
-    return token[:, None]
+def _plain_steps(s: DecodeSession, output: list[list[int]], rules: ScoreRules, generated: int,
+                 done: np.ndarray, pad: int, control: DraftController,
+                 passes: int) -> Generator[np.ndarray, None, int]:
+    """Up to `passes` greedy steps while drafting is off, each timed (the baseline cost);
+    returns how many ran. As lean as plain greedy's loop: with drafting off, speculation
+    must cost nothing."""
+    eos, history = rules.eos, output if rules.no_repeat_ngram else None
+    last = np.array([[o[-1]] for o in output], np.int64)
+    ran = 0
+    while ran < passes and generated + ran < rules.max_new_tokens:
+        began = time.perf_counter()
+        logits = s.step(last)
+        control.observe_plain(time.perf_counter() - began)
+        scores = rules.apply(logits[:, -1].astype(np.float32), generated + ran, history)
+        token = finish_rows(scores.argmax(axis=-1), done, eos, pad)
+        for row, t in zip(output, token.tolist()):
+            row.append(t)
+        last = token[:, None]
+        ran += 1
+        yield last
+        if done.all():
+            break
+    return ran
 
 
 def _history(output: list[list[int]], drafts: np.ndarray, j: int,
@@ -186,6 +200,8 @@ def _history(output: list[list[int]], drafts: np.ndarray, j: int,
 
 def _trim(draft: Draft, done: np.ndarray, limit: int) -> Draft:
     """Cut drafts to the remaining length and drop columns no active row uses."""
+    if draft.tokens.shape[1] == 0:
+        return draft
     tokens = draft.tokens[:, :limit]
     active = tokens[~done] if (~done).any() else tokens[:0]
     width = int((active >= 0).sum(axis=1).max()) if active.size else 0
