@@ -86,9 +86,14 @@ def skip_table(data: dict) -> str:
                    ["configuration", "GLEU", "tokens/s", "speedup", "decoder layers per token"],
                    [[r["config"], f"{r['gleu']:.3f}", f"{r['tokens_per_s']:.0f}", f"{r['speedup']:.2f}x",
                      f"{r['layers_per_token']:.2f}"] for r in data["rows"]], None)
-    for s in data.get("self_speculative", []):
-        lines.append(f"\nSelf-speculative `--draft layers` on the {s['model']} model: {s['speedup']:.2f}x, "
-                     f"acceptance {s['acceptance']:.2f}, {s['identical']}/{s['inputs']} identical to plain.")
+    spec = data.get("self_speculative", [])
+    if spec:
+        lines += [""] + _table("Self-speculative `--draft layers` (lossless), same architecture and "
+                               "recipe with and without the early-exit loss:",
+                               ["model", "package", "speedup vs plain", "acceptance", "identical to plain"],
+                               [[s["model"], f"`{Path(s.get('package', '?')).name}`", f"{s['speedup']:.2f}x",
+                                 f"{s['acceptance']:.2f}", f"{s['identical']}/{s['inputs']}"] for s in spec],
+                               None)
     return "\n".join(lines)
 
 

@@ -4,7 +4,8 @@ each exit layer, unified skipping at several ratios, confidence early exit (CALM
 several thresholds. With --compare PKG (the same architecture trained without the exit
 loss), also self-speculative drafting (`draft="layers"`, lossless) on both.
 
-    python -m bench.skip PKG [--compare PKG_NO_EXIT] [--limit 754] [--threads 2] [--out DIR]"""
+    python -m bench.skip PKG [--compare PKG_NO_EXIT [--exit-trained PKG_EXIT]] [--limit 754]
+                             [--threads 2] [--out DIR]"""
 from __future__ import annotations
 
 import argparse
@@ -13,13 +14,15 @@ import time
 from pathlib import Path
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
+# the longest JFLEG dev source is 102 tokens: a cap of 64 would cut 14 corrections short
+MAX_NEW_TOKENS = 160
 
 
 def run(engine, sources: list[str], **options) -> dict:
     outputs, layers, tokens = [], 0.0, 0
     start = time.perf_counter()
     for text in sources:
-        r = engine.generate(text, max_new_tokens=64, **options)
+        r = engine.generate(text, max_new_tokens=MAX_NEW_TOKENS, **options)
         outputs.append(r.text)
         layers += r.stats.layers_per_token * len(r.token_ids)
         tokens += len(r.token_ids)
@@ -34,7 +37,7 @@ def score(jfleg, outputs: list[str]) -> float:
 
 
 def configs(layers: int) -> list[tuple[str, dict]]:
-    rows = [("full model", {})]
+    rows = [("full model", {}), ("full model, without rerank_source", {"rerank_source": False})]
     rows += [(f"exit after layer {k}", {"exit_after": k}) for k in range(1, layers)]
     rows += [(f"unified skip {r}x", {"skip_ratio": r}) for r in (1.33, 2.0)]
     rows += [(f"confidence exit >= {t}", {"exit_threshold": t}) for t in (0.5, 0.7, 0.9)]
@@ -47,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("package")
     ap.add_argument("--compare", help="same architecture trained without the exit loss")
+    ap.add_argument("--exit-trained", help="the exit-trained package --compare is set against "
+                    "(default: PKG; pass one trained for as many steps as --compare's)")
     ap.add_argument("--limit", type=int, default=754)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path)
@@ -67,16 +72,18 @@ def main(argv: list[str] | None = None) -> int:
                      "layers_per_token": res["layers_per_token"]})
         print(f"{name}: GLEU {rows[-1]['gleu']:.4f}, {res['tokens_per_s']:.0f} tok/s", flush=True)
     spec_rows = []
-    for label, pkg in (("exit-trained", args.package), ("no exit loss", args.compare)):
-        if not pkg:
-            continue
+    for label, pkg in (("exit-trained", args.exit_trained or args.package),
+                       ("no exit loss", args.compare)):
+        if not args.compare:
+            break
         eng = edgeseq.load(pkg, threads=args.threads)
-        plain = run(eng, sources)
-        fast = run(eng, sources, draft="layers")
-        acc = [eng.generate(s, max_new_tokens=64, draft="layers").stats.speculation
+        # decoding only: rerank_source would add the same two passes to both
+        plain = run(eng, sources, rerank_source=False)
+        fast = run(eng, sources, draft="layers", rerank_source=False)
+        acc = [eng.generate(s, max_new_tokens=MAX_NEW_TOKENS, draft="layers", rerank_source=False).stats.speculation
                for s in sources[:100]]
         drafted = sum(a["drafted"] for a in acc)
-        spec_rows.append({"model": label, "speedup": plain["seconds"] / fast["seconds"],
+        spec_rows.append({"model": label, "package": pkg, "speedup": plain["seconds"] / fast["seconds"],
                           "acceptance": sum(a["accepted"] for a in acc) / max(1, drafted),
                           "identical": sum(a == b for a, b in zip(plain["outputs"], fast["outputs"])),
                           "inputs": len(sources)})
@@ -89,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     if spec_rows:
         lines += ["", "| self-speculative (draft=layers) | speedup vs plain | acceptance | identical outputs |",
                   "| --- | --- | --- | --- |"]
-        lines += [f"| {r['model']} | {r['speedup']:.2f}x | {r['acceptance']:.2f} | "
+        lines += [f"| {r['model']} ({Path(r['package']).name}) | {r['speedup']:.2f}x | {r['acceptance']:.2f} | "
                   f"{r['identical']}/{r['inputs']} |" for r in spec_rows]
     print("\n".join(lines))
     if args.out:

@@ -33,7 +33,10 @@ def load_inputs(kind: str, limit: int, vocab: int) -> list:
 
 def run_config(engine, inputs: list, draft, args) -> dict:
     """Decode every input once (batch 1, in order); return wall time and outputs."""
-    opts = dict(max_new_tokens=args.max_new_tokens, max_draft=args.max_draft)
+    # rerank_source (a package default of editing models) adds the same two passes to
+    # every configuration after decoding; off unless asked, so the drafters are compared
+    opts = dict(max_new_tokens=args.max_new_tokens, max_draft=args.max_draft,
+                rerank_source=args.rerank_source)
     if draft is not None:
         opts["draft"] = draft
     if args.memory_budget:
@@ -71,12 +74,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=754)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--max-new-tokens", type=int, default=64)
-    ap.add_argument("--max-draft", type=int, default=16)
+    ap.add_argument("--max-new-tokens", type=int, default=None,
+                    help="default: 160 for jfleg (its longest source is 102 tokens), else 64")
+    ap.add_argument("--max-draft", type=int, default=None,
+                    help="most draft tokens per pass (default: the runtime's, 64 for input, else 8)")
+    ap.add_argument("--rerank-source", action="store_true",
+                    help="rerank_source=True in every configuration (off by default here)")
     ap.add_argument("--memory-budget", type=float, default=None, metavar="MB",
                     help="run every configuration under this budget (SpecMemo planner)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
+    if args.max_new_tokens is None:
+        args.max_new_tokens = 160 if args.data == "jfleg" else 64
     engine = edgeseq.load(args.package, threads=args.threads)
     inputs = load_inputs(args.data, args.limit, engine.arch.vocab_size)
     drafters: list = [None] + [d if not d.startswith("model:") else edgeseq.load(d[6:], threads=args.threads)

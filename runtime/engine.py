@@ -40,8 +40,8 @@ class GenerationStats:
     total_ms: float = 0.0
     new_tokens: int = 0           # generated tokens of the longest row
     tokens_per_s: float = 0.0     # decode rate after the first token
-    decoder_passes: int = 0       # every decoder pass, draft passes included
-    layers_per_pass: float = 0.0  # decoder layers executed per pass, averaged
+    decoder_passes: int = 0       # every decoder pass, draft and rerank_source passes included
+    layers_per_pass: float = 0.0  # decoder layers executed per generation pass, averaged
     layers_per_token: float = 0.0 # decoder layers executed per generated token
     speculation: dict | None = None  # drafted, accepted, acceptance rate, histogram
     memory_plan: dict | None = None  # what memory_budget_mb chose, and predicted bytes

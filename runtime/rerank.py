@@ -52,8 +52,7 @@ def prefer_source(session: DecodeSession, start: int, pad: int,
                            session.runner.new_cache(len(picked), max(map(len, targets))),
                            plan=session.plan)
     scores = mean_log_probs(scorer, start, targets, pad)
-    session.passes += scorer.passes
-    session.layers_executed += scorer.layers_executed
+    session.passes += scorer.passes  # a cost of the call; layer statistics stay generation's
     for i, source_score, output_score in zip(rows, scores[:len(rows)], scores[len(rows):]):
         keep[i] = bool(source_score >= output_score)
     return keep

@@ -12,10 +12,12 @@ import edgeseq
 from edgeseq.errors import OptionsError
 from edgeseq.runtime.rerank import mean_log_probs
 
+DROPS_HALF = ("someone likes music and someone like science, and some one is talent on ballet "
+              "while someone is not.")  # greedy: "someone likes music and someone is not."
 SENTENCES = [
-    "He mainly concetrate on the questions asked him at the time of interview.",
     "I has went to the store yesterday.", "She don't like apples.",
-    "The weather is nice today.",  # greedy: "The weather is not today."
+    DROPS_HALF,
+    "Such unwritten law is very furious, but our world is the furious.",  # greedy: "furous"
     "we goes to school every days", "People who lives in cities are busy.",
     "It was a good news for us.",
 ]
@@ -88,7 +90,7 @@ def test_batches_and_beams_choose_as_one_by_one(grammar):
 
 
 def test_a_source_longer_than_the_output_may_be_is_not_a_candidate(grammar):
-    text = SENTENCES[3]
+    text = DROPS_HALF
     assert grammar.generate(text, rerank_source=True).source_kept
     limit = len(grammar.codec.encode(text)) - 1
     short = grammar.generate(text, max_new_tokens=limit, rerank_source=True)
@@ -133,7 +135,7 @@ def test_reranking_costs_one_decoder_pass(t5):
 def test_the_cli_flag_turns_reranking_on_and_off(capsys):
     import json
     from edgeseq.cli import main
-    text = "The weather is nice today."
+    text = DROPS_HALF
     assert main(["generate", "default", text, "--rerank-source", "--json"]) == 0
     kept = json.loads(capsys.readouterr().out)
     assert kept["source_kept"] and kept["text"] == text

@@ -99,6 +99,27 @@ def correct(
     return out
 
 
+@torch.no_grad()
+def mean_log_prob(model: T5ForConditionalGeneration, source: list[int], target: list[int]) -> float:
+    """Teacher-forced mean log-probability per token of ``target`` (EOS included)."""
+    device = next(model.parameters()).device
+    labels = torch.tensor([target], device=device)
+    logits = model(input_ids=torch.tensor([source], device=device), labels=labels).logits[0]
+    return float(torch.log_softmax(logits.float(), -1).gather(1, labels[0][:, None]).mean())
+
+
+def keep_sources(model: T5ForConditionalGeneration, tokenizer: Tokenizer,
+                 sources: Sequence[str], outputs: Sequence[str]) -> list[str]:
+    """The runtime's ``rerank_source`` in PyTorch: each source replaces its correction when
+    the model scores it at least as high per token (runtime/rerank.py)."""
+    kept = []
+    for source, output in zip(sources, outputs):
+        src, out = tokenizer.encode(source).ids, tokenizer.encode(output).ids
+        better = src != out and mean_log_prob(model, src, src) >= mean_log_prob(model, src, out)
+        kept.append(source if better else output)
+    return kept
+
+
 def evaluate(
     model: T5ForConditionalGeneration,
     tokenizer: Tokenizer,
@@ -106,6 +127,7 @@ def evaluate(
     exits: Sequence[int] | None = None,
     batch_size: int = 32,
     progress: bool = False,
+    rerank_source: bool = False,
 ) -> Report:
     """Score greedy corrections of ``data`` at each exit (default: all, shallowest first)."""
     model.eval()
@@ -115,7 +137,10 @@ def evaluate(
     for k in exits or range(1, layers + 1):
         t0 = time.perf_counter()
         with decoder_exit(model, k):
-            hypotheses = [jfleg_tokenize(h) for h in correct(model, tokenizer, plain, batch_size, progress)]
+            outputs = correct(model, tokenizer, plain, batch_size, progress)
+            if rerank_source:
+                outputs = keep_sources(model, tokenizer, plain, outputs)
+            hypotheses = [jfleg_tokenize(h) for h in outputs]
         seconds = time.perf_counter() - t0
         changed = sum(h.split() != s.split() for h, s in zip(hypotheses, data.sources)) / len(hypotheses)
         scores.append(ExitScore(k, gleu(data.sources, hypotheses, data.references), changed, seconds))
@@ -139,15 +164,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--json", type=Path, default=None, help="also write the report here")
+    p.add_argument("--rerank-source", action="store_true",
+                   help="keep a sentence unchanged when the model scores it above its correction "
+                        "(the package's default decoding)")
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
     data = _limit(load_jfleg(a.jfleg or default_jfleg_dir()), a.limit)
     model = T5ForConditionalGeneration.from_pretrained(a.checkpoint).to(a.device)
     tokenizer = Tokenizer.from_file(str(a.checkpoint / "tokenizer.json"))
-    report = evaluate(model, tokenizer, data, a.exits, a.batch_size, progress=True)
+    report = evaluate(model, tokenizer, data, a.exits, a.batch_size, progress=True,
+                      rerank_source=a.rerank_source)
 
-    print(f"JFLEG dev, {report.sentences} sentences, greedy; no-change GLEU {report.no_change_gleu:.4f}")
+    rule = "greedy + rerank_source" if a.rerank_source else "greedy"
+    print(f"JFLEG dev, {report.sentences} sentences, {rule}; no-change GLEU {report.no_change_gleu:.4f}")
     print(f"{'exit':>5} {'GLEU':>7} {'vs no-change':>13} {'changed':>8} {'seconds':>8}")
     for s in report.exits:
         label = f"{s.exit}" + (" (full)" if s.exit == model.config.num_decoder_layers else "")
