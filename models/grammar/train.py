@@ -1,6 +1,8 @@
 """Train edgeseq's grammar-correction model: a small T5 v1.1 with LayerSkip-style exits.
 
-    python -m models.grammar.train --out models/grammar/checkpoint [--steps N] [--device cpu|cuda]
+    python -m models.grammar.train --out models/grammar/checkpoint [--steps N[,N2,...]] [--device cpu|cuda]
+    # the shipped model, in one command (about 2 hours on two CPU cores):
+    python -m models.grammar.train --out models/grammar/checkpoint --threads 2 --steps 4000,15000,22000 --max-tokens 48
 
 Recipe (LayerSkip, Elhoushi et al. 2024, adapted to an encoder-decoder):
   * layer dropout on decoder layers, rising linearly with depth from 0 at layer 1 to
@@ -390,11 +392,14 @@ def train(config: TrainConfig) -> None:
     log.close()
 
 
-def parse_args(argv: Sequence[str] | None = None) -> tuple[int | None, TrainConfig]:
-    """(torch CPU threads or None, training configuration) from the command line."""
+def parse_args(argv: Sequence[str] | None = None) -> tuple[int | None, list[TrainConfig]]:
+    """(torch CPU threads or None, one training configuration per schedule) from the
+    command line."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, required=True, help="output directory (rerun to resume)")
-    p.add_argument("--steps", type=int, default=TrainConfig.steps)
+    p.add_argument("--steps", default=str(TrainConfig.steps),
+                   help="total steps; a comma list (4000,15000,22000) runs one schedule after "
+                        "another on the same folder, each resuming where the last ended")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--no-exit-loss", action="store_true", help="train only the last exit (baseline)")
     p.add_argument("--shape", choices=sorted(SHAPES), default="small", help="model size")
@@ -414,21 +419,28 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[int | None, TrainConf
         data = dataclasses.replace(
             data, train_path=a.data_dir / data.train_path.name, valid_path=a.data_dir / data.valid_path.name
         )
-    return a.threads, TrainConfig(
-        out=a.out, steps=a.steps, device=a.device, exit_loss=not a.no_exit_loss, batch_size=a.batch_size,
+    try:
+        stages = [int(n) for n in a.steps.split(",")]
+    except ValueError:
+        p.error(f"--steps: a number or a comma list of increasing numbers, got {a.steps!r}")
+    if any(later <= earlier for earlier, later in zip(stages, stages[1:])):
+        p.error(f"--steps: stages must increase, got {a.steps!r}")
+    return a.threads, [TrainConfig(
+        out=a.out, steps=steps, device=a.device, exit_loss=not a.no_exit_loss, batch_size=a.batch_size,
         lr=a.lr, layer_dropout=a.layer_dropout, seed=a.seed, save_every=a.save_every, eval_every=a.eval_every,
-        warmup_steps=min(TrainConfig.warmup_steps, max(1, a.steps // 10)), data=data,
+        warmup_steps=min(TrainConfig.warmup_steps, max(1, steps // 10)), data=data,
         shape=SHAPES[a.shape], max_tokens=a.max_tokens,
-    )  # fmt: skip
+    ) for steps in stages]  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    threads, config = parse_args(argv)
+    threads, stages = parse_args(argv)
     if threads:
         torch.set_num_threads(threads)
-    if config.device == "cuda" and not torch.cuda.is_available():
+    if stages[0].device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda requested but torch sees no CUDA device")
-    train(config)
+    for config in stages:  # each resumes from the folder, as a rerun of the command would
+        train(config)
 
 
 if __name__ == "__main__":
