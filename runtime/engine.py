@@ -256,7 +256,7 @@ class Engine:
                          source_length=max(len(r) for r in rows),
                          max_new_tokens=opts.max_new_tokens,
                          draft=opts.max_draft if opts.draft is not None else 0,
-                         draft_model_bytes=draft_bytes)
+                         draft_model_bytes=draft_bytes, rerank_source=self._reranks(opts))
         chosen = self.memory_plan(opts.memory_budget_mb, wanted)
         r = chosen.request
         opts = replace(opts, max_new_tokens=r.max_new_tokens,

@@ -28,6 +28,7 @@ class Request:
     max_new_tokens: int = 64
     draft: int = 0           # verified draft tokens per pass (0: plain decoding)
     draft_model_bytes: int = 0
+    rerank_source: bool = False  # a scoring pass over source and output after decoding
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class MemoryEstimate:
     decoder_activations: int
     logits: int
     draft: int
+    rerank: int = 0  # rerank_source's pass (runtime/rerank.py), on top of the generation's cache
 
     @property
     def total(self) -> int:
@@ -70,9 +72,14 @@ def estimate(arch: ArchSpec, weight_bytes: int, r: Request) -> MemoryEstimate:
         rows * arch.num_heads * positions * (steps + s) * F32 * 2 + cache // max(1, 2 * arch.decoder_layers)
     logits = rows * positions * arch.vocab_size * F32 * 3  # raw, scored, probabilities
     draft = r.draft_model_bytes + rows * r.draft * arch.vocab_size * F32 * (1 if r.draft else 0)
+    rerank = 0
+    if r.rerank_source:  # 2 rows per input, as long as the source (if it may be an output)
+        scored = 2 * rows * min(s, r.max_new_tokens)
+        rerank = max(0, scored * arch.vocab_size * F32 * 2 - logits) + cross * 2 + \
+            2 * scored * arch.decoder_layers * 2 * arch.num_heads * arch.head_dim * F32
     return MemoryEstimate(weights=weight_bytes, runtime=RUNTIME_ALLOWANCE,
                           encoder_activations=encoder, cross_kv=cross, self_kv=cache,
-                          decoder_activations=decoder, logits=logits, draft=draft)
+                          decoder_activations=decoder, logits=logits, draft=draft, rerank=rerank)
 
 
 @dataclass(frozen=True)
@@ -89,7 +96,8 @@ class Plan:
 
 def plan(arch: ArchSpec, weight_bytes: int, budget_bytes: int, wanted: Request) -> Plan:
     """The largest draft, then batch, then length (in that order of sacrifice) that fit."""
-    floor = estimate(arch, weight_bytes, Request(1, wanted.source_length, 1, 0))
+    floor = estimate(arch, weight_bytes, Request(1, wanted.source_length, 1, 0,
+                                                 rerank_source=wanted.rerank_source))
     if floor.total > budget_bytes:
         raise MemoryBudgetError(
             f"a memory budget of {budget_bytes / MB:.0f} MB is below the "

@@ -19,14 +19,15 @@ def engine(tiny_package):
 
 @settings(max_examples=200, deadline=None)
 @given(budget=st.integers(1, 4000), batch=st.integers(1, 32), source=st.integers(1, 80),
-       new=st.integers(1, 79), draft=st.integers(0, 32))
-def test_a_plan_never_exceeds_its_budget_on_paper(engine_arch, budget, batch, source, new, draft):
+       new=st.integers(1, 79), draft=st.integers(0, 32), rerank=st.booleans())
+def test_a_plan_never_exceeds_its_budget_on_paper(engine_arch, budget, batch, source, new, draft,
+                                                  rerank):
     arch, weights = engine_arch
-    wanted = Request(batch, source, new, draft)
+    wanted = Request(batch, source, new, draft, rerank_source=rerank)
     try:
         chosen = plan(arch, weights, budget * MB, wanted)
     except MemoryBudgetError as err:
-        floor = estimate(arch, weights, Request(1, source, 1, 0)).total
+        floor = estimate(arch, weights, Request(1, source, 1, 0, rerank_source=rerank)).total
         assert floor > budget * MB and f"{floor / MB:.0f} MB" in str(err)
         return
     assert chosen.estimate.total <= budget * MB
@@ -72,3 +73,11 @@ def test_cli_plan_prints_the_plan(tiny_package, capsys):
     assert out["predicted"]["total"] <= out["budget"] == 500 * MB
     assert main(["plan", pkg, "--memory-budget", "1"]) == 2
     assert "below" in capsys.readouterr().err
+
+
+def test_the_rerank_pass_is_budgeted_when_it_runs(engine_arch):
+    arch, weights = engine_arch
+    plain = estimate(arch, weights, Request(1, 60, 60, 0))
+    reranked = estimate(arch, weights, Request(1, 60, 60, 0, rerank_source=True))
+    assert plain.rerank == 0 and reranked.rerank > 0
+    assert reranked.total - plain.total == reranked.rerank
