@@ -139,6 +139,26 @@ def scaling_table(data: dict) -> str:
     return "\n".join(lines)
 
 
+def specmemo_table(data: dict) -> str:
+    rows = {r["config"]: r for r in data["rows"] if "error" not in r}
+    spec = rows.get("speculative")
+
+    def versus(r: dict) -> str:
+        if not spec:
+            return ""
+        return (f"{r['tokens_per_s'] / spec['tokens_per_s']:.0%} / "
+                f"{r['generation_mb'] / max(spec['generation_mb'], 1e-9):.0%}")
+    return "\n".join(_table(
+        f"Package `{data['package']}`, {data['inputs']} inputs ({data['data']}), batch {data['batch']}, "
+        f"draft `{data['draft']}` up to {data['max_draft']} tokens, budget {data['budget_mb']:.0f} MB.",
+        ["configuration", "tokens/s", "peak RSS MB (plan's prediction)", "generation MB",
+         "throughput / generation memory vs unplanned speculation"],
+        [[name, f"{r['tokens_per_s']:.0f}",
+          f"{r['peak_rss_mb']:.0f}" + (f" ({r['predicted_total_mb']:.0f})" if r.get("predicted_total_mb") else ""),
+          f"{r['generation_mb']:.0f}", versus(r)] for name, r in rows.items()],
+        data["machine"]))
+
+
 SOURCES = {  # section name -> (JSON under the results folder, table maker)
     "decode": ("decode/results.json", decode_table),
     "whisper": ("transcribe/results.json", whisper_table),
@@ -148,6 +168,7 @@ SOURCES = {  # section name -> (JSON under the results folder, table maker)
     "speculative_t5": ("speculative-t5-small/speculative.json", speculative_table),
     "whisper_layers": ("speculative/whisper_layers.json", whisper_layers_table),
     "scaling": ("scaling/scaling.json", scaling_table),
+    "specmemo": ("specmemo/specmemo.json", specmemo_table),
 }
 
 

@@ -5,7 +5,9 @@ process's own), against plain greedy decoding of the same batch.
     python -m bench.specmemo PKG --budget MB [--batch 8] [--max-draft 16] [--data jfleg|ids]
 
 The planner keeps as much draft length and batch as fit the budget; "generation memory"
-is peak RSS minus the RSS right after loading the package (weights + runtime)."""
+is peak RSS minus the RSS after loading the package and one short warm-up call (weights
+and the runtime's first-call allocations); the planned row also shows the plan's
+predicted total next to the measured peak."""
 from __future__ import annotations
 
 import argparse
@@ -21,26 +23,41 @@ def _rss_mb() -> float:
     return int(Path("/proc/self/statm").read_text().split()[1]) * 4096 / 2**20
 
 
+def _peak_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def child(args: argparse.Namespace) -> dict:
     import edgeseq
     from bench.speculative import load_inputs
     engine = edgeseq.load(args.package, threads=args.threads)
     inputs = load_inputs(args.data, args.limit, engine.arch.vocab_size)
-    loaded = _rss_mb()
-    opts = dict(max_new_tokens=args.max_new_tokens)
+    # rerank_source (an editing package's default) would add one scoring pass to every config
+    opts = dict(max_new_tokens=args.max_new_tokens, rerank_source=False)
     if args.config != "plain":
         opts.update(draft=args.draft, max_draft=args.max_draft, adaptive_draft=False)
     if args.config == "planned":
         opts["memory_budget_mb"] = args.budget
-    engine.generate(inputs[:args.batch], **opts)  # warm-up
-    start, tokens = time.perf_counter(), 0
+    engine.generate(inputs[0], max_new_tokens=2)  # first-call allocations are the runtime's
+    loaded = _rss_mb()
+    try:  # the peak (VmHWM) restarts from the current RSS
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+    start, tokens, predicted = time.perf_counter(), 0, 0.0
     for i in range(0, len(inputs), args.batch):
         for r in engine.generate(inputs[i:i + args.batch], **opts):
             tokens += len(r.token_ids)
+            if r.stats.memory_plan:
+                predicted = max(predicted, r.stats.memory_plan["predicted"]["total"] / 2**20)
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _peak_mb()
     return {"config": args.config, "tokens_per_s": tokens / seconds, "peak_rss_mb": peak,
-            "loaded_rss_mb": loaded, "generation_mb": peak - loaded}
+            "loaded_rss_mb": loaded, "generation_mb": peak - loaded,
+            "predicted_total_mb": predicted or None}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     ok = {r["config"]: r for r in rows if "error" not in r}
     print(f"budget {args.budget:.0f} MB, batch {args.batch}, max draft {args.max_draft}, "
           f"draft={args.draft}, {args.threads} threads\n")
-    print("| config | tokens/s | peak RSS MB | generation MB | vs unplanned speculation |")
+    print("| config | tokens/s | peak RSS MB (predicted) | generation MB | vs unplanned speculation |")
     print("| --- | --- | --- | --- | --- |")
     spec = ok.get("speculative")
     for r in rows:
@@ -81,11 +98,17 @@ def main(argv: list[str] | None = None) -> int:
             continue
         rel = (f"{r['tokens_per_s'] / spec['tokens_per_s']:.0%} throughput, "
                f"{r['generation_mb'] / max(spec['generation_mb'], 1e-9):.0%} memory") if spec else ""
-        print(f"| {r['config']} | {r['tokens_per_s']:.1f} | {r['peak_rss_mb']:.0f} | "
+        predicted = f" ({r['predicted_total_mb']:.0f})" if r.get("predicted_total_mb") else ""
+        print(f"| {r['config']} | {r['tokens_per_s']:.1f} | {r['peak_rss_mb']:.0f}{predicted} | "
               f"{r['generation_mb']:.0f} | {rel} |")
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "specmemo.json").write_text(json.dumps({"budget_mb": args.budget, "rows": rows}, indent=1))
+        from bench.machine import machine_info
+        (args.out / "specmemo.json").write_text(json.dumps(
+            {"package": args.package, "budget_mb": args.budget, "batch": args.batch,
+             "max_draft": args.max_draft, "draft": args.draft, "data": args.data, "inputs": args.limit,
+             "machine": machine_info(args.threads, Path(__file__).resolve().parents[1]),
+             "rows": rows}, indent=1))
     return 0
 
 
