@@ -42,6 +42,10 @@ def commands(args: argparse.Namespace) -> dict[str, list[list[str]]]:
                  + (["--limit", "40"] if args.quick else [])],
         "scaling": [[py, "-m", "bench.scaling", pkg, "--out", str(out / "scaling"), *quick]],
     }
+    if args.memory_budget:  # the SpecMemo trade-off under the same budget
+        cmds["speculative"].append([py, "-m", "bench.specmemo", pkg, "--budget", str(args.memory_budget),
+                                    "--threads", threads, "--out", str(out / "specmemo")]
+                                   + (["--limit", "32"] if args.quick else []))
     if WHISPER_BASE.is_dir():
         cmds["speculative"].append([py, "-m", "bench.speculative_whisper", str(WHISPER_BASE), "--threads",
                                     threads, "--exits", "3,5", "--out", str(out / "speculative")]

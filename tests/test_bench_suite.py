@@ -28,3 +28,6 @@ def test_the_memory_budget_of_a_profile_reaches_the_speculative_suite():
     spec = suite.commands(_args())["speculative"][0]
     assert spec[spec.index("--memory-budget") + 1] == "1500.0"
     assert "--memory-budget" not in suite.commands(_args(memory_budget=None))["speculative"][0]
+    specmemo = [c for c in suite.commands(_args())["speculative"] if "bench.specmemo" in c][0]
+    assert specmemo[specmemo.index("--budget") + 1] == "1500.0"
+    assert not any("bench.specmemo" in c for c in suite.commands(_args(memory_budget=None))["speculative"])
