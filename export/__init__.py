@@ -9,6 +9,7 @@ import shutil
 import tempfile
 
 from edgeseq import names
+from .exit_heads import EXITS_FILE, load_exit_heads
 from .weight_formats import Quant
 
 __all__ = ["ExportReport", "Quant", "export_checkpoint"]
@@ -23,7 +24,6 @@ class ExportReport:
     validation: dict = field(default_factory=dict)
 
 
-EXITS_FILE = "edgeseq_exits.json"  # written by models trained with early-exit losses
 
 
 def read_exits(src, decoder_layers: int) -> dict:
@@ -66,6 +66,9 @@ def _export(src, out: Path, quant: Quant, tokenizer, validate: bool, work: Path)
 
     ck = load_checkpoint(src, Path(tokenizer) if tokenizer else None, work)
     store = WeightStore(ck.weights)
+    for name, head in load_exit_heads(src, ck.spec.decoder_layers, ck.spec.d_model,
+                                      ck.spec.vocab_size).items():
+        store.put(name, head)
     graphs = {names.ENCODER_FILE: build_encoder(ck.spec, store, quant),
               names.DECODER_FILE: build_decoder(ck.spec, store, quant)}
     graph_bytes = {f: parameter_bytes(store, used) for f, (_, used) in graphs.items()}

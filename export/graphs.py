@@ -13,6 +13,7 @@ from onnx import TensorProto
 from edgeseq import names
 from edgeseq.arch import ArchSpec, Positions
 from .blocks import Blocks, t5_distance_table
+from .exit_heads import exit_head_key
 from .onnx_builder import GraphBuilder, WeightStore
 from .weight_formats import LinearEmitter, Quant
 
@@ -188,10 +189,44 @@ def build_decoder(spec: ArchSpec, store: WeightStore, quant: Quant,
     g.add_output(x, names.DEC_HIDDEN_OUT, FLOAT, ["batch", "new", spec.d_model])
     if spec.final_norm:
         x = b.norm(g, x, "dec.final_norm")
+    exits = [k for k in range(1, spec.decoder_layers) if f"{exit_head_key(k)}.w" in store]
+    logits = _exit_heads(b, g, x, run, exits, spec) if exits else _model_head(b, g, x, spec)
+    g.add_output(logits, names.DEC_LOGITS, FLOAT, ["batch", "new", spec.vocab_size])
+    return g.model("edgeseq_decoder"), list(g.used_weights)
+
+
+def _model_head(b: Blocks, g: GraphBuilder, x: str, spec: ArchSpec) -> str:
     if spec.head_scale != 1.0:
         x = g.op("Mul", x, g.const(spec.head_scale, np.float32))
     logits = b.emit.tied_head(g, x) if spec.tied_head else b.emit.untied_head(g, x)
     if spec.final_logits_bias:
         logits = g.op("Add", logits, g.weight("final_logits_bias"))
-    g.add_output(logits, names.DEC_LOGITS, FLOAT, ["batch", "new", spec.vocab_size])
-    return g.model("edgeseq_decoder"), list(g.used_weights)
+    return logits
+
+
+def _exit_heads(b: Blocks, g: GraphBuilder, x: str, run: str, exits: list[int],
+                spec: ArchSpec) -> str:
+    """Logits through the head of the exit the pass ended at (the last layer that ran):
+    nested Ifs, so only that head's projection runs (export/exit_heads.py)."""
+    ran = g.op("Cast", run, to=TensorProto.FLOAT)
+    ends_at = {}
+    for k in exits:  # "layer k ran and none after it": ran[k-1] - sum(ran[k:]) > 0.5
+        after = g.op("MatMul", g.op("Slice", ran, g.const([k]), g.const([spec.decoder_layers]),
+                                    g.const([0])),
+                     g.const(np.ones(spec.decoder_layers - k, np.float32), np.float32))
+        ends_at[k] = g.op("Greater", g.op("Sub", g.op("Gather", ran, g.const(k - 1)), after),
+                          g.const(0.5, np.float32))
+    otherwise = g.sub()
+    otherwise.add_output(_model_head(b, otherwise, x, spec), otherwise.fresh("head_out"))
+    for k in reversed(exits[1:]):  # built inside out: the model's own head is the last else
+        wrapper = g.sub()
+        wrapper.add_output(_exit_if(b, wrapper, x, k, ends_at[k], otherwise), wrapper.fresh("head_out"))
+        otherwise = wrapper
+    return _exit_if(b, g, x, exits[0], ends_at[exits[0]], otherwise)
+
+
+def _exit_if(b: Blocks, g: GraphBuilder, x: str, k: int, cond: str, otherwise: GraphBuilder) -> str:
+    own = g.sub()
+    own.add_output(b.emit.exit_head(own, x, exit_head_key(k)), own.fresh("exit_out"))
+    return g.op("If", cond, then_branch=own.graph(f"exit_head_{k}"),
+                else_branch=otherwise.graph(f"after_exit_{k}"))

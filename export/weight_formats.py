@@ -165,3 +165,7 @@ class LinearEmitter:
 
     def untied_head(self, g: GraphBuilder, h: str) -> str:
         return self._matmul(g, h, "lm_head", self._embedding_quant())
+
+    def exit_head(self, g: GraphBuilder, h: str, name: str) -> str:
+        """A separate early-exit head, stored like the LM head ([d, vocab])."""
+        return self._matmul(g, h, name, self._embedding_quant())

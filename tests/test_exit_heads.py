@@ -1,0 +1,93 @@
+"""Early-exit models with a separate head per exit (export/exit_heads.py): the package
+routes each pass to the head of the exit it ended at, matching PyTorch; missing or
+misshapen heads are refused at export."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+import edgeseq
+from edgeseq.errors import UnsupportedModelError
+from edgeseq.export import export_checkpoint
+from edgeseq.runtime.decoder import LayerPlan
+from tiny_models import VOCAB
+
+SOURCE = [5, 9, 13, 22, 40, 7, 1]
+TARGET = [0, 17, 33, 8, 61, 2, 44]  # decoder start, then forced tokens
+
+
+def _with_exit_heads(checkpoint, out, exits=(1, 2), heads=(1, 2), shape=None):
+    from safetensors.torch import save_file
+    shutil.copytree(checkpoint, out)
+    config = json.loads((out / "config.json").read_text())
+    d = config["d_model"]
+    gen = torch.Generator().manual_seed(3)
+    tensors = {f"exit_heads.{k}.weight": torch.randn(*(shape or (VOCAB, d)), generator=gen)
+               for k in heads}
+    save_file(tensors, str(out / "exit_heads.safetensors"))
+    (out / "edgeseq_exits.json").write_text(json.dumps(
+        {"exit_trained": True, "shared_head": False, "exits": [*exits, config["num_decoder_layers"]]}))
+    return out, tensors
+
+
+def _reference_logits(checkpoint, heads: dict, k: int) -> np.ndarray:
+    """PyTorch: decoder layer k's output -> the shared final norm -> exit head k."""
+    import transformers as tf
+    model = tf.AutoModelForSeq2SeqLM.from_pretrained(checkpoint).eval()
+    with torch.no_grad():
+        out = model(input_ids=torch.tensor([SOURCE]), decoder_input_ids=torch.tensor([TARGET]),
+                    output_hidden_states=True)
+        if k == model.config.num_decoder_layers:
+            return out.logits[0].numpy()
+        hidden = model.decoder.final_layer_norm(out.decoder_hidden_states[k])
+        return (hidden @ heads[f"exit_heads.{k}.weight"].T)[0].numpy()
+
+
+def _package_logits(engine, k: int) -> np.ndarray:
+    runner = engine.runner
+    state = runner.encode(np.array([SOURCE]), np.ones((1, len(SOURCE)), np.int64))
+    plan = LayerPlan.first(k, engine.arch.decoder_layers)
+    return runner.step(np.array([TARGET]), state, runner.new_cache(1, len(TARGET)), plan)[0]
+
+
+@pytest.fixture(scope="module")
+def separate(tiny_checkpoint, tmp_path_factory):
+    src, heads = _with_exit_heads(tiny_checkpoint("t5v11"), tmp_path_factory.mktemp("exits") / "ck")
+    out = tmp_path_factory.mktemp("exits-pkg") / "pkg"
+    export_checkpoint(src, out, quant="fp32")
+    return src, heads, edgeseq.load(str(out), threads=1)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_each_exit_reads_its_own_head_like_pytorch(separate, k):
+    src, heads, engine = separate
+    np.testing.assert_allclose(_package_logits(engine, k), _reference_logits(src, heads, k),
+                               atol=1e-3, rtol=1e-4)
+
+
+def test_the_manifest_says_the_heads_are_separate(separate):
+    _, _, engine = separate
+    assert engine.manifest.exits["shared_head"] is False
+    assert engine.manifest.exits["exit_trained"] is True
+
+
+def test_generation_at_an_exit_uses_that_exits_head(separate):
+    src, heads, engine = separate
+    out = engine.generate(SOURCE, max_new_tokens=1, min_new_tokens=1, exit_after=1)
+    first = _reference_logits(src, heads, 1)[0]
+    first[engine.manifest.special.eos] = -np.inf  # min_new_tokens=1 bans EOS first
+    assert out.token_ids == [int(first.argmax())]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(heads=(1,)), "no exit_heads.2.weight"),
+    (dict(shape=(VOCAB, 7)), "expected"),
+])
+def test_missing_or_misshapen_heads_are_refused(tiny_checkpoint, tmp_path, kwargs, message):
+    src, _ = _with_exit_heads(tiny_checkpoint("t5v11"), tmp_path / "ck", **kwargs)
+    with pytest.raises(UnsupportedModelError, match=message):
+        export_checkpoint(src, tmp_path / "pkg", quant="fp32", validate=False)
