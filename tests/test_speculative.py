@@ -206,6 +206,9 @@ def test_greedy_speculation_keeps_the_no_repeat_rule_exact(draft, engines):
         fast = engine.generate(ids, draft=draft, max_draft=5, adaptive_draft=False, **kw).token_ids
         assert fast == plain
         assert len(set(zip(plain, plain[1:]))) == len(plain) - 1
+    kw = dict(max_new_tokens=12, no_repeat_ngram_size=2)  # a batch: rows finish apart
+    batch = engine.generate(SOURCES, draft=draft, max_draft=5, adaptive_draft=False, **kw)
+    assert [r.token_ids for r in batch] == [r.token_ids for r in engine.generate(SOURCES, **kw)]
 
 
 def _simulate(control: DraftController, accept, passes: int) -> list[int]:
