@@ -15,8 +15,8 @@ from typing import Callable, Iterator
 import numpy as np
 
 from .decoder import LayerPlan
-from .logits import ScoreRules, softmax
-from .search import DecodeSession, finish_rows, _History
+from .logits import NgramHistory, ScoreRules, softmax
+from .search import DecodeSession, finish_rows
 
 
 def unified_skip_plan(layers: int, target_ratio: float) -> LayerPlan:
@@ -47,7 +47,7 @@ def confident_exit(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: 
     exits = sorted(set(e for e in exits if 1 <= e <= layers) | {layers})
     done = np.zeros(len(start), bool)
     last = start[:, None]
-    history = _History(start, rules)
+    history = NgramHistory.of(start, rules)
     for generated in range(rules.max_new_tokens):
         base, hidden, begin = s.cache.length, None, 0
         for exit_layer in exits:
@@ -56,13 +56,15 @@ def confident_exit(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: 
             s.passes += 1
             s.layers_executed.append(plan.executed)
             logits, hidden = s.runner.step_hidden(last, s.encoder, s.cache, plan, hidden)
-            scores = rules.apply(logits[:, -1].astype(np.float64), generated, history.rows)
+            scores = rules.apply(logits[:, -1].astype(np.float64), generated,
+                                 history.rows if history is not None else None)
             probs = softmax(scores)
             if exit_layer == layers or (confidence(probs, measure)[~done] >= threshold).all():
                 break
             begin = exit_layer
         last = finish_rows(choose(scores), done, rules.eos, pad)[:, None]
-        history.add(last)
+        if history is not None:
+            history.add(last)
         yield last
         if done.all():
             return

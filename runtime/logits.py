@@ -19,6 +19,30 @@ class ScoreRules:
     forced_eos: int | None = None
     no_repeat_ngram: int = 0
 
+    def choose(self, logits: np.ndarray, generated: int,
+               history: "NgramHistory | None" = None) -> np.ndarray:
+        """Greedy tokens [B] for raw logits [B, V]. Rules only ban tokens or force one, so
+        the raw argmax stands unless a rule touches it; only then are the rules applied
+        to the whole row (the common step costs one argmax and a few set lookups)."""
+        top = logits.argmax(axis=-1)
+        if not self._may_change(top, generated, history):
+            return top
+        rows = history.rows if history is not None else None
+        return self.apply(logits.astype(np.float32), generated, rows).argmax(axis=-1)
+
+    def _may_change(self, top: np.ndarray, generated: int, history: "NgramHistory | None") -> bool:
+        if self.forced_bos is not None and generated == 0:
+            return True
+        if self.forced_eos is not None and generated == self.max_new_tokens - 1:
+            return True
+        tokens = top.tolist()
+        if generated < self.min_new_tokens and self.eos in tokens:
+            return True
+        if self.suppress and any(t in self.suppress for t in tokens):
+            return True
+        return bool(self.no_repeat_ngram and history is not None and
+                    any(history.completes_repeat(row, t) for row, t in enumerate(tokens)))
+
     def apply(self, scores: np.ndarray, generated: int,
               history: list[list[int]] | None = None) -> np.ndarray:
         """scores [B, V] for the token after `generated` new tokens (modified in place).
@@ -40,6 +64,40 @@ class ScoreRules:
         if self.suppress:
             scores[:, list(self.suppress)] = NEG
         return scores
+
+
+class NgramHistory:
+    """Each row's decoder sequence (start token first), and, for the no-repeat rule, the
+    n-grams in it: whether a token would complete one already seen is a set lookup."""
+
+    def __init__(self, rows: list[list[int]], n: int):
+        self.rows = [list(r) for r in rows]
+        self.n = n
+        self._seen = [{tuple(r[i:i + n]) for i in range(len(r) - n + 1)} if n else set()
+                      for r in self.rows]
+
+    @classmethod
+    def of(cls, start: np.ndarray, rules: ScoreRules) -> "NgramHistory | None":
+        """A history when the rules read one (no_repeat_ngram), else None."""
+        return cls([[int(t)] for t in start], rules.no_repeat_ngram) if rules.no_repeat_ngram else None
+
+    def add(self, tokens: np.ndarray) -> None:
+        """Append each row's tokens ([B] or [B, k])."""
+        for row, new in enumerate(np.asarray(tokens).reshape(len(self.rows), -1).tolist()):
+            for t in new:
+                self.append(row, t)
+
+    def append(self, row: int, token: int) -> None:
+        seq = self.rows[row]
+        seq.append(token)
+        if self.n and len(seq) >= self.n:
+            self._seen[row].add(tuple(seq[len(seq) - self.n:]))
+
+    def completes_repeat(self, row: int, token: int) -> bool:
+        seq, n = self.rows[row], self.n
+        if not n or len(seq) + 1 < n:
+            return False
+        return tuple(seq[len(seq) - n + 1:]) + (token,) in self._seen[row]
 
 
 def repeated_ngram_tokens(seq: list[int], n: int) -> list[int]:

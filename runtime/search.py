@@ -10,7 +10,7 @@ import numpy as np
 
 from .decoder import EncoderState, LayerPlan, Seq2SeqRunner
 from .kv_cache import KVCache
-from .logits import ScoreRules, filter_top_k_top_p, log_softmax, softmax
+from .logits import NgramHistory, ScoreRules, filter_top_k_top_p, log_softmax, softmax
 from .options import GenerationOptions
 
 
@@ -39,26 +39,15 @@ def finish_rows(tokens: np.ndarray, done: np.ndarray, eos: int, pad: int) -> np.
     return tokens
 
 
-class _History:
-    """Each row's decoder sequence, kept only when a rule reads it (no_repeat_ngram)."""
-
-    def __init__(self, start: np.ndarray, rules: ScoreRules):
-        self.rows = [[int(t)] for t in start] if rules.no_repeat_ngram else None
-
-    def add(self, tokens: np.ndarray) -> None:
-        if self.rows is not None:
-            for row, t in zip(self.rows, tokens.reshape(len(self.rows), -1)):
-                row.extend(int(x) for x in t)
-
-
 def greedy(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int) -> Iterator[np.ndarray]:
     done = np.zeros(len(start), bool)
     last = start[:, None]
-    history = _History(start, rules)
+    history = NgramHistory.of(start, rules)
     for generated in range(rules.max_new_tokens):
-        scores = rules.apply(s.step(last)[:, -1].astype(np.float32), generated, history.rows)
-        last = finish_rows(scores.argmax(axis=-1), done, rules.eos, pad)[:, None]
-        history.add(last)
+        last = finish_rows(rules.choose(s.step(last)[:, -1], generated, history),
+                           done, rules.eos, pad)[:, None]
+        if history is not None:
+            history.add(last)
         yield last
         if done.all():
             return
@@ -81,11 +70,13 @@ def sample(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int,
     choose = token_chooser(opts)
     done = np.zeros(len(start), bool)
     last = start[:, None]
-    history = _History(start, rules)
+    history = NgramHistory.of(start, rules)
     for generated in range(rules.max_new_tokens):
-        scores = rules.apply(s.step(last)[:, -1].astype(np.float64), generated, history.rows)
+        scores = rules.apply(s.step(last)[:, -1].astype(np.float64), generated,
+                             history.rows if history is not None else None)
         last = finish_rows(choose(scores), done, rules.eos, pad)[:, None]
-        history.add(last)
+        if history is not None:
+            history.add(last)
         yield last
         if done.all():
             return

@@ -16,7 +16,7 @@ import numpy as np
 
 from .draft_control import DraftController
 from .drafters import Draft, DraftContext, Drafter
-from .logits import ScoreRules
+from .logits import NgramHistory, ScoreRules
 from .search import DecodeSession, finish_rows
 
 # maps raw logits [B, V] of the token after `generated` new tokens (and the rows' histories,
@@ -57,16 +57,14 @@ def _verify_greedy(logits: np.ndarray, drafts: np.ndarray, rules: ScoreRules,
     batch emits the same count). Later positions are never emitted, so the score rules
     (the n-gram ban walks the sequence) are not computed for them."""
     k = drafts.shape[1]
-    history = [list(o) for o in output] if rules.no_repeat_ngram else None
+    history = NgramHistory(output, rules.no_repeat_ngram) if rules.no_repeat_ngram else None
     targets = []
     for j in range(k + 1):
-        scores = rules.apply(logits[:, j].astype(np.float32), generated + j, history)
-        targets.append(scores.argmax(axis=-1))
+        targets.append(rules.choose(logits[:, j], generated + j, history))
         if j == k or ((drafts[:, j] != targets[-1]) & ~done).any():
             break
         if history is not None:  # position j's draft is accepted: j+1 sees it
-            for row, t in zip(history, drafts[:, j]):
-                row.append(int(t))
+            history.add(drafts[:, j])
     return np.stack(targets, axis=1)
 
 
@@ -170,15 +168,17 @@ def _plain_steps(s: DecodeSession, output: list[list[int]], rules: ScoreRules, g
     """Up to `passes` greedy steps while drafting is off, each timed (the baseline cost);
     returns how many ran. As lean as plain greedy's loop: with drafting off, speculation
     must cost nothing."""
-    eos, history = rules.eos, output if rules.no_repeat_ngram else None
+    eos = rules.eos
+    history = NgramHistory(output, rules.no_repeat_ngram) if rules.no_repeat_ngram else None
     last = np.array([[o[-1]] for o in output], np.int64)
     ran = 0
     while ran < passes and generated + ran < rules.max_new_tokens:
         began = time.perf_counter()
         logits = s.step(last)
         control.observe_plain(time.perf_counter() - began)
-        scores = rules.apply(logits[:, -1].astype(np.float32), generated + ran, history)
-        token = finish_rows(scores.argmax(axis=-1), done, eos, pad)
+        token = finish_rows(rules.choose(logits[:, -1], generated + ran, history), done, eos, pad)
+        if history is not None:
+            history.add(token)
         for row, t in zip(output, token.tolist()):
             row.append(t)
         last = token[:, None]

@@ -240,6 +240,10 @@ class WhisperRules:
 
     no_repeat_ngram = 0  # ScoreRules' n-gram rule: not one of Whisper's
 
+    def choose(self, logits: np.ndarray, generated: int, history=None) -> np.ndarray:
+        """Greedy tokens [rows] (ScoreRules.choose; every step applies the rules)."""
+        return self.apply(logits.astype(np.float32), generated).argmax(axis=-1)
+
     def apply(self, scores: np.ndarray, generated: int, history=None) -> np.ndarray:
         """scores [rows, V] for the token after `generated` new tokens (in place)."""
         if generated == 0 and self.begin_suppress:

@@ -1,0 +1,36 @@
+"""Score rules: the fast greedy choice (raw argmax unless a rule touches it) equals
+applying every rule and taking the argmax; the n-gram index agrees with the walk."""
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edgeseq.runtime.logits import NgramHistory, ScoreRules, repeated_ngram_tokens
+
+VOCAB = 6  # a small vocabulary makes repeats and banned argmaxes common
+
+
+@settings(max_examples=300, deadline=None)
+@given(seq=st.lists(st.integers(0, VOCAB - 1), min_size=1, max_size=20), n=st.integers(1, 4),
+       token=st.integers(0, VOCAB - 1))
+def test_the_ngram_index_bans_what_the_walk_bans(seq, n, token):
+    history = NgramHistory([seq[:1]], n)
+    for t in seq[1:]:
+        history.append(0, t)
+    assert history.completes_repeat(0, token) == (token in repeated_ngram_tokens(seq, n))
+
+
+@settings(max_examples=300, deadline=None)
+@given(seqs=st.lists(st.lists(st.integers(0, VOCAB - 1), min_size=1, max_size=12), min_size=1, max_size=3),
+       n=st.integers(0, 3), generated=st.integers(0, 6), min_new=st.integers(0, 4),
+       suppress=st.lists(st.integers(0, VOCAB - 1), max_size=2), forced=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_choose_equals_every_rule_then_argmax(seqs, n, generated, min_new, suppress, forced, seed):
+    rules = ScoreRules(eos=1, min_new_tokens=min_new, max_new_tokens=8, suppress=tuple(suppress),
+                       forced_bos=3 if forced else None, forced_eos=1 if forced else None,
+                       no_repeat_ngram=n)
+    logits = np.random.default_rng(seed).standard_normal((len(seqs), VOCAB)).astype(np.float32)
+    history = NgramHistory(seqs, n) if n else None
+    expected = rules.apply(logits.copy(), generated, [list(s) for s in seqs] if n else None).argmax(-1)
+    assert rules.choose(logits, generated, history).tolist() == expected.tolist()
