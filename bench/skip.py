@@ -36,10 +36,12 @@ def score(jfleg, outputs: list[str]) -> float:
     return gleu(jfleg.sources, [jfleg_tokenize(o) for o in outputs], jfleg.references)
 
 
-def configs(layers: int) -> list[tuple[str, dict]]:
-    rows = [("full model", {}), ("full model, without rerank_source", {"rerank_source": False})]
+def configs(layers: int, ratios: tuple[float, ...] = (1.33, 2.0)) -> list[tuple[str, dict]]:
+    """The full model, each exit below it, unified skipping at `ratios`, CALM thresholds
+    (bench/skip_whisper.py runs the same rows)."""
+    rows = [("full model", {})]
     rows += [(f"exit after layer {k}", {"exit_after": k}) for k in range(1, layers)]
-    rows += [(f"unified skip {r}x", {"skip_ratio": r}) for r in (1.33, 2.0)]
+    rows += [(f"unified skip {r}x", {"skip_ratio": r}) for r in ratios]
     rows += [(f"confidence exit >= {t}", {"exit_threshold": t}) for t in (0.5, 0.7, 0.9)]
     return rows
 
@@ -64,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     baseline = score(jfleg, sources)
     full_time = None
-    for name, options in configs(engine.arch.decoder_layers):
+    rows_to_run = configs(engine.arch.decoder_layers)
+    rows_to_run.insert(1, ("full model, without rerank_source", {"rerank_source": False}))
+    for name, options in rows_to_run:
         res = run(engine, sources, **options)
         full_time = full_time or res["seconds"]
         rows.append({"config": name, "gleu": score(jfleg, res["outputs"]),

@@ -13,15 +13,9 @@ import argparse
 import json
 from pathlib import Path
 
+from bench.skip import configs
 from bench.whisper_clips import clips as shared_clips
 from bench.whisper_clips import transcribe_clips
-
-def configs(layers: int) -> list[tuple[str, dict]]:
-    rows = [("full model", {})]
-    rows += [(f"exit after layer {k}", {"exit_after": k}) for k in range(1, layers)]
-    rows += [(f"unified skip {r}x", {"skip_ratio": r}) for r in (1.5, 2.0)]
-    rows += [(f"confidence exit >= {t}", {"exit_threshold": t}) for t in (0.5, 0.7, 0.9)]
-    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     clips = shared_clips()
     transcribe_clips(engine, clips[:1], {})  # warm-up
     rows, reference = [], None
-    for name, options in configs(engine.arch.decoder_layers):
+    for name, options in configs(engine.arch.decoder_layers, ratios=(1.5, 2.0)):
         res = transcribe_clips(engine, clips, options)
         reference = reference or res
         error = wer(reference.texts, res.texts)

@@ -52,11 +52,13 @@ class DraftController:
         hazard = (self._rejected + PSEUDO_COUNT * pooled) / (self._reached + PSEUDO_COUNT)
         return np.cumprod(1.0 - np.clip(hazard, 0.0, 0.995))
 
-    def expected_tokens(self, k: int) -> float:
-        """Tokens a verify pass of k drafts emits: the accepted ones plus the target's."""
-        return 1.0 + float(self.survival()[:k].sum())
+    def expected_tokens(self) -> np.ndarray:
+        """[k] for k = 0..max_draft: tokens a verify pass of k drafts emits (the accepted
+        drafts plus the target's own token)."""
+        return 1.0 + np.concatenate([[0.0], np.cumsum(self.survival())])
 
-    def cost(self, k: int) -> float:
+    def cost(self, k):
+        """Seconds of a pass verifying k drafts (k an int or an array)."""
         base = self._base_s or 1.0
         return base * (1 + self.beta * k) + self._draft_s * k
 
@@ -64,10 +66,7 @@ class DraftController:
         if not self.adaptive:
             return self.max_draft
         if self._best is None:  # recomputed only after the estimates change (see _fit)
-            ks = np.arange(self.max_draft + 1)
-            expected = 1.0 + np.concatenate([[0.0], np.cumsum(self.survival())])
-            base = self._base_s or 1.0
-            rate = expected / (base * (1 + self.beta * ks) + self._draft_s * ks)
+            rate = self.expected_tokens() / self.cost(np.arange(self.max_draft + 1))
             self._best = int(rate.argmax())
             gain = float(rate[self._best]) * self.cost(0)
             # draft only for a predicted gain of 8% or more: estimates are noisy, and a

@@ -70,8 +70,9 @@ class NgramHistory:
     """Each row's decoder sequence (start token first), and, for the no-repeat rule, the
     n-grams in it: whether a token would complete one already seen is a set lookup."""
 
-    def __init__(self, rows: list[list[int]], n: int):
-        self.rows = [list(r) for r in rows]
+    def __init__(self, rows: list[list[int]], n: int, share: bool = False):
+        # share=True: append to the caller's lists (its sequences), not to copies
+        self.rows = rows if share else [list(r) for r in rows]
         self.n = n
         self._seen = [{tuple(r[i:i + n]) for i in range(len(r) - n + 1)} if n else set()
                       for r in self.rows]

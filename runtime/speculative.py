@@ -169,7 +169,8 @@ def _plain_steps(s: DecodeSession, output: list[list[int]], rules: ScoreRules, g
     returns how many ran. As lean as plain greedy's loop: with drafting off, speculation
     must cost nothing."""
     eos = rules.eos
-    history = NgramHistory(output, rules.no_repeat_ngram) if rules.no_repeat_ngram else None
+    # the history shares `output`'s lists: one append per token serves both
+    history = NgramHistory(output, rules.no_repeat_ngram, share=True) if rules.no_repeat_ngram else None
     last = np.array([[o[-1]] for o in output], np.int64)
     ran = 0
     while ran < passes and generated + ran < rules.max_new_tokens:
@@ -179,8 +180,9 @@ def _plain_steps(s: DecodeSession, output: list[list[int]], rules: ScoreRules, g
         token = finish_rows(rules.choose(logits[:, -1], generated + ran, history), done, eos, pad)
         if history is not None:
             history.add(token)
-        for row, t in zip(output, token.tolist()):
-            row.append(t)
+        else:
+            for row, t in zip(output, token.tolist()):
+                row.append(t)
         last = token[:, None]
         ran += 1
         yield last
