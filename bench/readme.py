@@ -117,9 +117,11 @@ def skip_whisper_table(data: dict) -> str:
 def whisper_layers_table(data: dict) -> str:
     return "\n".join(_table(
         f"`{Path(data['package']).name}`, {data['audio_s']:.1f} s of audio.",
-        ["configuration", "speedup vs plain", "real-time factor", "identical transcript", "acceptance",
-         "decoder passes"],
-        [[r["config"], f"{r['speedup']:.2f}x", f"{r['real_time_factor']:.1f}x", "yes" if r["identical"] else "no",
+        ["configuration", "speedup vs plain", "decoder speedup", "real-time factor", "identical transcript",
+         "acceptance", "decoder passes"],
+        [[r["config"], f"{r['speedup']:.2f}x",
+          f"{r['decoder_speedup']:.2f}x" if "decoder_speedup" in r else "-",  # older runs lack it
+          f"{r['real_time_factor']:.1f}x", "yes" if r["identical"] else "no",
           f"{r['acceptance']:.2f}", str(r["decoder_passes"])] for r in data["rows"]], data["machine"]))
 
 

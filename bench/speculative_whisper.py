@@ -1,8 +1,10 @@
 """Self-speculative layer drafting on real Whisper weights: transcription time against
-plain greedy decoding of the same package in the same run, identical transcripts, and
+plain greedy decoding of the same package in the same run (whole transcription, and the
+decoder's share alone: drafting cannot speed the encoder up), identical transcripts, and
 acceptance.
 
-    python -m bench.speculative_whisper PKG [--repeats 3] [--threads 2] [--exits 2,3] [--out DIR]
+    python -m bench.speculative_whisper PKG [--repeats 3] [--threads 2] [--exits 2,3]
+        [--untrained PKG] [--out DIR]
 
 PKG is a Whisper package (e.g. base exported from the shared CTranslate2 weights); the
 audio is ../shared/data/audio/*.wav. Configurations: plain, adaptive layer drafting
@@ -26,38 +28,50 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--max-draft", type=int, default=8)
     ap.add_argument("--exits", default="", help="fixed exit layers to try besides adaptive, e.g. 2,3")
+    ap.add_argument("--untrained", help="the same model exported without draft exits: its "
+                    "adaptive layer drafting (exits through the model's own head) runs too")
     ap.add_argument("--out", type=Path)
     a = ap.parse_args(argv)
     engine = edgeseq.load(a.package, threads=a.threads)
     clips = shared_clips()
-    configs = {"plain": {}, "layers (adaptive)": {"draft": "layers", "max_draft": a.max_draft}}
+    layers = {"draft": "layers", "max_draft": a.max_draft}
+    configs = {"plain": (engine, {}), "layers (adaptive)": (engine, layers)}
+    if a.untrained:
+        configs["layers (adaptive, untrained exits)"] = (edgeseq.load(a.untrained, threads=a.threads), layers)
     for e in (int(x) for x in a.exits.split(",") if x):
-        configs[f"layers (exit {e})"] = {"draft": "layers", "max_draft": a.max_draft, "exit_layer": e}
-    for options in configs.values():  # warm-up; the adaptive controller learns here too
-        transcribe_clips(engine, clips, options)
+        configs[f"layers (exit {e})"] = (engine, {**layers, "exit_layer": e})
+    for runner, options in configs.values():  # warm-up; the adaptive controller learns here too
+        transcribe_clips(runner, clips, options)
     times: dict[str, list[float]] = {name: [] for name in configs}
+    decoding: dict[str, list[float]] = {name: [] for name in configs}  # decoder time only
     last = {}
     for rep in range(a.repeats):
-        for name, options in configs.items():
-            last[name] = transcribe_clips(engine, clips, options)
+        for name, (runner, options) in configs.items():
+            last[name] = transcribe_clips(runner, clips, options)
             times[name].append(last[name].seconds)
+            decoding[name].append(last[name].decoder_ms / 1e3)
             print(f"[{rep + 1}/{a.repeats}] {name}: {last[name].seconds:.2f} s", flush=True)
     audio_s = last["plain"].audio_s
     base = statistics.median(times["plain"])
+    base_decoding = statistics.median(decoding["plain"])
     rows = []
     for name in configs:
         med, res = statistics.median(times[name]), last[name]
         rows.append({"config": name, "seconds_median": med, "seconds_min": min(times[name]),
                      "seconds_max": max(times[name]), "speedup": base / med,
+                     "decoder_seconds": statistics.median(decoding[name]),
+                     "decoder_speedup": base_decoding / statistics.median(decoding[name]),
                      "real_time_factor": audio_s / med,
                      "identical": res.texts == last["plain"].texts,
                      "acceptance": res.acceptance, "decoder_passes": res.decoder_passes})
     print(f"\n{Path(a.package).name}: {len(clips)} clips, {audio_s:.1f} s of audio, {a.threads} threads, "
           f"median of {a.repeats}\n")
-    print("| configuration | seconds | speedup vs plain | real-time factor | identical | acceptance | decoder passes |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| configuration | seconds | speedup vs plain | decoder seconds | decoder speedup "
+          "| real-time factor | identical | acceptance | decoder passes |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
-        print(f"| {r['config']} | {r['seconds_median']:.2f} | {r['speedup']:.2f}x | {r['real_time_factor']:.1f}x "
+        print(f"| {r['config']} | {r['seconds_median']:.2f} | {r['speedup']:.2f}x "
+              f"| {r['decoder_seconds']:.2f} | {r['decoder_speedup']:.2f}x | {r['real_time_factor']:.1f}x "
               f"| {'yes' if r['identical'] else 'no'} | {r['acceptance']:.2f} | {r['decoder_passes']} |")
     if a.out:
         a.out.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,8 @@ from edgeseq import names
 from edgeseq.errors import PackageError
 
 # Every operator edgeseq's exporter emits, collected from the graphs it writes for each
-# family (T5 v1.0 / v1.1, BART, mBART, Marian, Whisper) in fp32, fp16, int8 and int4.
+# family (T5 v1.0 / v1.1, BART, mBART, Marian, Whisper) in fp32, fp16, int8 and int4,
+# with and without exit heads (ScatterElements: a draft head over part of the vocabulary).
 # An exporter that starts emitting a new operator must add it here.
 DEFAULT_DOMAIN = ""
 MS_DOMAIN = "com.microsoft"
@@ -32,7 +33,7 @@ ALLOWED_OPS: dict[str, frozenset[str]] = {
     DEFAULT_DOMAIN: frozenset({
         "Add", "Cast", "Concat", "Constant", "ConstantOfShape", "Conv", "Expand", "Gather",
         "Gelu", "Greater", "Identity", "If", "LayerNormalization", "MatMul", "Max", "Min",
-        "Mul", "Range", "Relu", "Reshape", "Shape", "Sigmoid",
+        "Mul", "Range", "Relu", "Reshape", "ScatterElements", "Shape", "Sigmoid",
         "SimplifiedLayerNormalization", "Slice", "Split", "Squeeze", "Sub", "Transpose",
         "Unsqueeze", "Where"}),
     MS_DOMAIN: frozenset({"MatMulNBits", "MultiHeadAttention"}),

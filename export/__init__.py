@@ -42,22 +42,27 @@ def read_exits(src, decoder_layers: int) -> dict:
 
 
 def export_checkpoint(src: str | Path, out: str | Path, quant: str | Quant = Quant.INT8,
-                      tokenizer: str | Path | None = None, validate: bool = True) -> ExportReport:
+                      tokenizer: str | Path | None = None, validate: bool = True,
+                      exit_heads: str | Path | None = None) -> ExportReport:
     """Export a Hugging Face seq2seq checkpoint to an edgeseq package at `out`.
 
     Validation compares the package with PyTorch: fp32 must match logits within
     `validate.FP32_TOLERANCE` (else ExportValidationError); quantized packages report
     greedy agreement with PyTorch fp32. Whisper checkpoints (HF or CTranslate2) go to
-    whisper.export_whisper."""
+    whisper.export_whisper. `exit_heads`: a directory with edgeseq_exits.json and exit
+    heads trained apart from the checkpoint (default: the checkpoint's own, if any)."""
     from .whisper import export_whisper, is_whisper_source
     if is_whisper_source(src):
-        return export_whisper(src, out, quant, validate=validate, tokenizer=tokenizer)
+        return export_whisper(src, out, quant, validate=validate, tokenizer=tokenizer,
+                              exit_heads=exit_heads)
     quant = Quant(quant)
     with tempfile.TemporaryDirectory(prefix="edgeseq-export-") as work:
-        return _export(src, Path(out), quant, tokenizer, validate, Path(work))
+        return _export(src, Path(out), quant, tokenizer, validate, Path(work),
+                       Path(exit_heads) if exit_heads else None)
 
 
-def _export(src, out: Path, quant: Quant, tokenizer, validate: bool, work: Path) -> ExportReport:
+def _export(src, out: Path, quant: Quant, tokenizer, validate: bool, work: Path,
+            exit_heads: Path | None) -> ExportReport:
     from .checkpoint import load_checkpoint
     from .graphs import build_decoder, build_encoder
     from .onnx_builder import WeightStore
@@ -66,7 +71,8 @@ def _export(src, out: Path, quant: Quant, tokenizer, validate: bool, work: Path)
 
     ck = load_checkpoint(src, Path(tokenizer) if tokenizer else None, work)
     store = WeightStore(ck.weights)
-    for name, head in load_exit_heads(src, ck.spec.decoder_layers, ck.spec.d_model,
+    exits_dir = exit_heads or src
+    for name, head in load_exit_heads(exits_dir, ck.spec.decoder_layers, ck.spec.d_model,
                                       ck.spec.vocab_size).items():
         store.put(name, head)
     graphs = {names.ENCODER_FILE: build_encoder(ck.spec, store, quant),
@@ -78,7 +84,7 @@ def _export(src, out: Path, quant: Quant, tokenizer, validate: bool, work: Path)
                               "no_repeat_ngram_size": ck.no_repeat_ngram_size,
                               "rerank_source": ck.rerank_source},
                   graph_weight_bytes=graph_bytes,
-                  exits=read_exits(src, ck.spec.decoder_layers))
+                  exits=read_exits(exits_dir, ck.spec.decoder_layers))
     write_package(out, graphs, store, fields, ck.tokenizer_file)
     used = [n for _, weights in graphs.values() for n in weights]
     report = ExportReport(package=out, quant=quant, parameter_bytes=parameter_bytes(store, used),

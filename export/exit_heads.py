@@ -7,6 +7,11 @@ separate projection per exit. Such a checkpoint ships them beside its weights:
 [vocab, d_model] for every listed exit k below the last layer. An exit's logits are
 `exit_heads.k(final_norm(h_k))`: the final norm is shared, the decoder's head scaling is
 not applied (the projection is the exit's own); the last exit is the model's own head.
+
+A head may cover only part of the vocabulary (a draft head: FR-Spec's frequent tokens):
+`exit_heads.{k}.vocab` int [N] lists its token ids and the weight is [N, d_model]. Such an
+exit's logits are -1e9 for every other token, so only the listed tokens can be drafted;
+the head reads N rows instead of the whole vocabulary's.
 """
 from __future__ import annotations
 
@@ -28,8 +33,9 @@ def exit_head_key(k: int) -> str:
 
 def load_exit_heads(src: str | Path, decoder_layers: int, d_model: int,
                     vocab: int) -> dict[str, np.ndarray]:
-    """{canonical name `exit_head.k.w`: [d_model, vocab]} for a checkpoint with separate
-    exit heads; {} when its exits share the final head (or it lists none)."""
+    """{canonical name `exit_head.k.w`: [d_model, N] (and `exit_head.k.vocab`: int64 [N]
+    for a head over part of the vocabulary)} for a checkpoint with separate exit heads;
+    {} when its exits share the final head (or it lists none)."""
     path = Path(src) / EXITS_FILE
     if not path.is_file():
         return {}
@@ -49,8 +55,16 @@ def load_exit_heads(src: str | Path, decoder_layers: int, d_model: int,
         weight = tensors.get(f"exit_heads.{k}.weight")
         if weight is None:
             raise UnsupportedModelError(f"{heads_path.name} has no exit_heads.{k}.weight for exit {k}")
-        if weight.shape != (vocab, d_model):
+        ids = tensors.get(f"exit_heads.{k}.vocab")
+        rows = vocab if ids is None else len(ids)
+        if ids is not None and (ids.ndim != 1 or len(np.unique(ids)) != len(ids)
+                                or ids.min(initial=0) < 0 or ids.max(initial=0) >= vocab):
+            raise UnsupportedModelError(f"{heads_path.name}: exit_heads.{k}.vocab must list "
+                                        f"distinct token ids below {vocab}")
+        if weight.shape != (rows, d_model):
             raise UnsupportedModelError(f"{heads_path.name}: exit_heads.{k}.weight is "
-                                        f"{list(weight.shape)}, expected [{vocab}, {d_model}]")
+                                        f"{list(weight.shape)}, expected [{rows}, {d_model}]")
         heads[f"{exit_head_key(k)}.w"] = np.ascontiguousarray(weight.astype(np.float32).T)
+        if ids is not None:
+            heads[f"{exit_head_key(k)}.vocab"] = ids.astype(np.int64)
     return heads

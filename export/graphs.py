@@ -220,13 +220,28 @@ def _exit_heads(b: Blocks, g: GraphBuilder, x: str, run: str, exits: list[int],
     otherwise.add_output(_model_head(b, otherwise, x, spec), otherwise.fresh("head_out"))
     for k in reversed(exits[1:]):  # built inside out: the model's own head is the last else
         wrapper = g.sub()
-        wrapper.add_output(_exit_if(b, wrapper, x, k, ends_at[k], otherwise), wrapper.fresh("head_out"))
+        wrapper.add_output(_exit_if(b, wrapper, x, k, ends_at[k], otherwise, spec.vocab_size),
+                           wrapper.fresh("head_out"))
         otherwise = wrapper
-    return _exit_if(b, g, x, exits[0], ends_at[exits[0]], otherwise)
+    return _exit_if(b, g, x, exits[0], ends_at[exits[0]], otherwise, spec.vocab_size)
 
 
-def _exit_if(b: Blocks, g: GraphBuilder, x: str, k: int, cond: str, otherwise: GraphBuilder) -> str:
+def _scatter_vocab(g: GraphBuilder, logits: str, ids: np.ndarray, vocab: int) -> str:
+    """[B, n, N] logits of a draft head over tokens `ids` -> [B, n, vocab], -1e9 elsewhere."""
+    shape = g.op("Shape", logits)
+    full = g.op("Concat", g.op("Slice", shape, g.const([0]), g.const([2])), g.const([vocab]), axis=0)
+    floor = g.op("ConstantOfShape", full, value=onnx.numpy_helper.from_array(
+        np.full(1, -1e9, np.float32)))
+    index = g.op("Expand", g.const(ids), shape)
+    return g.op("ScatterElements", floor, index, logits, axis=2)
+
+
+def _exit_if(b: Blocks, g: GraphBuilder, x: str, k: int, cond: str, otherwise: GraphBuilder,
+             vocab: int) -> str:
     own = g.sub()
-    own.add_output(b.emit.exit_head(own, x, exit_head_key(k)), own.fresh("exit_out"))
+    logits = b.emit.exit_head(own, x, exit_head_key(k))
+    if f"{exit_head_key(k)}.vocab" in g.store:
+        logits = _scatter_vocab(own, logits, g.store.get(f"{exit_head_key(k)}.vocab"), vocab)
+    own.add_output(logits, own.fresh("exit_out"))
     return g.op("If", cond, then_branch=own.graph(f"exit_head_{k}"),
                 else_branch=otherwise.graph(f"after_exit_{k}"))

@@ -272,16 +272,36 @@ def build_whisper_encoder(spec: ArchSpec, store: WeightStore, quant: Quant):
 
 
 # -- export ----------------------------------------------------------------------------
+def _add_exit_heads(src: Path, spec: ArchSpec, store: WeightStore) -> dict[str, Any]:
+    """Put the draft exits' heads into `store`; returns the manifest's `exits` entry."""
+    from . import read_exits
+    from .exit_heads import EXITS_FILE, exit_head_key, load_exit_heads
+    if not (src / EXITS_FILE).is_file():
+        raise UnsupportedModelError(f"{src} has no {EXITS_FILE}")
+    heads = load_exit_heads(src, spec.decoder_layers, spec.d_model, spec.vocab_size)
+    if not heads:
+        raise UnsupportedModelError(f"{src / EXITS_FILE} lists no exit heads of their own")
+    for name, value in heads.items():
+        store.put(name, value)
+    exits = read_exits(src, spec.decoder_layers)
+    exits["draft_vocab"] = {str(k): int(heads[f"{exit_head_key(k)}.w"].shape[1])
+                            for k in exits["layers"] if f"{exit_head_key(k)}.w" in heads}
+    return exits
+
+
+
 def export_whisper(src: Source, out: str | Path, quant: str | Quant = Quant.INT8,
                    validate: bool = True, validation_audio: str | Path | None = None,
-                   tokenizer: str | Path | None = None):
+                   tokenizer: str | Path | None = None, exit_heads: str | Path | None = None):
     """Export a Whisper checkpoint to an edgeseq package at `out`; returns ExportReport.
 
     `src`: a HF directory, a CTranslate2 directory (model.bin or model.bin.part1..N), or
     the list of CTranslate2 part files in order. `tokenizer`: a tokenizer.json to use
     instead of the one beside the checkpoint. Validation against transformers' PyTorch
     Whisper on the same weights: fp32 must match within whisper_validate.FP32_TOLERANCE
-    (else ExportValidationError); quantized packages report greedy agreement."""
+    (else ExportValidationError); quantized packages report greedy agreement.
+    `exit_heads`: a directory with edgeseq_exits.json and separate exit heads for drafting
+    (models/whisper_exits/train.py); the model's own weights and output are unchanged."""
     from . import ExportReport
     from .graphs import build_decoder
     from .package import parameter_bytes, write_package
@@ -290,12 +310,15 @@ def export_whisper(src: Source, out: str | Path, quant: str | Quant = Quant.INT8
     quant = Quant(quant)
     ck = load_whisper(src, Path(tokenizer) if tokenizer else None)
     store = WeightStore(ck.weights)
+    exits = {"exit_trained": False, "layers": list(range(1, ck.spec.decoder_layers + 1))}
+    if exit_heads is not None:
+        exits = _add_exit_heads(Path(exit_heads), ck.spec, store)
     graphs = {names.ENCODER_FILE: build_whisper_encoder(ck.spec, store, quant),
               names.DECODER_FILE: build_decoder(ck.spec, store, quant)}
     fields = {"arch": ck.spec, "quant": quant.value, "special": ck.special, "source": ck.source,
               "generation": {"suppress_tokens": [], "forced_bos": None, "forced_eos": None,
                              "whisper": ck.whisper},
-              "exits": {"exit_trained": False, "layers": list(range(1, ck.spec.decoder_layers + 1))}}
+              "exits": exits}
     out = Path(out)
     write_package(out, graphs, store, fields, ck.tokenizer_file)
     used = [n for _, weights in graphs.values() for n in weights]

@@ -22,6 +22,14 @@ PSEUDO_COUNT = 2.0  # weight of the pooled rate at a position (prior + shrinkage
 
 
 @dataclass
+class ExitMemory:
+    """What self-speculative drafting learned per exit layer: per-token acceptance (EMA)
+    and seconds per draft step. Kept with the controller, so it outlives a call."""
+    rate: dict[int, float] = field(default_factory=dict)
+    draft_s: dict[int, float] = field(default_factory=dict)
+
+
+@dataclass
 class DraftController:
     max_draft: int
     adaptive: bool = True
@@ -41,6 +49,7 @@ class DraftController:
     _best: int | None = None                     # planned draft length, until the next fit
     _reached: np.ndarray | None = None           # decayed count of drafts that reached position i
     _rejected: np.ndarray | None = None          # ... and were rejected at position i
+    exits: ExitMemory = field(default_factory=ExitMemory)  # layer drafting's per-exit stats
 
     def __post_init__(self) -> None:
         self._reached = np.zeros(self.max_draft)
@@ -58,9 +67,16 @@ class DraftController:
         return 1.0 + np.concatenate([[0.0], np.cumsum(self.survival())])
 
     def cost(self, k):
-        """Seconds of a pass verifying k drafts (k an int or an array)."""
-        base = self._base_s or 1.0
-        return base * (1 + self.beta * k) + self._draft_s * k
+        """Seconds of a pass verifying k drafts, drafting included (k an int or an array)."""
+        return self.verify_cost(k) + self._draft_s * k
+
+    def verify_cost(self, k):
+        """Seconds of the decoder pass that verifies k drafts (1.0 before any timing)."""
+        return (self._base_s or 1.0) * (1 + self.beta * k)
+
+    @property
+    def timed(self) -> bool:
+        return self._base_s is not None
 
     def limit(self) -> int:
         if not self.adaptive:

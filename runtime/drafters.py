@@ -5,6 +5,7 @@ hears how many were accepted. Drafters that sample also return their probabiliti
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Protocol
@@ -13,6 +14,7 @@ import numpy as np
 
 from edgeseq.errors import OptionsError
 from .decoder import LayerPlan
+from .draft_control import DraftController
 
 
 @dataclass
@@ -146,43 +148,55 @@ class SelfDrafter:
     the cursor rolls back and the verify pass recomputes every layer for those positions.
 
     exit_layer=None: adaptive (DEL-like). Per candidate exit, an EMA of the per-token
-    acceptance picks the exit and draft length with the best predicted tokens per unit of
-    cost; when no choice beats plain decoding, it drafts nothing (and re-probes now and
-    then). Drafting stops early when the draft's top probability falls below
-    `confidence` (Kangaroo / SpecDec++)."""
+    acceptance and the measured seconds of a draft step pick the exit and draft length
+    with the most expected tokens per second (a static cost model stands in until steps
+    are timed); when no choice beats plain decoding, it drafts nothing (and re-probes now
+    and then). Drafting stops early when the draft's top probability falls below
+    `confidence` (Kangaroo / SpecDec++). Candidates are the package's exits with heads of
+    their own when it has them (trained draft exits), else a quarter, half and three
+    quarters of the layers."""
 
     PROBE_EVERY = 8
 
     def __init__(self, session, layers: int, score: Callable[[np.ndarray, int], np.ndarray],
-                 sample: bool, rng: np.random.Generator, max_draft: int = 8,
-                 exit_layer: int | None = None, confidence: float = 0.0,
-                 head_cost_layers: float = 1.0):
+                 sample: bool, rng: np.random.Generator, control: DraftController,
+                 max_draft: int = 8, exit_layer: int | None = None, confidence: float = 0.0,
+                 exits: list[int] | None = None, prior_cost: dict[int, float] | None = None):
         if exit_layer is not None and not 1 <= exit_layer < layers:
             raise OptionsError(f"exit_layer must be in 1..{layers - 1}, got {exit_layer}")
         self.session, self.layers, self.score = session, layers, score
         self.sample, self.rng = sample, rng
         self.max_draft, self.confidence = max_draft, confidence
-        self.head = head_cost_layers
+        self.control, self.memory = control, control.exits
         self.candidates = [exit_layer] if exit_layer else sorted(
+            set(exits or ()) or
             {max(1, layers // 4), max(1, layers // 2), max(1, (3 * layers) // 4)} - {layers})
+        # a draft step's cost in full passes, before timings: layers run over layers
+        self.prior = {e: (prior_cost or {}).get(e, e / layers) for e in self.candidates}
+        for e in self.candidates:
+            self.memory.rate.setdefault(e, 0.7)  # optimistic start: try drafting
         self.adaptive = exit_layer is None
-        self.rate = {e: 0.7 for e in self.candidates}  # optimistic start: try drafting
         self._rounds_off = 0
         self._choice: tuple[int, int] = (self.candidates[-1], max_draft)
         self.exits_used: Counter = Counter()
 
-    def _cost(self, exit_layer: int) -> float:
-        return (exit_layer + self.head) / (self.layers + self.head)
+    def _round_cost(self, exit_layer: int, k: np.ndarray) -> np.ndarray:
+        """Cost of k drafts at `exit_layer` plus their verify pass, in plain passes."""
+        step_s = self.memory.draft_s.get(exit_layer)
+        if step_s is None or not self.control.timed:
+            return 1 + k * (self.prior[exit_layer] + 0.06)
+        return (self.control.verify_cost(k) + k * step_s) / self.control.verify_cost(0)
 
     def _plan(self) -> tuple[int, int]:
-        """(exit layer, draft length) maximising expected tokens per full-pass cost."""
+        """(exit layer, draft length) maximising expected tokens per plain-pass cost."""
         best, best_gain = (self.candidates[-1], 0), 1.0
+        k = np.arange(1, self.max_draft + 1)
         for e in self.candidates:
-            a = min(self.rate[e], 0.99)
-            for k in range(1, self.max_draft + 1):
-                gain = (1 - a ** (k + 1)) / (1 - a) / (1 + k * self._cost(e))
-                if gain > best_gain * 1.02:
-                    best, best_gain = (e, k), gain
+            a = min(self.memory.rate[e], 0.99)
+            gain = (1 - a ** (k + 1)) / (1 - a) / self._round_cost(e, k)
+            j = int(gain.argmax())
+            if gain[j] > best_gain * 1.02:
+                best, best_gain = (e, int(k[j])), float(gain[j])
         return best
 
     def propose(self, ctx: DraftContext) -> Draft:
@@ -192,7 +206,7 @@ class SelfDrafter:
             if self._rounds_off % self.PROBE_EVERY:
                 self._choice = (exit_layer, 0)
                 return Draft(np.zeros((len(ctx.output), 0), np.int64))
-            exit_layer, k = max(self.candidates, key=lambda e: self.rate[e]), 1  # re-probe
+            exit_layer, k = max(self.candidates, key=lambda e: self.memory.rate[e]), 1  # re-probe
         k = min(k, ctx.limit)
         self._choice = (exit_layer, k)
         cache = self.session.cache
@@ -201,6 +215,7 @@ class SelfDrafter:
         last = np.array([[o[-1]] for o in ctx.output], np.int64)
         tokens, probs = [], []
         generated = len(ctx.output[0]) - 1
+        began = time.perf_counter()
         for j in range(k):
             p = self.score(self.session.step(last, plan)[:, -1], generated + j)
             nxt = (np.array([self.rng.choice(len(row), p=row) for row in p]) if self.sample
@@ -210,6 +225,9 @@ class SelfDrafter:
             last = nxt[:, None]
             if not _confident(p, self.confidence):
                 break
+        step_s = (time.perf_counter() - began) / len(tokens)
+        seen = self.memory.draft_s.get(exit_layer)
+        self.memory.draft_s[exit_layer] = step_s if seen is None else 0.7 * seen + 0.3 * step_s
         cache.truncate(base)
         self.exits_used[exit_layer] += 1
         return Draft(np.stack(tokens, axis=1).astype(np.int64),
@@ -221,7 +239,8 @@ class SelfDrafter:
             return
         # per-token acceptance of a geometric run that stopped at the first miss
         observed = accepted / (accepted + (0 if accepted == drafted else 1))
-        self.rate[exit_layer] = 0.7 * self.rate[exit_layer] + 0.3 * observed
+        rate = self.memory.rate
+        rate[exit_layer] = 0.7 * rate[exit_layer] + 0.3 * observed
 
 
 class ModelDrafter:

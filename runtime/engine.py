@@ -193,9 +193,9 @@ class Engine:
         start = np.full(len(rows), self.manifest.special.decoder_start, np.int64)
         rules, pad = self._rules(opts), self.manifest.special.pad
         if opts.draft is not None:
-            drafter, sampler = make_drafter(self, opts, session, rows, rules)
-            session.spec = SpecStats()
             control = self._controller(opts)
+            drafter, sampler = make_drafter(self, opts, session, rows, rules, control)
+            session.spec = SpecStats()
             return speculative(session, start, rules, pad, drafter, rows, session.spec,
                                control, sampler, opts.seed)
         if opts.exit_threshold is not None:

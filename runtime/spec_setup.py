@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edgeseq.errors import OptionsError
+from .draft_control import DraftController
 from .drafters import InputDrafter, ModelDrafter, SelfDrafter
 from .logits import ScoreRules, filter_top_k_top_p, softmax
 from .options import GenerationOptions
@@ -27,7 +28,7 @@ def make_scorer(rules: ScoreRules, opts: GenerationOptions):
 
 
 def make_drafter(engine: "Engine", opts: GenerationOptions, session: "DecodeSession",
-                 rows: list[list[int]], rules: ScoreRules):
+                 rows: list[list[int]], rules: ScoreRules, control: DraftController):
     """(drafter, sampler or None for greedy verification)."""
     score = make_scorer(rules, opts)
     sampler = score if opts.do_sample else None
@@ -37,12 +38,7 @@ def make_drafter(engine: "Engine", opts: GenerationOptions, session: "DecodeSess
     if opts.draft == "ngram":
         return engine.ngram, sampler  # shared by calls: it only ever sees ctx.limit
     if opts.draft == "layers":
-        arch = engine.arch
-        head = arch.vocab_size * arch.d_model / max(1, 4 * arch.d_model * arch.inner_dim
-                                                    + 3 * arch.d_model * arch.d_ff)
-        return SelfDrafter(session, arch.decoder_layers, score, opts.do_sample, rng,
-                           max_draft=opts.max_draft, exit_layer=opts.exit_layer,
-                           confidence=opts.draft_confidence, head_cost_layers=head), sampler
+        return self_drafter(engine, session, score, opts, control), sampler
     other = opts.draft
     if not hasattr(other, "manifest") or not hasattr(other, "runner"):
         raise OptionsError("draft must be 'input', 'layers', 'ngram' or an edgeseq Engine")
@@ -52,3 +48,31 @@ def make_drafter(engine: "Engine", opts: GenerationOptions, session: "DecodeSess
                            "tokens (same tokenizer)")
     draft_session = other._session(rows, 1, GenerationOptions(max_new_tokens=opts.max_new_tokens))
     return ModelDrafter(draft_session, score, opts.do_sample, rng, opts.max_draft), sampler
+
+
+def self_drafter(engine: "Engine", session: "DecodeSession", score, opts: GenerationOptions,
+                 control: DraftController) -> SelfDrafter:
+    """Layer drafting from the package's draft exits (heads of their own) when it has
+    them, else from exits through the model's head."""
+    exits = engine.manifest.exits
+    layers = engine.arch.decoder_layers
+    candidates = [e for e in exits.get("layers", []) if e < layers] \
+        if exits.get("shared_head") is False else None
+    return SelfDrafter(session, layers, score, opts.do_sample,
+                       np.random.default_rng(None if opts.seed is None else opts.seed + 1),
+                       control, max_draft=opts.max_draft, exit_layer=opts.exit_layer,
+                       confidence=opts.draft_confidence, exits=candidates,
+                       prior_cost=exit_step_costs(engine.manifest))
+
+
+def exit_step_costs(manifest) -> dict[int, float]:
+    """A draft step at exit k in units of a full pass, from weight counts: k layers and
+    the exit's head rows (a draft head may cover part of the vocabulary) against all
+    layers and the full head. Only a prior: the drafter switches to measured times."""
+    a = manifest.arch
+    layer = 4 * a.d_model * a.inner_dim + 2 * a.d_model * a.inner_dim + \
+        (3 if a.gated_ffn else 2) * a.d_model * a.d_ff
+    rows = {int(k): n for k, n in manifest.exits.get("draft_vocab", {}).items()}
+    full = a.decoder_layers * layer + a.vocab_size * a.d_model
+    return {k: (k * layer + rows.get(k, a.vocab_size) * a.d_model) / full
+            for k in range(1, a.decoder_layers)}

@@ -32,13 +32,12 @@ from .audio import (
     mel_filters,
 )
 from .decoder import LayerPlan
-from .drafters import SelfDrafter
 from .early_exit import confident_exit, unified_skip_plan
 from .kv_cache import KVCache
 from .logits import NEG, log_softmax, softmax
 from .options import GenerationOptions
 from .search import DecodeSession, beam_search, greedy
-from .spec_setup import make_scorer
+from .spec_setup import make_scorer, self_drafter
 from .speculative import SpecStats, speculative
 
 if TYPE_CHECKING:
@@ -420,12 +419,11 @@ class Transcriber:
         windows and calls (the engine's draft controller for these options)."""
         search = GenerationOptions(max_new_tokens=max_new, draft="layers", max_draft=opts.max_draft,
                                    exit_layer=opts.exit_layer)
-        drafter = SelfDrafter(session, self.engine.arch.decoder_layers, make_scorer(rules, search),
-                              False, np.random.default_rng(0), max_draft=opts.max_draft,
-                              exit_layer=opts.exit_layer)
+        control = self.engine._controller(search)
+        drafter = self_drafter(self.engine, session, make_scorer(rules, search), search, control)
         session.spec = session.spec or SpecStats()
         return speculative(session, start, rules, self.tokens.eot, drafter, [prompt], session.spec,
-                           self.engine._controller(search))
+                           control)
 
     def _detect(self, logits: np.ndarray) -> tuple[str, float]:
         """The language token with the highest logit after <|startoftranscript|>."""

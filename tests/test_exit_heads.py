@@ -20,14 +20,20 @@ SOURCE = [5, 9, 13, 22, 40, 7, 1]
 TARGET = [0, 17, 33, 8, 61, 2, 44]  # decoder start, then forced tokens
 
 
-def _with_exit_heads(checkpoint, out, exits=(1, 2), heads=(1, 2), shape=None):
+DRAFT_VOCAB = [1, 2, 5, 8, 13, 17, 33, 44, 61, 90]  # a draft head over these tokens only
+
+
+def _with_exit_heads(checkpoint, out, exits=(1, 2), heads=(1, 2), shape=None, vocab=None):
     from safetensors.torch import save_file
     shutil.copytree(checkpoint, out)
     config = json.loads((out / "config.json").read_text())
     d = config["d_model"]
     gen = torch.Generator().manual_seed(3)
-    tensors = {f"exit_heads.{k}.weight": torch.randn(*(shape or (VOCAB, d)), generator=gen)
+    rows = VOCAB if vocab is None else len(vocab)
+    tensors = {f"exit_heads.{k}.weight": torch.randn(*(shape or (rows, d)), generator=gen)
                for k in heads}
+    if vocab is not None:
+        tensors.update({f"exit_heads.{k}.vocab": torch.tensor(vocab) for k in heads})
     save_file(tensors, str(out / "exit_heads.safetensors"))
     (out / "edgeseq_exits.json").write_text(json.dumps(
         {"exit_trained": True, "shared_head": False, "exits": [*exits, config["num_decoder_layers"]]}))
@@ -44,7 +50,13 @@ def _reference_logits(checkpoint, heads: dict, k: int) -> np.ndarray:
         if k == model.config.num_decoder_layers:
             return out.logits[0].numpy()
         hidden = model.decoder.final_layer_norm(out.decoder_hidden_states[k])
-        return (hidden @ heads[f"exit_heads.{k}.weight"].T)[0].numpy()
+        logits = (hidden @ heads[f"exit_heads.{k}.weight"].T)[0].numpy()
+    vocab = heads.get(f"exit_heads.{k}.vocab")
+    if vocab is None:
+        return logits
+    full = np.full((logits.shape[0], model.config.vocab_size), -1e9, np.float32)
+    full[:, vocab.numpy()] = logits  # tokens outside a draft vocabulary cannot be drafted
+    return full
 
 
 def _package_logits(engine, k: int) -> np.ndarray:
@@ -83,9 +95,37 @@ def test_generation_at_an_exit_uses_that_exits_head(separate):
     assert out.token_ids == [int(first.argmax())]
 
 
+@pytest.fixture(scope="module")
+def draft_vocab(tiny_checkpoint, tmp_path_factory):
+    src, heads = _with_exit_heads(tiny_checkpoint("t5v11"), tmp_path_factory.mktemp("dv") / "ck",
+                                  vocab=DRAFT_VOCAB)
+    out = tmp_path_factory.mktemp("dv-pkg") / "pkg"
+    export_checkpoint(src, out, quant="fp32")
+    return src, heads, edgeseq.load(str(out), threads=1)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_a_draft_head_scores_only_its_vocabulary(draft_vocab, k):
+    src, heads, engine = draft_vocab
+    np.testing.assert_allclose(_package_logits(engine, k), _reference_logits(src, heads, k),
+                               atol=1e-3, rtol=1e-4)
+
+
+def test_layer_drafting_from_draft_heads_is_plain_greedy(draft_vocab):
+    _, _, engine = draft_vocab
+    plain = engine.generate(SOURCE, max_new_tokens=24)
+    drafted = engine.generate(SOURCE, max_new_tokens=24, draft="layers", adaptive_draft=False,
+                              exit_layer=2, max_draft=3)
+    assert drafted.token_ids == plain.token_ids
+    assert drafted.stats.speculation["drafted"] > 0
+
+
 @pytest.mark.parametrize("kwargs, message", [
     (dict(heads=(1,)), "no exit_heads.2.weight"),
     (dict(shape=(VOCAB, 7)), "expected"),
+    (dict(vocab=[1, 2, 2]), "distinct token ids"),
+    (dict(vocab=[1, VOCAB]), "distinct token ids"),
+    (dict(vocab=[1, 2], shape=(3, 16)), "expected"),
 ])
 def test_missing_or_misshapen_heads_are_refused(tiny_checkpoint, tmp_path, kwargs, message):
     src, _ = _with_exit_heads(tiny_checkpoint("t5v11"), tmp_path / "ck", **kwargs)

@@ -261,3 +261,28 @@ def test_input_drafts_skip_a_substituted_word_and_re_anchor_after_an_insertion()
     assert _input_drafts(source, [[], [10], [10, 99]])[-1] == [12, 13, 14, 1]
     # an inserted word, then a copied one: found again by matching
     assert _input_drafts(source, [[], [10], [10, 98, 11]])[-1] == [12, 13, 14, 1]
+
+
+def _layer_drafter(exits, base_s=0.010):
+    from edgeseq.runtime.drafters import SelfDrafter
+    control = DraftController(8)
+    control.observe_plain(base_s)  # a plain pass takes base_s
+    return SelfDrafter(None, 6, None, False, None, control, max_draft=8, exits=exits), control.exits
+
+
+def test_layer_drafting_picks_the_exit_with_the_most_tokens_per_measured_second():
+    drafter, memory = _layer_drafter([2, 4])
+    memory.rate.update({2: 0.85, 4: 0.9})
+    memory.draft_s.update({2: 0.002, 4: 0.007})  # the shallow exit is 3.5x cheaper per step
+    exit_layer, k = drafter._plan()
+    assert exit_layer == 2 and k > 1
+    memory.draft_s.update({2: 0.011, 4: 0.011})  # draft steps dearer than a plain pass
+    assert drafter._plan()[1] == 0               # never pays: drafting switches off
+
+
+def test_layer_drafting_remembers_exits_across_calls_through_its_controller(engines):
+    from edgeseq.runtime.options import GenerationOptions
+    engine = engines[("t5", "int8")]
+    engine.generate(SOURCES[0], max_new_tokens=12, draft="layers", max_draft=3)
+    memory = engine._controller(GenerationOptions(draft="layers", max_draft=3)).exits
+    assert memory.rate and memory.draft_s  # acceptance and step times outlive the call

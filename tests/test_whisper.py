@@ -225,6 +225,68 @@ def test_layer_drafting_gives_the_plain_greedy_tokens(tiny, exit_layer):
     assert stats.drafted > 0 and stats.decoder_passes > 0
 
 
+DRAFT_WORDS = list(range(0, WORDS, 2)) + [EOT]  # a draft head over half the words and EOT
+
+
+@pytest.fixture(scope="module")
+def draft_exits(tiny, tmp_path_factory):
+    """The tiny model exported with a draft exit after layer 1 (its own head over
+    DRAFT_WORDS, as models/whisper_exits trains them): (package, head weight [N, d])."""
+    import torch
+    from safetensors.numpy import save_file
+    from edgeseq.export import export_checkpoint
+    model, _, ct2, _ = tiny
+    heads_dir = tmp_path_factory.mktemp("draft-exits")
+    embed = model.model.decoder.embed_tokens.weight.detach().numpy()
+    turn = np.random.default_rng(1).standard_normal((32, 32)).astype(np.float32) * 0.1
+    weight = embed[DRAFT_WORDS] @ (np.eye(32, dtype=np.float32) + turn)
+    save_file({"exit_heads.1.weight": weight, "exit_heads.1.vocab": np.array(DRAFT_WORDS)},
+              str(heads_dir / "exit_heads.safetensors"))
+    (heads_dir / "edgeseq_exits.json").write_text(json.dumps(
+        {"exits": [1, 3], "shared_head": False, "exit_trained": False}))
+    package = tmp_path_factory.mktemp("draft-pkg") / "pkg"
+    with torch.no_grad():
+        export_checkpoint(ct2, package, quant="fp32", exit_heads=heads_dir)
+    return package, weight
+
+
+def test_a_draft_exit_scores_its_vocabulary_from_layer_one(tiny, draft_exits):
+    import torch
+    from edgeseq.runtime.decoder import LayerPlan
+    model = tiny[0]
+    package, weight = draft_exits
+    engine = edgeseq.load(str(package), threads=1)
+    assert engine.manifest.exits["shared_head"] is False
+    assert engine.manifest.exits["draft_vocab"] == {"1": len(DRAFT_WORDS)}
+    mel = _mel(4.0)
+    tokens = [SOT, ID["<|en|>"], ID["<|transcribe|>"], ID["<|notimestamps|>"], 5, 9, 13]
+    with torch.no_grad():
+        out = model(torch.from_numpy(mel)[None], decoder_input_ids=torch.tensor([tokens]),
+                    output_hidden_states=True)
+        hidden = model.model.decoder.layer_norm(out.decoder_hidden_states[1])[0].numpy()
+    expected = np.full((len(tokens), len(VOCAB)), -1e9, np.float32)
+    expected[:, DRAFT_WORDS] = hidden @ weight.T
+    runner = engine.runner
+    state = runner.encode_features(mel[None])
+    got = runner.step(np.array([tokens]), state, runner.new_cache(1, 16), LayerPlan.first(1, 3))[0]
+    np.testing.assert_allclose(got, expected, atol=1e-3, rtol=1e-4)
+    full = runner.step(np.array([tokens]), state, runner.new_cache(1, 16))[0]
+    np.testing.assert_allclose(full, out.logits[0].numpy(), atol=1e-3, rtol=1e-4)  # model unchanged
+
+
+@pytest.mark.parametrize("exit_layer", [None, 1])
+def test_drafting_from_a_draft_exit_gives_the_plain_transcript(tiny, draft_exits, exit_layer):
+    from edgeseq.runtime.transcribe import TranscribeOptions, Transcriber, TranscriptionStats
+    mel = _mel(6.0)
+    plain = _ours(tiny[3]["hf"][0], mel).tokens
+    stats = TranscriptionStats()
+    opts = TranscribeOptions(max_new_tokens=NEW_TOKENS, draft="layers", exit_layer=exit_layer, max_draft=4)
+    engine = edgeseq.load(str(draft_exits[0]), threads=1)
+    drafted = Transcriber(engine).decode_window(mel, opts, "en", stats).tokens
+    assert drafted == plain and len(plain) > 4
+    assert stats.drafted > 0
+
+
 def test_lossy_skipping_runs_fewer_layers_and_all_layers_is_the_plain_transcript(tiny):
     from edgeseq.runtime.transcribe import TranscribeOptions, Transcriber, TranscriptionStats
     engine = edgeseq.load(str(tiny[3]["hf"][0]), threads=1)
