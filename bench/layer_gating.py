@@ -4,6 +4,7 @@ process. Usage: python -m bench.layer_gating CHECKPOINT_DIR [--threads 2] [--ste
 from __future__ import annotations
 
 import argparse
+import gc
 import tempfile
 import time
 from pathlib import Path
@@ -48,18 +49,29 @@ def main() -> None:
     write_package(work / "inline", graphs, store,
                   dict(arch=ck.spec, quant="int8", special=ck.special), None)
     config = SessionConfig(threads=args.threads)
-    gated = Seq2SeqRunner(work / "gated", manifest, config)
-    inline = Seq2SeqRunner(work / "gated", manifest, config)
-    inline.decoder = make_session(work / "inline" / names.DECODER_FILE, config)
-    ids = np.random.default_rng(0).integers(5, 1000, (1, 64))
-    state = gated.encode(ids, np.ones_like(ids))
     layers = ck.spec.decoder_layers
-    half = Seq2SeqRunner(work / "gated", manifest, config)
-    half.full_plan = LayerPlan.first(layers // 2, layers)
+
+    def runner(name: str) -> Seq2SeqRunner:
+        r = Seq2SeqRunner(work / "gated", manifest, config)
+        if name == "inline":
+            r.decoder = make_session(work / "inline" / names.DECODER_FILE, config)
+        if name == "gated, half the layers":
+            r.full_plan = LayerPlan.first(layers // 2, layers)
+        return r
+
+    ids = np.random.default_rng(0).integers(5, 1000, (1, 64))
+    state = runner("gated").encode(ids, np.ones_like(ids))
     timings: dict[str, list[float]] = {"inline": [], "gated": [], "gated, half the layers": []}
     for _ in range(args.repeats + 1):  # the first round warms up
-        for name, runner in zip(timings, (inline, gated, half)):
-            timings[name].append(_decode_ms(runner, state, args.steps))
+        for name in timings:
+            # one live session at a time: an idle session's spinning intra-op threads would
+            # take the cores of the one being timed (an earlier version of this benchmark
+            # kept all three alive and reported a gating cost that was mostly that)
+            r = runner(name)
+            _decode_ms(r, state, 4)
+            timings[name].append(_decode_ms(r, state, args.steps))
+            del r
+            gc.collect()
     base = float(np.median(timings["inline"][1:]))
     print(f"| decoder graph | ms/step (median of {args.repeats}) | vs inline |")
     print("| --- | --- | --- |")
