@@ -9,6 +9,7 @@ loss), also self-speculative drafting (`draft="layers"`, lossless) on both.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import time
 from pathlib import Path
@@ -76,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
                      "layers_per_token": res["layers_per_token"]})
         print(f"{name}: GLEU {rows[-1]['gleu']:.4f}, {res['tokens_per_s']:.0f} tok/s", flush=True)
     spec_rows = []
+    del engine  # one engine alive at a time: idle spinning threads would take the cores
+    gc.collect()
     for label, pkg in (("exit-trained", args.exit_trained or args.package),
                        ("no exit loss", args.compare)):
         if not args.compare:
@@ -91,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
                           "acceptance": sum(a["accepted"] for a in acc) / max(1, drafted),
                           "identical": sum(a == b for a, b in zip(plain["outputs"], fast["outputs"])),
                           "inputs": len(sources)})
+        del eng
+        gc.collect()
     lines = [f"JFLEG dev ({len(sources)} sentences), {Path(args.package).name}, {args.threads} threads; "
              f"no-change GLEU {baseline:.4f}", "",
              "| configuration | GLEU | tokens/s | speedup vs full | decoder layers per token |",

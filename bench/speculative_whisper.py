@@ -6,6 +6,9 @@ acceptance.
     python -m bench.speculative_whisper PKG [--repeats 3] [--threads 2] [--exits 2,3]
         [--untrained PKG] [--out DIR]
 
+With --untrained, the package without draft exits runs after the first one is freed,
+with its own plain baseline (its transcripts are the same model's).
+
 PKG is a Whisper package (e.g. base exported from the shared CTranslate2 weights); the
 audio is ../shared/data/audio/*.wav. Configurations: plain, adaptive layer drafting
 (exit layer and draft length picked on the fly), and each fixed exit layer given."""
@@ -19,7 +22,37 @@ from pathlib import Path
 from bench.whisper_clips import clips as shared_clips
 from bench.whisper_clips import transcribe_clips
 
+def _phase(engine, clips, configs: dict[str, dict], repeats: int, label: str = "") -> list[dict]:
+    """Warm up, then time `configs` (the first is "plain") interleaved over `repeats`;
+    rows with speedups against this phase's own plain run."""
+    for options in configs.values():  # warm-up; the adaptive controller learns here too
+        transcribe_clips(engine, clips, options)
+    times: dict[str, list[float]] = {name: [] for name in configs}
+    decoding: dict[str, list[float]] = {name: [] for name in configs}  # decoder time only
+    last = {}
+    for rep in range(repeats):
+        for name, options in configs.items():
+            last[name] = transcribe_clips(engine, clips, options)
+            times[name].append(last[name].seconds)
+            decoding[name].append(last[name].decoder_ms / 1e3)
+            print(f"[{rep + 1}/{repeats}] {name}{label}: {last[name].seconds:.2f} s", flush=True)
+    base, base_decoding = statistics.median(times["plain"]), statistics.median(decoding["plain"])
+    rows = []
+    for name in configs:
+        med, res = statistics.median(times[name]), last[name]
+        rows.append({"config": name + label, "seconds_median": med, "seconds_min": min(times[name]),
+                     "seconds_max": max(times[name]), "speedup": base / med,
+                     "decoder_seconds": statistics.median(decoding[name]),
+                     "decoder_speedup": base_decoding / statistics.median(decoding[name]),
+                     "real_time_factor": res.audio_s / med,
+                     "identical": res.texts == last["plain"].texts,
+                     "acceptance": res.acceptance, "decoder_passes": res.decoder_passes})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
+    import gc
+
     import edgeseq
     from bench.machine import machine_info
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
@@ -28,42 +61,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--max-draft", type=int, default=8)
     ap.add_argument("--exits", default="", help="fixed exit layers to try besides adaptive, e.g. 2,3")
-    ap.add_argument("--untrained", help="the same model exported without draft exits: its "
-                    "adaptive layer drafting (exits through the model's own head) runs too")
+    ap.add_argument("--untrained", help="the same model exported without draft exits: its plain "
+                    "and adaptive layer drafting (exits through the model's own head) run next")
     ap.add_argument("--out", type=Path)
     a = ap.parse_args(argv)
-    engine = edgeseq.load(a.package, threads=a.threads)
     clips = shared_clips()
     layers = {"draft": "layers", "max_draft": a.max_draft}
-    configs = {"plain": (engine, {}), "layers (adaptive)": (engine, layers)}
-    if a.untrained:
-        configs["layers (adaptive, untrained exits)"] = (edgeseq.load(a.untrained, threads=a.threads), layers)
+    configs = {"plain": {}, "layers (adaptive)": layers}
     for e in (int(x) for x in a.exits.split(",") if x):
-        configs[f"layers (exit {e})"] = (engine, {**layers, "exit_layer": e})
-    for runner, options in configs.values():  # warm-up; the adaptive controller learns here too
-        transcribe_clips(runner, clips, options)
-    times: dict[str, list[float]] = {name: [] for name in configs}
-    decoding: dict[str, list[float]] = {name: [] for name in configs}  # decoder time only
-    last = {}
-    for rep in range(a.repeats):
-        for name, (runner, options) in configs.items():
-            last[name] = transcribe_clips(runner, clips, options)
-            times[name].append(last[name].seconds)
-            decoding[name].append(last[name].decoder_ms / 1e3)
-            print(f"[{rep + 1}/{a.repeats}] {name}: {last[name].seconds:.2f} s", flush=True)
-    audio_s = last["plain"].audio_s
-    base = statistics.median(times["plain"])
-    base_decoding = statistics.median(decoding["plain"])
-    rows = []
-    for name in configs:
-        med, res = statistics.median(times[name]), last[name]
-        rows.append({"config": name, "seconds_median": med, "seconds_min": min(times[name]),
-                     "seconds_max": max(times[name]), "speedup": base / med,
-                     "decoder_seconds": statistics.median(decoding[name]),
-                     "decoder_speedup": base_decoding / statistics.median(decoding[name]),
-                     "real_time_factor": audio_s / med,
-                     "identical": res.texts == last["plain"].texts,
-                     "acceptance": res.acceptance, "decoder_passes": res.decoder_passes})
+        configs[f"layers (exit {e})"] = {**layers, "exit_layer": e}
+    # one engine alive at a time: an idle engine's spinning threads would take the cores
+    rows = _phase(edgeseq.load(a.package, threads=a.threads), clips, configs, a.repeats)
+    if a.untrained:
+        gc.collect()
+        rows += _phase(edgeseq.load(a.untrained, threads=a.threads), clips,
+                       {"plain": {}, "layers (adaptive)": layers}, a.repeats, ", untrained exits")
+    audio_s = rows[0]["real_time_factor"] * rows[0]["seconds_median"]
     print(f"\n{Path(a.package).name}: {len(clips)} clips, {audio_s:.1f} s of audio, {a.threads} threads, "
           f"median of {a.repeats}\n")
     print("| configuration | seconds | speedup vs plain | decoder seconds | decoder speedup "

@@ -183,7 +183,9 @@ class SelfDrafter:
     def _round_cost(self, exit_layer: int, k: np.ndarray) -> np.ndarray:
         """Cost of k drafts at `exit_layer` plus their verify pass, in plain passes."""
         step_s = self.memory.draft_s.get(exit_layer)
-        if step_s is None or not self.control.timed:
+        # adaptive_draft=False keeps the plan a function of acceptance alone (reproducible:
+        # a sampled draft's random stream depends on its length)
+        if step_s is None or not self.control.timed or not self.control.adaptive:
             return 1 + k * (self.prior[exit_layer] + 0.06)
         return (self.control.verify_cost(k) + k * step_s) / self.control.verify_cost(0)
 
