@@ -95,6 +95,19 @@ def test_generation_at_an_exit_uses_that_exits_head(separate):
     assert out.token_ids == [int(first.argmax())]
 
 
+def test_a_pass_ending_where_no_exit_head_is_uses_the_models_head(tiny_checkpoint, tmp_path):
+    import transformers as tf
+    src, _ = _with_exit_heads(tiny_checkpoint("t5v11"), tmp_path / "ck", exits=(2,), heads=(2,))
+    export_checkpoint(src, tmp_path / "pkg", quant="fp32", validate=False)
+    engine = edgeseq.load(str(tmp_path / "pkg"), threads=1)
+    model = tf.AutoModelForSeq2SeqLM.from_pretrained(src).eval()
+    with torch.no_grad():
+        out = model(input_ids=torch.tensor([SOURCE]), decoder_input_ids=torch.tensor([TARGET]),
+                    output_hidden_states=True)
+        expected = model.lm_head(model.decoder.final_layer_norm(out.decoder_hidden_states[1]))[0]
+    np.testing.assert_allclose(_package_logits(engine, 1), expected.numpy(), atol=1e-3, rtol=1e-4)
+
+
 @pytest.fixture(scope="module")
 def draft_vocab(tiny_checkpoint, tmp_path_factory):
     src, heads = _with_exit_heads(tiny_checkpoint("t5v11"), tmp_path_factory.mktemp("dv") / "ck",
