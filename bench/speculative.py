@@ -86,9 +86,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.max_new_tokens is None:
         args.max_new_tokens = 160 if args.data == "jfleg" else 64
-    engine = edgeseq.load(args.package, threads=args.threads)
+    # two engines in one process: one shared pool, as the CLI does (separate spinning pools
+    # take each other's cores; see runtime/spec_setup.py)
+    pool = {"shared_pool": any(d.startswith("model:") for d in args.drafters.split(","))}
+    engine = edgeseq.load(args.package, threads=args.threads, **pool)
     inputs = load_inputs(args.data, args.limit, engine.arch.vocab_size)
-    drafters: list = [None] + [d if not d.startswith("model:") else edgeseq.load(d[6:], threads=args.threads)
+    drafters: list = [None] + [d if not d.startswith("model:") else edgeseq.load(d[6:], threads=args.threads, **pool)
                                for d in args.drafters.split(",") if d]
     names = ["plain"] + [d if isinstance(d, str) else "model" for d in drafters[1:]]
     run_config(engine, inputs[:8], None, args)  # warm-up

@@ -286,3 +286,15 @@ def test_layer_drafting_remembers_exits_across_calls_through_its_controller(engi
     engine.generate(SOURCES[0], max_new_tokens=12, draft="layers", max_draft=3)
     memory = engine._controller(GenerationOptions(draft="layers", max_draft=3)).exits
     assert memory.rate and memory.draft_s  # acceptance and step times outlive the call
+
+
+def test_a_draft_engine_with_its_own_spinning_pool_is_warned_about(tiny_package):
+    package = str(tiny_package("t5", "int8")[0])
+    target, drafter = (edgeseq.load(package, threads=2) for _ in range(2))
+    with pytest.warns(RuntimeWarning, match="shared_pool=True"):
+        target.generate(SOURCES[0], max_new_tokens=4, draft=drafter)
+    quiet = [edgeseq.load(package, threads=2, spin=False) for _ in range(2)]
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        quiet[0].generate(SOURCES[0], max_new_tokens=4, draft=quiet[1])
