@@ -46,6 +46,7 @@ class DraftController:
     _probing: bool = False                       # the last limit() was a probe
     _points: deque = field(default_factory=lambda: deque(maxlen=32))  # (k, seconds) of recent passes
     _observed: int = 0
+    _empty: int = 0                              # rounds the drafter proposed nothing
     _best: int | None = None                     # planned draft length, until the next fit
     _reached: np.ndarray | None = None           # decayed count of drafts that reached position i
     _rejected: np.ndarray | None = None          # ... and were rejected at position i
@@ -125,6 +126,18 @@ class DraftController:
         self._observed += 1
         if self._observed % 32 == 0 or self._base_s is None:
             self._fit()
+            self._best = None
+
+    def observe_empty(self) -> None:
+        """The drafter had nothing to propose: for planning, a round that gained no token
+        (as a draft rejected at its first position), so a drafter that mostly finds
+        nothing is switched off like one that is mostly wrong. Re-planned every 8."""
+        self._reached *= DECAY
+        self._rejected *= DECAY
+        self._reached[0] += 1.0
+        self._rejected[0] += 1.0
+        self._empty += 1
+        if self._empty % 8 == 0:
             self._best = None
 
     def observe(self, drafted: int, accepted: int, verify_s: float, draft_s: float) -> None:

@@ -21,6 +21,7 @@ from .draft_control import DraftController
 class Draft:
     tokens: np.ndarray                 # int64 [B, k]; -1 marks "no token" for short rows
     probs: np.ndarray | None = None    # float [B, k, V] when drafted by sampling; None: one-hot
+    idle_passes: int = 1               # k == 0: plain passes to run before the next proposal
 
 
 @dataclass
@@ -159,7 +160,7 @@ class SelfDrafter:
     PROBE_EVERY = 8
 
     def __init__(self, session, layers: int, score: Callable[[np.ndarray, int], np.ndarray],
-                 sample: bool, rng: np.random.Generator, control: DraftController,
+                 sample: bool, rng: np.random.Generator | None, control: DraftController,
                  max_draft: int = 8, exit_layer: int | None = None, confidence: float = 0.0,
                  exits: list[int] | None = None, prior_cost: dict[int, float] | None = None):
         if exit_layer is not None and not 1 <= exit_layer < layers:
@@ -176,7 +177,7 @@ class SelfDrafter:
         for e in self.candidates:
             self.memory.rate.setdefault(e, 0.7)  # optimistic start: try drafting
         self.adaptive = exit_layer is None
-        self._rounds_off = 0
+        self._probe_next = False
         self._choice: tuple[int, int] = (self.candidates[-1], max_draft)
         self.exits_used: Counter = Counter()
 
@@ -204,11 +205,13 @@ class SelfDrafter:
     def propose(self, ctx: DraftContext) -> Draft:
         exit_layer, k = self._plan() if self.adaptive else (self.candidates[0], self.max_draft)
         if k == 0:
-            self._rounds_off += 1
-            if self._rounds_off % self.PROBE_EVERY:
+            if not self._probe_next:  # off: a block of plain passes, then one probe
+                self._probe_next = True
                 self._choice = (exit_layer, 0)
-                return Draft(np.zeros((len(ctx.output), 0), np.int64))
+                return Draft(np.zeros((len(ctx.output), 0), np.int64),
+                             idle_passes=self.PROBE_EVERY - 1)
             exit_layer, k = max(self.candidates, key=lambda e: self.memory.rate[e]), 1  # re-probe
+        self._probe_next = False
         k = min(k, ctx.limit)
         self._choice = (exit_layer, k)
         cache = self.session.cache
@@ -249,7 +252,7 @@ class ModelDrafter:
     """A separate, smaller model package with the same vocabulary drafts greedily (or by
     sampling); its own cache is kept in step with the accepted output."""
 
-    def __init__(self, session, score, sample: bool, rng: np.random.Generator,
+    def __init__(self, session, score, sample: bool, rng: np.random.Generator | None,
                  max_draft: int = 8):
         self.session, self.score, self.sample, self.rng = session, score, sample, rng
         self.length = DraftLength(max_draft, start=4)

@@ -71,11 +71,24 @@ class NgramHistory:
     n-grams in it: whether a token would complete one already seen is a set lookup."""
 
     def __init__(self, rows: list[list[int]], n: int, share: bool = False):
-        # share=True: append to the caller's lists (its sequences), not to copies
+        # share=True: append to the caller's lists (its sequences), not to copies; what
+        # the caller appends itself is indexed by sync()
         self.rows = rows if share else [list(r) for r in rows]
         self.n = n
         self._seen = [{tuple(r[i:i + n]) for i in range(len(r) - n + 1)} if n else set()
                       for r in self.rows]
+        self._indexed = [len(r) for r in self.rows]  # tokens whose n-grams are in _seen
+
+    def sync(self) -> None:
+        """Index n-grams ending in tokens appended to the rows from outside."""
+        n = self.n
+        for row, seq in enumerate(self.rows):
+            if not n:
+                self._indexed[row] = len(seq)
+                continue
+            for end in range(max(self._indexed[row], n), len(seq) + 1):
+                self._seen[row].add(tuple(seq[end - n:end]))
+            self._indexed[row] = len(seq)
 
     @classmethod
     def of(cls, start: np.ndarray, rules: ScoreRules) -> "NgramHistory | None":
@@ -93,6 +106,7 @@ class NgramHistory:
         seq.append(token)
         if self.n and len(seq) >= self.n:
             self._seen[row].add(tuple(seq[len(seq) - self.n:]))
+        self._indexed[row] = len(seq)
 
     def completes_repeat(self, row: int, token: int) -> bool:
         seq, n = self.rows[row], self.n

@@ -42,12 +42,18 @@ def _warn_separate_pools(engine: "Engine", other: "Engine") -> None:
                   RuntimeWarning, stacklevel=5)
 
 
+def _draft_rng(opts: GenerationOptions) -> np.random.Generator | None:
+    """The drafter's random stream; greedy drafting draws nothing (and a fresh generator
+    costs more than a short greedy call's whole drafting bookkeeping)."""
+    return np.random.default_rng(None if opts.seed is None else opts.seed + 1) if opts.do_sample else None
+
+
 def make_drafter(engine: "Engine", opts: GenerationOptions, session: "DecodeSession",
                  rows: list[list[int]], rules: ScoreRules, control: DraftController):
     """(drafter, sampler or None for greedy verification)."""
     score = make_scorer(rules, opts)
     sampler = score if opts.do_sample else None
-    rng = np.random.default_rng(None if opts.seed is None else opts.seed + 1)
+    rng = _draft_rng(opts)
     if opts.draft == "input":
         return InputDrafter(max_draft=opts.max_draft), sampler
     if opts.draft == "ngram":
@@ -75,7 +81,7 @@ def self_drafter(engine: "Engine", session: "DecodeSession", score, opts: Genera
     candidates = [e for e in exits.get("layers", []) if e < layers] \
         if exits.get("shared_head") is False else None
     return SelfDrafter(session, layers, score, opts.do_sample,
-                       np.random.default_rng(None if opts.seed is None else opts.seed + 1),
+                       _draft_rng(opts),
                        control, max_draft=opts.max_draft, exit_layer=opts.exit_layer,
                        confidence=opts.draft_confidence, exits=candidates,
                        prior_cost=exit_step_costs(engine.manifest))

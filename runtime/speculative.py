@@ -108,6 +108,9 @@ def speculative(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int
     output = [[int(t)] for t in start]  # decoder sequence per row; the pending token last
     done = np.zeros(batch, bool)
     generated = 0
+    # plain passes append through this history (it shares `output`'s lists); verify passes
+    # append to `output` directly and the history indexes them on its next sync()
+    history = NgramHistory(output, rules.no_repeat_ngram, share=True) if rules.no_repeat_ngram else None
     while generated < rules.max_new_tokens and not done.all():
         limit = min(rules.max_new_tokens - generated - 1, control.limit())
         began = time.perf_counter()
@@ -117,8 +120,11 @@ def speculative(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int
             draft = NO_DRAFT if batch == 1 else Draft(np.zeros((batch, 0), np.int64))
         k = draft.tokens.shape[1]
         if k == 0 and sampler is None:  # nothing to verify: plain steps, no extra work
-            passes = control.plain_passes() if limit <= 0 else 1
-            ran = yield from _plain_steps(s, output, rules, generated, done, pad, control, passes)
+            if limit > 0:  # the drafter found nothing to propose
+                control.observe_empty()
+            passes = control.plain_passes() if limit <= 0 else draft.idle_passes
+            ran = yield from _plain_steps(s, output, history, rules, generated, done, pad, control,
+                                          passes)
             stats.verify_passes += ran
             stats.histogram[0] += ran
             generated += ran
@@ -162,21 +168,24 @@ def speculative(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int
         yield emit
 
 
-def _plain_steps(s: DecodeSession, output: list[list[int]], rules: ScoreRules, generated: int,
-                 done: np.ndarray, pad: int, control: DraftController,
-                 passes: int) -> Generator[np.ndarray, None, int]:
-    """Up to `passes` greedy steps while drafting is off, each timed (the baseline cost);
-    returns how many ran. As lean as plain greedy's loop: with drafting off, speculation
-    must cost nothing."""
+def _plain_steps(s: DecodeSession, output: list[list[int]], history: NgramHistory | None,
+                 rules: ScoreRules, generated: int, done: np.ndarray, pad: int,
+                 control: DraftController, passes: int) -> Generator[np.ndarray, None, int]:
+    """Up to `passes` greedy steps while drafting is off, every 4th timed (the baseline
+    cost); returns how many ran. As lean as plain greedy's loop: with drafting off,
+    speculation must cost nothing."""
     eos = rules.eos
-    # the history shares `output`'s lists: one append per token serves both
-    history = NgramHistory(output, rules.no_repeat_ngram, share=True) if rules.no_repeat_ngram else None
+    if history is not None:  # it shares `output`'s lists: one append per token serves both
+        history.sync()
     last = np.array([[o[-1]] for o in output], np.int64)
     ran = 0
     while ran < passes and generated + ran < rules.max_new_tokens:
-        began = time.perf_counter()
-        logits = s.step(last)
-        control.observe_plain(time.perf_counter() - began)
+        if ran % 4:
+            logits = s.step(last)
+        else:
+            began = time.perf_counter()
+            logits = s.step(last)
+            control.observe_plain(time.perf_counter() - began)
         token = finish_rows(rules.choose(logits[:, -1], generated + ran, history), done, eos, pad)
         if history is not None:
             history.add(token)

@@ -34,3 +34,19 @@ def test_choose_equals_every_rule_then_argmax(seqs, n, generated, min_new, suppr
     history = NgramHistory(seqs, n) if n else None
     expected = rules.apply(logits.copy(), generated, [list(s) for s in seqs] if n else None).argmax(-1)
     assert rules.choose(logits, generated, history).tolist() == expected.tolist()
+
+
+@given(start=st.lists(st.integers(0, VOCAB - 1), min_size=1, max_size=8),
+       appended=st.lists(st.lists(st.integers(0, VOCAB - 1), max_size=6), max_size=4),
+       n=st.integers(1, 4), token=st.integers(0, VOCAB - 1))
+@settings(max_examples=200, deadline=None)
+def test_a_shared_history_indexes_what_its_owner_appended_on_sync(start, appended, n, token):
+    output = [list(start)]
+    history = NgramHistory(output, n, share=True)
+    for tokens in appended:  # the owner extends its lists; the history catches up on sync
+        output[0].extend(tokens)
+        history.sync()
+        history.append(0, token)
+    fresh = NgramHistory([list(output[0])], n)
+    assert history.completes_repeat(0, token) == fresh.completes_repeat(0, token)
+    assert history._seen == fresh._seen

@@ -298,3 +298,13 @@ def test_a_draft_engine_with_its_own_spinning_pool_is_warned_about(tiny_package)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         quiet[0].generate(SOURCES[0], max_new_tokens=4, draft=quiet[1])
+
+
+def test_a_drafter_that_mostly_finds_nothing_is_switched_off_like_one_that_is_wrong():
+    control = DraftController(max_draft=8)
+    control.observe_plain(0.01)
+    assert control.limit() > 0  # optimistic at first
+    for _ in range(64):
+        control.observe_empty()
+    limits = [control.limit() for _ in range(32)]
+    assert limits.count(0) >= 28  # off, with rare probes
