@@ -50,11 +50,13 @@ class DraftController:
     _best: int | None = None                     # planned draft length, until the next fit
     _reached: np.ndarray | None = None           # decayed count of drafts that reached position i
     _rejected: np.ndarray | None = None          # ... and were rejected at position i
+    _lengths: np.ndarray | None = None           # 0 .. max_draft, the lengths limit() weighs
     exits: ExitMemory = field(default_factory=ExitMemory)  # layer drafting's per-exit stats
 
     def __post_init__(self) -> None:
         self._reached = np.zeros(self.max_draft)
         self._rejected = np.zeros(self.max_draft)
+        self._lengths = np.arange(self.max_draft + 1)
 
     def survival(self) -> np.ndarray:
         """survival()[j]: chance that drafts 0..j are all accepted, j < max_draft."""
@@ -83,7 +85,7 @@ class DraftController:
         if not self.adaptive:
             return self.max_draft
         if self._best is None:  # recomputed only after the estimates change (see _fit)
-            rate = self.expected_tokens() / self.cost(np.arange(self.max_draft + 1))
+            rate = self.expected_tokens() / self.cost(self._lengths)
             self._best = int(rate.argmax())
             gain = float(rate[self._best]) * self.cost(0)
             # draft only for a predicted gain of 8% or more: estimates are noisy, and a

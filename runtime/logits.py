@@ -30,6 +30,19 @@ class ScoreRules:
         rows = history.rows if history is not None else None
         return self.apply(logits.astype(np.float32), generated, rows).argmax(axis=-1)
 
+    def may_change_one(self, token: int, generated: int, history: "NgramHistory | None") -> bool:
+        """_may_change for one row's raw argmax `token` (row 0 of `history`)."""
+        if self.forced_bos is not None and generated == 0:
+            return True
+        if self.forced_eos is not None and generated == self.max_new_tokens - 1:
+            return True
+        if generated < self.min_new_tokens and token == self.eos:
+            return True
+        if self.suppress and token in self.suppress:
+            return True
+        return bool(self.no_repeat_ngram and history is not None and
+                    history.completes_repeat(0, token))
+
     def _may_change(self, top: np.ndarray, generated: int, history: "NgramHistory | None") -> bool:
         if self.forced_bos is not None and generated == 0:
             return True

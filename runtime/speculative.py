@@ -58,6 +58,8 @@ def _verify_greedy(logits: np.ndarray, drafts: np.ndarray, rules: ScoreRules,
     (the n-gram ban walks the sequence) are not computed for them."""
     k = drafts.shape[1]
     history = NgramHistory(output, rules.no_repeat_ngram) if rules.no_repeat_ngram else None
+    if len(output) == 1:
+        return _verify_one(logits[0], drafts[0].tolist(), rules, history, generated)
     targets = []
     for j in range(k + 1):
         targets.append(rules.choose(logits[:, j], generated + j, history))
@@ -66,6 +68,27 @@ def _verify_greedy(logits: np.ndarray, drafts: np.ndarray, rules: ScoreRules,
         if history is not None:  # position j's draft is accepted: j+1 sees it
             history.add(drafts[:, j])
     return np.stack(targets, axis=1)
+
+
+def _verify_one(logits: np.ndarray, drafts: list[int], rules: ScoreRules,
+                history: NgramHistory | None, generated: int) -> np.ndarray:
+    """_verify_greedy for one row, in Python scalars: the raw argmax of a chunk of
+    positions at once, the rules only where they may change it (ScoreRules.choose)."""
+    targets: list[int] = []
+    for begin in range(0, len(drafts) + 1, VERIFY_CHUNK):
+        tops = logits[begin:begin + VERIFY_CHUNK].argmax(axis=-1).tolist()
+        for j, top in enumerate(tops, begin):
+            if rules.may_change_one(top, generated + j, history):
+                top = int(rules.choose(logits[None, j], generated + j, history)[0])
+            targets.append(top)
+            if j == len(drafts) or drafts[j] != top:
+                return np.array([targets], np.int64)
+            if history is not None:
+                history.append(0, top)
+    return np.array([targets], np.int64)
+
+
+VERIFY_CHUNK = 16  # positions per argmax call: most passes stop within the first chunk
 
 
 def _accept_sampled(probs: np.ndarray, draft: Draft, rng: np.random.Generator):
@@ -213,6 +236,10 @@ def _trim(draft: Draft, done: np.ndarray, limit: int) -> Draft:
     """Cut drafts to the remaining length and drop columns no active row uses."""
     if draft.tokens.shape[1] == 0:
         return draft
+    if draft.tokens.shape[0] == 1:  # one row pads nothing, and it is not done yet
+        if draft.tokens.shape[1] <= limit:
+            return draft
+        return Draft(draft.tokens[:, :limit], None if draft.probs is None else draft.probs[:, :limit])
     tokens = draft.tokens[:, :limit]
     active = tokens[~done] if (~done).any() else tokens[:0]
     width = int((active >= 0).sum(axis=1).max()) if active.size else 0

@@ -243,6 +243,12 @@ class WhisperRules:
         """Greedy tokens [rows] (ScoreRules.choose; every step applies the rules)."""
         return self.apply(logits.astype(np.float32), generated).argmax(axis=-1)
 
+    def may_change_one(self, token: int, generated: int, history=None) -> bool:
+        """Whether the rules could overrule raw argmax `token` (ScoreRules.may_change_one):
+        the suppress lists can; the timestamp rules read scores, so with them always."""
+        return (self.timestamp_begin is not None or token in self.suppress or
+                (generated == 0 and token in self.begin_suppress))
+
     def apply(self, scores: np.ndarray, generated: int, history=None) -> np.ndarray:
         """scores [rows, V] for the token after `generated` new tokens (in place)."""
         if generated == 0 and self.begin_suppress:

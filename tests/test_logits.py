@@ -34,6 +34,10 @@ def test_choose_equals_every_rule_then_argmax(seqs, n, generated, min_new, suppr
     history = NgramHistory(seqs, n) if n else None
     expected = rules.apply(logits.copy(), generated, [list(s) for s in seqs] if n else None).argmax(-1)
     assert rules.choose(logits, generated, history).tolist() == expected.tolist()
+    top = int(logits[0].argmax())  # one row's check, as batch-1 verification uses it
+    one = NgramHistory(seqs[:1], n) if n else None
+    if not rules.may_change_one(top, generated, one):
+        assert int(rules.apply(logits[:1].copy(), generated, seqs[:1] if n else None).argmax()) == top
 
 
 @given(start=st.lists(st.integers(0, VOCAB - 1), min_size=1, max_size=8),
