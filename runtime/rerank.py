@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from .logits import log_softmax
 from .search import DecodeSession
 
 
@@ -27,8 +26,11 @@ def mean_log_probs(session: DecodeSession, start: int, targets: list[list[int]],
         tokens[row, 1:1 + len(target)] = target
     session.cache.truncate(0)
     # causal attention: padding after a row's target does not change its logits
-    logp = log_softmax(session.step(tokens[:, :width]).astype(np.float32))
-    picked = np.take_along_axis(logp, tokens[:, 1:, None], axis=-1)[..., 0]
+    logits = np.asarray(session.step(tokens[:, :width]), np.float32)  # ours: edited in place
+    # log_softmax at the target tokens only: x - max - log(sum(exp(x - max)))
+    np.subtract(logits, logits.max(axis=-1, keepdims=True), out=logits)
+    picked = np.take_along_axis(logits, tokens[:, 1:, None], axis=-1)[..., 0]
+    picked -= np.log(np.exp(logits, out=logits).sum(axis=-1))
     lengths = np.array([len(t) for t in targets])
     mask = np.arange(width)[None, :] < lengths[:, None]
     return np.where(mask, picked, 0.0).sum(axis=1) / lengths
