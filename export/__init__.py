@@ -9,6 +9,8 @@ import shutil
 import tempfile
 
 from edgeseq import names
+from edgeseq.errors import UnsupportedModelError
+
 from .exit_heads import EXITS_FILE, load_exit_heads
 from .weight_formats import Quant
 
@@ -71,6 +73,8 @@ def _export(src, out: Path, quant: Quant, tokenizer, validate: bool, work: Path,
 
     ck = load_checkpoint(src, Path(tokenizer) if tokenizer else None, work)
     store = WeightStore(ck.weights)
+    if exit_heads is not None and not (exit_heads / EXITS_FILE).is_file():
+        raise UnsupportedModelError(f"--exit-heads {exit_heads} has no {EXITS_FILE}")
     exits_dir = exit_heads or src
     for name, head in load_exit_heads(exits_dir, ck.spec.decoder_layers, ck.spec.d_model,
                                       ck.spec.vocab_size).items():

@@ -277,7 +277,7 @@ def _add_exit_heads(src: Path, spec: ArchSpec, store: WeightStore) -> dict[str, 
     from . import read_exits
     from .exit_heads import EXITS_FILE, exit_head_key, load_exit_heads
     if not (src / EXITS_FILE).is_file():
-        raise UnsupportedModelError(f"{src} has no {EXITS_FILE}")
+        raise UnsupportedModelError(f"--exit-heads {src} has no {EXITS_FILE}")
     heads = load_exit_heads(src, spec.decoder_layers, spec.d_model, spec.vocab_size)
     if not heads:
         raise UnsupportedModelError(f"{src / EXITS_FILE} lists no exit heads of their own")

@@ -144,3 +144,10 @@ def test_missing_or_misshapen_heads_are_refused(tiny_checkpoint, tmp_path, kwarg
     src, _ = _with_exit_heads(tiny_checkpoint("t5v11"), tmp_path / "ck", **kwargs)
     with pytest.raises(UnsupportedModelError, match=message):
         export_checkpoint(src, tmp_path / "pkg", quant="fp32", validate=False)
+
+
+def test_exit_heads_from_a_directory_without_their_manifest_are_refused(tiny_checkpoint, tmp_path):
+    (tmp_path / "heads").mkdir()
+    with pytest.raises(UnsupportedModelError, match="has no edgeseq_exits.json"):
+        export_checkpoint(tiny_checkpoint("t5v11"), tmp_path / "pkg", quant="fp32", validate=False,
+                          exit_heads=tmp_path / "heads")
