@@ -30,10 +30,10 @@ def make_scorer(rules: ScoreRules, opts: GenerationOptions):
 
 
 def _warn_separate_pools(engine: "Engine", other: "Engine") -> None:
-    """Each engine's spinning intra-op threads take the cores the other one needs next:
-    measured on 2 cores (default model drafted by a same-size package), 0.53x plain speed
-    with separate spinning pools, 0.76x with the drafter not spinning, 0.83x with one
-    shared pool. (The warnings module says it once per call site.)"""
+    """Each engine's spinning intra-op threads take the cores the other one needs next
+    (bench/draft_pools.py, 2 cores: 0.58x plain speed with separate spinning pools, 0.83x
+    with the drafter's pool sleeping, 0.90x with one shared pool). The warnings module
+    says it once per call site."""
     pools = (engine.config, other.config)
     if SHARED_POOL.threads is not None or not any(c.spin and c.threads != 1 for c in pools):
         return  # one process-wide pool (every session joins it once it exists), or no spinning
