@@ -13,9 +13,9 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
-import sys
 import time
+
+from bench.children import alternate
 
 SETUPS = {"own pools": ({}, {}), "drafter sleeps": ({}, {"spin": False}),
           "shared pool": ({"shared_pool": True}, {"shared_pool": True})}
@@ -55,13 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     if a.child:
         print(json.dumps(child(a.target, a.draft, a.child, a.limit, a.threads)))
         return 0
-    runs: dict[str, list[dict]] = {s: [] for s in SETUPS}
-    for _ in range(a.rounds):
-        for setup in SETUPS:
-            cmd = [sys.executable, "-m", "bench.draft_pools", a.target, a.draft, "--child", setup,
-                   "--limit", str(a.limit), "--threads", str(a.threads)]
-            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-            runs[setup].append(json.loads(out.strip().splitlines()[-1]))
+    runs = alternate("bench.draft_pools", lambda setup: [
+        a.target, a.draft, "--child", setup, "--limit", str(a.limit), "--threads", str(a.threads)],
+        list(SETUPS), a.rounds)
     print(f"{a.limit} JFLEG sentences, {a.threads} threads, median of {a.rounds} rounds\n")
     print("| pools | plain s | drafted s | drafted speed vs plain |")
     print("| --- | --- | --- | --- |")

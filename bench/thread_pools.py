@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
-import sys
 import time
+
+from bench.children import alternate
 
 MODES = ("both spin", "encoder sleeps", "shared pool")
 
@@ -55,15 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     if a.child:
         print(json.dumps(child(a.package, a.child, a.threads, a.input_tokens, a.new_tokens)))
         return 0
-    results: dict[str, list[dict]] = {m: [] for m in MODES}
-    for r in range(a.rounds):
-        for mode in MODES:
-            out = subprocess.run([sys.executable, "-m", "bench.thread_pools", a.package, "--child", mode,
-                                  "--threads", str(a.threads), "--input-tokens", str(a.input_tokens),
-                                  "--new-tokens", str(a.new_tokens)],
-                                 capture_output=True, text=True, check=True)
-            results[mode].append(json.loads(out.stdout.strip().splitlines()[-1]))
-            print(f"[{r + 1}/{a.rounds}] {mode}: {results[mode][-1]}", flush=True)
+    results = alternate("bench.thread_pools", lambda mode: [
+        a.package, "--child", mode, "--threads", str(a.threads), "--input-tokens",
+        str(a.input_tokens), "--new-tokens", str(a.new_tokens)], list(MODES), a.rounds)
     print(f"\n{a.package}, {a.threads} threads, {a.input_tokens} input / {a.new_tokens} new tokens, "
           f"median of {a.rounds} processes x 10 calls\n")
     print("| sessions' threads | first token ms | decode tokens/s |")

@@ -244,8 +244,7 @@ class WhisperRules:
         return self.apply(logits.astype(np.float32), generated).argmax(axis=-1)
 
     def may_change_one(self, token: int, generated: int, history=None) -> bool:
-        """Whether the rules could overrule raw argmax `token` (ScoreRules.may_change_one):
-        the suppress lists can; the timestamp rules read scores, so with them always."""
+        """ScoreRules.may_change_one: suppression can overrule `token`; timestamp rules always may."""
         return (self.timestamp_begin is not None or token in self.suppress or
                 (generated == 0 and token in self.begin_suppress))
 

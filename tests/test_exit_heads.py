@@ -66,18 +66,26 @@ def _package_logits(engine, k: int) -> np.ndarray:
     return runner.step(np.array([TARGET]), state, runner.new_cache(1, len(TARGET)), plan)[0]
 
 
-@pytest.fixture(scope="module")
-def separate(tiny_checkpoint, tmp_path_factory):
-    src, heads = _with_exit_heads(tiny_checkpoint("t5v11"), tmp_path_factory.mktemp("exits") / "ck")
+def _exported(tiny_checkpoint, tmp_path_factory, **heads_kwargs):
+    """(checkpoint dir, its exit heads, the loaded fp32 package)."""
+    src, heads = _with_exit_heads(tiny_checkpoint("t5v11"), tmp_path_factory.mktemp("exits") / "ck",
+                                  **heads_kwargs)
     out = tmp_path_factory.mktemp("exits-pkg") / "pkg"
     export_checkpoint(src, out, quant="fp32")
     return src, heads, edgeseq.load(str(out), threads=1)
 
 
+@pytest.fixture(scope="module")
+def separate(tiny_checkpoint, tmp_path_factory):
+    return _exported(tiny_checkpoint, tmp_path_factory)
+
+
 @pytest.mark.parametrize("k", [1, 2, 3])
-def test_each_exit_reads_its_own_head_like_pytorch(separate, k):
-    src, heads, engine = separate
-    np.testing.assert_allclose(_package_logits(engine, k), _reference_logits(src, heads, k),
+@pytest.mark.parametrize("heads", ["separate", "draft_vocab"])
+def test_each_exit_reads_its_own_head_like_pytorch(heads, k, request):
+    """Whole-vocabulary heads, and draft heads that score only DRAFT_VOCAB (-1e9 elsewhere)."""
+    src, weights, engine = request.getfixturevalue(heads)
+    np.testing.assert_allclose(_package_logits(engine, k), _reference_logits(src, weights, k),
                                atol=1e-3, rtol=1e-4)
 
 
@@ -110,18 +118,7 @@ def test_a_pass_ending_where_no_exit_head_is_uses_the_models_head(tiny_checkpoin
 
 @pytest.fixture(scope="module")
 def draft_vocab(tiny_checkpoint, tmp_path_factory):
-    src, heads = _with_exit_heads(tiny_checkpoint("t5v11"), tmp_path_factory.mktemp("dv") / "ck",
-                                  vocab=DRAFT_VOCAB)
-    out = tmp_path_factory.mktemp("dv-pkg") / "pkg"
-    export_checkpoint(src, out, quant="fp32")
-    return src, heads, edgeseq.load(str(out), threads=1)
-
-
-@pytest.mark.parametrize("k", [1, 2, 3])
-def test_a_draft_head_scores_only_its_vocabulary(draft_vocab, k):
-    src, heads, engine = draft_vocab
-    np.testing.assert_allclose(_package_logits(engine, k), _reference_logits(src, heads, k),
-                               atol=1e-3, rtol=1e-4)
+    return _exported(tiny_checkpoint, tmp_path_factory, vocab=DRAFT_VOCAB)
 
 
 def test_layer_drafting_from_draft_heads_is_plain_greedy(draft_vocab):
