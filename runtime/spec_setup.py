@@ -55,7 +55,7 @@ def make_drafter(engine: "Engine", opts: GenerationOptions, session: "DecodeSess
     sampler = score if opts.do_sample else None
     rng = _draft_rng(opts)
     if opts.draft == "input":
-        return InputDrafter(max_draft=opts.max_draft), sampler
+        return InputDrafter(max_draft=opts.max_draft, shapes=engine.codec.shapes), sampler
     if opts.draft == "ngram":
         return engine.ngram, sampler  # shared by calls: it only ever sees ctx.limit
     if opts.draft == "layers":

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import numbers
 import re
+from functools import cached_property
 from pathlib import Path
 from typing import Sequence
 
 from edgeseq.errors import InputError
+from .token_shapes import TokenShapes
 
 Inputs = str | Sequence[str] | Sequence[int] | Sequence[Sequence[int]]
 # A surrogate code point that is not half of a high+low pair: a str can hold one (from
@@ -39,6 +41,15 @@ class TextCodec:
             raise InputError("input text is empty once the tokenizer drops the characters it "
                              "ignores (zero-width, format or control characters only)")
         return encoding.ids
+
+    @cached_property
+    def shapes(self) -> TokenShapes | None:
+        """Word starts and capitalised twins of the vocabulary (None without a tokenizer
+        or word-start marks): input drafting's guesses after an edit."""
+        if self._tok is None:
+            return None
+        special = {i for i, t in self._tok.get_added_tokens_decoder().items() if t.special}
+        return TokenShapes.from_vocab(self._tok.get_vocab(with_added_tokens=True), special)
 
     def decode(self, ids: Sequence[int]) -> str:
         if self._tok is None:

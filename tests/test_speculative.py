@@ -239,10 +239,10 @@ def test_the_controller_drafts_long_when_acceptance_comes_in_stretches():
     assert min(limits[-40:]) >= 24
 
 
-def _input_drafts(source: list[int], outputs: list[list[int]]) -> list[list[int]]:
+def _input_drafts(source: list[int], outputs: list[list[int]], shapes=None) -> list[list[int]]:
     """What the input drafter proposes after each successive output (start token first)."""
     from edgeseq.runtime.drafters import DraftContext, InputDrafter
-    drafter = InputDrafter(max_draft=64)
+    drafter = InputDrafter(max_draft=64, shapes=shapes)
     proposals = []
     for out in outputs:
         tokens = drafter.propose(DraftContext([source], [[0] + out], 64)).tokens[0]
@@ -261,6 +261,42 @@ def test_input_drafts_skip_a_substituted_word_and_re_anchor_after_an_insertion()
     assert _input_drafts(source, [[], [10], [10, 99]])[-1] == [12, 13, 14, 1]
     # an inserted word, then a copied one: found again by matching
     assert _input_drafts(source, [[], [10], [10, 98, 11]])[-1] == [12, 13, 14, 1]
+
+
+# a SentencePiece-style vocabulary: "\u2581" marks a word's first piece
+_PIECES = {"</s>": 1, "\u2581bec": 10, "a": 11, "ese": 12, "\u2581when": 13, "\u2581we": 14,
+           "\u2581Because": 20, "\u2581When": 21}
+
+
+def _shapes():
+    from edgeseq.runtime.token_shapes import TokenShapes
+    return TokenShapes.from_vocab(_PIECES, special={1})
+
+
+def test_token_shapes_know_word_starts_and_capitalised_twins():
+    shapes = _shapes()
+    assert [shapes.starts_word(t) for t in (1, 10, 11, 12, 13)] == [True, True, False, False, True]
+    assert shapes.capitalised == {13: 21}  # "\u2581bec" has no "\u2581Bec"
+
+
+def test_token_shapes_read_byte_level_marks_and_give_up_without_marks():
+    from edgeseq.runtime.token_shapes import TokenShapes
+    byte_level = TokenShapes.from_vocab({"\u0120the": 0, "\u0120The": 1, "s": 2}, special=set())
+    assert byte_level.capitalised == {0: 1} and not byte_level.starts_word(2)
+    assert TokenShapes.from_vocab({"the": 0, "##s": 1}, special=set()) is None
+
+
+def test_input_drafts_with_token_shapes_capitalise_the_first_word():
+    source = [13, 14, 1]
+    assert _input_drafts(source, [[]], _shapes()) == [[21, 14, 1]]
+    assert _input_drafts(source, [[]]) == [source]  # without shapes: the literal source
+
+
+def test_input_drafts_with_token_shapes_resume_at_the_next_word_after_a_rewritten_one():
+    source = [10, 11, 12, 13, 14, 1]  # "bec a ese when we"
+    # "Because" replaced the three pieces of "becaese": go on at "when", not inside the word
+    assert _input_drafts(source, [[], [20]], _shapes())[-1] == [13, 14, 1]
+    assert _input_drafts(source, [[], [20]])[-1] == [11, 12, 13, 14, 1]
 
 
 def _layer_drafter(exits, base_s=0.010):
