@@ -69,10 +69,12 @@ class InputDrafter:
     With the vocabulary's token shapes it also guesses a capitalised first word and, after
     a replaced word, resumes at the source's next word (JFLEG dev: 5% fewer verify passes)."""
 
-    def __init__(self, max_draft: int = 16, ngram: int = 3, shapes: TokenShapes | None = None):
+    def __init__(self, max_draft: int = 16, ngram: int = 3, shapes: TokenShapes | None = None,
+                 capitalise: bool = True):
         self.max_draft = max_draft
         self.ngram = ngram
         self.shapes = shapes
+        self.capitalise = capitalise
         # row -> (source position expected next, output length when it was found)
         self._anchor: dict[int, tuple[int, int]] = {}
 
@@ -81,7 +83,7 @@ class InputDrafter:
         for r, (src, out) in enumerate(zip(ctx.source, ctx.output)):
             start = self._match(r, src, out[1:] if len(out) > 1 else [])
             draft = src[start:start + min(self.max_draft, ctx.limit)] if start is not None else []
-            if start == 0 and len(out) <= 1 and draft and self.shapes is not None:
+            if self.capitalise and self.shapes is not None and start == 0 and len(out) <= 1 and draft:
                 # an edited sentence starts with a capital: "because they ..." -> "Because ..."
                 draft[0] = self.shapes.capitalised.get(draft[0], draft[0])
             rows.append(draft)

@@ -22,7 +22,7 @@ from .options import GenerationOptions
 from .draft_control import DraftController
 from .drafters import NgramDrafter
 from .providers import SessionConfig
-from .rerank import prefer_source
+from .rerank import PassScores, prefer_source
 from .search import DecodeSession, beam_search, greedy, sample, token_chooser
 from .spec_setup import make_drafter
 from .speculative import SpecStats, speculative
@@ -163,7 +163,7 @@ class Engine:
         The session's cache rows come in `copies` (beams) per input."""
         sp = self.manifest.special
         keep = prefer_source(session, sp.decoder_start, sp.pad, rows,
-                             [r.token_ids for r in results], copies)
+                             [r.token_ids for r in results], copies, seen=session.scores)
         for i, kept in enumerate(keep):
             if kept:
                 ids = self._result(np.array(rows[i], np.int64), results[i].stats)
@@ -267,6 +267,8 @@ class Engine:
 
     def _generate_steps(self, rows, opts, started) -> list[GenerationResult]:
         session = self._session(rows, 1, opts)
+        if self._reranks(opts) and opts.draft is not None:  # greedy: sampling never reranks
+            session.scores = PassScores(len(rows), source_drafted=opts.draft == "input")
         chunks, first = [], None
         for tokens in self._token_steps(rows, opts, session):
             chunks.append(tokens)

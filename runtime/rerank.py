@@ -7,12 +7,61 @@ is: both the decoded output and the input are scored by teacher forcing (one dec
 together, on the generation's encoder output), and the input wins when its
 mean log-probability per token is at least the output's. Mean, not sum, so a shorter or
 longer edit is not favoured for its length alone.
+
+Greedy speculative decoding computes both scores on the way (`PassScores`): every emitted
+token's logits come from a verify pass, and input drafting's first pass drafts the whole
+source, i.e. teacher-forces it. Rows scored that way skip the scoring pass.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .search import DecodeSession
+
+
+def log_probs_at(logits: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+    """log_softmax(logits)[..., token] for logits [..., V] and tokens [...]; `logits` is
+    used as scratch (it must be the caller's own array)."""
+    # x - max - log(sum(exp(x - max))), taken at the target tokens only
+    np.subtract(logits, logits.max(axis=-1, keepdims=True), out=logits)
+    picked = np.take_along_axis(logits, tokens[..., None], axis=-1)[..., 0]
+    return picked - np.log(np.exp(logits, out=logits).sum(axis=-1))
+
+
+@dataclass
+class PassScores:
+    """Log-probabilities of a generation's own tokens, from the passes that chose them,
+    and of each row's source when one pass verified it whole (None: not seen)."""
+    rows: int
+    source_drafted: bool = False   # the first pass drafts each row's source (input drafting)
+    output_sum: np.ndarray = field(init=False)
+    output_count: np.ndarray = field(init=False)
+    source: list[float | None] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.output_sum = np.zeros(self.rows)
+        self.output_count = np.zeros(self.rows, int)
+        self.source = [None] * self.rows
+
+    def add_emitted(self, logits: np.ndarray, emitted: np.ndarray, live: np.ndarray) -> None:
+        """logits [B, n, V] of a pass, the tokens it emitted [B, n], and which of them
+        count (a finished row's pads do not)."""
+        picked = log_probs_at(np.array(logits[:, :emitted.shape[1]], np.float32), emitted)
+        self.output_sum += np.where(live, picked, 0.0).sum(axis=1)
+        self.output_count += live.sum(axis=1)
+
+    def add_source(self, row: int, logits: np.ndarray, source: list[int]) -> None:
+        """logits [len(source), V] of a first pass whose inputs were start + source."""
+        picked = log_probs_at(np.array(logits[:len(source)], np.float32), np.array(source))
+        self.source[row] = float(picked.mean())
+
+    def known(self, row: int) -> tuple[float, float] | None:
+        """(source, output) mean log-probabilities of `row`, when both were seen."""
+        if self.source[row] is None or not self.output_count[row]:
+            return None
+        return self.source[row], float(self.output_sum[row] / self.output_count[row])
 
 
 def mean_log_probs(session: DecodeSession, start: int, targets: list[list[int]],
@@ -27,25 +76,29 @@ def mean_log_probs(session: DecodeSession, start: int, targets: list[list[int]],
     session.cache.truncate(0)
     # causal attention: padding after a row's target does not change its logits
     logits = np.asarray(session.step(tokens[:, :width]), np.float32)  # ours: edited in place
-    # log_softmax at the target tokens only: x - max - log(sum(exp(x - max)))
-    np.subtract(logits, logits.max(axis=-1, keepdims=True), out=logits)
-    picked = np.take_along_axis(logits, tokens[:, 1:, None], axis=-1)[..., 0]
-    picked -= np.log(np.exp(logits, out=logits).sum(axis=-1))
+    picked = log_probs_at(logits, tokens[:, 1:])
     lengths = np.array([len(t) for t in targets])
     mask = np.arange(width)[None, :] < lengths[:, None]
     return np.where(mask, picked, 0.0).sum(axis=1) / lengths
 
 
 def prefer_source(session: DecodeSession, start: int, pad: int,
-                  sources: list[list[int]], outputs: list[list[int]], copies: int = 1) -> list[bool]:
+                  sources: list[list[int]], outputs: list[list[int]], copies: int = 1,
+                  seen: PassScores | None = None) -> list[bool]:
     """For each input, whether its source should replace its decoded output; the
     session holds `copies` rows per input (beams). A source longer than the output may
-    be (the cache's capacity) or equal to the output is not a candidate. Sources and
-    outputs are scored together in one pass, on the session's encoder output and a
-    cache of their own."""
+    be (the cache's capacity) or equal to the output is not a candidate. Rows whose
+    scores the generation `seen` are decided from them; the others' sources and outputs
+    are scored together in one pass, on the session's encoder output and a cache of
+    their own."""
     rows = [i for i, (s, o) in enumerate(zip(sources, outputs))
             if 0 < len(s) < session.cache.capacity and s != o]
     keep = [False] * len(sources)
+    if seen is not None:
+        for i in [i for i in rows if seen.known(i)]:
+            source_score, output_score = seen.known(i)
+            keep[i] = source_score >= output_score
+            rows.remove(i)
     if not rows:
         return keep
     targets = [sources[i] for i in rows] + [outputs[i] for i in rows]

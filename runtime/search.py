@@ -24,6 +24,7 @@ class DecodeSession:
     passes: int = 0
     layers_executed: list[int] = field(default_factory=list)
     spec: Any = None  # SpecStats when decoding speculatively
+    scores: Any = None  # rerank.PassScores: greedy speculation's own token scores, for rerank_source
 
     def step(self, tokens: np.ndarray, plan: LayerPlan | None = None) -> np.ndarray:
         plan = plan or self.plan

@@ -55,7 +55,9 @@ def make_drafter(engine: "Engine", opts: GenerationOptions, session: "DecodeSess
     sampler = score if opts.do_sample else None
     rng = _draft_rng(opts)
     if opts.draft == "input":
-        return InputDrafter(max_draft=opts.max_draft, shapes=engine.codec.shapes), sampler
+        # scoring the source for rerank_source needs a first draft of the literal source
+        return InputDrafter(max_draft=opts.max_draft, shapes=engine.codec.shapes,
+                            capitalise=session.scores is None), sampler
     if opts.draft == "ngram":
         return engine.ngram, sampler  # shared by calls: it only ever sees ctx.limit
     if opts.draft == "layers":

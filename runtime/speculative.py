@@ -17,6 +17,7 @@ import numpy as np
 from .draft_control import DraftController
 from .drafters import Draft, DraftContext, Drafter
 from .logits import NgramHistory, ScoreRules
+from .rerank import PassScores
 from .search import DecodeSession, finish_rows
 
 # maps raw logits [B, V] of the token after `generated` new tokens (and the rows' histories,
@@ -135,7 +136,7 @@ def speculative(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int
     # append to `output` directly and the history indexes them on its next sync()
     history = NgramHistory(output, rules.no_repeat_ngram, share=True) if rules.no_repeat_ngram else None
     while generated < rules.max_new_tokens and not done.all():
-        limit = min(rules.max_new_tokens - generated - 1, control.limit())
+        limit = min(rules.max_new_tokens - generated - 1, _wanted(control, s, generated, source))
         began = time.perf_counter()
         if limit > 0:
             draft = _trim(drafter.propose(DraftContext(source, output, limit)), done, limit)
@@ -161,6 +162,8 @@ def speculative(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int
         if sampler is None:
             emit = _verify_greedy(logits, draft.tokens, rules, output, generated, done)
             n = emit.shape[1] - 1
+            if s.scores is not None and s.scores.source_drafted and generated == 0:
+                _score_sources(s.scores, logits, draft.tokens, source)
         else:
             raw = [logits[:, j].astype(np.float64) for j in range(k + 1)]
             probs = np.stack([sampler(raw[j], generated + j, _history(output, draft.tokens, j, rules))
@@ -182,9 +185,13 @@ def speculative(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int
         stats.histogram[n] += 1
         drafter.update(k, n)
         control.observe(k, n, verify_s, drafted_at - began)
+        live = np.empty(emit.shape, bool)
         for j in range(n + 1):  # finished rows emit pad; EOS finishes a row
+            live[:, j] = ~done
             emit[:, j] = np.where(done, pad, emit[:, j])
             done |= emit[:, j] == rules.eos
+        if s.scores is not None:
+            s.scores.add_emitted(logits, emit, live)
         for r in range(batch):
             output[r].extend(int(t) for t in emit[r])
         generated += n + 1
@@ -209,7 +216,10 @@ def _plain_steps(s: DecodeSession, output: list[list[int]], history: NgramHistor
             began = time.perf_counter()
             logits = s.step(last)
             control.observe_plain(time.perf_counter() - began)
+        live = ~done
         token = finish_rows(rules.choose(logits[:, -1], generated + ran, history), done, eos, pad)
+        if s.scores is not None:
+            s.scores.add_emitted(logits[:, -1:], token[:, None], live[:, None])
         if history is not None:
             history.add(token)
         else:
@@ -221,6 +231,23 @@ def _plain_steps(s: DecodeSession, output: list[list[int]], history: NgramHistor
         if done.all():
             break
     return ran
+
+
+def _wanted(control: DraftController, s: DecodeSession, generated: int,
+            source: list[list[int]]) -> int:
+    """The controller's draft length; a first pass that can score the sources for
+    rerank_source drafts them whole (it replaces a teacher-forced scoring pass)."""
+    if s.scores is not None and s.scores.source_drafted and generated == 0:
+        return max(control.limit(), max(map(len, source)))
+    return control.limit()
+
+
+def _score_sources(scores: PassScores, logits: np.ndarray, drafts: np.ndarray,
+                   source: list[list[int]]) -> None:
+    """A first pass that drafted a row's whole source teacher-forced it: its score."""
+    for r, src in enumerate(source):
+        if drafts.shape[1] >= len(src) and drafts[r, :len(src)].tolist() == src:
+            scores.add_source(r, logits[r], src)
 
 
 def _history(output: list[list[int]], drafts: np.ndarray, j: int,

@@ -17,7 +17,7 @@ class TokenShapes:
     capitalised: dict[int, int]   # lower-case word-start token -> its capitalised token
 
     @classmethod
-    def from_vocab(cls, vocab: dict[str, int], special: set[int]) -> "TokenShapes | None":
+    def from_vocab(cls, vocab: dict[str, int], special: set[int]) -> TokenShapes | None:
         """None when the vocabulary marks no word starts (then drafting stays literal)."""
         marker = max(WORD_MARKERS, key=lambda m: sum(t.startswith(m) for t in vocab))
         if not any(t.startswith(marker) for t in vocab):

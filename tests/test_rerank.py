@@ -89,6 +89,40 @@ def test_batches_and_beams_choose_as_one_by_one(grammar):
         assert any(r.source_kept for r in batch) or beams > 1
 
 
+def test_input_drafting_scores_both_candidates_on_the_way_and_chooses_as_plain(grammar, monkeypatch):
+    """Its first verify pass teacher-forces the whole source and every emitted token's
+    logits come from a verify pass: no scoring pass is left to run."""
+    import edgeseq.runtime.rerank as rerank
+    plain = [grammar.generate(s, rerank_source=True) for s in SENTENCES]
+
+    def no_scoring_pass(*args, **kwargs):
+        raise AssertionError("a teacher-forced scoring pass ran")
+    monkeypatch.setattr(rerank, "mean_log_probs", no_scoring_pass)
+    drafted = [grammar.generate(s, rerank_source=True, draft="input") for s in SENTENCES]
+    assert [(r.token_ids, r.source_kept) for r in drafted] == \
+           [(r.token_ids, r.source_kept) for r in plain]
+    batch = grammar.generate(SENTENCES, rerank_source=True, draft="input")
+    assert [(r.token_ids, r.source_kept) for r in batch] == [(r.token_ids, r.source_kept) for r in drafted]
+
+
+def test_scores_seen_while_drafting_equal_teacher_forced_ones(t5, monkeypatch):
+    import edgeseq.runtime.engine as engine_module
+    engine, _ = t5
+    seen = []
+    real = engine_module.prefer_source
+    monkeypatch.setattr(engine_module, "prefer_source",
+                        lambda *a, **kw: seen.append(kw["seen"]) or real(*a, **kw))
+    for source in SOURCES:
+        result = engine.generate(source, max_new_tokens=12, rerank_source=True, draft="input")
+        if result.source_kept:
+            output = engine.generate(source, max_new_tokens=12, rerank_source=False).token_ids
+        else:
+            output = result.token_ids
+        np.testing.assert_allclose(seen[-1].known(0), (_fresh_mean_log_prob(engine, source, source),
+                                                       _fresh_mean_log_prob(engine, source, output)),
+                                   atol=1e-5)
+
+
 def test_a_source_longer_than_the_output_may_be_is_not_a_candidate(grammar):
     text = DROPS_HALF
     assert grammar.generate(text, rerank_source=True).source_kept
