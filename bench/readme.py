@@ -141,6 +141,10 @@ def scaling_table(data: dict) -> str:
     return "\n".join(lines)
 
 
+SPECMEMO_NAMES = {"speculative": "speculative, lockstep", "planned": "planned, lockstep",
+                  "rows": "planned, row by row"}
+
+
 def specmemo_table(data: dict) -> str:
     rows = {r["config"]: r for r in data["rows"] if "error" not in r}
     spec = rows.get("speculative")
@@ -155,7 +159,7 @@ def specmemo_table(data: dict) -> str:
         f"draft `{data['draft']}` up to {data['max_draft']} tokens, budget {data['budget_mb']:.0f} MB.",
         ["configuration", "tokens/s", "peak RSS MB (plan's prediction)", "generation MB",
          "throughput / generation memory vs unplanned speculation"],
-        [[name, f"{r['tokens_per_s']:.0f}",
+        [[SPECMEMO_NAMES.get(name, name), f"{r['tokens_per_s']:.0f}",
           f"{r['peak_rss_mb']:.0f}" + (f" ({r['predicted_total_mb']:.0f})" if r.get("predicted_total_mb") else ""),
           f"{r['generation_mb']:.0f}", versus(r)] for name, r in rows.items()],
         data["machine"]))

@@ -7,7 +7,8 @@ process's own), against plain greedy decoding of the same batch.
 The planner keeps as much draft length and batch as fit the budget; "generation memory"
 is peak RSS minus the RSS after loading the package and one short warm-up call (weights
 and the runtime's first-call allocations); the planned row also shows the plan's
-predicted total next to the measured peak."""
+predicted total next to the measured peak. "rows" decodes the batch's inputs one after
+another (speculate_rows=True), each advancing by its own accepted drafts."""
 from __future__ import annotations
 
 import argparse
@@ -17,6 +18,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+
+# plain greedy; speculation with rows in lockstep, unplanned and planned; planned, each
+# row speculated on its own (speculate_rows)
+CONFIGS = ("plain", "speculative", "planned", "rows")
 
 
 def _rss_mb() -> float:
@@ -39,8 +45,10 @@ def child(args: argparse.Namespace) -> dict:
     opts = dict(max_new_tokens=args.max_new_tokens, rerank_source=False)
     if args.config != "plain":
         opts.update(draft=args.draft, max_draft=args.max_draft, adaptive_draft=False)
-    if args.config == "planned":
+    if args.config in ("planned", "rows"):
         opts["memory_budget_mb"] = args.budget
+    if args.config == "rows":
+        opts["speculate_rows"] = True
     engine.generate(inputs[0], max_new_tokens=2)  # first-call allocations are the runtime's
     loaded = _rss_mb()
     try:  # the peak (VmHWM) restarts from the current RSS
@@ -71,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=64)
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--config", choices=["plain", "speculative", "planned"], help="child mode")
+    ap.add_argument("--config", choices=CONFIGS, help="child mode")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
     if args.config:
@@ -79,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     rows = []
     base = [a for a in (argv or sys.argv[1:]) if a != "--config"]
-    for config in ("plain", "speculative", "planned"):
+    for config in CONFIGS:
         out = subprocess.run([sys.executable, "-m", "bench.specmemo", *base, "--config", config],
                              capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
         if out.returncode != 0:

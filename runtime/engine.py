@@ -229,6 +229,8 @@ class Engine:
         started = time.perf_counter()
         rows = [self._source_ids(item, opts) for item in items]
         opts, batch, chosen = self._apply_budget(opts, rows)
+        if opts.speculate_rows and opts.draft is not None:
+            batch = 1  # each input on its own cache, one after another
         results: list[GenerationResult] = []
         for i in range(0, len(rows), batch):
             chunk = rows[i:i + batch]
@@ -252,7 +254,7 @@ class Engine:
         if opts.draft is not None and not isinstance(opts.draft, str):
             other = opts.draft.manifest
             draft_bytes = resident_weights(loaded_weight_bytes(other), other.quant)
-        wanted = Request(batch=len(rows) * opts.num_beams,
+        wanted = Request(batch=1 if opts.speculate_rows else len(rows) * opts.num_beams,
                          source_length=max(len(r) for r in rows),
                          max_new_tokens=opts.max_new_tokens,
                          draft=opts.max_draft if opts.draft is not None else 0,
@@ -262,6 +264,7 @@ class Engine:
         opts = replace(opts, max_new_tokens=r.max_new_tokens,
                        min_new_tokens=min(opts.min_new_tokens, r.max_new_tokens),
                        draft=opts.draft if r.draft else None,
+                       speculate_rows=opts.speculate_rows and bool(r.draft),
                        max_draft=max(1, r.draft), exit_layer=opts.exit_layer if r.draft else None)
         return opts, max(1, r.batch // opts.num_beams), chosen
 

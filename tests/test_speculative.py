@@ -100,6 +100,26 @@ def test_batched_speculation_equals_one_by_one(engines):
                                            for s in SOURCES]
 
 
+def test_speculating_row_by_row_equals_lockstep_and_each_row_keeps_its_own_figures(engines):
+    engine = engines["t5", "int8"]
+    kw = dict(max_new_tokens=14, draft="input", adaptive_draft=False)  # lengths: no timing
+    lockstep = engine.generate(SOURCES, **kw)
+    rows = engine.generate(SOURCES, speculate_rows=True, **kw)
+    assert [r.token_ids for r in rows] == [r.token_ids for r in lockstep]
+    # each row's passes are its own: they add up to the call's, none is the batch's
+    passes = [r.stats.speculation["verify_passes"] for r in rows]
+    assert passes == [engine.generate(s, **kw).stats.speculation["verify_passes"] for s in SOURCES]
+    with pytest.raises(OptionsError, match="speculate_rows applies with draft="):
+        engine.generate(SOURCES, speculate_rows=True)
+
+
+def test_speculating_row_by_row_plans_the_memory_of_one_row(engines):
+    engine = engines["t5", "int8"]
+    rows = engine.generate(SOURCES, max_new_tokens=8, draft="input", speculate_rows=True,
+                           memory_budget_mb=10_000)
+    assert rows[0].stats.memory_plan["request"]["batch"] == 1
+
+
 def test_bad_draft_options_are_named(engines):
     engine = engines["bart", "fp32"]
     with pytest.raises(OptionsError, match="draft must be one of"):
