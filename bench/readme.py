@@ -141,7 +141,7 @@ def scaling_table(data: dict) -> str:
     return "\n".join(lines)
 
 
-SPECMEMO_NAMES = {"speculative": "speculative, lockstep", "planned": "planned, lockstep",
+SPECMEMO_NAMES = {"plain_rows": "plain, row by row", "speculative": "speculative, lockstep", "planned": "planned, lockstep",
                   "rows": "planned, row by row"}
 
 

@@ -20,9 +20,10 @@ import time
 from pathlib import Path
 
 
-# plain greedy; speculation with rows in lockstep, unplanned and planned; planned, each
-# row speculated on its own (speculate_rows)
-CONFIGS = ("plain", "speculative", "planned", "rows")
+# plain greedy, batched and one input at a time (what speculating row by row falls back to
+# when drafts miss); speculation with rows in lockstep, unplanned and planned; planned,
+# each row speculated on its own (speculate_rows)
+CONFIGS = ("plain", "plain_rows", "speculative", "planned", "rows")
 
 
 def _rss_mb() -> float:
@@ -43,7 +44,7 @@ def child(args: argparse.Namespace) -> dict:
     inputs = load_inputs(args.data, args.limit, engine.arch.vocab_size)
     # rerank_source (an editing package's default) would add one scoring pass to every config
     opts = dict(max_new_tokens=args.max_new_tokens, rerank_source=False)
-    if args.config != "plain":
+    if not args.config.startswith("plain"):
         opts.update(draft=args.draft, max_draft=args.max_draft, adaptive_draft=False)
     if args.config in ("planned", "rows"):
         opts["memory_budget_mb"] = args.budget
@@ -56,8 +57,9 @@ def child(args: argparse.Namespace) -> dict:
     except OSError:
         pass
     start, tokens, predicted = time.perf_counter(), 0, 0.0
-    for i in range(0, len(inputs), args.batch):
-        for r in engine.generate(inputs[i:i + args.batch], **opts):
+    step = 1 if args.config == "plain_rows" else args.batch
+    for i in range(0, len(inputs), step):
+        for r in engine.generate(inputs[i:i + step], **opts):
             tokens += len(r.token_ids)
             if r.stats.memory_plan:
                 predicted = max(predicted, r.stats.memory_plan["predicted"]["total"] / 2**20)
