@@ -193,7 +193,7 @@ class Engine:
         start = np.full(len(rows), self.manifest.special.decoder_start, np.int64)
         rules, pad = self._rules(opts), self.manifest.special.pad
         if opts.draft is not None:
-            control = self._controller(opts)
+            control = self._controller(opts, len(rows))
             drafter, sampler = make_drafter(self, opts, session, rows, rules, control)
             session.spec = SpecStats()
             return speculative(session, start, rules, pad, drafter, rows, session.spec,
@@ -207,14 +207,16 @@ class Engine:
             return sample(session, start, rules, pad, opts)
         return greedy(session, start, rules, pad)
 
-    def _controller(self, opts: GenerationOptions) -> DraftController:
+    def _controller(self, opts: GenerationOptions, batch: int = 1) -> DraftController:
         """What a drafter's acceptance and costs were is learned across calls (requests are
-        often short: a fresh controller would spend them re-learning). Non-adaptive calls
-        get their own. Concurrent calls share it; its updates are benign races."""
+        often short: a fresh controller would spend them re-learning), per batch size: a
+        batch's pass costs more, and its rows accept only their shortest run together.
+        Non-adaptive calls get their own. Concurrent calls share it; its updates are
+        benign races."""
         if not opts.adaptive_draft:
             return DraftController(opts.max_draft, adaptive=False)
         kind = opts.draft if isinstance(opts.draft, str) else f"model:{id(opts.draft)}"
-        key = (kind, opts.max_draft, opts.exit_layer)
+        key = (kind, opts.max_draft, opts.exit_layer, batch)
         with self._controllers_lock:
             if key not in self._controllers:
                 self._controllers[key] = DraftController(opts.max_draft)

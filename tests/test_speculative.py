@@ -113,6 +113,17 @@ def test_speculating_row_by_row_equals_lockstep_and_each_row_keeps_its_own_figur
         engine.generate(SOURCES, speculate_rows=True)
 
 
+def test_a_batch_learns_its_drafting_figures_apart_from_single_inputs(engines):
+    """A batch's pass costs more and accepts only its rows' shortest run: mixed into one
+    controller, those figures would misplan single-input calls."""
+    engine = engines["marian", "fp32"]
+    engine.generate(SOURCES, draft="input", max_new_tokens=8)
+    engine.generate(SOURCES[0], draft="input", max_new_tokens=8)
+    controllers = {key[-1]: c for key, c in engine._controllers.items() if key[0] == "input"}
+    assert set(controllers) == {1, len(SOURCES)}
+    assert controllers[1] is not controllers[len(SOURCES)]
+
+
 def test_speculating_row_by_row_plans_the_memory_of_one_row(engines):
     engine = engines["t5", "int8"]
     rows = engine.generate(SOURCES, max_new_tokens=8, draft="input", speculate_rows=True,
