@@ -30,8 +30,11 @@ def _phase(engine, clips, configs: dict[str, dict], repeats: int, label: str = "
     times: dict[str, list[float]] = {name: [] for name in configs}
     decoding: dict[str, list[float]] = {name: [] for name in configs}  # decoder time only
     last = {}
+    order = list(configs.items())
     for rep in range(repeats):
-        for name, options in configs.items():
+        # the order turns each repeat: drift on a shared machine favours no configuration
+        turn = rep % len(order)
+        for name, options in order[turn:] + order[:turn]:
             last[name] = transcribe_clips(engine, clips, options)
             times[name].append(last[name].seconds)
             decoding[name].append(last[name].decoder_ms / 1e3)

@@ -1,15 +1,16 @@
-"""How many tokens to draft next: the length that maximises expected tokens per second,
-from the measured acceptance and the measured cost of verify passes and drafting. When
-no length beats plain decoding, it drafts nothing and probes again now and then, so a
-drafter that does not pay switches itself off instead of slowing decoding down. Probes
-back off exponentially while drafting keeps not paying: on a tiny model a probe (drafts
-plus a longer verify pass) costs several plain passes.
+"""What to draft next: the drafting way (an exit layer, for layer drafting) and length that
+maximise expected tokens per second, from the measured acceptance and the measured cost
+of verify passes and draft steps. One planner for every drafter. When no choice beats
+plain decoding, it drafts nothing and probes again now and then, so a drafter that does
+not pay switches itself off instead of slowing decoding down. Probes back off
+exponentially while drafting keeps not paying: on a tiny model a probe (drafts plus a
+longer verify pass) costs several plain passes.
 
-Acceptance is modelled per draft position, not as one rate: input drafting on an editing
-task is right for long stretches and wrong at the edits, so a draft's tail is far more
-likely to be accepted than a fixed per-token rate predicts. Each position's rejection
-rate (of drafts that reached it, decayed so recent passes count most) gives the chance a
-draft survives to it; positions not yet tried borrow the pooled rate."""
+Acceptance is modelled per way and per draft position, not as one rate: input drafting on
+an editing task is right for long stretches and wrong at the edits, so a draft's tail is
+far more likely to be accepted than a fixed per-token rate predicts. Each position's
+rejection rate (of drafts that reached it, decayed so recent passes count most) gives the
+chance a draft survives to it; positions not yet tried borrow the way's pooled rate."""
 from __future__ import annotations
 
 from collections import deque
@@ -19,14 +20,24 @@ import numpy as np
 
 DECAY = 0.95        # per verify pass: acceptance statistics of about the last 20 passes
 PSEUDO_COUNT = 2.0  # weight of the pooled rate at a position (prior + shrinkage)
+ONLY_WAY = 0        # the way of drafters that have one (input, n-gram, a draft model)
+
+
+@dataclass(frozen=True)
+class DraftPlan:
+    way: int      # layer drafting: the exit layer; ONLY_WAY for other drafters
+    length: int   # tokens to draft; 0: none (plain passes)
 
 
 @dataclass
-class ExitMemory:
-    """What self-speculative drafting learned per exit layer: per-token acceptance (EMA)
-    and seconds per draft step. Kept with the controller, so it outlives a call."""
-    rate: dict[int, float] = field(default_factory=dict)
-    draft_s: dict[int, float] = field(default_factory=dict)
+class WayStats:
+    """What drafting one way has shown: decayed counts of drafts that reached, and were
+    rejected at, each position; seconds per drafted token (EMA, None until timed); and a
+    draft step's cost in plain passes before then (e.g. from weight counts)."""
+    reached: np.ndarray
+    rejected: np.ndarray
+    step_s: float | None = None
+    prior_step: float = 0.0
 
 
 @dataclass
@@ -39,39 +50,56 @@ class DraftController:
     beta: float = 0.06
     probe_every: int = 8           # plain passes before the first probe once off
     max_probe_gap: int = 128       # probes back off (doubling) up to this many passes
+    ways: dict[int, WayStats] = field(default_factory=dict)  # kept across calls
     _base_s: float | None = None   # seconds of a pass with no drafts (EMA)
-    _draft_s: float = 0.0          # seconds per drafted token (EMA)
     _off_rounds: int = 0
     _probe_gap: int = 0                          # current passes between probes (0: unset)
-    _probing: bool = False                       # the last limit() was a probe
+    _probing: bool = False                       # the last plan() was a probe
     _points: deque = field(default_factory=lambda: deque(maxlen=32))  # (k, seconds) of recent passes
     _observed: int = 0
     _empty: int = 0                              # rounds the drafter proposed nothing
-    _best: int | None = None                     # planned draft length, until the next fit
-    _reached: np.ndarray | None = None           # decayed count of drafts that reached position i
-    _rejected: np.ndarray | None = None          # ... and were rejected at position i
-    _lengths: np.ndarray | None = None           # 0 .. max_draft, the lengths limit() weighs
-    exits: ExitMemory = field(default_factory=ExitMemory)  # layer drafting's per-exit stats
+    _best: DraftPlan | None = None               # the plan, until the next fit
+    _lengths: np.ndarray | None = None           # 0 .. max_draft, the lengths plan() weighs
 
     def __post_init__(self) -> None:
-        self._reached = np.zeros(self.max_draft)
-        self._rejected = np.zeros(self.max_draft)
         self._lengths = np.arange(self.max_draft + 1)
 
-    def survival(self) -> np.ndarray:
-        """survival()[j]: chance that drafts 0..j are all accepted, j < max_draft."""
-        pooled = (self._rejected.sum() + (1 - self.alpha)) / (self._reached.sum() + 1.0)
-        hazard = (self._rejected + PSEUDO_COUNT * pooled) / (self._reached + PSEUDO_COUNT)
+    def use_ways(self, prior_steps: dict[int, float]) -> None:
+        """Draft by several ways (layer drafting's exits), each with a draft step's prior
+        cost in plain passes; ways seen before keep what they learned."""
+        for way, prior in prior_steps.items():
+            self._way(way).prior_step = prior
+        self._best = None
+
+    def _way(self, way: int) -> WayStats:
+        if way not in self.ways:
+            self.ways[way] = WayStats(np.zeros(self.max_draft), np.zeros(self.max_draft))
+        return self.ways[way]
+
+    def _seen(self, way: int) -> WayStats:
+        """The way's statistics, or an untried way's (nothing added to `ways`)."""
+        return self.ways.get(way) or WayStats(np.zeros(self.max_draft), np.zeros(self.max_draft))
+
+    def survival(self, way: int = ONLY_WAY) -> np.ndarray:
+        """survival(w)[j]: chance that drafts 0..j of way w are all accepted, j < max_draft."""
+        s = self._seen(way)
+        pooled = (s.rejected.sum() + (1 - self.alpha)) / (s.reached.sum() + 1.0)
+        hazard = (s.rejected + PSEUDO_COUNT * pooled) / (s.reached + PSEUDO_COUNT)
         return np.cumprod(1.0 - np.clip(hazard, 0.0, 0.995))
 
-    def expected_tokens(self) -> np.ndarray:
+    def expected_tokens(self, way: int = ONLY_WAY) -> np.ndarray:
         """[k] for k = 0..max_draft: tokens a verify pass of k drafts emits (the accepted
         drafts plus the target's own token)."""
-        return 1.0 + np.concatenate([[0.0], np.cumsum(self.survival())])
+        return 1.0 + np.concatenate([[0.0], np.cumsum(self.survival(way))])
 
-    def cost(self, k):
-        """Seconds of a pass verifying k drafts, drafting included (k an int or an array)."""
-        return self.verify_cost(k) + self._draft_s * k
+    def cost(self, k, way: int = ONLY_WAY):
+        """Seconds of a pass verifying k drafts of `way`, drafting included (k an int or
+        an array). Untimed draft steps cost their prior; with adaptive=False the plan is
+        never timed (reproducible sampling: a sampled draft's stream depends on its length)."""
+        s = self._seen(way)
+        step = s.step_s if s.step_s is not None and self.adaptive else \
+            s.prior_step * (self._base_s or 1.0)
+        return self.verify_cost(k) + step * k
 
     def verify_cost(self, k):
         """Seconds of the decoder pass that verifies k drafts (1.0 before any timing)."""
@@ -81,40 +109,52 @@ class DraftController:
     def timed(self) -> bool:
         return self._base_s is not None
 
-    def limit(self) -> int:
-        if not self.adaptive:
-            return self.max_draft
-        if self._best is None:  # recomputed only after the estimates change (see _fit)
-            rate = self.expected_tokens() / self.cost(self._lengths)
-            self._best = int(rate.argmax())
-            gain = float(rate[self._best]) * self.cost(0)
-            # draft only for a predicted gain of 8% or more: estimates are noisy, and a
-            # wrong "on" costs more than a wrong "off"
-            if gain < 1.08:
-                self._best = 0
-            if self._best == 0 and self._probing:  # the probe did not pay: wait longer
-                self._probe_gap = min(2 * self._probe_gap, self.max_probe_gap)
-            elif self._best > 0:
-                self._probe_gap = self.probe_every
-            self._probing = False
-        if self._best == 0:
+    def plan(self) -> DraftPlan:
+        if self._best is None or not self.adaptive:  # re-planned after estimates change
+            self._best = self._replan()
+        if self._best.length == 0:
             self._probe_gap = self._probe_gap or self.probe_every
             self._off_rounds += 1
-            if self._off_rounds >= self._probe_gap:
+            if self._off_rounds >= self._probe_gap:  # probe the way most likely accepted
                 self._off_rounds, self._probing = 0, True
-                return 2
-            return 0
+                return DraftPlan(self._best.way, min(2, self.max_draft))
+            return self._best
         self._off_rounds = 0
         return self._best
 
+    def _replan(self) -> DraftPlan:
+        ways = sorted(self.ways) or [ONLY_WAY]
+        if not self.adaptive:
+            return DraftPlan(ways[-1], self.max_draft)
+        best, best_rate = DraftPlan(ways[-1], 0), 0.0
+        for way in ways:
+            rate = self.expected_tokens(way) / self.cost(self._lengths, way)
+            k = int(rate.argmax())
+            if rate[k] > best_rate * 1.02:  # a deeper way (dearer steps) must win clearly
+                best, best_rate = DraftPlan(way, k), float(rate[k])
+        # draft only for a predicted gain of 8% or more: estimates are noisy, and a wrong
+        # "on" costs more than a wrong "off"
+        if best.length == 0 or best_rate * self.verify_cost(0) < 1.08:
+            best = DraftPlan(max(ways, key=lambda w: self.survival(w)[0]), 0)
+        if best.length == 0 and self._probing:  # the probe did not pay: wait longer
+            self._probe_gap = min(2 * self._probe_gap, self.max_probe_gap)
+        elif best.length > 0:
+            self._probe_gap = self.probe_every
+        self._probing = False
+        return best
+
     def plain_passes(self) -> int:
-        """After limit() returned 0: how many plain passes to run before asking again
-        (the rest of the current gap between probes), counted as asked."""
-        if not self.adaptive or self._best != 0:
+        """After plan() drafted nothing: how many plain passes to run before asking again
+        (the rest of the current gap between probes)."""
+        if not self.adaptive or self._best is None or self._best.length != 0:
             return 1
-        left = max(1, self.probe_gap - self._off_rounds)
-        self._off_rounds = max(self._off_rounds, self.probe_gap - 1)
-        return left
+        return max(1, self.probe_gap - self._off_rounds)
+
+    def ran_plain(self, passes: int) -> None:
+        """`passes` plain passes ran after a plan() that drafted nothing (which counted the
+        first): a generation that ends sooner leaves the rest of the gap to the next."""
+        if self._best is not None and self._best.length == 0:
+            self._off_rounds += max(0, passes - 1)
 
     @property
     def probe_gap(self) -> int:
@@ -130,26 +170,30 @@ class DraftController:
             self._fit()
             self._best = None
 
-    def observe_empty(self) -> None:
+    def observe_empty(self, way: int = ONLY_WAY) -> None:
         """The drafter had nothing to propose: for planning, a round that gained no token
         (as a draft rejected at its first position), so a drafter that mostly finds
         nothing is switched off like one that is mostly wrong. Re-planned every 8."""
-        self._reached *= DECAY
-        self._rejected *= DECAY
-        self._reached[0] += 1.0
-        self._rejected[0] += 1.0
+        s = self._way(way)
+        s.reached *= DECAY
+        s.rejected *= DECAY
+        s.reached[0] += 1.0
+        s.rejected[0] += 1.0
         self._empty += 1
         if self._empty % 8 == 0:
             self._best = None
 
-    def observe(self, drafted: int, accepted: int, verify_s: float, draft_s: float) -> None:
+    def observe(self, drafted: int, accepted: int, verify_s: float, draft_s: float,
+                way: int = ONLY_WAY) -> None:
         if drafted:
-            self._reached *= DECAY
-            self._rejected *= DECAY
-            self._reached[:min(accepted + 1, drafted)] += 1.0
+            s = self._way(way)
+            s.reached *= DECAY
+            s.rejected *= DECAY
+            s.reached[:min(accepted + 1, drafted)] += 1.0
             if accepted < drafted:
-                self._rejected[accepted] += 1.0
-            self._draft_s = 0.7 * self._draft_s + 0.3 * draft_s / drafted
+                s.rejected[accepted] += 1.0
+            step = draft_s / drafted
+            s.step_s = step if s.step_s is None else 0.7 * s.step_s + 0.3 * step
         self._points.append((drafted, verify_s))
         self._observed += 1
         if drafted or self._observed % 8 == 0 or self._base_s is None:

@@ -5,8 +5,6 @@ hears how many were accepted. Drafters that sample also return their probabiliti
 from __future__ import annotations
 
 import threading
-import time
-from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
@@ -14,7 +12,7 @@ import numpy as np
 
 from edgeseq.errors import OptionsError
 from .decoder import LayerPlan
-from .draft_control import DraftController
+from .draft_control import ONLY_WAY, DraftController
 from .token_shapes import TokenShapes
 
 
@@ -22,7 +20,6 @@ from .token_shapes import TokenShapes
 class Draft:
     tokens: np.ndarray                 # int64 [B, k]; -1 marks "no token" for short rows
     probs: np.ndarray | None = None    # float [B, k, V] when drafted by sampling; None: one-hot
-    idle_passes: int = 1               # k == 0: plain passes to run before the next proposal
 
 
 @dataclass
@@ -30,6 +27,7 @@ class DraftContext:
     source: list[list[int]]            # the inputs' token ids
     output: list[list[int]]            # generated so far per row, the pending token last
     limit: int                         # at most this many draft tokens this pass
+    way: int = ONLY_WAY                # the controller's drafting way (layer drafting: exit)
 
 
 class Drafter(Protocol):
@@ -164,81 +162,46 @@ class SelfDrafter:
     Kangaroo). Draft passes write the shared early layers' K/V into the same cache, then
     the cursor rolls back and the verify pass recomputes every layer for those positions.
 
-    exit_layer=None: adaptive (DEL-like). Per candidate exit, an EMA of the per-token
-    acceptance and the measured seconds of a draft step pick the exit and draft length
-    with the most expected tokens per second (a static cost model stands in until steps
-    are timed); when no choice beats plain decoding, it drafts nothing (and re-probes now
-    and then). Drafting stops early when the draft's top probability falls below
-    `confidence` (Kangaroo / SpecDec++). Candidates are the package's exits with heads of
-    their own when it has them (trained draft exits), else a quarter, half and three
-    quarters of the layers."""
-
-    PROBE_EVERY = 8
+    Each candidate exit is a drafting way of the draft controller, which picks exit and
+    length together from per-exit acceptance and measured draft-step seconds (a static
+    cost per exit stands in until steps are timed), DEL-like, and switches drafting off
+    when no choice pays. Drafting stops early when the draft's top probability falls below
+    `confidence` (Kangaroo / SpecDec++). Candidates: `exit_layer` when fixed, else the
+    package's exits with heads of their own when it has them (trained draft exits), else
+    a quarter, half and three quarters of the layers."""
 
     def __init__(self, session, layers: int, score: Callable[[np.ndarray, int], np.ndarray],
                  sample: bool, rng: np.random.Generator | None, control: DraftController,
-                 max_draft: int = 8, exit_layer: int | None = None, confidence: float = 0.0,
-                 exits: list[int] | None = None, prior_cost: dict[int, float] | None = None):
+                 exit_layer: int | None = None, confidence: float = 0.0,
+                 exits: list[int] | None = None, prior_cost: dict[int, float] | None = None,
+                 choose: Callable[[np.ndarray, int], np.ndarray] | None = None):
         if exit_layer is not None and not 1 <= exit_layer < layers:
             raise OptionsError(f"exit_layer must be in 1..{layers - 1}, got {exit_layer}")
         self.session, self.layers, self.score = session, layers, score
-        self.sample, self.rng = sample, rng
-        self.max_draft, self.confidence = max_draft, confidence
-        self.control, self.memory = control, control.exits
-        self.candidates = [exit_layer] if exit_layer else sorted(
+        self.sample, self.rng, self.confidence = sample, rng, confidence
+        # greedy drafts without a confidence stop need no probabilities: the rules'
+        # argmax (`choose`, e.g. ScoreRules.choose) instead of a softmax over the vocabulary
+        self.choose = choose if not sample and confidence <= 0 else None
+        candidates = [exit_layer] if exit_layer else sorted(
             set(exits or ()) or
             {max(1, layers // 4), max(1, layers // 2), max(1, (3 * layers) // 4)} - {layers})
         # a draft step's cost in full passes, before timings: layers run over layers
-        self.prior = {e: (prior_cost or {}).get(e, e / layers) for e in self.candidates}
-        for e in self.candidates:
-            self.memory.rate.setdefault(e, 0.7)  # optimistic start: try drafting
-        self.adaptive = exit_layer is None
-        self._probe_next = False
-        self._choice: tuple[int, int] = (self.candidates[-1], max_draft)
-        self.exits_used: Counter = Counter()
-
-    def _round_cost(self, exit_layer: int, k: np.ndarray) -> np.ndarray:
-        """Cost of k drafts at `exit_layer` plus their verify pass, in plain passes."""
-        step_s = self.memory.draft_s.get(exit_layer)
-        # adaptive_draft=False keeps the plan a function of acceptance alone (reproducible:
-        # a sampled draft's random stream depends on its length)
-        if step_s is None or not self.control.timed or not self.control.adaptive:
-            return 1 + k * (self.prior[exit_layer] + 0.06)
-        return (self.control.verify_cost(k) + k * step_s) / self.control.verify_cost(0)
-
-    def _plan(self) -> tuple[int, int]:
-        """(exit layer, draft length) maximising expected tokens per plain-pass cost."""
-        best, best_gain = (self.candidates[-1], 0), 1.0
-        k = np.arange(1, self.max_draft + 1)
-        for e in self.candidates:
-            a = min(self.memory.rate[e], 0.99)
-            gain = (1 - a ** (k + 1)) / (1 - a) / self._round_cost(e, k)
-            j = int(gain.argmax())
-            if gain[j] > best_gain * 1.02:
-                best, best_gain = (e, int(k[j])), float(gain[j])
-        return best
+        control.use_ways({e: (prior_cost or {}).get(e, e / layers) for e in candidates})
 
     def propose(self, ctx: DraftContext) -> Draft:
-        exit_layer, k = self._plan() if self.adaptive else (self.candidates[0], self.max_draft)
-        if k == 0:
-            if not self._probe_next:  # off: a block of plain passes, then one probe
-                self._probe_next = True
-                self._choice = (exit_layer, 0)
-                return Draft(np.zeros((len(ctx.output), 0), np.int64),
-                             idle_passes=self.PROBE_EVERY - 1)
-            exit_layer, k = max(self.candidates, key=lambda e: self.memory.rate[e]), 1  # re-probe
-        self._probe_next = False
-        k = min(k, ctx.limit)
-        self._choice = (exit_layer, k)
         cache = self.session.cache
         base = cache.length
-        plan = LayerPlan.first(exit_layer, self.layers)
+        plan = LayerPlan.first(ctx.way, self.layers)
         last = np.array([[o[-1]] for o in ctx.output], np.int64)
         tokens, probs = [], []
         generated = len(ctx.output[0]) - 1
-        began = time.perf_counter()
-        for j in range(k):
-            p = self.score(self.session.step(last, plan)[:, -1], generated + j)
+        for j in range(ctx.limit):
+            logits = self.session.step(last, plan)[:, -1]
+            if self.choose is not None:
+                tokens.append(self.choose(logits, generated + j))
+                last = tokens[-1][:, None]
+                continue
+            p = self.score(logits, generated + j)
             nxt = (np.array([self.rng.choice(len(row), p=row) for row in p]) if self.sample
                    else p.argmax(axis=-1))
             tokens.append(nxt)
@@ -246,22 +209,12 @@ class SelfDrafter:
             last = nxt[:, None]
             if not _confident(p, self.confidence):
                 break
-        step_s = (time.perf_counter() - began) / len(tokens)
-        seen = self.memory.draft_s.get(exit_layer)
-        self.memory.draft_s[exit_layer] = step_s if seen is None else 0.7 * seen + 0.3 * step_s
         cache.truncate(base)
-        self.exits_used[exit_layer] += 1
         return Draft(np.stack(tokens, axis=1).astype(np.int64),
                      np.stack(probs, axis=1) if self.sample else None)
 
     def update(self, drafted: int, accepted: int) -> None:
-        exit_layer, _ = self._choice
-        if drafted == 0:
-            return
-        # per-token acceptance of a geometric run that stopped at the first miss
-        observed = accepted / (accepted + (0 if accepted == drafted else 1))
-        rate = self.memory.rate
-        rate[exit_layer] = 0.7 * rate[exit_layer] + 0.3 * observed
+        pass  # acceptance per exit is the controller's
 
 
 class ModelDrafter:

@@ -61,7 +61,7 @@ def make_drafter(engine: "Engine", opts: GenerationOptions, session: "DecodeSess
     if opts.draft == "ngram":
         return engine.ngram, sampler  # shared by calls: it only ever sees ctx.limit
     if opts.draft == "layers":
-        return self_drafter(engine, session, score, opts, control), sampler
+        return self_drafter(engine, session, rules, opts, control), sampler
     other = opts.draft
     if not hasattr(other, "manifest") or not hasattr(other, "runner"):
         raise OptionsError("draft must be 'input', 'layers', 'ngram' or an edgeseq Engine")
@@ -74,7 +74,7 @@ def make_drafter(engine: "Engine", opts: GenerationOptions, session: "DecodeSess
     return ModelDrafter(draft_session, score, opts.do_sample, rng, opts.max_draft), sampler
 
 
-def self_drafter(engine: "Engine", session: "DecodeSession", score, opts: GenerationOptions,
+def self_drafter(engine: "Engine", session: "DecodeSession", rules, opts: GenerationOptions,
                  control: DraftController) -> SelfDrafter:
     """Layer drafting from the package's draft exits (heads of their own) when it has
     them, else from exits through the model's head."""
@@ -82,11 +82,10 @@ def self_drafter(engine: "Engine", session: "DecodeSession", score, opts: Genera
     layers = engine.arch.decoder_layers
     candidates = [e for e in exits.get("layers", []) if e < layers] \
         if exits.get("shared_head") is False else None
-    return SelfDrafter(session, layers, score, opts.do_sample,
-                       _draft_rng(opts),
-                       control, max_draft=opts.max_draft, exit_layer=opts.exit_layer,
-                       confidence=opts.draft_confidence, exits=candidates,
-                       prior_cost=exit_step_costs(engine.manifest))
+    return SelfDrafter(session, layers, make_scorer(rules, opts), opts.do_sample, _draft_rng(opts),
+                       control, exit_layer=opts.exit_layer, confidence=opts.draft_confidence,
+                       exits=candidates, prior_cost=exit_step_costs(engine.manifest),
+                       choose=rules.choose)
 
 
 def exit_step_costs(manifest) -> dict[int, float]:

@@ -14,7 +14,7 @@ from typing import Callable, Generator, Iterator
 
 import numpy as np
 
-from .draft_control import DraftController
+from .draft_control import DraftController, DraftPlan
 from .drafters import Draft, DraftContext, Drafter
 from .logits import NgramHistory, ScoreRules
 from .rerank import PassScores
@@ -136,19 +136,22 @@ def speculative(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int
     # append to `output` directly and the history indexes them on its next sync()
     history = NgramHistory(output, rules.no_repeat_ngram, share=True) if rules.no_repeat_ngram else None
     while generated < rules.max_new_tokens and not done.all():
-        limit = min(rules.max_new_tokens - generated - 1, _wanted(control, s, generated, source))
+        plan = _wanted(control, s, generated, source)
+        limit = min(rules.max_new_tokens - generated - 1, plan.length)
         began = time.perf_counter()
         if limit > 0:
-            draft = _trim(drafter.propose(DraftContext(source, output, limit)), done, limit)
+            draft = _trim(drafter.propose(DraftContext(source, output, limit, plan.way)), done, limit)
         else:
             draft = NO_DRAFT if batch == 1 else Draft(np.zeros((batch, 0), np.int64))
         k = draft.tokens.shape[1]
         if k == 0 and sampler is None:  # nothing to verify: plain steps, no extra work
             if limit > 0:  # the drafter found nothing to propose
-                control.observe_empty()
-            passes = control.plain_passes() if limit <= 0 else draft.idle_passes
+                control.observe_empty(plan.way)
+            passes = control.plain_passes() if limit <= 0 else 1
             ran = yield from _plain_steps(s, output, history, rules, generated, done, pad, control,
                                           passes)
+            if limit <= 0:
+                control.ran_plain(ran)
             stats.verify_passes += ran
             stats.histogram[0] += ran
             generated += ran
@@ -184,7 +187,7 @@ def speculative(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int
         stats.verify_passes += 1
         stats.histogram[n] += 1
         drafter.update(k, n)
-        control.observe(k, n, verify_s, drafted_at - began)
+        control.observe(k, n, verify_s, drafted_at - began, plan.way)
         live = np.empty(emit.shape, bool)
         for j in range(n + 1):  # finished rows emit pad; EOS finishes a row
             live[:, j] = ~done
@@ -234,12 +237,13 @@ def _plain_steps(s: DecodeSession, output: list[list[int]], history: NgramHistor
 
 
 def _wanted(control: DraftController, s: DecodeSession, generated: int,
-            source: list[list[int]]) -> int:
-    """The controller's draft length; a first pass that can score the sources for
-    rerank_source drafts them whole (it replaces a teacher-forced scoring pass)."""
+            source: list[list[int]]) -> DraftPlan:
+    """The controller's plan; a first pass that can score the sources for rerank_source
+    drafts them whole (it replaces a teacher-forced scoring pass)."""
+    plan = control.plan()
     if s.scores is not None and s.scores.source_drafted and generated == 0:
-        return max(control.limit(), max(map(len, source)))
-    return control.limit()
+        return DraftPlan(plan.way, max(plan.length, max(map(len, source))))
+    return plan
 
 
 def _score_sources(scores: PassScores, logits: np.ndarray, drafts: np.ndarray,

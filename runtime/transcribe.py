@@ -37,7 +37,7 @@ from .kv_cache import KVCache
 from .logits import NEG, log_softmax, softmax
 from .options import GenerationOptions
 from .search import DecodeSession, beam_search, greedy
-from .spec_setup import make_scorer, self_drafter
+from .spec_setup import self_drafter
 from .speculative import SpecStats, speculative
 
 if TYPE_CHECKING:
@@ -425,7 +425,7 @@ class Transcriber:
         search = GenerationOptions(max_new_tokens=max_new, draft="layers", max_draft=opts.max_draft,
                                    exit_layer=opts.exit_layer)
         control = self.engine._controller(search)
-        drafter = self_drafter(self.engine, session, make_scorer(rules, search), search, control)
+        drafter = self_drafter(self.engine, session, rules, search, control)
         session.spec = session.spec or SpecStats()
         return speculative(session, start, rules, self.tokens.eot, drafter, [prompt], session.spec,
                            control)
