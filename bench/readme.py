@@ -99,7 +99,8 @@ def skip_table(data: dict) -> str:
 
 def speculative_table(data: dict) -> str:
     return "\n".join(_table(
-        f"{data['rows'][0]['inputs']} inputs ({data['data']}), package `{data['package']}`.",
+        f"{data['rows'][0]['inputs']} inputs ({data['data']}), package `{data['package']}`"
+        + (f", {data['batch']} inputs per call." if data.get("batch", 1) > 1 else "."),
         ["drafter", "speedup vs plain greedy", "identical to plain", "acceptance", "tokens per verify pass"],
         [[r["drafter"], f"{r['speedup']:.2f}x", f"{r['identical_outputs']}/{r['inputs']}",
           f"{r['acceptance_rate']:.2f}", f"{r['tokens_per_pass']:.2f}"] for r in data["rows"][1:]],
@@ -172,6 +173,7 @@ SOURCES = {  # section name -> (JSON under the results folder, table maker)
     "skip_whisper": ("skip/skip_whisper.json", skip_whisper_table),
     "speculative": ("speculative/speculative.json", speculative_table),
     "speculative_t5": ("speculative-t5-small/speculative.json", speculative_table),
+    "speculative_batch": ("speculative-batch/speculative.json", speculative_table),
     "whisper_layers": ("speculative/whisper_layers.json", whisper_layers_table),
     "scaling": ("scaling/scaling.json", scaling_table),
     "specmemo": ("specmemo/specmemo.json", specmemo_table),

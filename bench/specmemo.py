@@ -45,11 +45,10 @@ def child(args: argparse.Namespace) -> dict:
     # rerank_source (an editing package's default) would add one scoring pass to every config
     opts = dict(max_new_tokens=args.max_new_tokens, rerank_source=False)
     if not args.config.startswith("plain"):
-        opts.update(draft=args.draft, max_draft=args.max_draft, adaptive_draft=False)
+        opts.update(draft=args.draft, max_draft=args.max_draft, adaptive_draft=False,
+                    speculate_rows=args.config == "rows")
     if args.config in ("planned", "rows"):
         opts["memory_budget_mb"] = args.budget
-    if args.config == "rows":
-        opts["speculate_rows"] = True
     engine.generate(inputs[0], max_new_tokens=2)  # first-call allocations are the runtime's
     loaded = _rss_mb()
     try:  # the peak (VmHWM) restarts from the current RSS

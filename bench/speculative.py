@@ -3,7 +3,7 @@ in the same run (median of repeats), acceptance statistics, and whether every ou
 token-identical to plain greedy.
 
     python -m bench.speculative PKG [--data jfleg|news|ids] [--drafters input,ngram,layers]
-        [--limit N] [--repeats 3] [--threads 2] [--out DIR]
+        [--limit N] [--repeats 3] [--threads 2] [--batch 1] [--speculate-rows auto] [--out DIR]
 
 --data jfleg: the 754 JFLEG dev sentences, detokenised (grammar correction copies most
 of its input);
@@ -31,23 +31,29 @@ def load_inputs(kind: str, limit: int, vocab: int) -> list:
     return [rng.integers(5, min(vocab, 30000), 32).tolist() for _ in range(limit)]
 
 
-def run_config(engine, inputs: list, draft, args) -> dict:
-    """Decode every input once (batch 1, in order); return wall time and outputs."""
+def run_config(engine, inputs: list, draft, args, schedule: str = "auto") -> dict:
+    """Decode every input once (in order, `args.batch` per call); return wall time,
+    outputs and each call's (or, row by row, each row's) statistics."""
     # rerank_source (a package default of editing models) adds the same two passes to
     # every configuration after decoding; off unless asked, so the drafters are compared
     opts = dict(max_new_tokens=args.max_new_tokens, max_draft=args.max_draft,
                 rerank_source=args.rerank_source)
     if draft is not None:
         opts["draft"] = draft
+        opts["speculate_rows"] = SCHEDULES[schedule]
     if args.memory_budget:
         opts["memory_budget_mb"] = args.memory_budget
     outputs, stats = [], []
     start = time.perf_counter()
-    for item in inputs:
-        r = engine.generate(item, **opts)
-        outputs.append(r.token_ids)
-        stats.append(r.stats)
+    for i in range(0, len(inputs), args.batch):
+        chunk = inputs[i:i + args.batch]
+        results = engine.generate(chunk, **opts) if args.batch > 1 else [engine.generate(chunk[0], **opts)]
+        outputs += [r.token_ids for r in results]
+        stats += list({id(r.stats): r.stats for r in results}.values())  # rows decoded together share one
     return {"seconds": time.perf_counter() - start, "outputs": outputs, "stats": stats}
+
+
+SCHEDULES = {"auto": None, "rows": True, "lockstep": False}  # --speculate-rows
 
 
 def _spec_totals(stats) -> dict:
@@ -74,6 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=754)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=1, help="inputs per generate call (default 1)")
+    ap.add_argument("--speculate-rows", default="auto",
+                    help="a speculating batch: comma-separated of auto (measured), rows (one "
+                         "after another), lockstep (together); each is a configuration")
     ap.add_argument("--max-new-tokens", type=int, default=None,
                     help="default: 160 for jfleg (its longest source is 102 tokens), else 64")
     ap.add_argument("--max-draft", type=int, default=None,
@@ -91,19 +101,26 @@ def main(argv: list[str] | None = None) -> int:
     pool = {"shared_pool": any(d.startswith("model:") for d in args.drafters.split(","))}
     engine = edgeseq.load(args.package, threads=args.threads, **pool)
     inputs = load_inputs(args.data, args.limit, engine.arch.vocab_size)
-    drafters: list = [None] + [d if not d.startswith("model:") else edgeseq.load(d[6:], threads=args.threads, **pool)
-                               for d in args.drafters.split(",") if d]
-    names = ["plain"] + [d if isinstance(d, str) else "model" for d in drafters[1:]]
+    loaded = [d if not d.startswith("model:") else edgeseq.load(d[6:], threads=args.threads, **pool)
+              for d in args.drafters.split(",") if d]
+    schedules = args.speculate_rows.split(",") if args.batch > 1 else ["auto"]
+    if set(schedules) - set(SCHEDULES):
+        ap.error(f"--speculate-rows takes {', '.join(SCHEDULES)}; got {args.speculate_rows}")
+    # (name, drafter, how a speculating batch is scheduled)
+    configs: list = [("plain", None, "auto")] + [
+        ((d if isinstance(d, str) else "model") + (f" ({sched})" if len(schedules) > 1 else ""), d, sched)
+        for d in loaded for sched in schedules]
+    names = [name for name, _, _ in configs]
     run_config(engine, inputs[:8], None, args)  # warm-up
     times: dict[str, list[float]] = {n: [] for n in names}
     last: dict[str, dict] = {}
     for rep in range(args.repeats):
         # the order turns each repeat: drift on a shared machine favours no configuration
-        turn = rep % len(names)
-        for name, draft in list(zip(names, drafters))[turn:] + list(zip(names, drafters))[:turn]:
-            if name == "ngram":
+        turn = rep % len(configs)
+        for name, draft, schedule in configs[turn:] + configs[:turn]:
+            if draft == "ngram":
                 engine.ngram = type(engine.ngram)()  # each repeat starts with an empty cache
-            res = run_config(engine, inputs, draft, args)
+            res = run_config(engine, inputs, draft, args, schedule)
             times[name].append(res["seconds"])
             last[name] = res
             print(f"[{rep + 1}/{args.repeats}] {name}: {res['seconds']:.2f} s", flush=True)
@@ -120,8 +137,9 @@ def main(argv: list[str] | None = None) -> int:
         if name != "plain":
             row.update(_spec_totals(last[name]["stats"]))
         rows.append(row)
-    print(f"\n{len(inputs)} inputs ({args.data}), {Path(args.package).name}, {args.threads} threads, "
-          f"median of {args.repeats}\n")
+    batching = f", batches of {args.batch} ({args.speculate_rows})" if args.batch > 1 else ""
+    print(f"\n{len(inputs)} inputs ({args.data}), {Path(args.package).name}, {args.threads} threads"
+          f"{batching}, median of {args.repeats}\n")
     print("| drafter | time s (min-max) | speedup vs plain | identical to plain | acceptance | tokens/pass |")
     print("| --- | --- | --- | --- | --- | --- |")
     for r in rows:
@@ -133,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         (args.out / "speculative.json").write_text(json.dumps(
             {"machine": machine_info(args.threads, Path(__file__).resolve().parents[1]),
              "package": args.package, "manifest_sha": engine.manifest.files["weights.bin"]["sha256"],
-             "data": args.data, "rows": rows}, indent=1))
+             "data": args.data, "batch": args.batch, "speculate_rows": args.speculate_rows,
+             "rows": rows}, indent=1))
     return 0
 
 

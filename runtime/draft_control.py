@@ -123,6 +123,15 @@ class DraftController:
         return self._best
 
     def _replan(self) -> DraftPlan:
+        best = self._best_plan()
+        if best.length == 0 and self._probing:  # the probe did not pay: wait longer
+            self._probe_gap = min(2 * self._probe_gap, self.max_probe_gap)
+        elif best.length > 0:
+            self._probe_gap = self.probe_every
+        self._probing = False
+        return best
+
+    def _best_plan(self) -> DraftPlan:
         ways = sorted(self.ways) or [ONLY_WAY]
         if not self.adaptive:
             return DraftPlan(ways[-1], self.max_draft)
@@ -136,11 +145,6 @@ class DraftController:
         # "on" costs more than a wrong "off"
         if best.length == 0 or best_rate * self.verify_cost(0) < 1.08:
             best = DraftPlan(max(ways, key=lambda w: self.survival(w)[0]), 0)
-        if best.length == 0 and self._probing:  # the probe did not pay: wait longer
-            self._probe_gap = min(2 * self._probe_gap, self.max_probe_gap)
-        elif best.length > 0:
-            self._probe_gap = self.probe_every
-        self._probing = False
         return best
 
     def plain_passes(self) -> int:

@@ -19,6 +19,7 @@ from .early_exit import confident_exit, unified_skip_plan
 from .logits import ScoreRules
 from .memory import MB, Plan, Request, plan, resident_weights
 from .options import GenerationOptions
+from .batching import BatchSchedule
 from .draft_control import DraftController
 from .drafters import NgramDrafter
 from .providers import SessionConfig
@@ -86,6 +87,7 @@ class Engine:
         self.config = config
         self.ngram = NgramDrafter()  # n-grams of this engine's earlier outputs (draft="ngram")
         self._controllers: dict[tuple, DraftController] = {}
+        self._schedules: dict[tuple, BatchSchedule] = {}  # per drafter and batch size
         self._controllers_lock = threading.Lock()
 
     @classmethod
@@ -215,12 +217,16 @@ class Engine:
         benign races."""
         if not opts.adaptive_draft:
             return DraftController(opts.max_draft, adaptive=False)
-        kind = opts.draft if isinstance(opts.draft, str) else f"model:{id(opts.draft)}"
-        key = (kind, opts.max_draft, opts.exit_layer, batch)
+        key = self._controller_key(opts, batch)
         with self._controllers_lock:
             if key not in self._controllers:
                 self._controllers[key] = DraftController(opts.max_draft)
             return self._controllers[key]
+
+    @staticmethod
+    def _controller_key(opts: GenerationOptions, batch: int) -> tuple:
+        kind = opts.draft if isinstance(opts.draft, str) else f"model:{id(opts.draft)}"
+        return kind, opts.max_draft, opts.exit_layer, batch
 
     def generate(self, inputs: Inputs, **options) -> GenerationResult | list[GenerationResult]:
         """Generate for a string, a list of strings, token ids, or a list of token id lists.
@@ -231,18 +237,42 @@ class Engine:
         started = time.perf_counter()
         rows = [self._source_ids(item, opts) for item in items]
         opts, batch, chosen = self._apply_budget(opts, rows)
-        if opts.speculate_rows and opts.draft is not None:
-            batch = 1  # each input on its own cache, one after another
         results: list[GenerationResult] = []
-        for i in range(0, len(rows), batch):
-            chunk = rows[i:i + batch]
-            if opts.num_beams > 1:
-                results += self._generate_beam(chunk, opts, started)
-            else:
-                results += self._generate_steps(chunk, opts, started)
+        while len(results) < len(rows):
+            results += self._next_chunk(rows[len(results):], batch, opts, started)
         for r in results:
             r.stats.memory_plan = chosen.to_json() if chosen else None
         return results if is_batch else results[0]
+
+    def _next_chunk(self, rows: list[list[int]], batch: int, opts: GenerationOptions,
+                    started: float) -> list[GenerationResult]:
+        """Decode the next `batch` of `rows` together, or, speculating, one after another
+        when speculate_rows or the measured schedule says rows go faster that way."""
+        chunk = rows[:batch]
+        schedule = self._schedule(opts, batch) if len(chunk) > 1 else None
+        alone = bool(opts.speculate_rows) if schedule is None else schedule.rows_alone()
+        decode = self._generate_beam if opts.num_beams > 1 else self._generate_steps
+        began = time.perf_counter()
+        if alone and opts.draft is not None:
+            results = [r for row in chunk for r in decode([row], opts, started)]
+        else:
+            results = decode(chunk, opts, started)
+        if schedule is not None:
+            schedule.record(alone, sum(len(r.token_ids) for r in results),
+                            time.perf_counter() - began, len(chunk))
+        return results
+
+    def _schedule(self, opts: GenerationOptions, batch: int) -> BatchSchedule | None:
+        """The measured choice between decoding `batch` speculating rows together or one
+        after another (runtime/batching.py); None when there is no choice to measure:
+        no drafting, one row, the caller chose (speculate_rows), or adaptive_draft=False
+        (which keeps timings out of decoding)."""
+        if opts.draft is None or batch == 1 or opts.speculate_rows is not None or \
+                not opts.adaptive_draft:
+            return None
+        key = self._controller_key(opts, batch)
+        with self._controllers_lock:
+            return self._schedules.setdefault(key, BatchSchedule(batch))
 
     def memory_plan(self, budget_mb: float, request: Request) -> Plan:
         """The SpecMemo plan for `request` under `budget_mb` (MemoryBudgetError if none)."""
@@ -266,7 +296,7 @@ class Engine:
         opts = replace(opts, max_new_tokens=r.max_new_tokens,
                        min_new_tokens=min(opts.min_new_tokens, r.max_new_tokens),
                        draft=opts.draft if r.draft else None,
-                       speculate_rows=opts.speculate_rows and bool(r.draft),
+                       speculate_rows=opts.speculate_rows if r.draft else None,
                        max_draft=max(1, r.draft), exit_layer=opts.exit_layer if r.draft else None)
         return opts, max(1, r.batch // opts.num_beams), chosen
 

@@ -42,9 +42,9 @@ class GenerationOptions:
     adaptive_draft: bool = True     # size drafts by measured acceptance and cost; off: max_draft
     memory_budget_mb: float | None = None  # fit draft, batch, length into this (SpecMemo)
     # with draft=: decode a batch's inputs one after another, each advancing by its own
-    # accepted drafts, instead of together by the batch's shortest accepted run (needs one
-    # row's cache, not the batch's; when drafts miss, the batching is lost: bench/specmemo.py)
-    speculate_rows: bool = False
+    # accepted drafts (True), or together by the batch's shortest accepted run (False);
+    # None: whichever the measured figures say is faster (needs adaptive_draft; else False)
+    speculate_rows: bool | None = None
     # lossy layer skipping (see runtime/early_exit.py); the lossless path is draft="layers"
     skip_ratio: float | None = None        # unified skipping: decoder layers / layers run
     exit_after: int | None = None          # run only the first N decoder layers
@@ -81,7 +81,7 @@ class GenerationOptions:
         if self.draft is not None and self.num_beams > 1:
             raise OptionsError("draft= works with greedy decoding and sampling, not with "
                                "beam search (num_beams > 1)")
-        if self.speculate_rows and self.draft is None:
+        if self.speculate_rows is not None and self.draft is None:
             raise OptionsError("speculate_rows applies with draft= (speculative decoding) only")
         if self.memory_budget_mb is not None and not self.memory_budget_mb > 0:
             raise OptionsError(f"memory_budget_mb must be > 0, got {self.memory_budget_mb}")

@@ -219,9 +219,11 @@ def _plain_steps(s: DecodeSession, output: list[list[int]], history: NgramHistor
             began = time.perf_counter()
             logits = s.step(last)
             control.observe_plain(time.perf_counter() - began)
-        live = ~done
-        token = finish_rows(rules.choose(logits[:, -1], generated + ran, history), done, eos, pad)
-        if s.scores is not None:
+        if s.scores is None:
+            token = finish_rows(rules.choose(logits[:, -1], generated + ran, history), done, eos, pad)
+        else:
+            live = ~done
+            token = finish_rows(rules.choose(logits[:, -1], generated + ran, history), done, eos, pad)
             s.scores.add_emitted(logits[:, -1:], token[:, None], live[:, None])
         if history is not None:
             history.add(token)

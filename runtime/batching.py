@@ -1,0 +1,56 @@
+"""How a batch is decoded when it speculates: its rows together in lockstep (one cache,
+every row advancing by the batch's shortest accepted run, and running until its longest
+row ends) or one after another (each advancing by its own accepted drafts, without the
+batching). Chosen per chunk by measured tokens per second of each way on this engine,
+drafter and batch size; the other way is re-measured now and then, since what pays
+depends on the inputs (bench/speculative.py --batch measures both ways and the choice).
+
+The first chunk after a switch is not measured: new shapes make onnxruntime allocate
+(a single row after lockstep chunks measured ~30% below its steady speed)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+EXPLORE_EVERY = 64  # chunks between re-measurements of the way not chosen
+SMOOTHING = 0.3     # weight of the newest measurement in the moving averages
+
+
+@dataclass
+class BatchSchedule:
+    batch: int
+    alone: float | None = None      # tokens/s decoding rows one after another (EMA)
+    together: float | None = None   # tokens/s decoding rows in lockstep (EMA)
+    rows: int = 0                   # rows decoded since the other way was last measured
+    _last: bool | None = None       # the way of the previous chunk
+    _warming: bool = False          # the previous chunk switched ways: measure this one
+
+    def rows_alone(self) -> bool:
+        """Whether the next chunk's rows decode one after another: the way of a chunk
+        that just switched (so the switch is measured warm); else each way measured first
+        (one after another first: it needs the smaller cache), then the faster, except
+        once per EXPLORE_EVERY chunks' worth of rows, when the other is measured again."""
+        if self._warming:
+            return bool(self._last)
+        if self.alone is None:
+            return True
+        if self.together is None:
+            return False
+        faster = self.alone > self.together
+        if self.rows >= EXPLORE_EVERY * self.batch:
+            self.rows = 0
+            return not faster
+        return faster
+
+    def record(self, alone: bool, tokens: int, seconds: float, rows: int) -> None:
+        self.rows += rows
+        self._warming = alone != self._last
+        self._last = alone
+        if self._warming:
+            return
+        rate = tokens / max(seconds, 1e-9)
+        seen = self.alone if alone else self.together
+        rate = rate if seen is None else (1 - SMOOTHING) * seen + SMOOTHING * rate
+        if alone:
+            self.alone = rate
+        else:
+            self.together = rate
