@@ -72,7 +72,8 @@ class Engine:
     n-gram table of draft="ngram" (locked): greedy output never depends on it, but sampled
     output with draft="ngram" does (as it does on adaptive draft lengths, which follow
     measured timings: for reproducible seeded sampling with a drafter, pass
-    adaptive_draft=False and avoid "ngram"). Not safe: iterating or closing one stream
+    adaptive_draft=False and avoid "ngram"), and what drafting and batch schedules have
+    measured (updates race benignly: they only steer speed). Not safe: iterating or closing one stream
     from two threads at once (Python refuses: "generator already executing"). Each
     concurrent call holds its own memory (memory_budget_mb is per call), and runs with
     `threads` intra-op threads: with many callers, load with threads=1."""
