@@ -56,6 +56,7 @@ class DraftController:
     _probe_gap: int = 0                          # current passes between probes (0: unset)
     _probing: bool = False                       # the last plan() was a probe
     _points: deque = field(default_factory=lambda: deque(maxlen=32))  # (k, seconds) of recent passes
+    _sums: np.ndarray = field(default_factory=lambda: np.zeros(5))  # n, k, t, k^2, k*t of _points
     _observed: int = 0
     _empty: int = 0                              # rounds the drafter proposed nothing
     _best: DraftPlan | None = None               # the plan, until the next fit
@@ -168,7 +169,7 @@ class DraftController:
     def observe_plain(self, seconds: float) -> None:
         """A pass without drafts: the baseline cost. Refitted every 32 such passes only,
         so decoding with drafting off costs what plain decoding does."""
-        self._points.append((0, seconds))
+        self._add_point(0, seconds)
         self._observed += 1
         if self._observed % 32 == 0 or self._base_s is None:
             self._fit()
@@ -198,21 +199,30 @@ class DraftController:
                 s.rejected[accepted] += 1.0
             step = draft_s / drafted
             s.step_s = step if s.step_s is None else 0.7 * s.step_s + 0.3 * step
-        self._points.append((drafted, verify_s))
+        self._add_point(drafted, verify_s)
         self._observed += 1
         if drafted or self._observed % 8 == 0 or self._base_s is None:
             self._fit()  # refit (and re-plan) after drafts, and every 8 plain passes
             self._best = None
 
+    def _add_point(self, k: int, seconds: float) -> None:
+        """A pass of k drafts took `seconds`: into the window and its running sums (the
+        fit runs after every verify pass, so it must not walk the window)."""
+        if len(self._points) == self._points.maxlen:
+            old_k, old_t = self._points[0]
+            self._sums -= np.array([1.0, old_k, old_t, old_k * old_k, old_k * old_t])
+        self._points.append((k, seconds))
+        self._sums += np.array([1.0, k, seconds, k * k, k * seconds])
+        if self._observed % 1024 == 0:  # now and then exactly, so rounding cannot pile up
+            self._sums = np.array([[1.0, k, t, k * k, k * t] for k, t in self._points]).sum(axis=0)
+
     def _fit(self) -> None:
         """Least squares of seconds = base * (1 + beta * k) over recent passes."""
-        ks = [k for k, _ in self._points]
-        ts = [t for _, t in self._points]
-        n = len(ks)
-        mean_k, mean_t = sum(ks) / n, sum(ts) / n
-        var = sum((k - mean_k) ** 2 for k in ks)
-        if var > 0:
-            slope = sum((k - mean_k) * (t - mean_t) for k, t in zip(ks, ts)) / var
+        n, sum_k, sum_t, sum_kk, sum_kt = self._sums.tolist()
+        mean_k, mean_t = sum_k / n, sum_t / n
+        var = sum_kk - n * mean_k * mean_k
+        if var > 1e-9:
+            slope = (sum_kt - n * mean_k * mean_t) / var
             base = max(mean_t - slope * mean_k, 1e-6)
             self._base_s, self.beta = base, min(max(slope / base, 0.0), 1.0)
         elif self._base_s is None or mean_k == 0:
