@@ -111,6 +111,8 @@ class DraftController:
         return self._base_s is not None
 
     def plan(self) -> DraftPlan:
+        """What to draft this pass: the best plan, or while off, nothing but a short
+        probe once per gap."""
         if self._best is None or not self.adaptive:  # re-planned after estimates change
             self._best = self._replan()
         if self._best.length == 0:
@@ -133,6 +135,9 @@ class DraftController:
         return best
 
     def _best_plan(self) -> DraftPlan:
+        """The way and length with the most expected tokens per second; length 0 (off)
+        unless that beats plain passes by 8%, then with the way likeliest to be accepted
+        (the one a probe tries)."""
         ways = sorted(self.ways) or [ONLY_WAY]
         if not self.adaptive:
             return DraftPlan(ways[-1], self.max_draft)

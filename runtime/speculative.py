@@ -188,12 +188,13 @@ def speculative(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int
         stats.histogram[n] += 1
         drafter.update(k, n)
         control.observe(k, n, verify_s, drafted_at - began, plan.way)
-        live = np.empty(emit.shape, bool)
+        live = None if s.scores is None else np.empty(emit.shape, bool)
         for j in range(n + 1):  # finished rows emit pad; EOS finishes a row
-            live[:, j] = ~done
+            if live is not None:
+                live[:, j] = ~done
             emit[:, j] = np.where(done, pad, emit[:, j])
             done |= emit[:, j] == rules.eos
-        if s.scores is not None:
+        if live is not None:
             s.scores.add_emitted(logits, emit, live)
         for r in range(batch):
             output[r].extend(int(t) for t in emit[r])
@@ -219,11 +220,9 @@ def _plain_steps(s: DecodeSession, output: list[list[int]], history: NgramHistor
             began = time.perf_counter()
             logits = s.step(last)
             control.observe_plain(time.perf_counter() - began)
-        if s.scores is None:
-            token = finish_rows(rules.choose(logits[:, -1], generated + ran, history), done, eos, pad)
-        else:
-            live = ~done
-            token = finish_rows(rules.choose(logits[:, -1], generated + ran, history), done, eos, pad)
+        live = None if s.scores is None else ~done  # rows whose token counts for rerank_source
+        token = finish_rows(rules.choose(logits[:, -1], generated + ran, history), done, eos, pad)
+        if live is not None:
             s.scores.add_emitted(logits[:, -1:], token[:, None], live[:, None])
         if history is not None:
             history.add(token)
