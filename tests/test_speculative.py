@@ -374,6 +374,14 @@ def test_token_shapes_read_byte_level_marks_and_give_up_without_marks():
     assert TokenShapes.from_vocab({"the": 0, "##s": 1}, special=set()) is None
 
 
+def test_token_shapes_of_the_default_packages_tokenizer():
+    codec = edgeseq.load("default").codec
+    ids = {word: codec._tok.token_to_id(word) for word in ("\u2581because", "\u2581Because", "\u2581the")}
+    shapes = codec.shapes
+    assert shapes.capitalised[ids["\u2581because"]] == ids["\u2581Because"]
+    assert shapes.starts_word(ids["\u2581the"]) and shapes.starts_word(codec._tok.token_to_id("</s>"))
+
+
 def test_input_drafts_with_token_shapes_capitalise_the_first_word():
     source = [13, 14, 1]
     assert _input_drafts(source, [[]], _shapes()) == [[21, 14, 1]]
