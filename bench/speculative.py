@@ -2,12 +2,13 @@
 in the same run (median of repeats), acceptance statistics, and whether every output is
 token-identical to plain greedy.
 
-    python -m bench.speculative PKG [--data jfleg|news|ids] [--drafters input,ngram,layers]
+    python -m bench.speculative PKG [--data jfleg|news|ids] [--drafters input,ngram,layers,skip:1+2]
         [--limit N] [--repeats 3] [--threads 2] [--batch 1] [--speculate-rows auto] [--out DIR]
 
 --data jfleg: the 754 JFLEG dev sentences, detokenised (grammar correction copies most
 of its input);
---data ids: random token ids (for ids-only packages such as random-weight shapes)."""
+--data ids: random token ids (for ids-only packages such as random-weight shapes).
+Drafter "skip:I+J": layer drafting that skips decoder layers I and J (0-based)."""
 from __future__ import annotations
 
 import argparse
@@ -38,6 +39,9 @@ def run_config(engine, inputs: list, draft, args, schedule: str = "auto") -> dic
     # every configuration after decoding; off unless asked, so the drafters are compared
     opts = dict(max_new_tokens=args.max_new_tokens, max_draft=args.max_draft,
                 rerank_source=args.rerank_source)
+    if isinstance(draft, str) and draft.startswith("skip:"):  # layer drafting with a skip set
+        opts["draft_skip"] = tuple(int(i) for i in draft[len("skip:"):].split("+"))
+        draft = "layers"
     if draft is not None:
         opts["draft"] = draft
         opts["speculate_rows"] = SCHEDULES[schedule]

@@ -42,6 +42,14 @@ def _draft(value: str | None, args: argparse.Namespace):
     return value
 
 
+def _layer_list(text: str) -> tuple[int, ...]:
+    """--draft-skip 1,2 -> (1, 2)"""
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected layer indices like 1,2; got {text!r}") from None
+
+
 def _generation_options(args: argparse.Namespace) -> dict:
     opts = dict(max_new_tokens=args.max_new_tokens, min_new_tokens=args.min_new_tokens,
                 num_beams=args.num_beams, draft=_draft(args.draft, args),
@@ -49,6 +57,8 @@ def _generation_options(args: argparse.Namespace) -> dict:
                 memory_budget_mb=args.memory_budget)
     if args.exit_layer is not None:
         opts["exit_layer"] = args.exit_layer
+    if args.draft_skip is not None:
+        opts["draft_skip"] = args.draft_skip
     for name in ("skip_ratio", "exit_after", "exit_threshold", "no_repeat_ngram_size",
                  "rerank_source"):
         if getattr(args, name) is not None:
@@ -212,6 +222,8 @@ def _add_generation_args(p: argparse.ArgumentParser) -> None:
                    help="most draft tokens per pass (default: 64 for input, else 8)")
     p.add_argument("--exit-layer", type=int, default=None,
                    help="--draft layers: fixed exit layer (default: adaptive)")
+    p.add_argument("--draft-skip", type=_layer_list, default=None, metavar="I,J",
+                   help="--draft layers: decoder layers (0-based) the drafts skip (SWIFT-style)")
     p.add_argument("--draft-confidence", type=float, default=0.0,
                    help="stop drafting when the draft's top probability falls below this")
     p.add_argument("--memory-budget", type=float, default=None, metavar="MB",

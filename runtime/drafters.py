@@ -168,30 +168,43 @@ class SelfDrafter:
     when no choice pays. Drafting stops early when the draft's top probability falls below
     `confidence` (Kangaroo / SpecDec++). Candidates: `exit_layer` when fixed, else the
     package's exits with heads of their own when it has them (trained draft exits), else
-    a quarter, half and three quarters of the layers."""
+    a quarter, half and three quarters of the layers. With `skip`, the drafts run every
+    layer but those instead (SWIFT-style skip set; skipped layers pass the hidden state
+    on) and end in the model's own head."""
 
     def __init__(self, session, layers: int, score: Callable[[np.ndarray, int], np.ndarray],
                  sample: bool, rng: np.random.Generator | None, control: DraftController,
                  exit_layer: int | None = None, confidence: float = 0.0,
                  exits: list[int] | None = None, prior_cost: dict[int, float] | None = None,
-                 choose: Callable[[np.ndarray, int], np.ndarray] | None = None):
+                 choose: Callable[[np.ndarray, int], np.ndarray] | None = None,
+                 skip: tuple[int, ...] | None = None):
         if exit_layer is not None and not 1 <= exit_layer < layers:
             raise OptionsError(f"exit_layer must be in 1..{layers - 1}, got {exit_layer}")
+        if skip is not None and not (max(skip) < layers and len(set(skip)) < layers):
+            raise OptionsError(f"draft_skip must name some of the {layers} decoder layers "
+                               f"(0..{layers - 1}) and keep at least one, got {skip}")
         self.session, self.layers, self.score = session, layers, score
         self.sample, self.rng, self.confidence = sample, rng, confidence
         # greedy drafts without a confidence stop need no probabilities: the rules'
         # argmax (`choose`, e.g. ScoreRules.choose) instead of a softmax over the vocabulary
         self.choose = choose if not sample and confidence <= 0 else None
-        candidates = [exit_layer] if exit_layer else sorted(
-            set(exits or ()) or
-            {max(1, layers // 4), max(1, layers // 2), max(1, (3 * layers) // 4)} - {layers})
+        # the controller's ways: an exit layer each, or one skip set (keyed by the number
+        # of layers it runs)
+        if skip is not None:
+            kept = [i for i in range(layers) if i not in skip]
+            self.plans = {len(kept): LayerPlan.keep(kept, layers)}
+        else:
+            candidates = [exit_layer] if exit_layer else sorted(
+                set(exits or ()) or
+                {max(1, layers // 4), max(1, layers // 2), max(1, (3 * layers) // 4)} - {layers})
+            self.plans = {e: LayerPlan.first(e, layers) for e in candidates}
         # a draft step's cost in full passes, before timings: layers run over layers
-        control.use_ways({e: (prior_cost or {}).get(e, e / layers) for e in candidates})
+        control.use_ways({w: (prior_cost or {}).get(w, w / layers) for w in self.plans})
 
     def propose(self, ctx: DraftContext) -> Draft:
         cache = self.session.cache
         base = cache.length
-        plan = LayerPlan.first(ctx.way, self.layers)
+        plan = self.plans[ctx.way]
         last = np.array([[o[-1]] for o in ctx.output], np.int64)
         tokens, probs = [], []
         generated = len(ctx.output[0]) - 1

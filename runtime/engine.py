@@ -227,7 +227,7 @@ class Engine:
     @staticmethod
     def _controller_key(opts: GenerationOptions, batch: int) -> tuple:
         kind = opts.draft if isinstance(opts.draft, str) else f"model:{id(opts.draft)}"
-        return kind, opts.max_draft, opts.exit_layer, batch
+        return kind, opts.max_draft, opts.exit_layer, opts.draft_skip, batch
 
     def generate(self, inputs: Inputs, **options) -> GenerationResult | list[GenerationResult]:
         """Generate for a string, a list of strings, token ids, or a list of token id lists.
@@ -298,7 +298,8 @@ class Engine:
                        min_new_tokens=min(opts.min_new_tokens, r.max_new_tokens),
                        draft=opts.draft if r.draft else None,
                        speculate_rows=opts.speculate_rows if r.draft else None,
-                       max_draft=max(1, r.draft), exit_layer=opts.exit_layer if r.draft else None)
+                       max_draft=max(1, r.draft), exit_layer=opts.exit_layer if r.draft else None,
+                       draft_skip=opts.draft_skip if r.draft else None)
         return opts, max(1, r.batch // opts.num_beams), chosen
 
     def _generate_steps(self, rows, opts, started) -> list[GenerationResult]:

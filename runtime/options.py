@@ -38,6 +38,9 @@ class GenerationOptions:
     # rest of the source is one natural draft), else 8. Adaptive drafting picks shorter.
     max_draft: int | None = None
     exit_layer: int | None = None   # draft="layers": fixed exit layer; None: adaptive
+    # draft="layers": decoder layers (0-based) the draft passes skip instead of exiting
+    # early (a SWIFT-style skip set); None: exit-layer drafting
+    draft_skip: tuple[int, ...] | None = None
     draft_confidence: float = 0.0   # stop drafting below this top probability (0: never)
     adaptive_draft: bool = True     # size drafts by measured acceptance and cost; off: max_draft
     memory_budget_mb: float | None = None  # fit draft, batch, length into this (SpecMemo)
@@ -57,6 +60,8 @@ class GenerationOptions:
             object.__setattr__(self, "max_draft", INPUT_MAX_DRAFT if self.draft == "input" else 8)
         for f in fields(self):
             _check_type(f.name, f.type, getattr(self, f.name))
+        if isinstance(self.draft_skip, list):  # a key of the engine's drafting figures
+            object.__setattr__(self, "draft_skip", tuple(self.draft_skip))
         if self.max_new_tokens < 1:
             raise OptionsError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
         if self.no_repeat_ngram_size is not None and self.no_repeat_ngram_size < 0:
@@ -99,6 +104,15 @@ class GenerationOptions:
             raise OptionsError(f"draft_confidence must be in [0, 1), got {self.draft_confidence}")
         if self.exit_layer is not None and self.draft != "layers":
             raise OptionsError("exit_layer only applies with draft='layers'")
+        if self.draft_skip is not None:
+            if self.draft != "layers":
+                raise OptionsError("draft_skip only applies with draft='layers'")
+            if self.exit_layer is not None:
+                raise OptionsError("choose exit_layer or draft_skip, not both")
+            if not self.draft_skip or len(set(self.draft_skip)) != len(self.draft_skip) or \
+                    min(self.draft_skip) < 0:
+                raise OptionsError(f"draft_skip must list distinct layer indices >= 0, got "
+                                   f"{self.draft_skip!r}")
         modes = [n for n, v in (("skip_ratio", self.skip_ratio), ("exit_after", self.exit_after),
                                 ("exit_threshold", self.exit_threshold)) if v is not None]
         if len(modes) > 1:

@@ -85,7 +85,7 @@ def self_drafter(engine: "Engine", session: "DecodeSession", rules, opts: Genera
     return SelfDrafter(session, layers, make_scorer(rules, opts), opts.do_sample, _draft_rng(opts),
                        control, exit_layer=opts.exit_layer, confidence=opts.draft_confidence,
                        exits=candidates, prior_cost=exit_step_costs(engine.manifest),
-                       choose=rules.choose)
+                       choose=rules.choose, skip=opts.draft_skip)
 
 
 def exit_step_costs(manifest) -> dict[int, float]:

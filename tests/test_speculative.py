@@ -46,6 +46,33 @@ def test_fixed_exit_layer_and_confidence_stop_stay_exact(engines):
             assert fast.stats.layers_per_pass < engine.arch.decoder_layers
 
 
+@pytest.mark.parametrize("case", CASES)
+def test_drafting_with_a_skip_set_stays_exact_and_runs_fewer_layers(case, engines):
+    engine = engines[case]
+    kw = dict(max_new_tokens=12, min_new_tokens=12)
+    for skip in ((0,), (1,)):
+        for ids in SOURCES:
+            fast = engine.generate(ids, draft="layers", draft_skip=skip, adaptive_draft=False,
+                                   max_draft=3, **kw)
+            assert fast.token_ids == engine.generate(ids, **kw).token_ids
+            assert fast.stats.layers_per_pass < engine.arch.decoder_layers  # drafts skipped one
+
+
+def test_bad_skip_sets_are_named(engines):
+    engine = engines["t5", "fp32"]
+    layers = engine.arch.decoder_layers
+    with pytest.raises(OptionsError, match="draft_skip only applies with draft='layers'"):
+        engine.generate([5, 6], draft="input", draft_skip=(1,))
+    with pytest.raises(OptionsError, match="exit_layer or draft_skip"):
+        engine.generate([5, 6], draft="layers", exit_layer=1, draft_skip=(1,))
+    with pytest.raises(OptionsError, match="distinct layer indices"):
+        engine.generate([5, 6], draft="layers", draft_skip=(1, 1))
+    with pytest.raises(OptionsError, match="keep at least one"):
+        engine.generate([5, 6], draft="layers", draft_skip=tuple(range(layers)))
+    with pytest.raises(OptionsError, match="keep at least one"):
+        engine.generate([5, 6], draft="layers", draft_skip=(layers,))
+
+
 class _Scripted:
     """A drafter that proposes a scripted continuation of the output."""
 

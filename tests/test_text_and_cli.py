@@ -70,6 +70,17 @@ def test_cli_generate_json_and_info(text_package, capsys):
     assert info["providers"]["decoder"] == ["CPUExecutionProvider"]
 
 
+def test_cli_layer_drafting_with_a_skip_set_equals_plain(text_package, capsys):
+    args = ["generate", str(text_package), "hello world", "--json", "--max-new-tokens", "6"]
+    assert main(args) == 0
+    plain = json.loads(capsys.readouterr().out)["token_ids"]
+    assert main(args + ["--draft", "layers", "--draft-skip", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)["token_ids"] == plain
+    with pytest.raises(SystemExit) as bad:  # argparse's usage error
+        main(args + ["--draft", "layers", "--draft-skip", "one"])
+    assert bad.value.code == 2 and "layer indices" in capsys.readouterr().err
+
+
 def test_cli_streams_and_reports_errors_without_tracebacks(text_package, capsys, tmp_path):
     assert main(["generate", str(text_package), "hello", "--max-new-tokens", "3"]) == 0
     assert main(["generate", str(tmp_path), "hello"]) == 2
