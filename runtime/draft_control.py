@@ -56,7 +56,10 @@ class DraftController:
     _probe_gap: int = 0                          # current passes between probes (0: unset)
     _probing: bool = False                       # the last plan() was a probe
     _points: deque = field(default_factory=lambda: deque(maxlen=32))  # (k, seconds) of recent passes
-    _sums: np.ndarray = field(default_factory=lambda: np.zeros(5))  # n, k, t, k^2, k*t of _points
+    # n, k, t, k^2, k*t of the _points with drafts; n, t of those without
+    _sums: np.ndarray = field(default_factory=lambda: np.zeros(5))
+    _plain_sums: np.ndarray = field(default_factory=lambda: np.zeros(2))
+    _round_extra_s: float = 0.0  # seconds a round with drafts costs beyond base * (1 + beta k)
     _observed: int = 0
     _empty: int = 0                              # rounds the drafter proposed nothing
     _best: DraftPlan | None = None               # the plan, until the next fit
@@ -103,8 +106,10 @@ class DraftController:
         return self.verify_cost(k) + step * k
 
     def verify_cost(self, k):
-        """Seconds of the decoder pass that verifies k drafts (1.0 before any timing)."""
-        return (self._base_s or 1.0) * (1 + self.beta * k)
+        """Seconds of a round that verifies k drafts, its bookkeeping included (1.0 for a
+        plain pass before any timing): a round of drafts pays a fixed extra (verification,
+        statistics) that a plain pass does not, which on a tiny model is a fifth of a pass."""
+        return (self._base_s or 1.0) * (1 + self.beta * k) + self._round_extra_s * (np.asarray(k) > 0)
 
     @property
     def timed(self) -> bool:
@@ -211,24 +216,53 @@ class DraftController:
             self._best = None
 
     def _add_point(self, k: int, seconds: float) -> None:
-        """A pass of k drafts took `seconds`: into the window and its running sums (the
-        fit runs after every verify pass, so it must not walk the window)."""
+        """A round of k drafts (k = 0: a plain pass) took `seconds`: into the window and its
+        running sums (the fit runs after every verify round, so it must not walk the
+        window)."""
         if len(self._points) == self._points.maxlen:
-            old_k, old_t = self._points[0]
-            self._sums -= np.array([1.0, old_k, old_t, old_k * old_k, old_k * old_t])
+            self._count(*self._points[0], sign=-1.0)
         self._points.append((k, seconds))
-        self._sums += np.array([1.0, k, seconds, k * k, k * seconds])
+        self._count(k, seconds, sign=1.0)
         if self._observed % 1024 == 0:  # now and then exactly, so rounding cannot pile up
-            self._sums = np.array([[1.0, k, t, k * k, k * t] for k, t in self._points]).sum(axis=0)
+            self._sums[:], self._plain_sums[:] = 0.0, 0.0
+            for k_, t_ in self._points:
+                self._count(k_, t_, sign=1.0)
+
+    def _count(self, k: int, seconds: float, sign: float) -> None:
+        if k:
+            self._sums += sign * np.array([1.0, k, seconds, k * k, k * seconds])
+        else:
+            self._plain_sums += sign * np.array([1.0, seconds])
 
     def _fit(self) -> None:
-        """Least squares of seconds = base * (1 + beta * k) over recent passes."""
+        """seconds = base * (1 + beta * k) + extra * (k > 0): base from plain passes, beta
+        and the extra from rounds with drafts (a line over their k; with one k only, the
+        previous two scaled to its level). Without plain passes, the line's intercept is
+        the base and the extra 0."""
+        n0, sum_t0 = self._plain_sums.tolist()
         n, sum_k, sum_t, sum_kk, sum_kt = self._sums.tolist()
+        if n0 >= 0.5:
+            self._base_s = max(sum_t0 / n0, 1e-6)
+        if n < 0.5:
+            return
         mean_k, mean_t = sum_k / n, sum_t / n
         var = sum_kk - n * mean_k * mean_k
-        if var > 1e-9:
-            slope = (sum_kt - n * mean_k * mean_t) / var
-            base = max(mean_t - slope * mean_k, 1e-6)
-            self._base_s, self.beta = base, min(max(slope / base, 0.0), 1.0)
-        elif self._base_s is None or mean_k == 0:
-            self._base_s = mean_t / (1 + self.beta * mean_k)
+        slope = (sum_kt - n * mean_k * mean_t) / var if var > 1e-9 else None
+        if n0 < 0.5:  # no plain pass in the window: the line alone
+            if slope is None:
+                self._base_s = mean_t / (1 + self.beta * mean_k)
+                return
+            self._base_s = max(mean_t - slope * mean_k, 1e-6)
+            self.beta, self._round_extra_s = min(max(slope / self._base_s, 0.0), 1.0), 0.0
+            return
+        base = self._base_s
+        if slope is not None:
+            self.beta = min(max(slope / base, 0.0), 1.0)
+            self._round_extra_s = max(mean_t - base * self.beta * mean_k - base, 0.0)
+            return
+        # one draft length only: its level is known, not how it splits between beta and the
+        # extra, so both are scaled to meet it
+        excess, modeled = max(mean_t - base, 0.0), base * self.beta * mean_k + self._round_extra_s
+        scale = excess / modeled if modeled > 0 else 0.0
+        self.beta = min(self.beta * scale if modeled > 0 else excess / (base * mean_k), 1.0)
+        self._round_extra_s *= scale

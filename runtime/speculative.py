@@ -161,7 +161,6 @@ def speculative(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int
         base = s.cache.length
         drafted_at = time.perf_counter()
         logits = s.step(inputs)
-        verify_s = time.perf_counter() - drafted_at
         if sampler is None:
             emit = _verify_greedy(logits, draft.tokens, rules, output, generated, done)
             n = emit.shape[1] - 1
@@ -187,7 +186,6 @@ def speculative(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int
         stats.verify_passes += 1
         stats.histogram[n] += 1
         drafter.update(k, n)
-        control.observe(k, n, verify_s, drafted_at - began, plan.way)
         live = None if s.scores is None else np.empty(emit.shape, bool)
         for j in range(n + 1):  # finished rows emit pad; EOS finishes a row
             if live is not None:
@@ -199,6 +197,8 @@ def speculative(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int
         for r in range(batch):
             output[r].extend(int(t) for t in emit[r])
         generated += n + 1
+        # the round's cost: the verify pass and all its bookkeeping, as plain passes are timed
+        control.observe(k, n, time.perf_counter() - drafted_at, drafted_at - began, plan.way)
         yield emit
 
 
@@ -206,7 +206,7 @@ def _plain_steps(s: DecodeSession, output: list[list[int]], history: NgramHistor
                  rules: ScoreRules, generated: int, done: np.ndarray, pad: int,
                  control: DraftController, passes: int) -> Generator[np.ndarray, None, int]:
     """Up to `passes` greedy steps while drafting is off, every 4th timed (the baseline
-    cost); returns how many ran. As lean as plain greedy's loop: with drafting off,
+    cost, bookkeeping included); returns how many ran. As lean as plain greedy's loop: with drafting off,
     speculation must cost nothing."""
     eos = rules.eos
     if history is not None:  # it shares `output`'s lists: one append per token serves both
@@ -214,12 +214,8 @@ def _plain_steps(s: DecodeSession, output: list[list[int]], history: NgramHistor
     last = np.array([[o[-1]] for o in output], np.int64)
     ran = 0
     while ran < passes and generated + ran < rules.max_new_tokens:
-        if ran % 4:
-            logits = s.step(last)
-        else:
-            began = time.perf_counter()
-            logits = s.step(last)
-            control.observe_plain(time.perf_counter() - began)
+        began = None if ran % 4 else time.perf_counter()
+        logits = s.step(last)
         live = None if s.scores is None else ~done  # rows whose token counts for rerank_source
         token = finish_rows(rules.choose(logits[:, -1], generated + ran, history), done, eos, pad)
         if live is not None:
@@ -229,6 +225,8 @@ def _plain_steps(s: DecodeSession, output: list[list[int]], history: NgramHistor
         else:
             for row, t in zip(output, token.tolist()):
                 row.append(t)
+        if began is not None:  # a pass and its bookkeeping, as verify rounds are timed
+            control.observe_plain(time.perf_counter() - began)
         last = token[:, None]
         ran += 1
         yield last
