@@ -108,7 +108,8 @@ class DraftController:
     def verify_cost(self, k):
         """Seconds of a round that verifies k drafts, its bookkeeping included (1.0 for a
         plain pass before any timing): a round of drafts pays a fixed extra (verification,
-        statistics) that a plain pass does not, which on a tiny model is a fifth of a pass."""
+        statistics) that a plain pass does not, which on a tiny model decides whether
+        drafting pays."""
         return (self._base_s or 1.0) * (1 + self.beta * k) + self._round_extra_s * (np.asarray(k) > 0)
 
     @property
