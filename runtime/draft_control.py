@@ -56,9 +56,10 @@ class DraftController:
     _probe_gap: int = 0                          # current passes between probes (0: unset)
     _probing: bool = False                       # the last plan() was a probe
     _points: deque = field(default_factory=lambda: deque(maxlen=32))  # (k, seconds) of recent passes
-    # n, k, t, k^2, k*t of the _points with drafts; n, t of those without
-    _sums: np.ndarray = field(default_factory=lambda: np.zeros(5))
-    _plain_sums: np.ndarray = field(default_factory=lambda: np.zeros(2))
+    # n, k, t, k^2, k*t of the _points with drafts; n, t of those without (Python floats:
+    # they change every few passes, and numpy arrays this small cost more than they save)
+    _sums: list = field(default_factory=lambda: [0.0] * 5)
+    _plain_sums: list = field(default_factory=lambda: [0.0] * 2)
     _round_extra_s: float = 0.0  # seconds a round with drafts costs beyond base * (1 + beta k)
     _observed: int = 0
     _empty: int = 0                              # rounds the drafter proposed nothing
@@ -225,23 +226,29 @@ class DraftController:
         self._points.append((k, seconds))
         self._count(k, seconds, sign=1.0)
         if self._observed % 1024 == 0:  # now and then exactly, so rounding cannot pile up
-            self._sums[:], self._plain_sums[:] = 0.0, 0.0
+            self._sums, self._plain_sums = [0.0] * 5, [0.0] * 2
             for k_, t_ in self._points:
                 self._count(k_, t_, sign=1.0)
 
     def _count(self, k: int, seconds: float, sign: float) -> None:
         if k:
-            self._sums += sign * np.array([1.0, k, seconds, k * k, k * seconds])
+            sums = self._sums
+            sums[0] += sign
+            sums[1] += sign * k
+            sums[2] += sign * seconds
+            sums[3] += sign * k * k
+            sums[4] += sign * k * seconds
         else:
-            self._plain_sums += sign * np.array([1.0, seconds])
+            self._plain_sums[0] += sign
+            self._plain_sums[1] += sign * seconds
 
     def _fit(self) -> None:
         """seconds = base * (1 + beta * k) + extra * (k > 0): base from plain passes, beta
         and the extra from rounds with drafts (a line over their k; with one k only, the
         previous two scaled to its level). Without plain passes, the line's intercept is
         the base and the extra 0."""
-        n0, sum_t0 = self._plain_sums.tolist()
-        n, sum_k, sum_t, sum_kk, sum_kt = self._sums.tolist()
+        n0, sum_t0 = self._plain_sums
+        n, sum_k, sum_t, sum_kk, sum_kt = self._sums
         if n0 >= 0.5:
             self._base_s = max(sum_t0 / n0, 1e-6)
         if n < 0.5:
