@@ -142,6 +142,14 @@ def log_softmax(x: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
+def log_normaliser(logits: np.ndarray) -> np.ndarray:
+    """log(sum(exp(logits))) over the last axis, [...] for logits [..., V] (left as is):
+    log-probabilities of a few tokens without a whole log_softmax array."""
+    top = logits.max(axis=-1, keepdims=True)
+    scratch = np.subtract(logits, top, dtype=np.float32)
+    return top[..., 0] + np.log(np.exp(scratch, out=scratch).sum(axis=-1))
+
+
 def softmax(x: np.ndarray) -> np.ndarray:
     e = np.exp(x - x.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)

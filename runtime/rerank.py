@@ -18,16 +18,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .logits import log_normaliser
 from .search import DecodeSession
 
 
-def log_probs_at(logits: np.ndarray, tokens: np.ndarray) -> np.ndarray:
-    """log_softmax(logits)[..., token] for logits [..., V] and tokens [...]; `logits` is
-    used as scratch (it must be the caller's own array)."""
-    # x - max - log(sum(exp(x - max))), taken at the target tokens only
-    np.subtract(logits, logits.max(axis=-1, keepdims=True), out=logits)
-    picked = np.take_along_axis(logits, tokens[..., None], axis=-1)[..., 0]
-    return picked - np.log(np.exp(logits, out=logits).sum(axis=-1))
+def log_probs_at(logits: np.ndarray, tokens: np.ndarray,
+                 normaliser: np.ndarray | None = None) -> np.ndarray:
+    """log_softmax(logits)[..., token] for logits [..., V] and tokens [...], taken at the
+    tokens only; `normaliser`: log_normaliser(logits), when already known."""
+    if normaliser is None:
+        normaliser = log_normaliser(logits)
+    return np.take_along_axis(logits, tokens[..., None], axis=-1)[..., 0] - normaliser
 
 
 @dataclass
@@ -45,17 +46,27 @@ class PassScores:
         self.output_count = np.zeros(self.rows, int)
         self.source = [None] * self.rows
 
-    def add_emitted(self, logits: np.ndarray, emitted: np.ndarray, live: np.ndarray) -> None:
-        """logits [B, n, V] of a pass, the tokens it emitted [B, n], and which of them
-        count (a finished row's pads do not)."""
-        picked = log_probs_at(np.array(logits[:, :emitted.shape[1]], np.float32), emitted)
+    def wants_sources(self, generated: int) -> bool:
+        """Whether the pass after `generated` tokens is the one that drafts the sources."""
+        return self.source_drafted and generated == 0
+
+    def add_pass(self, logits: np.ndarray, emitted: np.ndarray, live: np.ndarray,
+                 drafts: np.ndarray | None = None, sources: list[list[int]] | None = None) -> None:
+        """logits [B, n, V] of a pass, the tokens it emitted [B, m], which of them count (a
+        finished row's pads do not); with `drafts` and `sources`, the first pass: the
+        rows whose drafts were their whole source get that source's score too. One
+        normaliser per position serves both."""
+        scored = [r for r, src in enumerate(sources or ())
+                  if drafts.shape[1] >= len(src) and drafts[r, :len(src)].tolist() == src]
+        width = max([emitted.shape[1]] + [len(sources[r]) for r in scored])
+        normaliser = log_normaliser(logits[:, :width])
+        picked = log_probs_at(logits[:, :emitted.shape[1]], emitted, normaliser[:, :emitted.shape[1]])
         self.output_sum += np.where(live, picked, 0.0).sum(axis=1)
         self.output_count += live.sum(axis=1)
-
-    def add_source(self, row: int, logits: np.ndarray, source: list[int]) -> None:
-        """logits [len(source), V] of a first pass whose inputs were start + source."""
-        picked = log_probs_at(np.array(logits[:len(source)], np.float32), np.array(source))
-        self.source[row] = float(picked.mean())
+        for r in scored:
+            n = len(sources[r])
+            self.source[r] = float(log_probs_at(logits[r, :n], np.array(sources[r]),
+                                                normaliser[r, :n]).mean())
 
     def known(self, row: int) -> tuple[float, float] | None:
         """(source, output) mean log-probabilities of `row`, when both were seen."""
@@ -75,8 +86,7 @@ def mean_log_probs(session: DecodeSession, start: int, targets: list[list[int]],
         tokens[row, 1:1 + len(target)] = target
     session.cache.truncate(0)
     # causal attention: padding after a row's target does not change its logits
-    logits = np.asarray(session.step(tokens[:, :width]), np.float32)  # ours: edited in place
-    picked = log_probs_at(logits, tokens[:, 1:])
+    picked = log_probs_at(session.step(tokens[:, :width]), tokens[:, 1:])
     lengths = np.array([len(t) for t in targets])
     mask = np.arange(width)[None, :] < lengths[:, None]
     return np.where(mask, picked, 0.0).sum(axis=1) / lengths
@@ -95,10 +105,11 @@ def prefer_source(session: DecodeSession, start: int, pad: int,
             if 0 < len(s) < session.cache.capacity and s != o]
     keep = [False] * len(sources)
     if seen is not None:
-        for i in [i for i in rows if seen.known(i)]:
-            source_score, output_score = seen.known(i)
-            keep[i] = source_score >= output_score
-            rows.remove(i)
+        known = {i: seen.known(i) for i in rows}
+        for i, scores in known.items():
+            if scores is not None:
+                keep[i] = scores[0] >= scores[1]  # source at least as likely as the output
+        rows = [i for i in rows if known[i] is None]
     if not rows:
         return keep
     targets = [sources[i] for i in rows] + [outputs[i] for i in rows]

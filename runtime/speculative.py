@@ -17,7 +17,6 @@ import numpy as np
 from .draft_control import DraftController, DraftPlan
 from .drafters import Draft, DraftContext, Drafter
 from .logits import NgramHistory, ScoreRules
-from .rerank import PassScores
 from .search import DecodeSession, finish_rows
 
 # maps raw logits [B, V] of the token after `generated` new tokens (and the rows' histories,
@@ -165,8 +164,6 @@ def speculative(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int
         if sampler is None:
             emit = _verify_greedy(logits, draft.tokens, rules, output, generated, done)
             n = emit.shape[1] - 1
-            if s.scores is not None and s.scores.source_drafted and generated == 0:
-                _score_sources(s.scores, logits, draft.tokens, source)
         else:
             raw = [logits[:, j].astype(np.float64) for j in range(k + 1)]
             probs = np.stack([sampler(raw[j], generated + j, _history(output, draft.tokens, j, rules))
@@ -194,7 +191,9 @@ def speculative(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int
             emit[:, j] = np.where(done, pad, emit[:, j])
             done |= emit[:, j] == rules.eos
         if live is not None:
-            s.scores.add_emitted(logits, emit, live)
+            first = s.scores.wants_sources(generated) and sampler is None
+            s.scores.add_pass(logits, emit, live, draft.tokens if first else None,
+                              source if first else None)
         for r in range(batch):
             output[r].extend(int(t) for t in emit[r])
         generated += n + 1
@@ -207,8 +206,8 @@ def _plain_steps(s: DecodeSession, output: list[list[int]], history: NgramHistor
                  rules: ScoreRules, generated: int, done: np.ndarray, pad: int,
                  control: DraftController, passes: int) -> Generator[np.ndarray, None, int]:
     """Up to `passes` greedy steps while drafting is off, every 4th timed (the baseline
-    cost, bookkeeping included); returns how many ran. As lean as plain greedy's loop: with drafting off,
-    speculation must cost nothing."""
+    cost, bookkeeping included); returns how many ran. As lean as plain greedy's loop:
+    with drafting off, speculation must cost nothing."""
     eos = rules.eos
     if history is not None:  # it shares `output`'s lists: one append per token serves both
         history.sync()
@@ -220,7 +219,7 @@ def _plain_steps(s: DecodeSession, output: list[list[int]], history: NgramHistor
         live = None if s.scores is None else ~done  # rows whose token counts for rerank_source
         token = finish_rows(rules.choose(logits[:, -1], generated + ran, history), done, eos, pad)
         if live is not None:
-            s.scores.add_emitted(logits[:, -1:], token[:, None], live[:, None])
+            s.scores.add_pass(logits[:, -1:], token[:, None], live[:, None])
         if history is not None:
             history.add(token)
         else:
@@ -241,17 +240,9 @@ def _wanted(control: DraftController, s: DecodeSession, generated: int,
     """The controller's plan; a first pass that can score the sources for rerank_source
     drafts them whole (it replaces a teacher-forced scoring pass)."""
     plan = control.plan()
-    if s.scores is not None and s.scores.source_drafted and generated == 0:
+    if s.scores is not None and s.scores.wants_sources(generated):
         return DraftPlan(plan.way, max(plan.length, max(map(len, source))))
     return plan
-
-
-def _score_sources(scores: PassScores, logits: np.ndarray, drafts: np.ndarray,
-                   source: list[list[int]]) -> None:
-    """A first pass that drafted a row's whole source teacher-forced it: its score."""
-    for r, src in enumerate(source):
-        if drafts.shape[1] >= len(src) and drafts[r, :len(src)].tolist() == src:
-            scores.add_source(r, logits[r], src)
 
 
 def _history(output: list[list[int]], drafts: np.ndarray, j: int,

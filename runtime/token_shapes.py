@@ -31,9 +31,6 @@ class TokenShapes:
                 twin = vocab.get(marker + body[0].upper() + body[1:])
                 if twin is not None:
                     capitalised[index] = twin
-        for index in special:
-            if index < len(word_start):
-                word_start[index] = True
         return cls(word_start, capitalised)
 
     def starts_word(self, token: int) -> bool:
