@@ -10,7 +10,14 @@ Acceptance is modelled per way and per draft position, not as one rate: input dr
 an editing task is right for long stretches and wrong at the edits, so a draft's tail is
 far more likely to be accepted than a fixed per-token rate predicts. Each position's
 rejection rate (of drafts that reached it, decayed so recent passes count most) gives the
-chance a draft survives to it; positions not yet tried borrow the way's pooled rate."""
+chance a draft survives to it; positions not yet tried borrow the way's pooled rate.
+
+A drafter may also say what situation it drafts in (input drafting: the first pass, going
+on after a fully accepted draft, or re-anchored after a rejection by an n-gram of some
+length or by position alone). Each situation keeps its own acceptance by position, shrunk
+toward the way's, and gets its own draft length: on JFLEG dev a draft re-anchored by
+position alone is rejected at its first token 57% of the time, one that goes on after a
+fully accepted draft 3%."""
 from __future__ import annotations
 
 from collections import deque
@@ -27,6 +34,7 @@ ONLY_WAY = 0        # the way of drafters that have one (input, n-gram, a draft 
 class DraftPlan:
     way: int      # layer drafting: the exit layer; ONLY_WAY for other drafters
     length: int   # tokens to draft; 0: none (plain passes)
+    situation: int | None = None  # the drafter's, when it named one and the length is its
 
 
 @dataclass
@@ -38,6 +46,19 @@ class WayStats:
     rejected: np.ndarray
     step_s: float | None = None
     prior_step: float = 0.0
+
+    @classmethod
+    def empty(cls, max_draft: int) -> "WayStats":
+        return cls(np.zeros(max_draft), np.zeros(max_draft))
+
+    def add(self, drafted: int, accepted: int) -> None:
+        """A verify pass of `drafted` drafts accepted the first `accepted` (older passes
+        decay)."""
+        self.reached *= DECAY
+        self.rejected *= DECAY
+        self.reached[:min(accepted + 1, drafted)] += 1.0
+        if accepted < drafted:
+            self.rejected[accepted] += 1.0
 
 
 @dataclass
@@ -51,6 +72,8 @@ class DraftController:
     probe_every: int = 8           # plain passes before the first probe once off
     max_probe_gap: int = 128       # probes back off (doubling) up to this many passes
     ways: dict[int, WayStats] = field(default_factory=dict)  # kept across calls
+    situations: dict[int, WayStats] = field(default_factory=dict)  # the drafter's, see above
+    _situation_lengths: dict = field(default_factory=dict)  # situation -> length, until re-planned
     _base_s: float | None = None   # seconds of a pass with no drafts (EMA)
     _off_rounds: int = 0
     _probe_gap: int = 0                          # current passes between probes (0: unset)
@@ -78,24 +101,32 @@ class DraftController:
 
     def _way(self, way: int) -> WayStats:
         if way not in self.ways:
-            self.ways[way] = WayStats(np.zeros(self.max_draft), np.zeros(self.max_draft))
+            self.ways[way] = WayStats.empty(self.max_draft)
         return self.ways[way]
 
     def _seen(self, way: int) -> WayStats:
         """The way's statistics, or an untried way's (nothing added to `ways`)."""
-        return self.ways.get(way) or WayStats(np.zeros(self.max_draft), np.zeros(self.max_draft))
+        return self.ways.get(way) or WayStats.empty(self.max_draft)
 
-    def survival(self, way: int = ONLY_WAY) -> np.ndarray:
-        """survival(w)[j]: chance that drafts 0..j of way w are all accepted, j < max_draft."""
+    def hazard(self, way: int = ONLY_WAY, situation: int | None = None) -> np.ndarray:
+        """hazard[j]: chance a draft of way w that reached position j is rejected there;
+        in a situation, its own counts shrunk toward the way's rates."""
         s = self._seen(way)
         pooled = (s.rejected.sum() + (1 - self.alpha)) / (s.reached.sum() + 1.0)
         hazard = (s.rejected + PSEUDO_COUNT * pooled) / (s.reached + PSEUDO_COUNT)
-        return np.cumprod(1.0 - np.clip(hazard, 0.0, 0.995))
+        seen = self.situations.get(situation) if situation is not None else None
+        if seen is not None:
+            hazard = (seen.rejected + PSEUDO_COUNT * hazard) / (seen.reached + PSEUDO_COUNT)
+        return np.clip(hazard, 0.0, 0.995)
 
-    def expected_tokens(self, way: int = ONLY_WAY) -> np.ndarray:
+    def survival(self, way: int = ONLY_WAY, situation: int | None = None) -> np.ndarray:
+        """survival(w)[j]: chance that drafts 0..j of way w are all accepted, j < max_draft."""
+        return np.cumprod(1.0 - self.hazard(way, situation))
+
+    def expected_tokens(self, way: int = ONLY_WAY, situation: int | None = None) -> np.ndarray:
         """[k] for k = 0..max_draft: tokens a verify pass of k drafts emits (the accepted
         drafts plus the target's own token)."""
-        return 1.0 + np.concatenate([[0.0], np.cumsum(self.survival(way))])
+        return 1.0 + np.concatenate([[0.0], np.cumsum(self.survival(way, situation))])
 
     def cost(self, k, way: int = ONLY_WAY):
         """Seconds of a pass verifying k drafts of `way`, drafting included (k an int or
@@ -117,11 +148,12 @@ class DraftController:
     def timed(self) -> bool:
         return self._base_s is not None
 
-    def plan(self) -> DraftPlan:
-        """What to draft this pass: the best plan, or while off, nothing but a short
-        probe once per gap."""
+    def plan(self, situation: int | None = None) -> DraftPlan:
+        """What to draft this pass: the best plan (its length the situation's best, when
+        the drafter names one), or while off, nothing but a short probe once per gap."""
         if self._best is None or not self.adaptive:  # re-planned after estimates change
             self._best = self._replan()
+            self._situation_lengths.clear()
         if self._best.length == 0:
             self._probe_gap = self._probe_gap or self.probe_every
             self._off_rounds += 1
@@ -130,7 +162,19 @@ class DraftController:
                 return DraftPlan(self._best.way, min(2, self.max_draft))
             return self._best
         self._off_rounds = 0
-        return self._best
+        if situation is None or not self.adaptive:
+            return self._best
+        length = self._situation_lengths.get(situation)
+        if length is None:
+            length = self._situation_lengths[situation] = self._length_in(situation)
+        return DraftPlan(self._best.way, length, situation)
+
+    def _length_in(self, situation: int) -> int:
+        """The best length for the way chosen, in a situation; at least 1 while drafting
+        is on, so every situation keeps being measured."""
+        way = self._best.way
+        rate = self.expected_tokens(way, situation) / self.cost(self._lengths, way)
+        return max(1, int(rate.argmax()))
 
     def _replan(self) -> DraftPlan:
         best = self._best_plan()
@@ -191,24 +235,20 @@ class DraftController:
         """The drafter had nothing to propose: for planning, a round that gained no token
         (as a draft rejected at its first position), so a drafter that mostly finds
         nothing is switched off like one that is mostly wrong. Re-planned every 8."""
-        s = self._way(way)
-        s.reached *= DECAY
-        s.rejected *= DECAY
-        s.reached[0] += 1.0
-        s.rejected[0] += 1.0
+        self._way(way).add(1, 0)
         self._empty += 1
         if self._empty % 8 == 0:
             self._best = None
 
     def observe(self, drafted: int, accepted: int, verify_s: float, draft_s: float,
-                way: int = ONLY_WAY) -> None:
+                way: int = ONLY_WAY, situation: int | None = None) -> None:
         if drafted:
             s = self._way(way)
-            s.reached *= DECAY
-            s.rejected *= DECAY
-            s.reached[:min(accepted + 1, drafted)] += 1.0
-            if accepted < drafted:
-                s.rejected[accepted] += 1.0
+            s.add(drafted, accepted)
+            if situation is not None:
+                if situation not in self.situations:
+                    self.situations[situation] = WayStats.empty(self.max_draft)
+                self.situations[situation].add(drafted, accepted)
             step = draft_s / drafted
             s.step_s = step if s.step_s is None else 0.7 * s.step_s + 0.3 * step
         self._add_point(drafted, verify_s)

@@ -59,7 +59,9 @@ class GenerationOptions:
         if self.max_draft is None:
             object.__setattr__(self, "max_draft", INPUT_MAX_DRAFT if self.draft == "input" else 8)
         for f in fields(self):
-            _check_type(f.name, f.type, getattr(self, f.name))
+            value = getattr(self, f.name)
+            if value is not f.default:  # a default is valid (and most fields keep theirs)
+                _check_type(f.name, f.type, value)
         if isinstance(self.draft_skip, list):  # a key of the engine's drafting figures
             object.__setattr__(self, "draft_skip", tuple(self.draft_skip))
         if self.max_new_tokens < 1:

@@ -135,8 +135,10 @@ def speculative(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int
     # plain passes append through this history (it shares `output`'s lists); verify passes
     # append to `output` directly and the history indexes them on its next sync()
     history = NgramHistory(output, rules.no_repeat_ngram, share=True) if rules.no_repeat_ngram else None
+    situation = getattr(drafter, "situation", None)
     while generated < rules.max_new_tokens and not done.all():
-        plan = _wanted(control, s, generated, source)
+        plan = _wanted(control, s, generated, source,
+                       situation(source, output) if situation is not None else None)
         limit = min(rules.max_new_tokens - generated - 1, plan.length)
         began = time.perf_counter()
         if limit > 0:
@@ -184,21 +186,22 @@ def speculative(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int
         stats.verify_passes += 1
         stats.histogram[n] += 1
         drafter.update(k, n)
-        live = None if s.scores is None else np.empty(emit.shape, bool)
-        for j in range(n + 1):  # finished rows emit pad; EOS finishes a row
-            if live is not None:
-                live[:, j] = ~done
-            emit[:, j] = np.where(done, pad, emit[:, j])
-            done |= emit[:, j] == rules.eos
-        if live is not None:
+        # finished rows emit pad; EOS finishes a row: every position after a row's first EOS
+        is_eos = emit == rules.eos
+        finished = done[:, None] | ((np.cumsum(is_eos, axis=1) - is_eos) > 0)
+        emit[finished] = pad
+        done |= is_eos.any(axis=1)
+        if s.scores is not None:
+            live = ~finished  # positions whose token counts for rerank_source
             first = s.scores.wants_sources(generated) and sampler is None
             s.scores.add_pass(logits, emit, live, draft.tokens if first else None,
                               source if first else None)
-        for r in range(batch):
-            output[r].extend(int(t) for t in emit[r])
+        for row, tokens in zip(output, emit.tolist()):
+            row.extend(tokens)
         generated += n + 1
         # the round's cost: the verify pass and all its bookkeeping, as plain passes are timed
-        control.observe(k, n, time.perf_counter() - drafted_at, drafted_at - began, plan.way)
+        control.observe(k, n, time.perf_counter() - drafted_at, drafted_at - began, plan.way,
+                        plan.situation)
         yield emit
 
 
@@ -236,12 +239,12 @@ def _plain_steps(s: DecodeSession, output: list[list[int]], history: NgramHistor
 
 
 def _wanted(control: DraftController, s: DecodeSession, generated: int,
-            source: list[list[int]]) -> DraftPlan:
+            source: list[list[int]], situation: int | None) -> DraftPlan:
     """The controller's plan; a first pass that can score the sources for rerank_source
     drafts them whole (it replaces a teacher-forced scoring pass)."""
-    plan = control.plan()
+    plan = control.plan(situation)
     if s.scores is not None and s.scores.wants_sources(generated):
-        return DraftPlan(plan.way, max(plan.length, max(map(len, source))))
+        return DraftPlan(plan.way, max(plan.length, max(map(len, source))), plan.situation)
     return plan
 
 

@@ -354,6 +354,48 @@ def test_the_controller_drafts_long_when_acceptance_comes_in_stretches():
     assert min(limits[-40:]) >= 24
 
 
+def test_each_situation_the_drafter_names_gets_its_own_draft_length():
+    """Drafts that go on after a fully accepted one are right to the end; drafts
+    re-anchored by position alone are wrong at once. One pooled curve would give both the
+    same middling length; per situation, the first drafts long and the second one token
+    (never none: a situation that drafted nothing could never be measured again)."""
+    going_on, aligned = 1, 2
+    control = DraftController(max_draft=32)
+    control.observe_plain(0.010)
+    for i in range(200):
+        situation = (going_on, aligned)[i % 2]
+        k = control.plan(situation).length
+        accepted = k if situation == going_on else 0
+        control.observe(k, accepted, verify_s=0.010 * (1 + 0.05 * k), draft_s=0.0,
+                        situation=situation)
+    assert control.plan(going_on).length >= 24
+    assert control.plan(aligned).length == 1
+    assert control.plan(going_on).situation == going_on
+
+
+def test_the_input_drafter_names_where_its_draft_comes_from():
+    from edgeseq.runtime.drafters import (ALIGNED, GOING_ON, NGRAM, START, DraftContext,
+                                          InputDrafter)
+    source = [10, 11, 12, 13, 14, 15, 16, 1]
+    drafter = InputDrafter(max_draft=64)
+
+    def situation(out: list[int]) -> int | None:
+        named = drafter.situation([source], [[0] + out])
+        drafter.propose(DraftContext([source], [[0] + out], 64))
+        return named
+
+    assert situation([]) == START
+    drafter.update(8, 2)  # 10, 11 accepted, 12 rejected: the model wrote 98 instead
+    assert situation([10, 11, 98]) == ALIGNED
+    drafter.update(5, 1)  # 13 accepted, 14 rejected: the model wrote 14 after all
+    assert situation([10, 11, 98, 13, 14]) == NGRAM + 2  # "13 14" anchors, "98 13 14" not
+    drafter.update(2, 2)  # both accepted: the next draft goes on from there
+    assert situation([10, 11, 98, 13, 14, 15, 16]) == GOING_ON
+    drafter.update(1, 1)
+    assert situation([10, 11, 98, 13, 14, 15, 16, 1]) is None  # the source is used up
+    assert drafter.situation([source, source], [[0], [0]]) is None  # a batch names none
+
+
 def _input_drafts(source: list[int], outputs: list[list[int]], shapes=None) -> list[list[int]]:
     """What the input drafter proposes after each successive output (start token first)."""
     from edgeseq.runtime.drafters import DraftContext, InputDrafter
