@@ -396,6 +396,23 @@ def test_the_input_drafter_names_where_its_draft_comes_from():
     assert drafter.situation([source, source], [[0], [0]]) is None  # a batch names none
 
 
+def test_ngram_drafts_continue_what_earlier_outputs_said_after_the_same_tokens():
+    from edgeseq.runtime.drafters import DraftContext, NgramDrafter
+    drafter = NgramDrafter(max_draft=4, ngram=2)
+
+    def proposed(out: list[int]) -> list[int]:
+        return drafter.propose(DraftContext([[]], [[0] + out], 8)).tokens[0].tolist()
+
+    drafter.learn([5, 6, 7, 8, 9, 1])
+    assert proposed([3, 6, 7]) == [8, 9, 1]  # "6 7" was followed by "8 9 1"
+    assert proposed([4]) == []               # never seen
+    drafter.learn([6, 7, 2, 1])              # learnt after a draft: the latest one wins
+    assert proposed([6, 7]) == [2, 1]
+    for i in range(NgramDrafter.PENDING_LIMIT + 3):  # many calls that never draft
+        drafter.learn([100 + i, 200 + i])
+    assert proposed([100]) == [200]
+
+
 def _input_drafts(source: list[int], outputs: list[list[int]], shapes=None) -> list[list[int]]:
     """What the input drafter proposes after each successive output (start token first)."""
     from edgeseq.runtime.drafters import DraftContext, InputDrafter
