@@ -96,8 +96,9 @@ class DraftController:
         """Draft by several ways (layer drafting's exits), each with a draft step's prior
         cost in plain passes; ways seen before keep what they learned."""
         for way, prior in prior_steps.items():
-            self._way(way).prior_step = prior
-        self._best = None
+            if way not in self.ways or self.ways[way].prior_step != prior:
+                self._way(way).prior_step = prior
+                self._best = None  # re-planned only when the ways changed (every call asks)
 
     def _way(self, way: int) -> WayStats:
         if way not in self.ways:
