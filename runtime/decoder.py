@@ -3,6 +3,7 @@ any subset of layers, and writes their K/V into the preallocated cache at its cu
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -42,9 +43,20 @@ class LayerPlan:
         """Run only the layers in `kept` (unified layer skipping)."""
         return cls(tuple(i in kept for i in range(layers)), (False,) * layers)
 
-    @property
+    # asked on every decoder pass: computed once per plan (a frozen value)
+    @cached_property
     def executed(self) -> int:
         return sum(self.run)
+
+    @cached_property
+    def feeds(self) -> tuple[np.ndarray, np.ndarray]:
+        """The decoder's layer_run and layer_fill inputs."""
+        return np.array(self.run, bool), np.array(self.fill, bool)
+
+    @cached_property
+    def written(self) -> tuple[int, ...]:
+        """Layers whose K/V a pass writes into the cache (run or filled)."""
+        return tuple(i for i, (r, f) in enumerate(zip(self.run, self.fill)) if r or f)
 
 
 @dataclass
@@ -76,8 +88,11 @@ class Seq2SeqRunner:
         self._dec_outputs = tensors["decoder"]["outputs"]
         self.full_plan = LayerPlan.all_layers(self.arch.decoder_layers)
         self._no_hidden = np.zeros((1, 1, self.arch.d_model), np.float32)  # unused input
+        self._use_hidden = {False: np.array(False), True: np.array(True)}
         layers = range(self.arch.decoder_layers)
         self._past_names = [(names.past_key(i), names.past_value(i)) for i in layers]
+        # past_key.0, past_value.0, past_key.1, ...: the order of the cache's [layer, k|v]
+        self._past_flat_names = [name for pair in self._past_names for name in pair]
         self._cross_names = [(names.cross_key(i), names.cross_value(i)) for i in layers]
 
     def encode(self, ids: np.ndarray, mask: np.ndarray) -> EncoderState:
@@ -115,19 +130,18 @@ class Seq2SeqRunner:
             state.feeds = {names.DEC_ENCODER_BIAS: state.bias}
             for i, (k, v) in enumerate(self._cross_names):
                 state.feeds[k], state.feeds[v] = state.cross[2 * i], state.cross[2 * i + 1]
+        run, fill = plan.feeds
         feeds = {**state.feeds,
                  names.DEC_INPUT_IDS: tokens,
                  names.DEC_PAST_LENGTH: np.array(cache.length, np.int64),
-                 names.DEC_LAYER_RUN: np.array(plan.run, bool),
-                 names.DEC_LAYER_FILL: np.array(plan.fill, bool),
+                 names.DEC_LAYER_RUN: run,
+                 names.DEC_LAYER_FILL: fill,
                  names.DEC_HIDDEN_IN: self._no_hidden if hidden is None else hidden,
-                 names.DEC_USE_HIDDEN: np.array(hidden is not None)}
+                 names.DEC_USE_HIDDEN: self._use_hidden[hidden is not None]}
         past = cache.past_contiguous()
-        for i, (k, v) in enumerate(self._past_names):
-            feeds[k], feeds[v] = past[i, 0], past[i, 1]
+        feeds.update(zip(self._past_flat_names, past.reshape(past.shape[0] * 2, *past.shape[2:])))
         outs = self.decoder.run(self._dec_outputs, feeds)
-        for i in range(self.arch.decoder_layers):
-            if plan.run[i] or plan.fill[i]:
-                cache.append(i, outs[2 + 2 * i], outs[3 + 2 * i])
+        for i in plan.written:
+            cache.append(i, outs[2 + 2 * i], outs[3 + 2 * i])
         cache.advance(tokens.shape[1])
         return outs[0], outs[1]
