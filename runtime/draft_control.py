@@ -66,10 +66,14 @@ class DraftController:
     max_draft: int
     adaptive: bool = True
     alpha: float = 0.6           # prior per-token acceptance, optimistic so drafting is tried
+    prior_weight: float = 1.0    # how many drafted positions of evidence the prior is worth
     # verify-pass cost grows ~6% per extra token on a t5-small-shaped int8 decoder, 2 threads
     # (measured with a verify pass of k tokens vs 1); refitted online from pass timings
     beta: float = 0.06
     probe_every: int = 8           # plain passes before the first probe once off
+    # rounds of drafts (or of a drafter proposing nothing) before drafting may switch off:
+    # two early misses (an edited first word, say) must not end a fresh engine's drafting
+    min_rounds: int = 6
     max_probe_gap: int = 128       # probes back off (doubling) up to this many passes
     ways: dict[int, WayStats] = field(default_factory=dict)  # kept across calls
     situations: dict[int, WayStats] = field(default_factory=dict)  # the drafter's, see above
@@ -85,12 +89,21 @@ class DraftController:
     _plain_sums: list = field(default_factory=lambda: [0.0] * 2)
     _round_extra_s: float = 0.0  # seconds a round with drafts costs beyond base * (1 + beta k)
     _observed: int = 0
+    _rounds: int = 0                             # rounds with drafts or empty proposals
     _empty: int = 0                              # rounds the drafter proposed nothing
     _best: DraftPlan | None = None               # the plan, until the next fit
     _lengths: np.ndarray | None = None           # 0 .. max_draft, the lengths plan() weighs
 
     def __post_init__(self) -> None:
         self._lengths = np.arange(self.max_draft + 1)
+
+    @classmethod
+    def for_copying(cls, max_draft: int) -> "DraftController":
+        """Input drafting: editing tasks copy most of their input, so a fresh controller
+        expects 95% of drafted tokens accepted, a prior worth 8 drafted positions (with the
+        default prior, an edited first word and one more miss kept a fresh engine's drafts
+        at one token for its whole first call)."""
+        return cls(max_draft, alpha=0.95, prior_weight=8.0)
 
     def use_ways(self, prior_steps: dict[int, float]) -> None:
         """Draft by several ways (layer drafting's exits), each with a draft step's prior
@@ -113,7 +126,8 @@ class DraftController:
         """hazard[j]: chance a draft of way w that reached position j is rejected there;
         in a situation, its own counts shrunk toward the way's rates."""
         s = self._seen(way)
-        pooled = (s.rejected.sum() + (1 - self.alpha)) / (s.reached.sum() + 1.0)
+        pooled = (s.rejected.sum() + self.prior_weight * (1 - self.alpha)) / \
+            (s.reached.sum() + self.prior_weight)
         hazard = (s.rejected + PSEUDO_COUNT * pooled) / (s.reached + PSEUDO_COUNT)
         seen = self.situations.get(situation) if situation is not None else None
         if seen is not None:
@@ -199,6 +213,11 @@ class DraftController:
             k = int(rate.argmax())
             if rate[k] > best_rate * 1.02:  # a deeper way (dearer steps) must win clearly
                 best, best_rate = DraftPlan(way, k), float(rate[k])
+        if self._rounds < self.min_rounds:  # too little seen to give up: the best length
+            if best.length == 0:
+                rate = self.expected_tokens(best.way) / self.cost(self._lengths, best.way)
+                best = DraftPlan(best.way, 1 + int(rate[1:].argmax()))
+            return best
         # draft only for a predicted gain of 8% or more: estimates are noisy, and a wrong
         # "on" costs more than a wrong "off"
         if best.length == 0 or best_rate * self.verify_cost(0) < 1.08:
@@ -237,6 +256,7 @@ class DraftController:
         (as a draft rejected at its first position), so a drafter that mostly finds
         nothing is switched off like one that is mostly wrong. Re-planned every 8."""
         self._way(way).add(1, 0)
+        self._rounds += 1
         self._empty += 1
         if self._empty % 8 == 0:
             self._best = None
@@ -244,6 +264,7 @@ class DraftController:
     def observe(self, drafted: int, accepted: int, verify_s: float, draft_s: float,
                 way: int = ONLY_WAY, situation: int | None = None) -> None:
         if drafted:
+            self._rounds += 1
             s = self._way(way)
             s.add(drafted, accepted)
             if situation is not None:

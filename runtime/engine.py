@@ -221,7 +221,8 @@ class Engine:
         key = self._controller_key(opts, batch)
         with self._controllers_lock:
             if key not in self._controllers:
-                self._controllers[key] = DraftController(opts.max_draft)
+                self._controllers[key] = DraftController.for_copying(opts.max_draft) \
+                    if opts.draft == "input" else DraftController(opts.max_draft)
             return self._controllers[key]
 
     @staticmethod

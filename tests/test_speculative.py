@@ -271,10 +271,27 @@ def test_the_controller_switches_drafting_off_when_it_does_not_pay_and_probes_ag
     _never_pays(control, 20)
     limits = [control.plan().length for _ in range(16)]
     assert limits.count(0) >= 14 and max(limits) <= 2  # off, with rare short probes
-    for _ in range(300):  # drafts start being accepted and verifying is cheap
+    for _ in range(500):  # drafts start being accepted and verifying is cheap
         k = control.plan().length
         control.observe(k, k, verify_s=0.01 * (1 + 0.02 * k), draft_s=0.0)
     assert control.plan().length >= 4
+
+
+def test_a_fresh_controller_keeps_drafting_through_its_first_misses():
+    """Two early misses (an edited first word, a rewritten second one) and slow first
+    passes (onnxruntime allocating for new shapes) must not switch a fresh engine's
+    drafting off: it waits for min_rounds rounds before judging."""
+    control = DraftController.for_copying(64)
+    control.observe_plain(0.0004)
+    control.observe(19, 0, verify_s=0.004, draft_s=0.0)
+    control.observe(8, 0, verify_s=0.003, draft_s=0.0)
+    assert control.plan().length >= 2
+
+
+def test_a_fresh_engine_drafts_from_the_input_on_its_first_call():
+    engine = edgeseq.load("default")
+    result = engine.generate("she go to school yesterday and buyed a apple .", draft="input")
+    assert result.stats.decoder_passes <= result.stats.new_tokens // 2
 
 
 def test_probes_back_off_while_drafting_keeps_not_paying():
