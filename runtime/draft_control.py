@@ -187,9 +187,11 @@ class DraftController:
     def _length_in(self, situation: int) -> int:
         """The best length for the way chosen, in a situation; at least 1 while drafting
         is on, so every situation keeps being measured."""
-        way = self._best.way
-        rate = self.expected_tokens(way, situation) / self.cost(self._lengths, way)
-        return max(1, int(rate.argmax()))
+        return max(1, int(self._rate(self._best.way, situation).argmax()))
+
+    def _rate(self, way: int, situation: int | None = None) -> np.ndarray:
+        """Expected tokens per second of a verify round, by draft length 0 .. max_draft."""
+        return self.expected_tokens(way, situation) / self.cost(self._lengths, way)
 
     def _replan(self) -> DraftPlan:
         best = self._best_plan()
@@ -207,16 +209,15 @@ class DraftController:
         ways = sorted(self.ways) or [ONLY_WAY]
         if not self.adaptive:
             return DraftPlan(ways[-1], self.max_draft)
-        best, best_rate = DraftPlan(ways[-1], 0), 0.0
+        best, best_rate, rates = DraftPlan(ways[-1], 0), 0.0, {}
         for way in ways:
-            rate = self.expected_tokens(way) / self.cost(self._lengths, way)
+            rate = rates[way] = self._rate(way)
             k = int(rate.argmax())
             if rate[k] > best_rate * 1.02:  # a deeper way (dearer steps) must win clearly
                 best, best_rate = DraftPlan(way, k), float(rate[k])
         if self._rounds < self.min_rounds:  # too little seen to give up: the best length
             if best.length == 0:
-                rate = self.expected_tokens(best.way) / self.cost(self._lengths, best.way)
-                best = DraftPlan(best.way, 1 + int(rate[1:].argmax()))
+                best = DraftPlan(best.way, 1 + int(rates[best.way][1:].argmax()))
             return best
         # draft only for a predicted gain of 8% or more: estimates are noisy, and a wrong
         # "on" costs more than a wrong "off"

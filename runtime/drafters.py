@@ -64,8 +64,9 @@ class DraftLength:
 
 
 # InputDrafter's situations: the first pass; going on after a fully accepted draft;
-# re-anchored by position alone; re-anchored by an n-gram of n tokens (NGRAM + n)
-START, GOING_ON, ALIGNED, NGRAM = 0, 1, 2, 2
+# re-anchored by position alone; re-anchored by an n-gram of n >= 1 tokens (NGRAM + n)
+START, GOING_ON, ALIGNED = 0, 1, 2
+NGRAM = ALIGNED  # NGRAM + 1 .. NGRAM + 3 follow ALIGNED
 
 
 class InputDrafter:
