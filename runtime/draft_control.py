@@ -309,12 +309,15 @@ class DraftController:
         """seconds = base * (1 + beta * k) + extra * (k > 0): base from plain passes, beta
         and the extra from rounds with drafts (a line over their k; with one k only, the
         previous two scaled to its level). Without plain passes, the line's intercept is
-        the base and the extra 0."""
+        the base and the extra 0. Not before min_rounds rounds of drafts: a fresh engine's
+        first verify passes also pay for onnxruntime's allocations for new shapes, which
+        read as a steep beta (and plans from the prior's cost ratios do not depend on
+        timings at all)."""
         n0, sum_t0 = self._plain_sums
         n, sum_k, sum_t, sum_kk, sum_kt = self._sums
         if n0 >= 0.5:
             self._base_s = max(sum_t0 / n0, 1e-6)
-        if n < 0.5:
+        if n < 0.5 or self._rounds < self.min_rounds:
             return
         mean_k, mean_t = sum_k / n, sum_t / n
         var = sum_kk - n * mean_k * mean_k

@@ -1,0 +1,272 @@
+"""The draft controller plans what to draft from measured acceptance and costs, and the
+drafters propose: their rules, without running a model (one test reads the default
+package's tokenizer)."""
+from __future__ import annotations
+
+import numpy as np
+
+import edgeseq
+from edgeseq.runtime.draft_control import DraftController
+
+
+def _never_pays(control: DraftController, passes: int) -> list[int]:
+    """Draft lengths asked for while every draft is rejected and each drafted token costs
+    a full pass."""
+    limits = []
+    for _ in range(passes):
+        k = control.plan().length
+        control.observe(k, 0, verify_s=0.01 * (1 + k), draft_s=0.01 * k)
+        limits.append(k)
+    return limits
+
+
+def test_the_controller_switches_drafting_off_when_it_does_not_pay_and_probes_again():
+    control = DraftController(max_draft=8)
+    _never_pays(control, 20)
+    limits = [control.plan().length for _ in range(16)]
+    assert limits.count(0) >= 14 and max(limits) <= 2  # off, with rare short probes
+    for _ in range(500):  # drafts start being accepted and verifying is cheap
+        k = control.plan().length
+        control.observe(k, k, verify_s=0.01 * (1 + 0.02 * k), draft_s=0.0)
+    assert control.plan().length >= 4
+
+
+def test_a_fresh_controller_keeps_drafting_through_its_first_misses():
+    """Two early misses (an edited first word, a rewritten second one) and slow first
+    passes (onnxruntime allocating for new shapes) must not switch a fresh engine's
+    drafting off: it waits for min_rounds rounds before judging."""
+    control = DraftController.for_copying(64)
+    control.observe_plain(0.0004)
+    control.observe(19, 0, verify_s=0.004, draft_s=0.0)
+    control.observe(8, 0, verify_s=0.003, draft_s=0.0)
+    assert control.plan().length >= 2
+
+
+def test_probes_back_off_while_drafting_keeps_not_paying():
+    control = DraftController(max_draft=8, probe_every=8, max_probe_gap=128)
+    limits = _never_pays(control, 2000)
+    probes_late = sum(k > 0 for k in limits[1000:])
+    assert control.probe_gap == 128
+    assert probes_late <= 1000 // 128 + 1  # under 1% of passes, not one in 8
+
+
+def test_probes_never_draft_more_than_max_draft():
+    control = DraftController(max_draft=1)
+    assert max(_never_pays(control, 200)) == 1
+
+
+def test_short_generations_do_not_each_start_with_a_probe():
+    """Plain passes are counted as they run: a call that ends inside the gap between
+    probes leaves the rest of it to the next call (Whisper decodes 30 s windows)."""
+    control = DraftController(max_draft=8, probe_every=8, max_probe_gap=128)
+    _never_pays(control, 2000)  # the gap is at its longest now
+    probes = 0
+    for _ in range(64):  # 64 calls of 20 tokens: 1,280 passes
+        generated = 0
+        while generated < 20:
+            plan = control.plan()
+            if plan.length:
+                probes += 1
+                control.observe(plan.length, 0, verify_s=0.01 * (1 + plan.length),
+                                draft_s=0.01 * plan.length)
+                generated += 1
+                continue
+            ran = min(control.plain_passes(), 20 - generated)
+            control.ran_plain(ran)
+            generated += ran
+    assert probes <= 1280 // 128 + 1
+
+
+def _simulate(control: DraftController, accept, passes: int) -> list[int]:
+    """Draft lengths asked for when a draft of k tokens has accept(k) accepted and a
+    verify pass costs 5% more per drafted token (t5-small int8 measured ~6%)."""
+    limits = []
+    for _ in range(passes):
+        k = control.plan().length
+        control.observe(k, accept(k), verify_s=0.01 * (1 + 0.05 * k), draft_s=0.0)
+        limits.append(k)
+    return limits
+
+
+def test_the_controller_learns_where_drafts_break():
+    """Drafts right for exactly 3 tokens: longer ones only cost more (a 4th is tried
+    now and then, as what is known about position 4 fades)."""
+    control = DraftController(max_draft=32)
+    limits = _simulate(control, lambda k: min(k, 3), 200)
+    assert set(limits[-20:]) <= {3, 4} and limits[-20:].count(3) >= 10
+
+
+def test_the_controller_drafts_long_when_acceptance_comes_in_stretches():
+    """Copying stretches (input drafting on an edit task): a draft is wholly right or
+    wrong at once. A single per-token rate (0.5 here) would cap drafts at a few tokens."""
+    stretch = iter([True, False] * 1000)
+    control = DraftController(max_draft=32)
+    limits = _simulate(control, lambda k: k if next(stretch) else 0, 400)
+    assert min(limits[-40:]) >= 24
+
+
+def test_each_situation_the_drafter_names_gets_its_own_draft_length():
+    """Drafts that go on after a fully accepted one are right to the end; drafts
+    re-anchored by position alone are wrong at once. One pooled curve would give both the
+    same middling length; per situation, the first drafts long and the second one token
+    (never none: a situation that drafted nothing could never be measured again)."""
+    going_on, aligned = 1, 2
+    control = DraftController(max_draft=32)
+    control.observe_plain(0.010)
+    for i in range(200):
+        situation = (going_on, aligned)[i % 2]
+        k = control.plan(situation).length
+        accepted = k if situation == going_on else 0
+        control.observe(k, accepted, verify_s=0.010 * (1 + 0.05 * k), draft_s=0.0,
+                        situation=situation)
+    assert control.plan(going_on).length >= 24
+    assert control.plan(aligned).length == 1
+    assert control.plan(going_on).situation == going_on
+
+
+def test_the_input_drafter_names_where_its_draft_comes_from():
+    from edgeseq.runtime.drafters import (ALIGNED, GOING_ON, NGRAM, START, DraftContext,
+                                          InputDrafter)
+    source = [10, 11, 12, 13, 14, 15, 16, 1]
+    drafter = InputDrafter(max_draft=64)
+
+    def situation(out: list[int]) -> int | None:
+        named = drafter.situation([source], [[0] + out])
+        drafter.propose(DraftContext([source], [[0] + out], 64))
+        return named
+
+    assert situation([]) == START
+    drafter.update(8, 2)  # 10, 11 accepted, 12 rejected: the model wrote 98 instead
+    assert situation([10, 11, 98]) == ALIGNED
+    drafter.update(5, 1)  # 13 accepted, 14 rejected: the model wrote 14 after all
+    assert situation([10, 11, 98, 13, 14]) == NGRAM + 2  # "13 14" anchors, "98 13 14" not
+    drafter.update(2, 2)  # both accepted: the next draft goes on from there
+    assert situation([10, 11, 98, 13, 14, 15, 16]) == GOING_ON
+    drafter.update(1, 1)
+    assert situation([10, 11, 98, 13, 14, 15, 16, 1]) is None  # the source is used up
+    assert drafter.situation([source, source], [[0], [0]]) is None  # a batch names none
+
+
+def test_ngram_drafts_continue_what_earlier_outputs_said_after_the_same_tokens():
+    from edgeseq.runtime.drafters import DraftContext, NgramDrafter
+    drafter = NgramDrafter(max_draft=4, ngram=2)
+
+    def proposed(out: list[int]) -> list[int]:
+        return drafter.propose(DraftContext([[]], [[0] + out], 8)).tokens[0].tolist()
+
+    drafter.learn([5, 6, 7, 8, 9, 1])
+    assert proposed([3, 6, 7]) == [8, 9, 1]  # "6 7" was followed by "8 9 1"
+    assert proposed([4]) == []               # never seen
+    drafter.learn([6, 7, 2, 1])              # learnt after a draft: the latest one wins
+    assert proposed([6, 7]) == [2, 1]
+    for i in range(NgramDrafter.PENDING_LIMIT + 3):  # many calls that never draft
+        drafter.learn([100 + i, 200 + i])
+    assert proposed([100]) == [200]
+
+
+def _input_drafts(source: list[int], outputs: list[list[int]], shapes=None) -> list[list[int]]:
+    """What the input drafter proposes after each successive output (start token first)."""
+    from edgeseq.runtime.drafters import DraftContext, InputDrafter
+    drafter = InputDrafter(max_draft=64, shapes=shapes)
+    proposals = []
+    for out in outputs:
+        tokens = drafter.propose(DraftContext([source], [[0] + out], 64)).tokens[0]
+        proposals.append([int(t) for t in tokens if t >= 0])
+    return proposals
+
+
+def test_input_drafts_continue_the_source_after_a_copied_word():
+    source = [10, 11, 12, 13, 14, 1]
+    assert _input_drafts(source, [[], [10, 11]]) == [source, [12, 13, 14, 1]]
+
+
+def test_input_drafts_skip_a_substituted_word_and_re_anchor_after_an_insertion():
+    source = [10, 11, 12, 13, 14, 1]
+    # 11 -> 99 (substitution): the source goes on after the replaced word
+    assert _input_drafts(source, [[], [10], [10, 99]])[-1] == [12, 13, 14, 1]
+    # an inserted word, then a copied one: found again by matching
+    assert _input_drafts(source, [[], [10], [10, 98, 11]])[-1] == [12, 13, 14, 1]
+
+
+# a SentencePiece-style vocabulary: "\u2581" marks a word's first piece
+_PIECES = {"</s>": 1, "\u2581bec": 10, "a": 11, "ese": 12, "\u2581when": 13, "\u2581we": 14,
+           "\u2581Because": 20, "\u2581When": 21}
+
+
+def _shapes():
+    from edgeseq.runtime.token_shapes import TokenShapes
+    return TokenShapes.from_vocab(_PIECES, special={1})
+
+
+def test_token_shapes_know_word_starts_and_capitalised_twins():
+    shapes = _shapes()
+    assert [shapes.starts_word(t) for t in (1, 10, 11, 12, 13)] == [True, True, False, False, True]
+    assert shapes.capitalised == {13: 21}  # "\u2581bec" has no "\u2581Bec"
+
+
+def test_token_shapes_read_byte_level_marks_and_give_up_without_marks():
+    from edgeseq.runtime.token_shapes import TokenShapes
+    byte_level = TokenShapes.from_vocab({"\u0120the": 0, "\u0120The": 1, "s": 2}, special=set())
+    assert byte_level.capitalised == {0: 1} and not byte_level.starts_word(2)
+    assert TokenShapes.from_vocab({"the": 0, "##s": 1}, special=set()) is None
+
+
+def test_token_shapes_of_the_default_packages_tokenizer():
+    codec = edgeseq.load("default").codec
+    ids = {word: codec._tok.token_to_id(word) for word in ("\u2581because", "\u2581Because", "\u2581the")}
+    shapes = codec.shapes
+    assert shapes.capitalised[ids["\u2581because"]] == ids["\u2581Because"]
+    assert shapes.starts_word(ids["\u2581the"]) and shapes.starts_word(codec._tok.token_to_id("</s>"))
+
+
+def test_input_drafts_with_token_shapes_capitalise_the_first_word():
+    source = [13, 14, 1]
+    assert _input_drafts(source, [[]], _shapes()) == [[21, 14, 1]]
+    assert _input_drafts(source, [[]]) == [source]  # without shapes: the literal source
+
+
+def test_input_drafts_with_token_shapes_resume_at_the_next_word_after_a_rewritten_one():
+    source = [10, 11, 12, 13, 14, 1]  # "bec a ese when we"
+    # "Because" replaced the three pieces of "becaese": go on at "when", not inside the word
+    assert _input_drafts(source, [[], [20]], _shapes())[-1] == [13, 14, 1]
+    assert _input_drafts(source, [[], [20]])[-1] == [11, 12, 13, 14, 1]
+
+
+def _layer_controller(exits, base_s=0.010) -> DraftController:
+    """A controller that has timed a plain pass (base_s), set up by a layer drafter."""
+    from edgeseq.runtime.drafters import SelfDrafter
+    control = DraftController(8)
+    control.observe_plain(base_s)
+    SelfDrafter(None, 6, None, False, None, control, exits=exits)
+    return control
+
+
+def _accept(control: DraftController, way: int, rate: float, step_s: float, passes: int = 40):
+    """Show the controller `passes` drafts of 4 at `way`, each token accepted at `rate`."""
+    rng = np.random.default_rng(0)
+    for _ in range(passes):
+        kept = rng.random(4) < rate
+        accepted = 4 if kept.all() else int(np.argmin(kept))  # up to the first rejection
+        control.observe(4, accepted, verify_s=0.010 * 1.24, draft_s=4 * step_s, way=way)
+
+
+def test_layer_drafting_picks_the_exit_and_length_with_the_most_tokens_per_second():
+    control = _layer_controller([2, 4])
+    _accept(control, 2, 0.85, step_s=0.002)  # the shallow exit: 3.5x cheaper per step
+    _accept(control, 4, 0.90, step_s=0.007)
+    plan = control.plan()
+    assert plan.way == 2 and plan.length > 1
+    dear = _layer_controller([2, 4])
+    _accept(dear, 2, 0.85, step_s=0.011)     # draft steps dearer than a plain pass
+    _accept(dear, 4, 0.90, step_s=0.011)
+    assert dear.plan().length == 0           # never pays: drafting switches off
+
+
+def test_a_drafter_that_mostly_finds_nothing_is_switched_off_like_one_that_is_wrong():
+    control = DraftController(max_draft=8)
+    control.observe_plain(0.01)
+    assert control.plan().length > 0  # optimistic at first
+    for _ in range(64):
+        control.observe_empty()
+    limits = [control.plan().length for _ in range(32)]
+    assert limits.count(0) >= 28  # off, with rare probes
