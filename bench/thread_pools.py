@@ -1,6 +1,7 @@
 """How an engine's two sessions share the cores: both with their own spinning pools, the
-encoder's pool sleeping when idle (edgeseq's default), or one process-wide pool
-(`shared_pool=True`): first-token latency and decode tokens/s of one package, one run.
+encoder's pool sleeping when idle (edgeseq's default), the same with one encoder thread
+(`encoder_threads=1`), or one process-wide pool (`shared_pool=True`): first-token latency
+and decode tokens/s of one package, one run.
 
     python -m bench.thread_pools PKG [--threads 2] [--rounds 4] [--input-tokens 64] [--new-tokens 64]
 
@@ -15,7 +16,7 @@ import time
 
 from bench.children import alternate
 
-MODES = ("both spin", "encoder sleeps", "shared pool")
+MODES = ("both spin", "encoder sleeps", "encoder 1 thread", "shared pool")
 
 
 def child(package: str, mode: str, threads: int, input_tokens: int, new_tokens: int) -> dict:
@@ -25,8 +26,9 @@ def child(package: str, mode: str, threads: int, input_tokens: int, new_tokens: 
     import edgeseq.runtime.decoder as decoder
     if mode == "both spin":  # what edgeseq did before: the encoder's workers spin too
         make = decoder.make_session
-        decoder.make_session = lambda path, config, spin=None: make(path, config)
-    engine = edgeseq.load(package, threads=threads, shared_pool=mode == "shared pool")
+        decoder.make_session = lambda path, config, spin=None, threads=None: make(path, config)
+    engine = edgeseq.load(package, threads=threads, shared_pool=mode == "shared pool",
+                          encoder_threads=1 if mode == "encoder 1 thread" else None)
     vocab = engine.arch.vocab_size
     ids = np.random.default_rng(0).integers(5, vocab, input_tokens - 1).tolist() + [engine.manifest.special.eos]
     for _ in range(3):

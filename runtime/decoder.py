@@ -81,7 +81,8 @@ class Seq2SeqRunner:
         self.arch = manifest.arch
         # The encoder runs once per request: spinning after it, its idle workers would take
         # the cores of the decoder steps that follow (bench/thread_pools.py).
-        self.encoder = make_session(directory / names.ENCODER_FILE, config, spin=False)
+        self.encoder = make_session(directory / names.ENCODER_FILE, config, spin=False,
+                                    threads=config.encoder_threads)
         self.decoder = make_session(directory / names.DECODER_FILE, config)
         tensors = manifest.tensor_names()
         self._enc_outputs = tensors["encoder"]["outputs"]

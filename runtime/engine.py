@@ -93,12 +93,14 @@ class Engine:
 
     @classmethod
     def load(cls, package: str | Path, provider: str = "cpu", threads: int = 0,
-             spin: bool = True, shared_pool: bool = False) -> "Engine":
+             spin: bool = True, shared_pool: bool = False,
+             encoder_threads: int | None = None) -> "Engine":
+        config = SessionConfig(provider=provider, threads=threads, spin=spin,
+                               shared_pool=shared_pool, encoder_threads=encoder_threads)
         directory = resolve_package(package)
         manifest = read_manifest(directory)
         verify_files(directory, manifest)
-        return cls(directory, manifest, SessionConfig(provider=provider, threads=threads,
-                                                      spin=spin, shared_pool=shared_pool))
+        return cls(directory, manifest, config)
 
     def providers(self) -> dict[str, list[str]]:
         """The execution providers each graph's session really runs on."""

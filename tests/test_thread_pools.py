@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import edgeseq
+from edgeseq.errors import OptionsError
 
 SPIN = "session.intra_op.allow_spinning"
 REPO = Path(__file__).resolve().parents[1]
@@ -25,6 +26,25 @@ def test_the_encoder_session_sleeps_when_idle_and_the_decoder_spins(tiny_package
     assert encoder.get_session_config_entry(SPIN) == "0"
     with pytest.raises(RuntimeError, match="does not have configuration"):
         decoder.get_session_config_entry(SPIN)  # unset: onnxruntime's default, spinning
+
+
+def test_the_encoder_can_have_its_own_thread_count_and_gives_the_same_tokens(tiny_package):
+    package, _ = tiny_package("t5", "int8")
+    default = edgeseq.load(str(package), threads=2)
+    narrow = edgeseq.load(str(package), threads=2, encoder_threads=1)
+    assert narrow.runner.encoder.get_session_options().intra_op_num_threads == 1
+    assert narrow.runner.decoder.get_session_options().intra_op_num_threads == 2
+    ids = [5, 9, 13, 22, 40, 7, 2]
+    assert narrow.generate(ids, max_new_tokens=8).token_ids == \
+        default.generate(ids, max_new_tokens=8).token_ids
+
+
+def test_bad_encoder_thread_counts_are_named(tiny_package):
+    package, _ = tiny_package("t5", "int8")
+    with pytest.raises(OptionsError, match="encoder_threads must be"):
+        edgeseq.load(str(package), encoder_threads=-1)
+    with pytest.raises(OptionsError, match="process-wide pool"):
+        edgeseq.load(str(package), encoder_threads=1, shared_pool=True)
 
 
 def _in_child(code: str) -> dict:
