@@ -46,17 +46,21 @@ class SessionConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.provider, str):
             raise ProviderError(f"provider must be a name such as 'cpu', got {self.provider!r}")
-        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 0:
+        if not _is_thread_count(self.threads):
             raise OptionsError(f"threads must be an int >= 0 (0: onnxruntime's default), "
                                f"got {self.threads!r}")
         if self.encoder_threads is not None:
-            if isinstance(self.encoder_threads, bool) or not isinstance(self.encoder_threads, int) \
-                    or self.encoder_threads < 0:
+            if not _is_thread_count(self.encoder_threads):
                 raise OptionsError(f"encoder_threads must be an int >= 0 or None, "
                                    f"got {self.encoder_threads!r}")
             if self.shared_pool:
                 raise OptionsError("encoder_threads sets the encoder's own pool; with "
                                    "shared_pool=True every session uses the process-wide pool")
+
+
+def _is_thread_count(value: object) -> bool:
+    """An int >= 0 (a bool is not a count)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def resolve_provider(name: str) -> list[str]:
