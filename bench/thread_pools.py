@@ -1,6 +1,7 @@
 """How an engine's two sessions share the cores: both with their own spinning pools, the
-encoder's pool sleeping when idle (edgeseq's default), the same with one encoder thread
-(`encoder_threads=1`), or one process-wide pool (`shared_pool=True`): first-token latency
+encoder's pool sleeping when idle (edgeseq's default for models 256 or more wide), the
+same with one encoder thread (`encoder_threads=1`, the default for narrower models), or
+one process-wide pool (`shared_pool=True`): first-token latency
 and decode tokens/s of one package, one run.
 
     python -m bench.thread_pools PKG [--threads 2] [--rounds 4] [--input-tokens 64] [--new-tokens 64]
@@ -27,8 +28,9 @@ def child(package: str, mode: str, threads: int, input_tokens: int, new_tokens: 
     if mode == "both spin":  # what edgeseq did before: the encoder's workers spin too
         make = decoder.make_session
         decoder.make_session = lambda path, config, spin=None, threads=None: make(path, config)
+    encoder_threads = {"encoder 1 thread": 1, "shared pool": None}.get(mode, threads)
     engine = edgeseq.load(package, threads=threads, shared_pool=mode == "shared pool",
-                          encoder_threads=1 if mode == "encoder 1 thread" else None)
+                          encoder_threads=encoder_threads)
     vocab = engine.arch.vocab_size
     ids = np.random.default_rng(0).integers(5, vocab, input_tokens - 1).tolist() + [engine.manifest.special.eos]
     for _ in range(3):

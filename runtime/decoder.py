@@ -11,7 +11,7 @@ import numpy as np
 from edgeseq import names
 from edgeseq.manifest import Manifest
 from .kv_cache import KVCache
-from .providers import SessionConfig, make_session
+from .providers import SessionConfig, encoder_thread_count, make_session
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ class Seq2SeqRunner:
         # The encoder runs once per request: spinning after it, its idle workers would take
         # the cores of the decoder steps that follow (bench/thread_pools.py).
         self.encoder = make_session(directory / names.ENCODER_FILE, config, spin=False,
-                                    threads=config.encoder_threads)
+                                    threads=encoder_thread_count(config, self.arch.d_model))
         self.decoder = make_session(directory / names.DECODER_FILE, config)
         tensors = manifest.tensor_names()
         self._enc_outputs = tensors["encoder"]["outputs"]

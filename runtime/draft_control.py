@@ -93,6 +93,9 @@ class DraftController:
     _empty: int = 0                              # rounds the drafter proposed nothing
     _best: DraftPlan | None = None               # the plan, until the next fit
     _lengths: np.ndarray | None = None           # 0 .. max_draft, the lengths plan() weighs
+    # hazards and costs computed from the figures, until they change: planning asks for
+    # the way's twice a round (its best length, a situation's shrunk toward it)
+    _derived: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._lengths = np.arange(self.max_draft + 1)
@@ -111,6 +114,7 @@ class DraftController:
         for way, prior in prior_steps.items():
             if way not in self.ways or self.ways[way].prior_step != prior:
                 self._way(way).prior_step = prior
+                self._derived.clear()
                 self._best = None  # re-planned only when the ways changed (every call asks)
 
     def _way(self, way: int) -> WayStats:
@@ -125,14 +129,22 @@ class DraftController:
     def hazard(self, way: int = ONLY_WAY, situation: int | None = None) -> np.ndarray:
         """hazard[j]: chance a draft of way w that reached position j is rejected there;
         in a situation, its own counts shrunk toward the way's rates."""
-        s = self._seen(way)
-        pooled = (s.rejected.sum() + self.prior_weight * (1 - self.alpha)) / \
-            (s.reached.sum() + self.prior_weight)
-        hazard = (s.rejected + PSEUDO_COUNT * pooled) / (s.reached + PSEUDO_COUNT)
-        seen = self.situations.get(situation) if situation is not None else None
-        if seen is not None:
-            hazard = (seen.rejected + PSEUDO_COUNT * hazard) / (seen.reached + PSEUDO_COUNT)
-        return np.clip(hazard, 0.0, 0.995)
+        key = ("hazard", way, situation)
+        hazard = self._derived.get(key)
+        if hazard is not None:
+            return hazard
+        if situation is None:
+            s = self._seen(way)
+            pooled = (s.rejected.sum() + self.prior_weight * (1 - self.alpha)) / \
+                (s.reached.sum() + self.prior_weight)
+            hazard = (s.rejected + PSEUDO_COUNT * pooled) / (s.reached + PSEUDO_COUNT)
+        else:
+            hazard = self.hazard(way)
+            seen = self.situations.get(situation)
+            if seen is not None:
+                hazard = (seen.rejected + PSEUDO_COUNT * hazard) / (seen.reached + PSEUDO_COUNT)
+        hazard = self._derived[key] = np.minimum(hazard, 0.995)  # counts: never below 0
+        return hazard
 
     def survival(self, way: int = ONLY_WAY, situation: int | None = None) -> np.ndarray:
         """survival(w)[j]: chance that drafts 0..j of way w are all accepted, j < max_draft."""
@@ -141,7 +153,11 @@ class DraftController:
     def expected_tokens(self, way: int = ONLY_WAY, situation: int | None = None) -> np.ndarray:
         """[k] for k = 0..max_draft: tokens a verify pass of k drafts emits (the accepted
         drafts plus the target's own token)."""
-        return 1.0 + np.concatenate([[0.0], np.cumsum(self.survival(way, situation))])
+        tokens = np.empty(self.max_draft + 1)
+        tokens[0] = 0.0
+        np.cumsum(self.survival(way, situation), out=tokens[1:])
+        tokens += 1.0
+        return tokens
 
     def cost(self, k, way: int = ONLY_WAY):
         """Seconds of a pass verifying k drafts of `way`, drafting included (k an int or
@@ -191,7 +207,15 @@ class DraftController:
 
     def _rate(self, way: int, situation: int | None = None) -> np.ndarray:
         """Expected tokens per second of a verify round, by draft length 0 .. max_draft."""
-        return self.expected_tokens(way, situation) / self.cost(self._lengths, way)
+        cost = self._derived.get(("cost", way))
+        if cost is None:  # self.cost(self._lengths, way) in three array operations
+            s = self._seen(way)
+            base = self._base_s or 1.0
+            step = s.step_s if s.step_s is not None and self.adaptive else s.prior_step * base
+            cost = self._lengths * (base * self.beta + step) + base
+            cost[1:] += self._round_extra_s
+            self._derived[("cost", way)] = cost
+        return self.expected_tokens(way, situation) / cost
 
     def _replan(self) -> DraftPlan:
         best = self._best_plan()
@@ -250,6 +274,7 @@ class DraftController:
         self._observed += 1
         if self._observed % 32 == 0 or self._base_s is None:
             self._fit()
+            self._derived.clear()
             self._best = None
 
     def observe_empty(self, way: int = ONLY_WAY) -> None:
@@ -257,6 +282,7 @@ class DraftController:
         (as a draft rejected at its first position), so a drafter that mostly finds
         nothing is switched off like one that is mostly wrong. Re-planned every 8."""
         self._way(way).add(1, 0)
+        self._derived.clear()
         self._rounds += 1
         self._empty += 1
         if self._empty % 8 == 0:
@@ -264,6 +290,7 @@ class DraftController:
 
     def observe(self, drafted: int, accepted: int, verify_s: float, draft_s: float,
                 way: int = ONLY_WAY, situation: int | None = None) -> None:
+        self._derived.clear()
         if drafted:
             self._rounds += 1
             s = self._way(way)

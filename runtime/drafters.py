@@ -151,6 +151,40 @@ class InputDrafter:
         self._going_on = drafted > 0 and accepted == drafted  # the anchor follows the output
 
 
+class CheckedDrafter:
+    """A caller's own drafter, its drafts checked before they reach the decoder: a wrong
+    shape or a token outside the vocabulary is the caller's error, named as such, not a
+    failure deep inside onnxruntime."""
+
+    def __init__(self, drafter, vocab_size: int):
+        self.drafter = drafter
+        self.vocab_size = vocab_size
+        if callable(getattr(drafter, "situation", None)):
+            self.situation = drafter.situation
+
+    def propose(self, ctx: DraftContext) -> Draft:
+        draft = self.drafter.propose(ctx)
+        name = type(self.drafter).__name__
+        if not isinstance(draft, Draft):
+            raise OptionsError(f"{name}.propose must return a Draft, got {type(draft).__name__}")
+        tokens = np.asarray(draft.tokens)
+        if tokens.ndim != 2 or tokens.shape[0] != len(ctx.output) or \
+                not np.issubdtype(tokens.dtype, np.integer):
+            raise OptionsError(f"{name}.propose: Draft.tokens must be integer [batch={len(ctx.output)}, "
+                               f"k], got {tokens.dtype} {list(tokens.shape)}")
+        if tokens.size and (tokens.min() < -1 or tokens.max() >= self.vocab_size):
+            raise OptionsError(f"{name}.propose: draft tokens must be in 0..{self.vocab_size - 1} "
+                               f"(-1: none), got {int(tokens.min())}..{int(tokens.max())}")
+        probs = draft.probs
+        if probs is not None and np.shape(probs) != (*tokens.shape, self.vocab_size):
+            raise OptionsError(f"{name}.propose: Draft.probs must be [batch, k, vocab="
+                               f"{self.vocab_size}], got {list(np.shape(probs))}")
+        return Draft(tokens.astype(np.int64, copy=False), probs)
+
+    def update(self, drafted: int, accepted: int) -> None:
+        self.drafter.update(drafted, accepted)
+
+
 class NgramDrafter:
     """Token recycling: continuations of n-grams seen in earlier outputs of this session
     (this object's lifetime), for repeated or templated outputs. Thread-safe. Outputs

@@ -18,7 +18,7 @@ from .decoder import LayerPlan, Seq2SeqRunner
 from .early_exit import confident_exit, unified_skip_plan
 from .logits import ScoreRules
 from .memory import MB, Plan, Request, plan, resident_weights
-from .options import GenerationOptions
+from .options import GenerationOptions, is_engine
 from .batching import BatchSchedule
 from .draft_control import DraftController
 from .drafters import NgramDrafter
@@ -229,7 +229,8 @@ class Engine:
 
     @staticmethod
     def _controller_key(opts: GenerationOptions, batch: int) -> tuple:
-        kind = opts.draft if isinstance(opts.draft, str) else f"model:{id(opts.draft)}"
+        kind = opts.draft if isinstance(opts.draft, str) else \
+            f"{'model' if is_engine(opts.draft) else 'drafter'}:{id(opts.draft)}"
         return kind, opts.max_draft, opts.exit_layer, opts.draft_skip, batch
 
     def generate(self, inputs: Inputs, **options) -> GenerationResult | list[GenerationResult]:
@@ -287,7 +288,7 @@ class Engine:
         if opts.memory_budget_mb is None:
             return opts, len(rows), None
         draft_bytes = 0
-        if opts.draft is not None and not isinstance(opts.draft, str):
+        if is_engine(opts.draft):
             other = opts.draft.manifest
             draft_bytes = resident_weights(loaded_weight_bytes(other), other.quant)
         wanted = Request(batch=1 if opts.speculate_rows else len(rows) * opts.num_beams,

@@ -14,6 +14,16 @@ MAX_DRAFT = 128  # draft lengths are searched per pass; more would only cost tim
 INPUT_MAX_DRAFT = 64  # JFLEG dev: 2.55 verify passes per sentence at 64 vs 4.6 at 8
 
 
+def is_engine(draft: object) -> bool:
+    """A draft model: another loaded edgeseq Engine."""
+    return hasattr(draft, "manifest") and hasattr(draft, "runner")
+
+
+def is_drafter(draft: object) -> bool:
+    """A caller's own drafter (the Drafter protocol of runtime/drafters.py)."""
+    return callable(getattr(draft, "propose", None)) and callable(getattr(draft, "update", None))
+
+
 @dataclass(frozen=True)
 class GenerationOptions:
     max_new_tokens: int = 64        # generated tokens, EOS included, start token excluded
@@ -33,7 +43,9 @@ class GenerationOptions:
     # also score the unchanged input and return it when the model prefers it (editing
     # models: see runtime/rerank.py); greedy and beam only. None: the package's default
     rerank_source: bool | None = None
-    draft: object = None            # None | "input" | "layers" | "ngram" | another Engine
+    # None | "input" | "layers" | "ngram" | another Engine | an object with the Drafter
+    # methods propose(ctx) -> Draft and update(drafted, accepted) (runtime/drafters.py)
+    draft: object = None
     # most draft tokens verified per pass; None: INPUT_MAX_DRAFT for draft="input" (the
     # rest of the source is one natural draft), else 8. Adaptive drafting picks shorter.
     max_draft: int | None = None
@@ -83,7 +95,7 @@ class GenerationOptions:
             raise OptionsError("do_sample=True with num_beams > 1 (beam sampling) is not "
                                "supported; choose sampling or beam search")
         if isinstance(self.draft, str) and self.draft not in DRAFTERS:
-            raise OptionsError(f"draft must be one of {DRAFTERS}, an Engine, or None; "
+            raise OptionsError(f"draft must be one of {DRAFTERS}, an Engine, a drafter or None; "
                                f"got {self.draft!r}")
         if self.draft is not None and self.num_beams > 1:
             raise OptionsError("draft= works with greedy decoding and sampling, not with "
@@ -99,9 +111,10 @@ class GenerationOptions:
         if self.exit_layer is not None and self.exit_layer < 1:
             raise OptionsError(f"exit_layer must be >= 1, got {self.exit_layer}")
         if self.draft is not None and not isinstance(self.draft, str) and \
-                not (hasattr(self.draft, "manifest") and hasattr(self.draft, "runner")):
-            raise OptionsError(f"draft must be one of {DRAFTERS}, an Engine, or None; "
-                               f"got {type(self.draft).__name__}")
+                not is_engine(self.draft) and not is_drafter(self.draft):
+            raise OptionsError(f"draft must be one of {DRAFTERS}, an Engine, a drafter (an "
+                               f"object with propose(ctx) and update(drafted, accepted)) or "
+                               f"None; got {type(self.draft).__name__}")
         if not 0 <= self.draft_confidence < 1:
             raise OptionsError(f"draft_confidence must be in [0, 1), got {self.draft_confidence}")
         if self.exit_layer is not None and self.draft != "layers":

@@ -36,11 +36,10 @@ class SessionConfig:
     spin: bool = True
     # Opt-in: one process-wide intra-op pool for every edgeseq session (SharedThreadPool).
     shared_pool: bool = False
-    # Opt-in: the encoder session's own thread count (None: `threads`). Its idle workers
-    # sleep, and waking them competes with the decoder's still-spinning worker when calls
-    # come back to back: on the default model one encoder thread made JFLEG input drafting
-    # 4.5-10% faster, on t5-small it made the encoder 16% slower at 32 tokens
-    # (bench/thread_pools.py measures a package).
+    # The encoder session's own thread count; None: `threads`, or 1 for a narrow model
+    # (encoder_thread_count). Its idle workers sleep, and waking them competes with the
+    # decoder's still-spinning worker when calls come back to back (bench/thread_pools.py
+    # measures a package).
     encoder_threads: int | None = None
 
     def __post_init__(self) -> None:
@@ -56,6 +55,23 @@ class SessionConfig:
             if self.shared_pool:
                 raise OptionsError("encoder_threads sets the encoder's own pool; with "
                                    "shared_pool=True every session uses the process-wide pool")
+
+
+# Below this width an encoder's matrix products are too small to split between threads,
+# and waking a sleeping second worker costs more than it brings. Isolated encodes of 25
+# tokens, 2 cores, int8: d_model 128 (the default model) 0.75 ms on one thread vs 0.98 on
+# two; d_model 512 (t5-small) 8.6 vs 6.0 ms.
+NARROW_MODEL = 256
+
+
+def encoder_thread_count(config: SessionConfig, d_model: int) -> int:
+    """The encoder session's threads: the caller's choice, else one for a narrow model
+    (per-session pools only: the shared pool has its own size), else `threads`."""
+    if config.encoder_threads is not None:
+        return config.encoder_threads
+    if d_model < NARROW_MODEL and not config.shared_pool:
+        return 1
+    return config.threads
 
 
 def _is_thread_count(value: object) -> bool:

@@ -9,9 +9,9 @@ import numpy as np
 
 from edgeseq.errors import OptionsError
 from .draft_control import DraftController
-from .drafters import InputDrafter, ModelDrafter, SelfDrafter
+from .drafters import CheckedDrafter, InputDrafter, ModelDrafter, SelfDrafter
 from .logits import ScoreRules, filter_top_k_top_p, softmax
-from .options import GenerationOptions
+from .options import GenerationOptions, is_engine
 from .providers import SHARED_POOL
 
 if TYPE_CHECKING:
@@ -63,8 +63,8 @@ def make_drafter(engine: "Engine", opts: GenerationOptions, session: "DecodeSess
     if opts.draft == "layers":
         return self_drafter(engine, session, rules, opts, control), sampler
     other = opts.draft
-    if not hasattr(other, "manifest") or not hasattr(other, "runner"):
-        raise OptionsError("draft must be 'input', 'layers', 'ngram' or an edgeseq Engine")
+    if not is_engine(other):  # the caller's own drafter (options checked its methods)
+        return CheckedDrafter(other, engine.arch.vocab_size), sampler
     mine, theirs = engine.manifest, other.manifest
     if theirs.arch.vocab_size != mine.arch.vocab_size or theirs.special != mine.special:
         raise OptionsError("the draft model must share the target's vocabulary and special "

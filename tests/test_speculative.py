@@ -120,6 +120,44 @@ def test_always_right_always_wrong_eos_inside_and_max_length_inside_a_draft(case
     assert wrong.tolist() == right.tolist() and stats.accepted == 0
 
 
+def test_a_callers_own_drafter_plugs_into_generate_and_stays_exact(engines):
+    engine = engines["t5", "int8"]
+    eos = engine.manifest.special.eos
+    for ids in SOURCES:
+        plain = engine.generate(ids, max_new_tokens=14)
+        script = [plain.token_ids + [eos] * 20]
+        right = engine.generate(ids, max_new_tokens=14, draft=_Scripted(script), max_draft=8)
+        wrong = engine.generate(ids, max_new_tokens=14, draft=_Scripted(script, wrong=True),
+                                max_draft=8)
+        assert right.token_ids == wrong.token_ids == plain.token_ids
+        assert right.stats.speculation["acceptance_rate"] > 0.5
+        assert right.stats.speculation["verify_passes"] < len(plain.token_ids)
+
+
+class _Broken:
+    def __init__(self, draft):
+        self.draft = draft
+
+    def propose(self, ctx):
+        return self.draft
+
+    def update(self, drafted, accepted):
+        pass
+
+
+def test_a_callers_drafter_that_proposes_nonsense_is_named(engines):
+    engine = engines["t5", "fp32"]
+    vocab = engine.arch.vocab_size
+    with pytest.raises(OptionsError, match="must return a Draft"):
+        engine.generate([5, 6], draft=_Broken([[7, 8]]))
+    with pytest.raises(OptionsError, match=r"integer \[batch=1, k\]"):
+        engine.generate([5, 6], draft=_Broken(Draft(np.array([7, 8]))))
+    with pytest.raises(OptionsError, match=f"in 0..{vocab - 1}"):
+        engine.generate([5, 6], draft=_Broken(Draft(np.array([[7, vocab]]))))
+    with pytest.raises(OptionsError, match="an object with propose"):
+        engine.generate([5, 6], draft=object())
+
+
 def test_batched_speculation_equals_one_by_one(engines):
     engine = engines["marian", "int8"]
     batch = engine.generate(SOURCES, max_new_tokens=14, draft="input")

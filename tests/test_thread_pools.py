@@ -13,6 +13,7 @@ import pytest
 
 import edgeseq
 from edgeseq.errors import OptionsError
+from edgeseq.runtime.providers import NARROW_MODEL, SessionConfig, encoder_thread_count
 
 SPIN = "session.intra_op.allow_spinning"
 REPO = Path(__file__).resolve().parents[1]
@@ -37,6 +38,20 @@ def test_the_encoder_can_have_its_own_thread_count_and_gives_the_same_tokens(tin
     ids = [5, 9, 13, 22, 40, 7, 2]
     assert narrow.generate(ids, max_new_tokens=8).token_ids == \
         default.generate(ids, max_new_tokens=8).token_ids
+
+
+def test_a_narrow_encoder_runs_on_one_thread_unless_told_otherwise(tiny_package):
+    package, _ = tiny_package("t5", "int8")  # a tiny width: too small to split
+    assert edgeseq.load(str(package), threads=2).runner.encoder \
+        .get_session_options().intra_op_num_threads == 1
+    assert edgeseq.load(str(package), threads=2, encoder_threads=2).runner.encoder \
+        .get_session_options().intra_op_num_threads == 2
+    wide, narrow = NARROW_MODEL, NARROW_MODEL // 2
+    assert encoder_thread_count(SessionConfig(threads=2), wide) == 2
+    assert encoder_thread_count(SessionConfig(threads=0), wide) == 0  # onnxruntime's default
+    assert encoder_thread_count(SessionConfig(threads=2), narrow) == 1
+    assert encoder_thread_count(SessionConfig(threads=2, encoder_threads=2), narrow) == 2
+    assert encoder_thread_count(SessionConfig(threads=2, shared_pool=True), narrow) == 2
 
 
 def test_bad_encoder_thread_counts_are_named(tiny_package):
