@@ -103,6 +103,15 @@ class NgramHistory:
                 self._seen[row].add(tuple(seq[end - n:end]))
             self._indexed[row] = len(seq)
 
+    def fork(self) -> "NgramHistory":
+        """An independent copy, its n-grams indexed, to try tokens on (a verify pass):
+        copying the index is far cheaper than rebuilding it from the rows."""
+        self.sync()
+        other = NgramHistory.__new__(NgramHistory)
+        other.rows, other.n = [list(r) for r in self.rows], self.n
+        other._seen, other._indexed = [seen.copy() for seen in self._seen], list(self._indexed)
+        return other
+
     @classmethod
     def of(cls, start: np.ndarray, rules: ScoreRules) -> "NgramHistory | None":
         """A history when the rules read one (no_repeat_ngram), else None."""

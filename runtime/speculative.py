@@ -51,13 +51,17 @@ NO_DRAFT = Draft(np.zeros((1, 0), np.int64))  # read-only: shared by every batch
 
 
 def _verify_greedy(logits: np.ndarray, drafts: np.ndarray, rules: ScoreRules,
-                   output: list[list[int]], generated: int, done: np.ndarray) -> np.ndarray:
+                   output: list[list[int]], generated: int, done: np.ndarray,
+                   seen: NgramHistory | None = None) -> np.ndarray:
     """The target's tokens [B, n+1] for a verify pass: position by position until the
     first position where an unfinished row's draft differs from the target's choice (the
     batch emits the same count). Later positions are never emitted, so the score rules
-    (the n-gram ban walks the sequence) are not computed for them."""
+    (the n-gram ban walks the sequence) are not computed for them. `seen`: the n-gram
+    history of `output` that the caller keeps (forked here, not rebuilt)."""
     k = drafts.shape[1]
-    history = NgramHistory(output, rules.no_repeat_ngram) if rules.no_repeat_ngram else None
+    history = None
+    if rules.no_repeat_ngram:
+        history = seen.fork() if seen is not None else NgramHistory(output, rules.no_repeat_ngram)
     if len(output) == 1:
         return _verify_one(logits[0], drafts[0].tolist(), rules, history, generated)
     targets = []
@@ -164,7 +168,7 @@ def speculative(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int
         drafted_at = time.perf_counter()
         logits = s.step(inputs)
         if sampler is None:
-            emit = _verify_greedy(logits, draft.tokens, rules, output, generated, done)
+            emit = _verify_greedy(logits, draft.tokens, rules, output, generated, done, history)
             n = emit.shape[1] - 1
         else:
             raw = [logits[:, j].astype(np.float64) for j in range(k + 1)]
