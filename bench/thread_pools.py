@@ -2,7 +2,7 @@
 encoder's pool sleeping when idle (edgeseq's default for models 256 or more wide), the
 same with one encoder thread (`encoder_threads=1`, the default for narrower models), or
 one process-wide pool (`shared_pool=True`): first-token latency
-and decode tokens/s of one package, one run.
+and decode tokens/s of one package, and the encoder alone (calls back to back), one run.
 
     python -m bench.thread_pools PKG [--threads 2] [--rounds 4] [--input-tokens 64] [--new-tokens 64]
 
@@ -44,7 +44,16 @@ def child(package: str, mode: str, threads: int, input_tokens: int, new_tokens: 
         engine.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens)
         full.append(time.perf_counter() - t)
     t1, tn = statistics.median(first), statistics.median(full)
-    return {"first_token_ms": t1 * 1e3, "decode_tokens_per_s": (new_tokens - 1) / (tn - t1)}
+    # the encoder alone, calls back to back with no decoder pass between them (what its
+    # own thread count decides, without the decoder's spinning worker in the way)
+    feed = np.array([ids], np.int64)
+    encodes = []
+    for _ in range(50):
+        t = time.perf_counter()
+        engine.runner.encode(feed, np.ones_like(feed))
+        encodes.append(time.perf_counter() - t)
+    return {"first_token_ms": t1 * 1e3, "decode_tokens_per_s": (new_tokens - 1) / (tn - t1),
+            "encode_ms": statistics.median(encodes) * 1e3}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,16 +73,21 @@ def main(argv: list[str] | None = None) -> int:
         str(a.input_tokens), "--new-tokens", str(a.new_tokens)], list(MODES), a.rounds)
     print(f"\n{a.package}, {a.threads} threads, {a.input_tokens} input / {a.new_tokens} new tokens, "
           f"median of {a.rounds} processes x 10 calls\n")
-    print("| sessions' threads | first token ms | decode tokens/s |")
-    print("| --- | --- | --- |")
+    print("| sessions' threads | first token ms | decode tokens/s | encoder alone ms |")
+    print("| --- | --- | --- | --- |")
     med = {m: {k: statistics.median(x[k] for x in rs) for k in rs[0]} for m, rs in results.items()}
     for mode, m in med.items():
-        print(f"| {mode} | {m['first_token_ms']:.1f} | {m['decode_tokens_per_s']:.1f} |")
+        print(f"| {mode} | {m['first_token_ms']:.1f} | {m['decode_tokens_per_s']:.1f} | {m['encode_ms']:.2f} |")
     base = med[MODES[0]]
     for mode in MODES[1:]:
         m = med[mode]
         print(f"\n{mode} / {MODES[0]}: first token {base['first_token_ms'] / m['first_token_ms']:.2f}x faster, "
-              f"decode {m['decode_tokens_per_s'] / base['decode_tokens_per_s']:.2f}x")
+              f"decode {m['decode_tokens_per_s'] / base['decode_tokens_per_s']:.2f}x, "
+              f"encoder alone {base['encode_ms'] / m['encode_ms']:.2f}x faster")
+    one, two = med["encoder 1 thread"], med["encoder sleeps"]
+    print(f"\nencoder 1 thread / encoder sleeps ({a.threads} threads): encoder alone "
+          f"{two['encode_ms'] / one['encode_ms']:.2f}x faster, first token "
+          f"{two['first_token_ms'] / one['first_token_ms']:.2f}x faster")
     return 0
 
 
