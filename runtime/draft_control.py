@@ -28,6 +28,7 @@ import numpy as np
 DECAY = 0.95        # per verify pass: acceptance statistics of about the last 20 passes
 PSEUDO_COUNT = 2.0  # weight of the pooled rate at a position (prior + shrinkage)
 ONLY_WAY = 0        # the way of drafters that have one (input, n-gram, a draft model)
+ON_GAIN = 1.08      # drafting switches on for a predicted gain over plain passes of 8% or more
 
 
 @dataclass(frozen=True)
@@ -186,11 +187,20 @@ class DraftController:
             self._best = self._replan()
             self._situation_lengths.clear()
         if self._best.length == 0:
+            if situation is not None and self.adaptive:
+                # off for the way as a whole, but a situation may still pay on its own: an
+                # input draft at a sentence's start is right 98% of the time on JFLEG, even
+                # while long sentences that the model rewrites pull the way's rates down
+                length = self._situation_lengths.get(situation)
+                if length is None:
+                    length = self._situation_lengths[situation] = self._length_if_pays(situation)
+                if length:
+                    return DraftPlan(self._best.way, length, situation)
             self._probe_gap = self._probe_gap or self.probe_every
             self._off_rounds += 1
             if self._off_rounds >= self._probe_gap:  # probe the way most likely accepted
-                self._off_rounds, self._probing = 0, True
-                return DraftPlan(self._best.way, min(2, self.max_draft))
+                self._off_rounds, self._probing = 0, True  # measured for its situation too
+                return DraftPlan(self._best.way, min(2, self.max_draft), situation)
             return self._best
         self._off_rounds = 0
         if situation is None or not self.adaptive:
@@ -204,6 +214,17 @@ class DraftController:
         """The best length for the way chosen, in a situation; at least 1 while drafting
         is on, so every situation keeps being measured."""
         return max(1, int(self._rate(self._best.way, situation).argmax()))
+
+    def _length_if_pays(self, situation: int) -> int:
+        """While the way is off: the situation's best length when that beats plain passes
+        as clearly as the way must to switch on (_best_plan), else 0. Only for a
+        situation that has drafted (and so has a curve of its own, shrunk toward the
+        way's)."""
+        if situation not in self.situations:
+            return 0
+        rate = self._rate(self._best.way, situation)
+        k = int(rate.argmax())
+        return k if k and rate[k] * self.verify_cost(0) >= ON_GAIN else 0
 
     def _rate(self, way: int, situation: int | None = None) -> np.ndarray:
         """Expected tokens per second of a verify round, by draft length 0 .. max_draft."""
@@ -245,7 +266,7 @@ class DraftController:
             return best
         # draft only for a predicted gain of 8% or more: estimates are noisy, and a wrong
         # "on" costs more than a wrong "off"
-        if best.length == 0 or best_rate * self.verify_cost(0) < 1.08:
+        if best.length == 0 or best_rate * self.verify_cost(0) < ON_GAIN:
             best = DraftPlan(max(ways, key=lambda w: self.survival(w)[0]), 0)
         return best
 

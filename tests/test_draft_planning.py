@@ -124,6 +124,27 @@ def test_each_situation_the_drafter_names_gets_its_own_draft_length():
     assert control.plan(going_on).situation == going_on
 
 
+def test_a_situation_that_pays_keeps_drafting_while_the_way_as_a_whole_is_off():
+    """Sentence starts are copied (every draft right); re-anchored drafts in sentences the
+    model rewrites are wrong. Many more of the second kind switch the way off, but a new
+    sentence's first pass still drafts, and the rest still waits for probes."""
+    start, aligned = 0, 2
+    control = DraftController(max_draft=32)
+    control.observe_plain(0.010)
+    for i in range(300):
+        situation = start if i % 10 == 0 else aligned
+        k = control.plan(situation).length
+        accepted = k if situation == start else 0
+        if k:
+            control.observe(k, accepted, verify_s=0.010 * (1 + 0.05 * k), draft_s=0.0,
+                            situation=situation)
+        else:
+            control.observe_plain(0.010)
+    assert control.plan().length == 0  # off for the way
+    assert control.plan(start).length >= 4
+    assert control.plan(aligned).length == 0
+
+
 def test_the_input_drafter_names_where_its_draft_comes_from():
     from edgeseq.runtime.drafters import (ALIGNED, GOING_ON, NGRAM, START, DraftContext,
                                           InputDrafter)
