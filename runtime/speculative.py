@@ -170,6 +170,8 @@ def speculative(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int
         if sampler is None:
             emit = _verify_greedy(logits, draft.tokens, rules, output, generated, done, history)
             n = emit.shape[1] - 1
+            if n + 1 < k and batch == 1 and getattr(drafter, "wants_tail", False):
+                drafter.tail(n + 1, logits[0, n + 1:k].argmax(axis=-1).tolist())
         else:
             raw = [logits[:, j].astype(np.float64) for j in range(k + 1)]
             probs = np.stack([sampler(raw[j], generated + j, _history(output, draft.tokens, j, rules))

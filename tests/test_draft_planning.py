@@ -168,6 +168,35 @@ def test_the_input_drafter_names_where_its_draft_comes_from():
     assert drafter.situation([source, source], [[0], [0]]) is None  # a batch names none
 
 
+def test_input_drafts_stop_before_an_edit_a_rejected_tail_showed():
+    """A verify pass that rejects a draft token still shows the model's choices after it;
+    where they differ from the source, the model will likely edit, so a later draft ends
+    just before that position, or, beginning there, is the model's shown choice alone."""
+    from edgeseq.runtime.drafters import DraftContext, InputDrafter
+    source = [10, 11, 12, 13, 14, 15, 16, 1]
+
+    def first_pass(choices_after_miss: list[int]) -> InputDrafter:
+        drafter = InputDrafter(max_draft=64)
+        drafter.situation([source], [[0]])
+        assert drafter.propose(DraftContext([source], [[0]], 64)).tokens[0].tolist() == source
+        assert drafter.wants_tail
+        drafter.tail(2, choices_after_miss)  # the model wrote 20 for 11 (draft position 1)
+        drafter.update(len(source), 1)
+        assert not drafter.wants_tail
+        return drafter
+
+    def next_draft(drafter: InputDrafter, out: list[int]) -> list[int]:
+        drafter.situation([source], [[0] + out])  # 20 is not in the source: re-anchored at 12
+        return drafter.propose(DraftContext([source], [[0] + out], 64)).tokens[0].tolist()
+
+    edit_later = first_pass([12, 13, 99, 15, 16, 1])  # and 99 where the source has 14
+    assert next_draft(edit_later, [10, 20]) == [12, 13]
+    edit_next = first_pass([77, 13, 14, 15, 16, 1])  # and 77 where the source has 12
+    assert next_draft(edit_next, [10, 20]) == [77]
+    no_edit = first_pass([12, 13, 14, 15, 16, 1])
+    assert next_draft(no_edit, [10, 20]) == [12, 13, 14, 15, 16, 1]
+
+
 def test_ngram_drafts_continue_what_earlier_outputs_said_after_the_same_tokens():
     from edgeseq.runtime.drafters import DraftContext, NgramDrafter
     drafter = NgramDrafter(max_draft=4, ngram=2)
