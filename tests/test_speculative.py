@@ -209,6 +209,27 @@ def test_a_speculating_batch_goes_the_way_measured_faster_and_rechecks_the_other
     assert run(8) == [False] * 8
 
 
+def test_a_far_slower_way_is_rechecked_less_and_less_often():
+    from edgeseq.runtime.batching import EXPLORE_EVERY, EXPLORE_MOST, BatchSchedule
+    schedule = BatchSchedule(batch=8)
+    speed = {True: 500.0, False: 1000.0}   # one after another at half of lockstep's speed
+
+    def run(chunks: int) -> list[bool]:
+        ways = []
+        for _ in range(chunks):
+            ways.append(schedule.rows_alone())
+            schedule.record(ways[-1], tokens=800, seconds=800 / speed[ways[-1]], rows=8)
+        return ways
+    ways = run(40 * EXPLORE_EVERY)
+    rechecks = [i for i in range(ways.index(False) + 1, len(ways)) if ways[i] and not ways[i - 1]]
+    gaps = [b - a for a, b in zip(rechecks, rechecks[1:])]
+    assert gaps == sorted(gaps) and gaps[-1] > 4 * EXPLORE_EVERY  # backing off
+    assert schedule.gap <= EXPLORE_MOST
+    speed[True] = 2000.0  # the inputs change: one after another is now faster
+    run(schedule.gap + 3 * EXPLORE_EVERY)
+    assert run(8) == [True] * 8  # found at the next re-check, and kept
+
+
 def test_a_batch_is_timed_one_row_after_another_then_together(tiny_package):
     engine = edgeseq.load(str(tiny_package("t5", "int8")[0]), threads=1)  # no figures yet
     kw = dict(max_new_tokens=10, draft="input")
