@@ -47,6 +47,8 @@ class WayStats:
     rejected: np.ndarray
     step_s: float | None = None
     prior_step: float = 0.0
+    reached_total: float = 0.0   # reached.sum() and rejected.sum(), kept as they change
+    rejected_total: float = 0.0
 
     @classmethod
     def empty(cls, max_draft: int) -> "WayStats":
@@ -57,9 +59,13 @@ class WayStats:
         decay)."""
         self.reached *= DECAY
         self.rejected *= DECAY
-        self.reached[:min(accepted + 1, drafted)] += 1.0
+        reached = min(accepted + 1, drafted)
+        self.reached[:reached] += 1.0
+        self.reached_total = self.reached_total * DECAY + reached
+        self.rejected_total *= DECAY
         if accepted < drafted:
             self.rejected[accepted] += 1.0
+            self.rejected_total += 1.0
 
 
 @dataclass
@@ -136,8 +142,8 @@ class DraftController:
             return hazard
         if situation is None:
             s = self._seen(way)
-            pooled = (s.rejected.sum() + self.prior_weight * (1 - self.alpha)) / \
-                (s.reached.sum() + self.prior_weight)
+            pooled = (s.rejected_total + self.prior_weight * (1 - self.alpha)) / \
+                (s.reached_total + self.prior_weight)
             hazard = (s.rejected + PSEUDO_COUNT * pooled) / (s.reached + PSEUDO_COUNT)
         else:
             hazard = self.hazard(way)
@@ -175,6 +181,11 @@ class DraftController:
         statistics) that a plain pass does not, which on a tiny model decides whether
         drafting pays."""
         return (self._base_s or 1.0) * (1 + self.beta * k) + self._round_extra_s * (np.asarray(k) > 0)
+
+    @property
+    def _plain_s(self) -> float:
+        """verify_cost(0), without array arithmetic: a plain pass's seconds."""
+        return self._base_s or 1.0
 
     @property
     def timed(self) -> bool:
@@ -224,7 +235,7 @@ class DraftController:
             return 0
         rate = self._rate(self._best.way, situation)
         k = int(rate.argmax())
-        return k if k and rate[k] * self.verify_cost(0) >= ON_GAIN else 0
+        return k if k and rate[k] * self._plain_s >= ON_GAIN else 0
 
     def _rate(self, way: int, situation: int | None = None) -> np.ndarray:
         """Expected tokens per second of a verify round, by draft length 0 .. max_draft."""
@@ -266,7 +277,7 @@ class DraftController:
             return best
         # draft only for a predicted gain of 8% or more: estimates are noisy, and a wrong
         # "on" costs more than a wrong "off"
-        if best.length == 0 or best_rate * self.verify_cost(0) < ON_GAIN:
+        if best.length == 0 or best_rate * self._plain_s < ON_GAIN:
             best = DraftPlan(max(ways, key=lambda w: self.survival(w)[0]), 0)
         return best
 

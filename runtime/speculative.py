@@ -193,17 +193,26 @@ def speculative(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int
         stats.histogram[n] += 1
         drafter.update(k, n)
         # finished rows emit pad; EOS finishes a row: every position after a row's first EOS
-        is_eos = emit == rules.eos
-        finished = done[:, None] | ((np.cumsum(is_eos, axis=1) - is_eos) > 0)
-        emit[finished] = pad
-        done |= is_eos.any(axis=1)
-        if s.scores is not None:
-            live = ~finished  # positions whose token counts for rerank_source
-            first = s.scores.wants_sources(generated) and sampler is None
-            s.scores.add_pass(logits, emit, live, draft.tokens if first else None,
-                              source if first else None)
-        for row, tokens in zip(output, emit.tolist()):
-            row.extend(tokens)
+        if batch == 1 and s.scores is None:  # the same in Python scalars (every round)
+            tokens = emit[0].tolist()
+            if rules.eos in tokens:
+                end = tokens.index(rules.eos) + 1
+                tokens[end:] = [pad] * (len(tokens) - end)
+                emit = np.array([tokens], np.int64)
+                done[0] = True
+            output[0].extend(tokens)
+        else:
+            is_eos = emit == rules.eos
+            finished = done[:, None] | ((np.cumsum(is_eos, axis=1) - is_eos) > 0)
+            emit[finished] = pad
+            done |= is_eos.any(axis=1)
+            if s.scores is not None:
+                live = ~finished  # positions whose token counts for rerank_source
+                first = s.scores.wants_sources(generated) and sampler is None
+                s.scores.add_pass(logits, emit, live, draft.tokens if first else None,
+                                  source if first else None)
+            for row, tokens in zip(output, emit.tolist()):
+                row.extend(tokens)
         generated += n + 1
         # the round's cost: the verify pass and all its bookkeeping, as plain passes are timed
         control.observe(k, n, time.perf_counter() - drafted_at, drafted_at - began, plan.way,
