@@ -98,13 +98,22 @@ def skip_table(data: dict) -> str:
 
 
 def speculative_table(data: dict) -> str:
-    return "\n".join(_table(
+    drafted = data["rows"][1:]
+    lines = _table(
         f"{data['rows'][0]['inputs']} inputs ({data['data']}), package `{data['package']}`"
         + (f", {data['batch']} inputs per call." if data.get("batch", 1) > 1 else "."),
         ["drafter", "speedup vs plain greedy", "identical to plain", "acceptance", "tokens per verify pass"],
         [[r["drafter"], f"{r['speedup']:.2f}x", f"{r['identical_outputs']}/{r['inputs']}",
-          f"{r['acceptance_rate']:.2f}", f"{r['tokens_per_pass']:.2f}"] for r in data["rows"][1:]],
-        data["machine"]))
+          f"{r['acceptance_rate']:.2f}", f"{r['tokens_per_pass']:.2f}"] for r in drafted], None)
+    buckets = list(drafted[0].get("by_source_length", {})) if drafted else []
+    if buckets:  # the same run, per source length (each input's median time, summed)
+        counts = drafted[0]["by_source_length"]
+        lines += [""] + _table(
+            "Speedup by source length in tokens (inputs):",
+            ["drafter"] + [f"{b} ({counts[b]['inputs']})" for b in buckets],
+            [[r["drafter"]] + [f"{r['by_source_length'][b]['speedup']:.2f}x" for b in buckets]
+             for r in drafted], None)
+    return "\n".join(lines + ["", f"Run on: {_machine(data['machine'])}."])
 
 
 def skip_whisper_table(data: dict) -> str:

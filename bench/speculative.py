@@ -52,14 +52,36 @@ def run_config(engine, inputs: list, draft, args, schedule: str = "auto") -> dic
         opts["speculate_rows"] = SCHEDULES[schedule]
     if args.memory_budget:
         opts["memory_budget_mb"] = args.memory_budget
-    outputs, stats = [], []
+    outputs, stats, call_seconds = [], [], []
     start = time.perf_counter()
     for i in range(0, len(inputs), args.batch):
         chunk = inputs[i:i + args.batch]
+        began = time.perf_counter()
         results = engine.generate(chunk, **opts) if args.batch > 1 else [engine.generate(chunk[0], **opts)]
+        call_seconds.append(time.perf_counter() - began)
         outputs += [r.token_ids for r in results]
         stats += list({id(r.stats): r.stats for r in results}.values())  # rows decoded together share one
-    return {"seconds": time.perf_counter() - start, "outputs": outputs, "stats": stats}
+    return {"seconds": time.perf_counter() - start, "outputs": outputs, "stats": stats,
+            "call_seconds": call_seconds}
+
+
+LENGTH_BUCKETS = (16, 32, 48)  # source tokens; the default model was trained on <= 48
+
+
+def by_length(lengths: list[int], runs: list[list[float]], plain_runs: list[list[float]]) -> dict:
+    """Speedup per source-length bucket (batch 1): each input's median seconds over the
+    repeats, summed per bucket, against plain greedy's."""
+    def medians(repeats: list[list[float]]) -> list[float]:
+        return [float(np.median(col)) for col in zip(*repeats)]
+    mine, plain = medians(runs), medians(plain_runs)
+    out = {}
+    for low, high in zip((0,) + LENGTH_BUCKETS, LENGTH_BUCKETS + (None,)):
+        picked = [i for i, n in enumerate(lengths) if n > low and (high is None or n <= high)]
+        if picked:
+            name = f"{low + 1}-{high}" if high else f">{low}"
+            out[name] = {"inputs": len(picked), "speedup": sum(plain[i] for i in picked) /
+                         sum(mine[i] for i in picked)}
+    return out
 
 
 SCHEDULES = {"auto": None, "rows": True, "lockstep": False}  # --speculate-rows
@@ -130,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     pool = {"shared_pool": any(d.startswith("model:") for d in args.drafters.split(","))}
     engine = edgeseq.load(args.package, threads=args.threads, **pool)
     inputs = load_inputs(args.data, args.limit, engine.arch.vocab_size)
+    lengths = [len(engine.codec.encode(x)) if isinstance(x, str) else len(x) for x in inputs]
     loaded = [d if not d.startswith("model:") else edgeseq.load(d[6:], threads=args.threads, **pool)
               for d in args.drafters.split(",") if d]
     schedules = args.speculate_rows.split(",") if args.batch > 1 else ["auto"]
@@ -146,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         run_config(engine, inputs[:8], None, args)  # warm-up
     times: dict[str, list[float]] = {n: [] for n in names}
+    calls: dict[str, list[list[float]]] = {n: [] for n in names}  # per repeat, per call
     last: dict[str, dict] = {}
     for rep in range(args.repeats):
         # the order turns each repeat: drift on a shared machine favours no configuration
@@ -155,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
                 engine.ngram = type(engine.ngram)()  # each repeat starts with an empty cache
             res = run_config(engine, inputs, draft, args, schedule)
             times[name].append(res["seconds"])
+            calls[name].append(res["call_seconds"])
             last[name] = res
             print(f"[{rep + 1}/{args.repeats}] {name}: {res['seconds']:.2f} s", flush=True)
     plain = last["plain"]["outputs"]
@@ -169,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
                "identical_outputs": sum(a == b for a, b in zip(outs, plain)), "inputs": len(outs)}
         if name != "plain":
             row.update(_spec_totals(last[name]["stats"]))
+            if args.batch == 1:
+                row["by_source_length"] = by_length(lengths, calls[name], calls["plain"])
         rows.append(row)
     batching = f", batches of {args.batch} ({args.speculate_rows})" if args.batch > 1 else ""
     print(f"\n{len(inputs)} inputs ({args.data}), {Path(args.package).name}, {args.threads} threads"
@@ -179,6 +206,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {r['drafter']} | {r['seconds_median']:.2f} ({r['seconds_min']:.2f}-{r['seconds_max']:.2f}) "
               f"| {r['speedup']:.2f}x | {r['identical_outputs']}/{r['inputs']} "
               f"| {r.get('acceptance_rate', 0):.2f} | {r.get('tokens_per_pass', 1):.2f} |")
+    if args.batch == 1:
+        buckets = list(rows[1]["by_source_length"]) if len(rows) > 1 else []
+        print("\nspeedup by source tokens (inputs): " + ", ".join(
+            f"{b} ({rows[1]['by_source_length'][b]['inputs']})" for b in buckets))
+        for r in rows[1:]:
+            print(f"  {r['drafter']}: " + ", ".join(
+                f"{b} {r['by_source_length'][b]['speedup']:.2f}x" for b in buckets))
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "speculative.json").write_text(json.dumps(
