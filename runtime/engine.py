@@ -26,7 +26,7 @@ from .providers import SessionConfig
 from .rerank import PassScores, prefer_source
 from .search import DecodeSession, beam_search, greedy, sample, token_chooser
 from .spec_setup import make_drafter
-from .speculative import SpecStats, speculative
+from .speculative import SpecStats, plain_while_off, speculative
 from .text import Inputs, TextCodec, normalise_inputs
 
 
@@ -199,8 +199,13 @@ class Engine:
         rules, pad = self._rules(opts), self.manifest.special.pad
         if opts.draft is not None:
             control = self._controller(opts, len(rows))
-            drafter, sampler = make_drafter(self, opts, session, rows, rules, control)
             session.spec = SpecStats()
+            # a drafter that names situations may draft in one that pays while it is off
+            by_situation = opts.draft == "input" or callable(getattr(opts.draft, "situation", None))
+            if not (opts.do_sample or by_situation or session.scores is not None) and \
+                    control.off_for_call():
+                return plain_while_off(session, start, rules, pad, session.spec, control)
+            drafter, sampler = make_drafter(self, opts, session, rows, rules, control)
             return speculative(session, start, rules, pad, drafter, rows, session.spec,
                                control, sampler, opts.seed)
         if opts.exit_threshold is not None:

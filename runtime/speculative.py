@@ -17,7 +17,7 @@ import numpy as np
 from .draft_control import DraftController, DraftPlan
 from .drafters import Draft, DraftContext, Drafter
 from .logits import NgramHistory, ScoreRules
-from .search import DecodeSession, finish_rows
+from .search import DecodeSession, finish_rows, greedy
 
 # maps raw logits [B, V] of the token after `generated` new tokens (and the rows' histories,
 # or None) to probabilities
@@ -218,6 +218,22 @@ def speculative(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int
         control.observe(k, n, time.perf_counter() - drafted_at, drafted_at - began, plan.way,
                         plan.situation)
         yield emit
+    control.note_call(generated)
+
+
+def plain_while_off(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int,
+                    stats: SpecStats, control: DraftController) -> Iterator[np.ndarray]:
+    """A call whose drafting is off (DraftController.off_for_call): plain greedy decoding
+    itself, its passes counted toward the next probe."""
+    ran = 0
+    try:
+        for tokens in greedy(s, start, rules, pad):
+            ran += 1
+            yield tokens
+    finally:
+        stats.verify_passes += ran
+        stats.histogram[0] += ran
+        control.count_plain(ran)
 
 
 def _plain_steps(s: DecodeSession, output: list[list[int]], history: NgramHistory | None,

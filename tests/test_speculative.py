@@ -158,6 +158,28 @@ def test_a_callers_drafter_that_proposes_nonsense_is_named(engines):
         engine.generate([5, 6], draft=object())
 
 
+def test_a_drafter_switched_off_decodes_as_plain_greedy_until_a_probe_is_due(engines, monkeypatch):
+    """Off, a call decodes through plain greedy itself (no drafter is even built), its
+    passes counted toward the next probe; a call in which a probe falls due drafts."""
+    import edgeseq.runtime.engine as engine_module
+    from edgeseq.runtime.draft_control import DraftPlan
+    engine = engines["t5", "int8"]
+    kw = dict(max_new_tokens=12, min_new_tokens=12, draft="layers", max_draft=3)
+    plain = engine.generate(SOURCES[0], max_new_tokens=12, min_new_tokens=12)
+    engine.generate(SOURCES[0], **kw)
+    control = engine._controller(engine._options(kw), 1)
+    control._best, control._probe_gap, control._off_rounds = DraftPlan(control._best.way, 0), 64, 0
+    built = []
+    make = engine_module.make_drafter
+    monkeypatch.setattr(engine_module, "make_drafter", lambda *a: built.append(1) or make(*a))
+    off = engine.generate(SOURCES[0], **kw)
+    assert off.token_ids == plain.token_ids and not built
+    assert control._off_rounds == 12 and off.stats.speculation["verify_passes"] == 12
+    control._off_rounds = 60  # a probe is due within this call
+    probing = engine.generate(SOURCES[0], **kw)
+    assert probing.token_ids == plain.token_ids and built
+
+
 def test_batched_speculation_equals_one_by_one(engines):
     engine = engines["marian", "int8"]
     batch = engine.generate(SOURCES, max_new_tokens=14, draft="input")
