@@ -31,11 +31,14 @@ class BatchSchedule:
     gap: int = EXPLORE_EVERY        # chunks until the way not chosen is measured again
     _exploring: bool = False        # the way being decoded is being re-measured
 
-    def rows_alone(self) -> bool:
+    def rows_alone(self, may_pay: bool = True) -> bool:
         """Whether the next chunk's rows decode one after another: the way of a chunk
         that just switched (so the switch is measured warm); else each way measured first
         (one after another first: it needs the smaller cache), then the faster, except
-        once per EXPLORE_EVERY chunks' worth of rows, when the other is measured again."""
+        once per `gap` chunks' worth of rows, when the other is measured again. Never
+        while one after another cannot pay (may_pay=False: drafting one row is off)."""
+        if not may_pay:
+            return False
         if self._warming:
             return bool(self._last)
         if self.alone is None:

@@ -200,10 +200,7 @@ class Engine:
         if opts.draft is not None:
             control = self._controller(opts, len(rows))
             session.spec = SpecStats()
-            # a drafter that names situations may draft in one that pays while it is off
-            by_situation = opts.draft == "input" or callable(getattr(opts.draft, "situation", None))
-            if not (opts.do_sample or by_situation or session.scores is not None) and \
-                    control.off_for_call():
+            if not (opts.do_sample or session.scores is not None) and self._drafting_off(opts, len(rows)):
                 return plain_while_off(session, start, rules, pad, session.spec, control)
             drafter, sampler = make_drafter(self, opts, session, rows, rules, control)
             return speculative(session, start, rules, pad, drafter, rows, session.spec,
@@ -216,6 +213,14 @@ class Engine:
         if opts.do_sample:
             return sample(session, start, rules, pad, opts)
         return greedy(session, start, rules, pad)
+
+    def _drafting_off(self, opts: GenerationOptions, batch: int) -> bool:
+        """Drafting is off for these options and batch size, and no probe is due within
+        a call (DraftController.off_for_call). Never for a drafter that names
+        situations: one of them may pay on its own while the way is off."""
+        if opts.draft == "input" or callable(getattr(opts.draft, "situation", None)):
+            return False
+        return self._controller(opts, batch).off_for_call()
 
     def _controller(self, opts: GenerationOptions, batch: int = 1) -> DraftController:
         """What a drafter's acceptance and costs were is learned across calls (requests are
@@ -260,7 +265,10 @@ class Engine:
         when speculate_rows or the measured schedule says rows go faster that way."""
         chunk = rows[:batch]
         schedule = self._schedule(opts, batch) if len(chunk) > 1 else None
-        alone = bool(opts.speculate_rows) if schedule is None else schedule.rows_alone()
+        # one row after another pays only through each row's own drafts: not while
+        # drafting one row is off (JFLEG dev, n-gram drafting: 0.58x batched decoding)
+        alone = bool(opts.speculate_rows) if schedule is None else \
+            schedule.rows_alone(may_pay=not self._drafting_off(opts, 1))
         decode = self._generate_beam if opts.num_beams > 1 else self._generate_steps
         began = time.perf_counter()
         if alone and opts.draft is not None:

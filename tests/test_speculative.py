@@ -250,6 +250,8 @@ def test_a_far_slower_way_is_rechecked_less_and_less_often():
     speed[True] = 2000.0  # the inputs change: one after another is now faster
     run(schedule.gap + 3 * EXPLORE_EVERY)
     assert run(8) == [True] * 8  # found at the next re-check, and kept
+    # rows one after another pay only through their own drafts: not while those are off
+    assert not any(schedule.rows_alone(may_pay=False) for _ in range(2 * EXPLORE_MOST))
 
 
 def test_a_batch_is_timed_one_row_after_another_then_together(tiny_package):
