@@ -194,47 +194,51 @@ class DraftController:
 
     def plan(self, situation: int | None = None) -> DraftPlan:
         """What to draft this pass: the best plan (its length the situation's best, when
-        the drafter names one), or while off, nothing but a short probe once per gap."""
-        if self._best is None or not self.adaptive:  # re-planned after estimates change
-            self._best = self._replan()
+        the drafter names one), or while off, nothing but a short probe once per gap.
+        Reads the plan once: concurrent calls share the controller, and another call's
+        observe() may drop it meanwhile."""
+        best = self._best
+        if best is None or not self.adaptive:  # re-planned after estimates change
+            best = self._best = self._replan()
             self._situation_lengths.clear()
-        if self._best.length == 0:
+        if best.length == 0:
             if situation is not None and self.adaptive:
                 # off for the way as a whole, but a situation may still pay on its own: an
                 # input draft at a sentence's start is right 98% of the time on JFLEG, even
                 # while long sentences that the model rewrites pull the way's rates down
                 length = self._situation_lengths.get(situation)
                 if length is None:
-                    length = self._situation_lengths[situation] = self._length_if_pays(situation)
+                    length = self._situation_lengths[situation] = \
+                        self._length_if_pays(situation, best.way)
                 if length:
-                    return DraftPlan(self._best.way, length, situation)
+                    return DraftPlan(best.way, length, situation)
             self._probe_gap = self._probe_gap or self.probe_every
             self._off_rounds += 1
             if self._off_rounds >= self._probe_gap:  # probe the way most likely accepted
                 self._off_rounds, self._probing = 0, True  # measured for its situation too
-                return DraftPlan(self._best.way, min(2, self.max_draft), situation)
-            return self._best
+                return DraftPlan(best.way, min(2, self.max_draft), situation)
+            return best
         self._off_rounds = 0
         if situation is None or not self.adaptive:
-            return self._best
+            return best
         length = self._situation_lengths.get(situation)
         if length is None:
-            length = self._situation_lengths[situation] = self._length_in(situation)
-        return DraftPlan(self._best.way, length, situation)
+            length = self._situation_lengths[situation] = self._length_in(situation, best.way)
+        return DraftPlan(best.way, length, situation)
 
-    def _length_in(self, situation: int) -> int:
+    def _length_in(self, situation: int, way: int) -> int:
         """The best length for the way chosen, in a situation; at least 1 while drafting
         is on, so every situation keeps being measured."""
-        return max(1, int(self._rate(self._best.way, situation).argmax()))
+        return max(1, int(self._rate(way, situation).argmax()))
 
-    def _length_if_pays(self, situation: int) -> int:
+    def _length_if_pays(self, situation: int, way: int) -> int:
         """While the way is off: the situation's best length when that beats plain passes
         as clearly as the way must to switch on (_best_plan), else 0. Only for a
         situation that has drafted (and so has a curve of its own, shrunk toward the
         way's)."""
         if situation not in self.situations:
             return 0
-        rate = self._rate(self._best.way, situation)
+        rate = self._rate(way, situation)
         k = int(rate.argmax())
         return k if k and rate[k] * self._plain_s >= ON_GAIN else 0
 
@@ -287,9 +291,9 @@ class DraftController:
         length: the call may decode plainly, outside the drafting loop (count_plain after
         it), which costs nothing over plain decoding. (Through the drafting loop, layer
         drafting switched off measured 0.96x plain speed on JFLEG dev.)"""
-        return (self.adaptive and self._best is not None and self._best.length == 0
-                and self._call_passes is not None
-                and self.probe_gap - self._off_rounds > self._call_passes)
+        best, call = self._best, self._call_passes  # one read each: calls run concurrently
+        return (self.adaptive and best is not None and best.length == 0 and call is not None
+                and self.probe_gap - self._off_rounds > call)
 
     def count_plain(self, passes: int) -> None:
         """A call decoded `passes` plain passes outside the drafting loop (off_for_call);
@@ -305,14 +309,16 @@ class DraftController:
     def plain_passes(self) -> int:
         """After plan() drafted nothing: how many plain passes to run before asking again
         (the rest of the current gap between probes)."""
-        if not self.adaptive or self._best is None or self._best.length != 0:
+        best = self._best
+        if not self.adaptive or best is None or best.length != 0:
             return 1
         return max(1, self.probe_gap - self._off_rounds)
 
     def ran_plain(self, passes: int) -> None:
         """`passes` plain passes ran after a plan() that drafted nothing (which counted the
         first): a generation that ends sooner leaves the rest of the gap to the next."""
-        if self._best is not None and self._best.length == 0:
+        best = self._best
+        if best is not None and best.length == 0:
             self._off_rounds += max(0, passes - 1)
 
     @property
