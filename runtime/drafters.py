@@ -212,8 +212,9 @@ class CheckedDrafter:
         tokens = np.asarray(draft.tokens)
         if tokens.ndim != 2 or tokens.shape[0] != len(ctx.output) or \
                 not np.issubdtype(tokens.dtype, np.integer):
-            raise OptionsError(f"{name}.propose: Draft.tokens must be integer [batch={len(ctx.output)}, "
-                               f"k], got {tokens.dtype} {list(tokens.shape)}")
+            raise OptionsError(f"{name}.propose: Draft.tokens must be integer "
+                               f"[batch={len(ctx.output)}, k], got {tokens.dtype} "
+                               f"{list(tokens.shape)}")
         if tokens.size and (tokens.min() < -1 or tokens.max() >= self.vocab_size):
             raise OptionsError(f"{name}.propose: draft tokens must be in 0..{self.vocab_size - 1} "
                                f"(-1: none), got {int(tokens.min())}..{int(tokens.max())}")

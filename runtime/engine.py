@@ -200,7 +200,8 @@ class Engine:
         if opts.draft is not None:
             control = self._controller(opts, len(rows))
             session.spec = SpecStats()
-            if not (opts.do_sample or session.scores is not None) and self._drafting_off(opts, len(rows)):
+            if not (opts.do_sample or session.scores is not None) and \
+                    self._drafting_off(opts, len(rows)):
                 return plain_while_off(session, start, rules, pad, session.spec, control)
             drafter, sampler = make_drafter(self, opts, session, rows, rules, control)
             return speculative(session, start, rules, pad, drafter, rows, session.spec,
