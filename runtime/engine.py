@@ -363,11 +363,12 @@ class Engine:
         end = time.perf_counter()
         first = first or end
         rate = (new_tokens - 1) / (end - first) if new_tokens > 1 and end > first else 0.0
+        layers = sum(session.layers_executed)  # Python sums: numpy costs more on short lists
         return GenerationStats(first_token_ms=(first - started) * 1e3, total_ms=(end - started) * 1e3,
                                new_tokens=new_tokens, tokens_per_s=rate,
                                decoder_passes=session.passes,
-                               layers_per_pass=float(np.mean(session.layers_executed or [0])),
-                               layers_per_token=sum(session.layers_executed) / max(1, new_tokens),
+                               layers_per_pass=layers / max(1, len(session.layers_executed)),
+                               layers_per_token=layers / max(1, new_tokens),
                                speculation=session.spec.to_json() if session.spec else None)
 
     def stream(self, text: str | list[int], **options) -> Iterator[str]:
