@@ -47,8 +47,6 @@ class WayStats:
     rejected: np.ndarray
     step_s: float | None = None
     prior_step: float = 0.0
-    reached_total: float = 0.0   # reached.sum() and rejected.sum(), kept as they change
-    rejected_total: float = 0.0
 
     @classmethod
     def empty(cls, max_draft: int) -> "WayStats":
@@ -59,13 +57,9 @@ class WayStats:
         decay)."""
         self.reached *= DECAY
         self.rejected *= DECAY
-        reached = min(accepted + 1, drafted)
-        self.reached[:reached] += 1.0
-        self.reached_total = self.reached_total * DECAY + reached
-        self.rejected_total *= DECAY
+        self.reached[:min(accepted + 1, drafted)] += 1.0
         if accepted < drafted:
             self.rejected[accepted] += 1.0
-            self.rejected_total += 1.0
 
 
 @dataclass
@@ -143,8 +137,8 @@ class DraftController:
             return hazard
         if situation is None:
             s = self._seen(way)
-            pooled = (s.rejected_total + self.prior_weight * (1 - self.alpha)) / \
-                (s.reached_total + self.prior_weight)
+            pooled = (s.rejected.sum() + self.prior_weight * (1 - self.alpha)) / \
+                (s.reached.sum() + self.prior_weight)
             hazard = (s.rejected + PSEUDO_COUNT * pooled) / (s.reached + PSEUDO_COUNT)
         else:
             hazard = self.hazard(way)
@@ -181,7 +175,7 @@ class DraftController:
         plain pass before any timing): a round of drafts pays a fixed extra (verification,
         statistics) that a plain pass does not, which on a tiny model decides whether
         drafting pays."""
-        return (self._base_s or 1.0) * (1 + self.beta * k) + self._round_extra_s * (np.asarray(k) > 0)
+        return self._plain_s * (1 + self.beta * k) + self._round_extra_s * (np.asarray(k) > 0)
 
     @property
     def _plain_s(self) -> float:
@@ -245,13 +239,8 @@ class DraftController:
     def _rate(self, way: int, situation: int | None = None) -> np.ndarray:
         """Expected tokens per second of a verify round, by draft length 0 .. max_draft."""
         cost = self._derived.get(("cost", way))
-        if cost is None:  # self.cost(self._lengths, way) in three array operations
-            s = self._seen(way)
-            base = self._base_s or 1.0
-            step = s.step_s if s.step_s is not None and self.adaptive else s.prior_step * base
-            cost = self._lengths * (base * self.beta + step) + base
-            cost[1:] += self._round_extra_s
-            self._derived[("cost", way)] = cost
+        if cost is None:
+            cost = self._derived[("cost", way)] = self.cost(self._lengths, way)
         return self.expected_tokens(way, situation) / cost
 
     def _replan(self) -> DraftPlan:

@@ -203,6 +203,12 @@ class CheckedDrafter:
         self.vocab_size = vocab_size
         if callable(getattr(drafter, "situation", None)):
             self.situation = drafter.situation
+        if callable(getattr(drafter, "tail", None)):
+            self.tail = drafter.tail
+
+    @property
+    def wants_tail(self) -> bool:
+        return bool(getattr(self.drafter, "wants_tail", False))
 
     def propose(self, ctx: DraftContext) -> Draft:
         draft = self.drafter.propose(ctx)

@@ -52,16 +52,14 @@ NO_DRAFT = Draft(np.zeros((1, 0), np.int64))  # read-only: shared by every batch
 
 def _verify_greedy(logits: np.ndarray, drafts: np.ndarray, rules: ScoreRules,
                    output: list[list[int]], generated: int, done: np.ndarray,
-                   seen: NgramHistory | None = None) -> np.ndarray:
+                   seen: NgramHistory | None) -> np.ndarray:
     """The target's tokens [B, n+1] for a verify pass: position by position until the
     first position where an unfinished row's draft differs from the target's choice (the
     batch emits the same count). Later positions are never emitted, so the score rules
     (the n-gram ban walks the sequence) are not computed for them. `seen`: the n-gram
-    history of `output` that the caller keeps (forked here, not rebuilt)."""
+    history of `output` the caller keeps when the rules read one (forked, not rebuilt)."""
     k = drafts.shape[1]
-    history = None
-    if rules.no_repeat_ngram:
-        history = seen.fork() if seen is not None else NgramHistory(output, rules.no_repeat_ngram)
+    history = seen.fork() if seen is not None else None
     if len(output) == 1:
         return _verify_one(logits[0], drafts[0].tolist(), rules, history, generated)
     targets = []
@@ -193,26 +191,17 @@ def speculative(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int
         stats.histogram[n] += 1
         drafter.update(k, n)
         # finished rows emit pad; EOS finishes a row: every position after a row's first EOS
-        if batch == 1 and s.scores is None:  # the same in Python scalars (every round)
-            tokens = emit[0].tolist()
-            if rules.eos in tokens:
-                end = tokens.index(rules.eos) + 1
-                tokens[end:] = [pad] * (len(tokens) - end)
-                emit = np.array([tokens], np.int64)
-                done[0] = True
-            output[0].extend(tokens)
-        else:
-            is_eos = emit == rules.eos
-            finished = done[:, None] | ((np.cumsum(is_eos, axis=1) - is_eos) > 0)
-            emit[finished] = pad
-            done |= is_eos.any(axis=1)
-            if s.scores is not None:
-                live = ~finished  # positions whose token counts for rerank_source
-                first = s.scores.wants_sources(generated) and sampler is None
-                s.scores.add_pass(logits, emit, live, draft.tokens if first else None,
-                                  source if first else None)
-            for row, tokens in zip(output, emit.tolist()):
-                row.extend(tokens)
+        is_eos = emit == rules.eos
+        finished = done[:, None] | ((np.cumsum(is_eos, axis=1) - is_eos) > 0)
+        emit[finished] = pad
+        done |= is_eos.any(axis=1)
+        if s.scores is not None:
+            live = ~finished  # positions whose token counts for rerank_source
+            first = s.scores.wants_sources(generated) and sampler is None
+            s.scores.add_pass(logits, emit, live, draft.tokens if first else None,
+                              source if first else None)
+        for row, tokens in zip(output, emit.tolist()):
+            row.extend(tokens)
         generated += n + 1
         # the round's cost: the verify pass and all its bookkeeping, as plain passes are timed
         control.observe(k, n, time.perf_counter() - drafted_at, drafted_at - began, plan.way,

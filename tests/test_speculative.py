@@ -134,6 +134,28 @@ def test_a_callers_own_drafter_plugs_into_generate_and_stays_exact(engines):
         assert right.stats.speculation["verify_passes"] < len(plain.token_ids)
 
 
+class _TailReader(_Scripted):
+    """A scripted drafter (always wrong) that asks for the target's choices past a miss."""
+    wants_tail = True
+
+    def __init__(self, script):
+        super().__init__(script, wrong=True)
+        self.tails = []
+
+    def tail(self, first, choices):
+        self.tails.append((first, choices))
+
+
+def test_a_callers_drafter_gets_the_verify_passes_choices_past_a_miss(engines):
+    engine = engines["t5", "int8"]
+    plain = engine.generate(SOURCES[0], max_new_tokens=14, min_new_tokens=14)
+    drafter = _TailReader([plain.token_ids + [1] * 20])
+    fast = engine.generate(SOURCES[0], max_new_tokens=14, min_new_tokens=14, draft=drafter,
+                           max_draft=4, adaptive_draft=False)
+    assert fast.token_ids == plain.token_ids
+    assert drafter.tails and all(first == 1 and choices for first, choices in drafter.tails)
+
+
 class _Broken:
     def __init__(self, draft):
         self.draft = draft
@@ -211,17 +233,23 @@ def test_a_batch_learns_its_drafting_figures_apart_from_single_inputs(engines):
     assert controllers[1] is not controllers[len(SOURCES)]
 
 
+def _decode_chunks(schedule, speed: dict[bool, float], chunks: int) -> list[bool]:
+    """Chunks of 8 rows, 800 tokens each, decoded the way the schedule picks at the
+    tokens/s of `speed` (True: one row after another); the ways taken."""
+    ways = []
+    for _ in range(chunks):
+        ways.append(schedule.rows_alone())
+        schedule.record(ways[-1], tokens=800, seconds=800 / speed[ways[-1]], rows=8)
+    return ways
+
+
 def test_a_speculating_batch_goes_the_way_measured_faster_and_rechecks_the_other():
     from edgeseq.runtime.batching import EXPLORE_EVERY, BatchSchedule
     schedule = BatchSchedule(batch=8)
     speed = {True: 1000.0, False: 800.0}   # tokens/s one after another, together
 
     def run(chunks: int) -> list[bool]:
-        ways = []
-        for _ in range(chunks):
-            ways.append(schedule.rows_alone())
-            schedule.record(ways[-1], tokens=800, seconds=800 / speed[ways[-1]], rows=8)
-        return ways
+        return _decode_chunks(schedule, speed, chunks)
     # each way twice (the first chunk after a switch only warms up), one after another first
     assert run(4) == [True, True, False, False]
     ways = run(2 * EXPLORE_EVERY)
@@ -237,11 +265,7 @@ def test_a_far_slower_way_is_rechecked_less_and_less_often():
     speed = {True: 500.0, False: 1000.0}   # one after another at half of lockstep's speed
 
     def run(chunks: int) -> list[bool]:
-        ways = []
-        for _ in range(chunks):
-            ways.append(schedule.rows_alone())
-            schedule.record(ways[-1], tokens=800, seconds=800 / speed[ways[-1]], rows=8)
-        return ways
+        return _decode_chunks(schedule, speed, chunks)
     ways = run(40 * EXPLORE_EVERY)
     rechecks = [i for i in range(ways.index(False) + 1, len(ways)) if ways[i] and not ways[i - 1]]
     gaps = [b - a for a, b in zip(rechecks, rechecks[1:])]
