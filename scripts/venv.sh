@@ -14,7 +14,9 @@ ensure() {  # ensure EXTRA: install the project with that extra unless already d
     if [ "$1" != core ]; then "$PY" -m pip install -q "torch==2.13.0"; fi
     local spec="$ROOT"
     [ "$1" != core ] && spec="$ROOT[$1]"
-    "$PY" -m pip install -q -e "$spec"
+    # setuptools warns on every editable install that the source folders share the
+    # package's name (by design here); a newcomer's first run should not open with that
+    PYTHONWARNINGS="ignore::UserWarning" "$PY" -m pip install -q -e "$spec"
     touch "$stamp"
   fi
 }
