@@ -2,6 +2,7 @@
 
     python -m bench.time_split PKG [--data jfleg|ids] [--limit 300] [--threads 2]
         [--configs plain,input,plain+rerank,input+rerank] [--out DIR]
+    (--configs "": part 2 alone)
 
 Part 1 (text packages): per generate call, wall time split into the encoder and the
 decoder passes (time inside onnxruntime's run) and everything else (Python: tokenizer,
@@ -116,8 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     engine = edgeseq.load(a.package, threads=a.threads)
     result = {"package": a.package, "machine": machine_info(a.threads, Path(__file__).resolve().parents[1])}
-    if not engine.arch.num_mel_bins:
-        configs = [c for c in a.configs.split(",") if c]
+    configs = [c for c in a.configs.split(",") if c]  # none (--configs ""): part 2 alone
+    if configs and not engine.arch.num_mel_bins:
         unknown = set(configs) - set(CONFIGS)
         if unknown:
             raise SystemExit(f"unknown configurations {sorted(unknown)}; known: {list(CONFIGS)}")
