@@ -80,17 +80,38 @@ def _parse_input(text: str, ids: bool):
         raise EdgeseqError(f"--ids expects whitespace/comma separated token ids: {err}") from err
 
 
+def _result_line(result, as_json: bool, has_tokenizer: bool) -> str:
+    if as_json:
+        return json.dumps({"text": result.text, "token_ids": result.token_ids,
+                           "source_kept": result.source_kept, "stats": asdict(result.stats)})
+    return result.text if has_tokenizer else " ".join(map(str, result.token_ids))
+
+
+def _generate_lines(engine, lines, args: argparse.Namespace, opts: dict) -> int:
+    """TEXT "-": one input per line of stdin and one output line for each, in order (JSON
+    lines with --json). An empty line stays empty (null with --json), so outputs line up
+    with inputs. One engine serves every line: a drafter's learned figures carry over."""
+    for number, line in enumerate(lines, 1):
+        line = line.rstrip("\r\n")
+        if not line.strip():
+            print("null" if args.json else "", flush=True)
+            continue
+        try:
+            result = engine.generate(_parse_input(line, args.ids), **opts)
+        except EdgeseqError as err:
+            raise type(err)(f"line {number}: {err}") from err
+        print(_result_line(result, args.json, engine.codec.has_tokenizer), flush=True)
+    return 0
+
+
 def _cmd_generate(args: argparse.Namespace) -> int:
     engine = _load(args)
-    source = _parse_input(args.text, args.ids)
     opts = _generation_options(args)
+    if args.text == "-":
+        return _generate_lines(engine, sys.stdin, args, opts)
+    source = _parse_input(args.text, args.ids)
     if args.json or args.num_beams > 1 or not engine.codec.has_tokenizer:
-        result = engine.generate(source, **opts)
-        if args.json:
-            print(json.dumps({"text": result.text, "token_ids": result.token_ids,
-                              "source_kept": result.source_kept, "stats": asdict(result.stats)}))
-        else:
-            print(result.text if engine.codec.has_tokenizer else " ".join(map(str, result.token_ids)))
+        print(_result_line(engine.generate(source, **opts), args.json, engine.codec.has_tokenizer))
         return 0
     for piece in engine.stream(source, **opts):
         print(piece, end="", flush=True)
@@ -251,7 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_export)
     p = sub.add_parser("generate", help="generate from text (streams to the terminal)")
     _add_runtime_args(p)
-    p.add_argument("text", help="input text (or token ids with --ids)")
+    p.add_argument("text", help='input text (or token ids with --ids); "-": one input per '
+                                'line of stdin, one output line each')
     p.add_argument("--ids", action="store_true", help="TEXT is token ids, e.g. '37 423 1'")
     _add_generation_args(p)
     p.set_defaults(func=_cmd_generate)

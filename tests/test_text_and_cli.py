@@ -88,3 +88,25 @@ def test_cli_streams_and_reports_errors_without_tracebacks(text_package, capsys,
     assert err.startswith("edgeseq: error:") and "Traceback" not in err
     assert main(["generate", str(text_package), "hello", "--provider", "tpu"]) == 2
     assert "unknown provider" in capsys.readouterr().err
+
+
+def test_cli_reads_one_input_per_line_of_stdin_and_writes_one_line_each(text_package, capsys,
+                                                                         monkeypatch):
+    import io
+    args = ["generate", str(text_package), "--max-new-tokens", "4"]
+    singles = []
+    for text in ("hello world", "a second line"):
+        assert main(args[:2] + [text] + args[2:] + ["--json"]) == 0
+        singles.append(json.loads(capsys.readouterr().out)["token_ids"])
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("hello world\n\na second line\n"))
+    assert main(args[:2] + ["-"] + args[2:] + ["--json", "--draft", "input"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and lines[1] == "null"  # an empty input line keeps its place
+    assert [json.loads(lines[0])["token_ids"], json.loads(lines[2])["token_ids"]] == singles
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("hello world\n" + "word " * 600 + "\n"))
+    assert main(args[:2] + ["-"] + args[2:]) == 2
+    captured = capsys.readouterr()
+    assert len(captured.out.splitlines()) == 1  # the first line's output came before the error
+    assert captured.err.startswith("edgeseq: error: line 2:") and "at most" in captured.err
