@@ -40,7 +40,7 @@ def run_config(engine, inputs: list, draft, args, schedule: str = "auto") -> dic
     # rerank_source (a package default of editing models) adds the same two passes to
     # every configuration after decoding; off unless asked, so the drafters are compared
     opts = dict(max_new_tokens=args.max_new_tokens, max_draft=args.max_draft,
-                rerank_source=args.rerank_source)
+                rerank_source=args.rerank_source, copy_bias=args.copy_bias)
     if isinstance(draft, str) and draft.startswith("skip:"):  # layer drafting with a skip set
         opts["draft_skip"] = tuple(int(i) for i in draft[len("skip:"):].split("+"))
         draft = "layers"
@@ -141,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="most draft tokens per pass (default: the runtime's, 64 for input, else 8)")
     ap.add_argument("--rerank-source", action="store_true",
                     help="rerank_source=True in every configuration (off by default here)")
+    ap.add_argument("--copy-bias", type=float, default=None,
+                    help="copy_bias in every configuration (default: the package's)")
     ap.add_argument("--memory-budget", type=float, default=None, metavar="MB",
                     help="run every configuration under this budget (SpecMemo planner)")
     ap.add_argument("--out", type=Path)
@@ -219,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
             {"machine": machine_info(args.threads, Path(__file__).resolve().parents[1]),
              "package": args.package, "manifest_sha": engine.manifest.files["weights.bin"]["sha256"],
              "data": args.data, "batch": args.batch, "speculate_rows": args.speculate_rows,
+             "copy_bias": args.copy_bias,
              "rows": rows}, indent=1))
     return 0
 

@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     # run_config's options: batch 1, the runtime's draft length, rerank_source off (as in
     # bench.speculative: the drafters are compared on decoding alone)
-    args = SimpleNamespace(batch=1, max_new_tokens=160, max_draft=None, rerank_source=False,
+    args = SimpleNamespace(batch=1, max_new_tokens=160, max_draft=None, rerank_source=False, copy_bias=None,
                            memory_budget=None, threads=a.threads)
     first = edgeseq.load(a.packages[0], threads=a.threads)
     inputs = load_inputs(a.data, a.limit, first.arch.vocab_size)

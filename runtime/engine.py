@@ -25,6 +25,7 @@ from .drafters import NgramDrafter
 from .providers import SessionConfig
 from .rerank import PassScores, prefer_source
 from .search import DecodeSession, beam_search, greedy, sample, token_chooser
+from .source_align import SourceAligner
 from .spec_setup import make_drafter
 from .speculative import SpecStats, plain_while_off, speculative
 from .text import Inputs, TextCodec, normalise_inputs
@@ -148,14 +149,18 @@ class Engine:
             ids[i, :len(row)], mask[i, :len(row)] = row, 1
         return ids, mask
 
-    def _rules(self, opts: GenerationOptions) -> ScoreRules:
+    def _rules(self, opts: GenerationOptions, rows: list[list[int]], copies: int = 1) -> ScoreRules:
+        """The score rules of one call; `rows`: its sources, `copies` decoder rows each."""
         gen = self.manifest.generation
+        copy_bias = float(gen.get("copy_bias") or 0.0) if opts.copy_bias is None else opts.copy_bias
         return ScoreRules(eos=self.manifest.special.eos, min_new_tokens=opts.min_new_tokens,
                           max_new_tokens=opts.max_new_tokens,
                           suppress=tuple(gen.get("suppress_tokens") or ()),
                           forced_bos=gen.get("forced_bos"), forced_eos=gen.get("forced_eos"),
                           no_repeat_ngram=(gen.get("no_repeat_ngram_size") or 0
-                                           if opts.no_repeat_ngram_size is None else opts.no_repeat_ngram_size))
+                                           if opts.no_repeat_ngram_size is None else opts.no_repeat_ngram_size),
+                          copy_bias=copy_bias,
+                          aligner=SourceAligner(rows, copies) if copy_bias else None)
 
     def _reranks(self, opts: GenerationOptions) -> bool:
         if opts.rerank_source is not None:
@@ -196,7 +201,7 @@ class Engine:
     def _token_steps(self, rows: list[list[int]], opts: GenerationOptions,
                      session: DecodeSession) -> Iterator[np.ndarray]:
         start = np.full(len(rows), self.manifest.special.decoder_start, np.int64)
-        rules, pad = self._rules(opts), self.manifest.special.pad
+        rules, pad = self._rules(opts, rows), self.manifest.special.pad
         if opts.draft is not None:
             control = self._controller(opts, len(rows))
             session.spec = SpecStats()
@@ -341,7 +346,7 @@ class Engine:
     def _generate_beam(self, rows, opts, started) -> list[GenerationResult]:
         session = self._session(rows, opts.num_beams, opts)
         best = beam_search(session, len(rows), self.manifest.special.decoder_start,
-                           self._rules(opts), self.manifest.special.pad, opts)
+                           self._rules(opts, rows, opts.num_beams), self.manifest.special.pad, opts)
         results = [self._result(np.array(seq, np.int64), GenerationStats()) for seq in best.sequences]
         if self._reranks(opts):
             self._keep_sources(session, rows, results, copies=opts.num_beams)

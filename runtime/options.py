@@ -43,6 +43,10 @@ class GenerationOptions:
     # also score the unchanged input and return it when the model prefers it (editing
     # models: see runtime/rerank.py); greedy and beam only. None: the package's default
     rerank_source: bool | None = None
+    # editing models: added to the score of the source token that copying would write
+    # next (runtime/source_align.py), so the model edits only where it is surer than this;
+    # 0: off. None: the package's default
+    copy_bias: float | None = None
     # None | "input" | "layers" | "ngram" | another Engine | an object with the Drafter
     # methods propose(ctx) -> Draft and update(drafted, accepted) (runtime/drafters.py)
     draft: object = None
@@ -80,6 +84,8 @@ class GenerationOptions:
             raise OptionsError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
         if self.no_repeat_ngram_size is not None and self.no_repeat_ngram_size < 0:
             raise OptionsError(f"no_repeat_ngram_size must be >= 0, got {self.no_repeat_ngram_size}")
+        if self.copy_bias is not None and self.copy_bias < 0:
+            raise OptionsError(f"copy_bias must be >= 0, got {self.copy_bias}")
         if not 0 <= self.min_new_tokens <= self.max_new_tokens:
             raise OptionsError(f"min_new_tokens must be in 0..max_new_tokens "
                                f"({self.max_new_tokens}), got {self.min_new_tokens}")

@@ -109,7 +109,7 @@ def beam_search(s: DecodeSession, batch: int, start: int, rules: ScoreRules, pad
     for cur in range(steps):
         logp = log_softmax(s.step(last)[:, -1].astype(np.float32))
         history = ([[start, *running[b, k, :cur].tolist()] for b in range(batch) for k in range(beams)]
-                   if rules.no_repeat_ngram else None)
+                   if rules.reads_history else None)
         logp = rules.apply(logp, cur, history).reshape(batch, beams, -1) + running_scores[:, :, None]
         flat = logp.reshape(batch, -1)
         top = _top_k(flat, keep)

@@ -77,9 +77,12 @@ def _verify_one(logits: np.ndarray, drafts: list[int], rules: ScoreRules,
     """_verify_greedy for one row, in Python scalars: the raw argmax of a chunk of
     positions at once, the rules only where they may change it (ScoreRules.choose)."""
     targets: list[int] = []
+    biased = rules.biases_copies and history is not None
     for begin in range(0, len(drafts) + 1, VERIFY_CHUNK):
         tops = logits[begin:begin + VERIFY_CHUNK].argmax(axis=-1).tolist()
         for j, top in enumerate(tops, begin):
+            if biased:  # the copy bias reads the sequence with drafts 0..j-1 accepted
+                top = rules.biased_top(logits[j], top, 0, history.rows[0])
             if rules.may_change_one(top, generated + j, history):
                 top = int(rules.choose(logits[None, j], generated + j, history)[0])
             targets.append(top)
@@ -136,7 +139,7 @@ def speculative(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int
     generated = 0
     # plain passes append through this history (it shares `output`'s lists); verify passes
     # append to `output` directly and the history indexes them on its next sync()
-    history = NgramHistory(output, rules.no_repeat_ngram, share=True) if rules.no_repeat_ngram else None
+    history = NgramHistory(output, rules.no_repeat_ngram, share=True) if rules.reads_history else None
     situation = getattr(drafter, "situation", None)
     while generated < rules.max_new_tokens and not done.all():
         plan = _wanted(control, s, generated, source,
@@ -272,7 +275,7 @@ def _history(output: list[list[int]], drafts: np.ndarray, j: int,
              rules: ScoreRules) -> list[list[int]] | None:
     """Each row's sequence before verified position j: the output and the first j drafts
     (what the sequence is if those drafts are accepted, the only case position j counts)."""
-    if not rules.no_repeat_ngram:
+    if not rules.reads_history:
         return None
     return [out + [int(t) for t in row[:j] if t >= 0] for out, row in zip(output, drafts)]
 

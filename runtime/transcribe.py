@@ -237,7 +237,8 @@ class WhisperRules:
     no_timestamps: int
     max_initial_index: int | None
 
-    no_repeat_ngram = 0  # ScoreRules' n-gram rule: not one of Whisper's
+    no_repeat_ngram = 0  # ScoreRules' n-gram rule and copy bias: not Whisper's
+    reads_history = biases_copies = False
 
     def choose(self, logits: np.ndarray, generated: int, history=None) -> np.ndarray:
         """Greedy tokens [rows] (ScoreRules.choose; every step applies the rules)."""

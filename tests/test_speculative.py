@@ -100,7 +100,7 @@ def _run(engine, rows, drafter, max_new, min_new=0):
     stats = SpecStats()
     start = np.full(len(rows), engine.manifest.special.decoder_start, np.int64)
     control = DraftController(max_draft=8, adaptive=False)  # always verify what is drafted
-    chunks = list(speculative(session, start, engine._rules(o), engine.manifest.special.pad,
+    chunks = list(speculative(session, start, engine._rules(o, rows), engine.manifest.special.pad,
                               drafter, rows, stats, control))
     return np.concatenate(chunks, axis=1), stats
 
