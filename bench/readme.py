@@ -116,14 +116,17 @@ def speculative_table(data: dict) -> str:
     return "\n".join(lines + ["", f"Run on: {_machine(data['machine'])}."])
 
 
-def formats_table(data: dict) -> str:
+def variants_table(data: dict) -> str:
+    rerank = "on" if data.get("rerank_source") else "off"
     return "\n".join(_table(
-        f"{data['rows'][0]['inputs']} inputs ({data['data']}), median of {data['repeats']}.",
-        ["package", "format", "mode", "seconds", "speedup vs its own plain greedy",
-         "speedup vs the fastest plain greedy", "identical to its own plain"],
-        [[r["package"], r["format"], r["mode"], f"{r['seconds_median']:.2f}",
+        f"{data['rows'][0]['inputs']} inputs ({data['data']}), rerank_source {rerank}, "
+        f"median of {data['repeats']}.",
+        ["package", "format", "copy bias", "mode", "seconds", "speedup vs its own plain greedy",
+         "speedup vs the fastest plain greedy", "identical to its own plain", "GLEU"],
+        [[r["package"], r["format"], f"{r['copy_bias']:g}", r["mode"], f"{r['seconds_median']:.2f}",
           f"{r['speedup_own_plain']:.2f}x", f"{r['speedup_fastest_plain']:.2f}x",
-          f"{r['identical_to_own_plain']}/{r['inputs']}"] for r in data["rows"]],
+          f"{r['identical_to_own_plain']}/{r['inputs']}",
+          f"{r['gleu']:.4f}" if "gleu" in r else "-"] for r in data["rows"]],
         data["machine"]))
 
 
@@ -194,7 +197,9 @@ SOURCES = {  # section name -> (JSON under the results folder, table maker)
     "speculative": ("speculative/speculative.json", speculative_table),
     "speculative_t5": ("speculative-t5-small/speculative.json", speculative_table),
     "speculative_batch": ("speculative-batch/speculative.json", speculative_table),
-    "speculative_formats": ("speculative-formats/speculative_formats.json", formats_table),
+    "speculative_variants": ("speculative-variants/speculative_variants.json", variants_table),
+    "speculative_variants_rerank": ("speculative-variants/speculative_variants_rerank.json",
+                                    variants_table),
     "whisper_layers": ("speculative/whisper_layers.json", whisper_layers_table),
     "scaling": ("scaling/scaling.json", scaling_table),
     "specmemo": ("specmemo/specmemo.json", specmemo_table),

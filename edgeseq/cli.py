@@ -60,7 +60,7 @@ def _generation_options(args: argparse.Namespace) -> dict:
     if args.draft_skip is not None:
         opts["draft_skip"] = args.draft_skip
     for name in ("skip_ratio", "exit_after", "exit_threshold", "no_repeat_ngram_size",
-                 "rerank_source"):
+                 "rerank_source", "copy_bias"):
         if getattr(args, name) is not None:
             opts[name] = getattr(args, name)
     if args.exit_threshold is not None:
@@ -231,6 +231,9 @@ def _add_generation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rerank-source", action=argparse.BooleanOptionalAction, default=None,
                    help="keep the input when the model scores it above its own output "
                         "(default: the package's)")
+    p.add_argument("--copy-bias", type=float, default=None, metavar="B",
+                   help="editing models: add B to the score of the source token that copying "
+                        "would write next (default: the package's; 0: off)")
     p.add_argument("--num-beams", type=int, default=1)
     p.add_argument("--sample", action="store_true", help="sample instead of greedy")
     p.add_argument("--temperature", type=float, default=1.0)

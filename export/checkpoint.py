@@ -29,6 +29,7 @@ class Checkpoint:
     source: str
     no_repeat_ngram_size: int = 0  # the checkpoint's generation default (0: off)
     rerank_source: bool = False  # generation_config's `rerank_source` (runtime/rerank.py)
+    copy_bias: float = 0.0  # generation_config's `copy_bias` (runtime/source_align.py)
 
 
 def _model_class(model_type: str):
@@ -40,13 +41,14 @@ def _model_class(model_type: str):
     return classes[model_type]
 
 
-def _rerank_source(src: str, gen) -> bool:
-    """edgeseq's own generation flag. transformers drops unknown keys of a generation
-    config it rebuilds from the model config, so the saved file is read first."""
+def _edgeseq_setting(src: str, gen, key: str, default):
+    """One of edgeseq's own generation settings (rerank_source, copy_bias). transformers
+    drops unknown keys of a generation config it rebuilds from the model config, so the
+    saved file is read first."""
     path = Path(src) / "generation_config.json"
     if path.is_file():
-        return bool(json.loads(path.read_text()).get("rerank_source", False))
-    return bool(getattr(gen, "rerank_source", False))
+        return json.loads(path.read_text()).get(key, default)
+    return getattr(gen, key, default)
 
 
 def _find_tokenizer(src: str, explicit: Path | None, workdir: Path) -> Path | None:
@@ -108,6 +110,7 @@ def load_checkpoint(src: str | Path, tokenizer: Path | None = None,
                       forced_bos=getattr(gen, "forced_bos_token_id", None),
                       forced_eos=getattr(gen, "forced_eos_token_id", None),
                       no_repeat_ngram_size=int(getattr(gen, "no_repeat_ngram_size", 0) or 0),
-                      rerank_source=_rerank_source(src, gen),
+                      rerank_source=bool(_edgeseq_setting(src, gen, "rerank_source", False)),
+                      copy_bias=float(_edgeseq_setting(src, gen, "copy_bias", 0.0)),
                       tokenizer_file=_find_tokenizer(src, tokenizer, workdir),
                       torch_model=model, source=src)
