@@ -114,3 +114,19 @@ def test_the_package_default_applies_and_an_option_overrides_it(engines):
         del engine.manifest.generation["copy_bias"]
     with pytest.raises(OptionsError, match="copy_bias must be >= 0"):
         engine.generate(ids, copy_bias=-1.0)
+
+
+def test_export_carries_the_checkpoints_copy_bias_into_the_package(tiny_checkpoint, tmp_path):
+    import shutil
+    from transformers import GenerationConfig
+    from edgeseq.export import export_checkpoint
+    src = tmp_path / "ck"
+    shutil.copytree(tiny_checkpoint("t5"), src)
+    config = GenerationConfig.from_pretrained(src)
+    config.copy_bias = 1e4
+    config.save_pretrained(src)
+    export_checkpoint(src, tmp_path / "pkg", quant="fp32", validate=False)
+    engine = edgeseq.load(str(tmp_path / "pkg"), threads=1)
+    assert engine.manifest.generation["copy_bias"] == 1e4
+    ids = _ending_in_eos(engine, SOURCES[1])
+    assert engine.generate(ids, max_new_tokens=8, no_repeat_ngram_size=0).token_ids == ids

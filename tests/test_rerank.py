@@ -12,8 +12,10 @@ import edgeseq
 from edgeseq.errors import OptionsError
 from edgeseq.runtime.rerank import mean_log_probs
 
+# greedy without the copy bias: "someone likes music and someone is not."
 DROPS_HALF = ("someone likes music and someone like science, and some one is talent on ballet "
-              "while someone is not.")  # greedy: "someone likes music and someone is not."
+              "while someone is not.")
+UNBIASED = {"copy_bias": 0.0}  # the model's own greedy output, which DROPS_HALF needs
 SENTENCES = [
     "I has went to the store yesterday.", "She don't like apples.",
     DROPS_HALF,
@@ -125,9 +127,9 @@ def test_scores_seen_while_drafting_equal_teacher_forced_ones(t5, monkeypatch):
 
 def test_a_source_longer_than_the_output_may_be_is_not_a_candidate(grammar):
     text = DROPS_HALF
-    assert grammar.generate(text, rerank_source=True).source_kept
+    assert grammar.generate(text, rerank_source=True, **UNBIASED).source_kept
     limit = len(grammar.codec.encode(text)) - 1
-    short = grammar.generate(text, max_new_tokens=limit, rerank_source=True)
+    short = grammar.generate(text, max_new_tokens=limit, rerank_source=True, **UNBIASED)
     assert not short.source_kept and len(short.token_ids) <= limit
 
 
@@ -170,8 +172,8 @@ def test_the_cli_flag_turns_reranking_on_and_off(capsys):
     import json
     from edgeseq.cli import main
     text = DROPS_HALF
-    assert main(["generate", "default", text, "--rerank-source", "--json"]) == 0
+    assert main(["generate", "default", text, "--rerank-source", "--copy-bias", "0", "--json"]) == 0
     kept = json.loads(capsys.readouterr().out)
     assert kept["source_kept"] and kept["text"] == text
-    assert main(["generate", "default", text, "--no-rerank-source"]) == 0
+    assert main(["generate", "default", text, "--no-rerank-source", "--copy-bias", "0"]) == 0
     assert capsys.readouterr().out.strip() != text
