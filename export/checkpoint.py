@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeseq.arch import ArchSpec, Family
+from edgeseq.arch import ArchSpec
 from edgeseq.errors import UnsupportedModelError
 from edgeseq.manifest import SpecialTokens
 from .families import SUPPORTED_MODEL_TYPES, canonical_weights, spec_from_config
