@@ -45,8 +45,8 @@ class ScoreRules:
         common step costs one argmax, a look-up and a few set lookups)."""
         top = logits.argmax(axis=-1)
         if self.biases_copies and history is not None:
-            top = np.array([self.biased_top(logits[row], int(t), row, seq)
-                            for row, (t, seq) in enumerate(zip(top.tolist(), history.rows))])
+            for row, seq in enumerate(history.rows):
+                top[row] = self.biased_top(logits[row], int(top[row]), row, seq)
         if not self._may_change(top, generated, history):
             return top
         rows = history.rows if history is not None else None
