@@ -149,7 +149,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
             "tokenizer": m.has_tokenizer, "arch": m.arch.to_json(),
             "special_tokens": vars(m.special), "exits": m.exits,
             "size_bytes": sum(f["bytes"] for f in m.files.values()),
-            "providers": engine.providers(), "validation": m.validation}
+            "providers": engine.providers(), "validation": m.validation,
+            "generation": m.generation}
     if args.json:
         print(json.dumps(info, indent=1))
         return 0
@@ -159,6 +160,9 @@ def _cmd_info(args: argparse.Namespace) -> int:
           f"{a.num_heads} heads x {a.head_dim}, vocab {a.vocab_size}")
     print(f"  tokenizer: {'yes' if m.has_tokenizer else 'no (ids-only package)'}")
     print(f"  exits: {m.exits}")
+    defaults = {k: v for k, v in m.generation.items() if v not in (None, [], 0, False)}
+    if defaults:  # what generate does unless told otherwise
+        print("  decoding defaults: " + ", ".join(f"{k} {v}" for k, v in defaults.items()))
     for graph, providers in info["providers"].items():
         print(f"  {graph} runs on: {', '.join(providers)}")
     return 0
