@@ -95,11 +95,14 @@ def test_greedy_speculation_with_a_copy_bias_equals_plain_greedy_with_it(case, d
             [engine.generate(ids, max_new_tokens=16, copy_bias=bias).token_ids for ids in SOURCES]
 
 
-def test_beam_search_and_sampling_read_the_bias_too(engines):
+def test_beam_search_sampling_and_early_exit_read_the_bias_too(engines):
     engine = engines["bart", "fp32"]
     ids, kw = _ending_in_eos(engine, SOURCES[2]), dict(max_new_tokens=12, no_repeat_ngram_size=0)
     assert engine.generate(ids, num_beams=3, copy_bias=1e4, **kw).token_ids == ids
     assert engine.generate(ids, do_sample=True, seed=3, copy_bias=1e4, **kw).token_ids == ids
+    assert engine.generate(ids, exit_threshold=0.5, copy_bias=1e4, **kw).token_ids == ids
+    sampled = engine.generate(ids, do_sample=True, seed=3, draft="input", copy_bias=1e4, **kw)
+    assert sampled.token_ids == ids  # speculative sampling's target distribution has it
 
 
 def test_the_package_default_applies_and_an_option_overrides_it(engines):
