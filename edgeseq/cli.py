@@ -88,11 +88,16 @@ def _result_line(result, as_json: bool, has_tokenizer: bool) -> str:
 
 
 def _generate_lines(engine, lines, args: argparse.Namespace, opts: dict) -> int:
-    """TEXT "-": one input per line of stdin and one output line for each, in order (JSON
-    lines with --json). An empty line stays empty (null with --json), so outputs line up
-    with inputs. One engine serves every line: a drafter's learned figures carry over."""
-    for number, line in enumerate(lines, 1):
-        line = line.rstrip("\r\n")
+    """TEXT "-": one input per line of stdin (UTF-8 bytes) and one output line for each,
+    in order (JSON lines with --json). An empty line stays empty (null with --json), so
+    outputs line up with inputs. One engine serves every line: a drafter's learned
+    figures carry over."""
+    for number, raw in enumerate(lines, 1):
+        try:
+            line = raw.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError as err:
+            raise EdgeseqError(f"line {number} is not UTF-8 text ({err.reason} at byte "
+                               f"{err.start})") from None
         if not line.strip():
             print("null" if args.json else "", flush=True)
             continue
@@ -108,7 +113,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     engine = _load(args)
     opts = _generation_options(args)
     if args.text == "-":
-        return _generate_lines(engine, sys.stdin, args, opts)
+        return _generate_lines(engine, sys.stdin.buffer, args, opts)
     source = _parse_input(args.text, args.ids)
     if args.json or args.num_beams > 1 or not engine.codec.has_tokenizer:
         print(_result_line(engine.generate(source, **opts), args.json, engine.codec.has_tokenizer))

@@ -102,14 +102,22 @@ def test_cli_reads_one_input_per_line_of_stdin_and_writes_one_line_each(text_pac
         assert main(args[:2] + [text] + args[2:] + ["--json"]) == 0
         singles.append(json.loads(capsys.readouterr().out)["token_ids"])
 
-    monkeypatch.setattr("sys.stdin", io.StringIO("hello world\n\na second line\n"))
+    def stdin(data: bytes):
+        monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(data)))
+
+    stdin(b"hello world\n\r\na second line\n")
     assert main(args[:2] + ["-"] + args[2:] + ["--json", "--draft", "input"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 3 and lines[1] == "null"  # an empty input line keeps its place
     assert [json.loads(lines[0])["token_ids"], json.loads(lines[2])["token_ids"]] == singles
 
-    monkeypatch.setattr("sys.stdin", io.StringIO("hello world\n" + "word " * 600 + "\n"))
+    stdin(b"hello world\n" + b"word " * 600 + b"\n")
     assert main(args[:2] + ["-"] + args[2:]) == 2
     captured = capsys.readouterr()
     assert len(captured.out.splitlines()) == 1  # the first line's output came before the error
     assert captured.err.startswith("edgeseq: error: line 2:") and "at most" in captured.err
+
+    stdin(b"hello world\n\xff\xfe not text\n")
+    assert main(args[:2] + ["-"] + args[2:]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("edgeseq: error: line 2 is not UTF-8 text") and "Traceback" not in err
