@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     biases = [float(b) for b in a.copy_bias.split(",")]
     first = edgeseq.load(a.packages[0], threads=a.threads)
     inputs = load_inputs(a.data, a.limit, first.arch.vocab_size)
-    formats = {p: edgeseq.load(p, threads=a.threads).manifest.quant for p in a.packages}
+    manifests = {p: edgeseq.load(p, threads=a.threads).manifest for p in a.packages}
+    formats = {p: m.quant for p, m in manifests.items()}
     variants = [(p, b) for p in a.packages for b in biases]
     configs = [(*v, m) for v in variants for m in MODES]
     times: dict = {c: [] for c in configs}
@@ -115,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         (a.out / name).write_text(json.dumps(
             {"machine": machine_info(a.threads, Path(__file__).resolve().parents[1]),
              "data": a.data, "repeats": a.repeats, "rerank_source": a.rerank_source,
+             "weights_sha256": {Path(p).name: m.files["weights.bin"]["sha256"]
+                                for p, m in manifests.items()},
              "rows": rows}, indent=1))
     return 0
 
