@@ -12,6 +12,7 @@ from edgeseq.errors import OptionsError
 DRAFTERS = ("input", "layers", "ngram")
 MAX_DRAFT = 128  # draft lengths are searched per pass; more would only cost time
 INPUT_MAX_DRAFT = 64  # JFLEG dev: 2.55 verify passes per sentence at 64 vs 4.6 at 8
+MAX_COPY_BIAS = 1e6  # float32 scores stay finite with it added
 
 
 def is_engine(draft: object) -> bool:
@@ -84,8 +85,9 @@ class GenerationOptions:
             raise OptionsError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
         if self.no_repeat_ngram_size is not None and self.no_repeat_ngram_size < 0:
             raise OptionsError(f"no_repeat_ngram_size must be >= 0, got {self.no_repeat_ngram_size}")
-        if self.copy_bias is not None and self.copy_bias < 0:
-            raise OptionsError(f"copy_bias must be >= 0, got {self.copy_bias}")
+        if self.copy_bias is not None and not 0 <= self.copy_bias <= MAX_COPY_BIAS:
+            raise OptionsError(f"copy_bias must be in 0..{MAX_COPY_BIAS:g} (logits span tens: "
+                               f"{MAX_COPY_BIAS:g} already copies every token), got {self.copy_bias}")
         if not 0 <= self.min_new_tokens <= self.max_new_tokens:
             raise OptionsError(f"min_new_tokens must be in 0..max_new_tokens "
                                f"({self.max_new_tokens}), got {self.min_new_tokens}")

@@ -115,8 +115,9 @@ def test_the_package_default_applies_and_an_option_overrides_it(engines):
         assert engine.generate(ids, copy_bias=0.0, **kw).token_ids == unbiased
     finally:
         del engine.manifest.generation["copy_bias"]
-    with pytest.raises(OptionsError, match="copy_bias must be >= 0"):
-        engine.generate(ids, copy_bias=-1.0)
+    for bad in (-1.0, 1e39):  # 1e39 would overflow float32 scores
+        with pytest.raises(OptionsError, match="copy_bias must be in 0..1e"):
+            engine.generate(ids, copy_bias=bad)
 
 
 def test_export_carries_the_checkpoints_copy_bias_into_the_package(tiny_checkpoint, tmp_path):
