@@ -64,6 +64,8 @@ class Settings:
     threads: int = 0                # onnxruntime intra-op threads; 0: all cores
     memory_budget_mb: float | None = None
     max_new_tokens: int = 64
+    copy_bias: float | None = None  # editing: keep the source's next word unless the
+    # model prefers another by more than this many logits; None: the package's default
 
     @property
     def streams(self) -> bool:
@@ -84,6 +86,8 @@ class Settings:
             opts.update(self.skip.options())
         if self.memory_budget_mb is not None:
             opts["memory_budget_mb"] = self.memory_budget_mb
+        if self.copy_bias is not None:
+            opts["copy_bias"] = self.copy_bias
         return opts
 
     def to_json(self) -> dict:
@@ -146,6 +150,9 @@ def parse_settings(values: Mapping[str, object]) -> Settings:
     budget = values.get("memory_budget_mb")
     if budget is not None:
         budget = _number(values, "memory_budget_mb", 0, 0, 1 << 20, low_open=True)
+    copy_bias = values.get("copy_bias")
+    if copy_bias is not None:
+        copy_bias = float(_number(values, "copy_bias", 0, 0, 20))
     return Settings(
         decoding=_choice(values, "decoding", Decoding, Decoding.GREEDY.value),
         temperature=float(_number(values, "temperature", 0.8, 0, 5, low_open=True)),
@@ -155,7 +162,8 @@ def parse_settings(values: Mapping[str, object]) -> Settings:
         skip=_choice(values, "skip", SkipMode, None, none_word="none"),
         threads=_number(values, "threads", 0, 0, MAX_THREADS, integer=True),
         memory_budget_mb=None if budget is None else float(budget),
-        max_new_tokens=_number(values, "max_new_tokens", 64, 1, 256, integer=True))
+        max_new_tokens=_number(values, "max_new_tokens", 64, 1, 256, integer=True),
+        copy_bias=copy_bias)
 
 
 def check_text(text: object, limits: Limits) -> str:

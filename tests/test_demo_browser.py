@@ -85,6 +85,12 @@ def test_fix_my_text_streams_and_fills_the_figures(browser, expect, server, tmp_
     assert figure(page, "tokens_per_s").endswith("tokens/s")
     page.screenshot(path=str(tmp_path / "demo.png"), full_page=True)
 
+    page.fill("#fix-input", "She go to school every days and she like it.")
+    page.select_option("#copy-bias", "20")  # keeps every word: the output is the input
+    page.click("#fix-run")
+    expect(output).to_contain_text("(no changes)", timeout=20_000)
+    assert page.locator("#fix-error").is_hidden()
+
     page.click("#tab-transcribe")
     assert "edgeseq export" in page.inner_text("#whisper-note")
     page.set_input_files("#audio-file", files=[{"name": "talk.mp3", "mimeType": "audio/mpeg",

@@ -47,6 +47,8 @@ def test_settings_map_to_engine_options():
     s = parse_settings({"drafter": "layers"})
     assert s.drafter == Drafter.LAYERS and not s.streams
     assert parse_settings({"drafter": "none"}).drafter is None
+    assert parse_settings({"copy_bias": 2}).generation_options()["copy_bias"] == 2.0
+    assert "copy_bias" not in parse_settings({"copy_bias": None}).generation_options()
 
 
 @pytest.mark.parametrize("values, message", [
@@ -59,6 +61,7 @@ def test_settings_map_to_engine_options():
     ({"decoding": None}, "decoding must be one of"),
     ({"threads": 1000}, "threads must be an integer in [0, 32]"),
     ({"seed": 1}, "unknown setting"),
+    ({"copy_bias": -1}, "copy_bias must be a number in [0, 20]"),
 ])
 def test_bad_settings_name_the_field(values, message):
     with pytest.raises(DemoRequestError, match=message.replace("[", r"\[").replace("(", r"\(")):

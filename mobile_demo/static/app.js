@@ -86,6 +86,7 @@ function settings() {
     threads: number("threads"),
     max_new_tokens: number("max-new"),
     memory_budget_mb: $("budget").value === "" ? null : number("budget"),
+    copy_bias: $("copy-bias").value === "" ? null : number("copy-bias"),
   };
   if (out.decoding === "sample") Object.assign(out, { temperature: number("temperature"), top_p: number("top-p") });
   if (out.decoding === "beam") out.num_beams = number("num-beams");
