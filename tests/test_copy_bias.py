@@ -134,3 +134,13 @@ def test_export_carries_the_checkpoints_copy_bias_into_the_package(tiny_checkpoi
     assert engine.manifest.generation["copy_bias"] == 1e4
     ids = _ending_in_eos(engine, SOURCES[1])
     assert engine.generate(ids, max_new_tokens=8, no_repeat_ngram_size=0).token_ids == ids
+
+
+def test_the_rerank_with_a_copy_bias_keeps_input_drafting_exact(engines):
+    engine = engines["t5", "int8"]
+    bias = _biases_that_change_plain_output(engine)[0]
+    for ids in SOURCES:
+        kw = dict(max_new_tokens=16, copy_bias=bias, rerank_source=True)
+        plain = engine.generate(ids, **kw)
+        fast = engine.generate(ids, draft="input", **kw)
+        assert (fast.token_ids, fast.source_kept) == (plain.token_ids, plain.source_kept)
