@@ -102,9 +102,11 @@ def speculative_table(data: dict) -> str:
     lines = _table(
         f"{data['rows'][0]['inputs']} inputs ({data['data']}), package `{data['package']}`"
         + (f", {data['batch']} inputs per call." if data.get("batch", 1) > 1 else "."),
-        ["drafter", "speedup vs plain greedy", "identical to plain", "acceptance", "tokens per verify pass"],
+        ["drafter", "speedup vs plain greedy", "identical to plain", "acceptance",
+         "tokens per verify pass", "verify passes per input"],
         [[r["drafter"], f"{r['speedup']:.2f}x", f"{r['identical_outputs']}/{r['inputs']}",
-          f"{r['acceptance_rate']:.2f}", f"{r['tokens_per_pass']:.2f}"] for r in drafted], None)
+          f"{r['acceptance_rate']:.2f}", f"{r['tokens_per_pass']:.2f}",
+          f"{r['verify_passes'] / r['inputs']:.2f}"] for r in drafted], None)
     buckets = list(drafted[0].get("by_source_length", {})) if drafted else []
     if buckets:  # the same run, per source length (each input's median time, summed)
         counts = drafted[0]["by_source_length"]
