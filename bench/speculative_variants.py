@@ -50,17 +50,20 @@ def summarise(times: dict[tuple, list[float]], outputs: dict[tuple, list], varia
     return rows
 
 
-def jfleg_gleu(engine, outputs: list[list[int]], limit: int) -> float:
+def jfleg_gleu(codec, outputs: list[list[int]], limit: int) -> float:
     from edgeseq.quality import gleu, jfleg_tokenize, load_jfleg
     full = load_jfleg(SHARED / "data" / "jfleg-dev")
     references = [refs[:limit] for refs in full.references]
-    hypotheses = [jfleg_tokenize(engine.codec.decode(ids)) for ids in outputs]
+    hypotheses = [jfleg_tokenize(codec.decode(ids)) for ids in outputs]
     return gleu(full.sources[:limit], hypotheses, references)
 
 
 def main(argv: list[str] | None = None) -> int:
     import edgeseq
     from bench.machine import machine_info
+    from edgeseq.manifest import read_manifest
+    from edgeseq.runtime.engine import resolve_package
+    from edgeseq.runtime.text import TextCodec
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("packages", nargs="+")
     ap.add_argument("--copy-bias", default="0", help="comma-separated copy biases (default 0)")
@@ -73,9 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path)
     a = ap.parse_args(argv)
     biases = [float(b) for b in a.copy_bias.split(",")]
-    first = edgeseq.load(a.packages[0], threads=a.threads)
-    inputs = load_inputs(a.data, a.limit, first.arch.vocab_size)
-    manifests = {p: edgeseq.load(p, threads=a.threads).manifest for p in a.packages}
+    # the manifests alone (no sessions: an idle one would spin beside the timed engine)
+    manifests = {p: read_manifest(resolve_package(p)) for p in a.packages}
+    inputs = load_inputs(a.data, a.limit, manifests[a.packages[0]].arch.vocab_size)
     formats = {p: m.quant for p, m in manifests.items()}
     variants = [(p, b) for p in a.packages for b in biases]
     configs = [(*v, m) for v in variants for m in MODES]
@@ -95,10 +98,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{rep + 1}/{a.repeats}] {package} ({formats[package]}) copy bias {bias:g} {mode}: "
                   f"{res['seconds']:.2f} s", flush=True)
     rows = summarise(times, outputs, variants)
+    codecs = {p: TextCodec(resolve_package(p) / "tokenizer.json") for p in a.packages}
     for r in rows:
         if a.data == "jfleg":
-            engine = edgeseq.load(r["package"], threads=a.threads)
-            r["gleu"] = jfleg_gleu(engine, outputs[(r["package"], r["copy_bias"], r["mode"])], a.limit)
+            r["gleu"] = jfleg_gleu(codecs[r["package"]], outputs[(r["package"], r["copy_bias"], r["mode"])],
+                                   a.limit)
         r["format"], r["package"] = formats[r["package"]], Path(r["package"]).name
     print(f"\n{len(inputs)} inputs ({a.data}), rerank_source {a.rerank_source}, {a.threads} threads, "
           f"median of {a.repeats}\n")
