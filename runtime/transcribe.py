@@ -237,8 +237,7 @@ class WhisperRules:
     no_timestamps: int
     max_initial_index: int | None
 
-    no_repeat_ngram = 0  # ScoreRules' n-gram rule and copy bias: not Whisper's
-    reads_history = biases_copies = False
+    no_repeat_ngram, reads_history, biases_copies = 0, False, False  # not Whisper's rules
 
     def choose(self, logits: np.ndarray, generated: int, history=None) -> np.ndarray:
         """Greedy tokens [rows] (ScoreRules.choose; every step applies the rules)."""
