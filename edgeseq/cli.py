@@ -54,7 +54,7 @@ def _generation_options(args: argparse.Namespace) -> dict:
     opts = dict(max_new_tokens=args.max_new_tokens, min_new_tokens=args.min_new_tokens,
                 num_beams=args.num_beams, draft=_draft(args.draft, args),
                 max_draft=args.max_draft, draft_confidence=args.draft_confidence,
-                memory_budget_mb=args.memory_budget)
+                memory_budget_mb=args.memory_budget, truncate_input=args.truncate_input)
     if args.exit_layer is not None:
         opts["exit_layer"] = args.exit_layer
     if args.draft_skip is not None:
@@ -235,6 +235,9 @@ def _add_runtime_args(p: argparse.ArgumentParser) -> None:
 def _add_generation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--min-new-tokens", type=int, default=0)
+    p.add_argument("--truncate-input", action="store_true",
+                   help="keep the first tokens of an input longer than the model takes "
+                        "(default: refuse it)")
     p.add_argument("--no-repeat-ngram-size", type=int, default=None, metavar="N",
                    help="no n-gram of N tokens twice in the output (default: the package's; 0: off)")
     p.add_argument("--rerank-source", action=argparse.BooleanOptionalAction, default=None,

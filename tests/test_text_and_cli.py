@@ -116,6 +116,10 @@ def test_cli_reads_one_input_per_line_of_stdin_and_writes_one_line_each(text_pac
     captured = capsys.readouterr()
     assert len(captured.out.splitlines()) == 1  # the first line's output came before the error
     assert captured.err.startswith("edgeseq: error: line 2:") and "at most" in captured.err
+    assert "--truncate-input" in captured.err  # the error names the CLI's way out
+    stdin(b"word " * 600 + b"\n")
+    assert main(args[:2] + ["-"] + args[2:] + ["--truncate-input", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["token_ids"]
 
     stdin(b"hello world\n\xff\xfe not text\n")
     assert main(args[:2] + ["-"] + args[2:]) == 2
