@@ -3,7 +3,7 @@ terminal's settings both become a TextJob; every error names the field and the r
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any, Mapping
 
 from .errors import DemoRequestError
@@ -36,6 +36,7 @@ class Decoding(str, enum.Enum):
 
 
 class Drafter(str, enum.Enum):
+    AUTO = "auto"      # the task's: input for Fix my text, none for free generation
     INPUT = "input"    # copy spans of the input (grammar correction copies most of it)
     NGRAM = "ngram"    # continuations of n-grams seen in earlier answers
     LAYERS = "layers"  # self-speculation: the first decoder layers draft
@@ -59,13 +60,23 @@ class Settings:
     temperature: float = 0.8        # decoding == SAMPLE
     top_p: float = 0.95             # decoding == SAMPLE
     num_beams: int = 4              # decoding == BEAM
-    drafter: Drafter | None = None  # None: no speculation
+    drafter: Drafter | None = Drafter.AUTO  # None: no speculation
     skip: SkipMode | None = None    # None: every decoder layer runs
     threads: int = 0                # onnxruntime intra-op threads; 0: all cores
     memory_budget_mb: float | None = None
     max_new_tokens: int = 64
     copy_bias: float | None = None  # editing: keep the source's next word unless the
     # model prefers another by more than this many logits; None: the package's default
+
+    def for_task(self, task: Task) -> "Settings":
+        """AUTO made concrete. Fix my text drafts from the input when decoding greedily: an
+        edit copies most of its input, so the same answer takes a fraction of the decoder
+        passes (and an editing model's rerank needs the whole answer: it could not stream).
+        Free generation streams."""
+        if self.drafter != Drafter.AUTO:
+            return self
+        copying = task == Task.FIX and self.decoding == Decoding.GREEDY and self.skip is None
+        return replace(self, drafter=Drafter.INPUT if copying else None)
 
     @property
     def streams(self) -> bool:
@@ -74,7 +85,9 @@ class Settings:
         return self.decoding != Decoding.BEAM and self.drafter is None and self.skip is None
 
     def generation_options(self) -> dict[str, Any]:
-        """Engine.generate / Engine.stream keyword arguments."""
+        """Engine.generate / Engine.stream keyword arguments (after for_task)."""
+        if self.drafter == Drafter.AUTO:
+            raise ValueError("Settings.for_task(task) first: the drafter is still 'auto'")
         opts: dict[str, Any] = {"max_new_tokens": self.max_new_tokens}
         if self.decoding == Decoding.SAMPLE:
             opts.update(do_sample=True, temperature=self.temperature, top_p=self.top_p)
@@ -158,7 +171,7 @@ def parse_settings(values: Mapping[str, object]) -> Settings:
         temperature=float(_number(values, "temperature", 0.8, 0, 5, low_open=True)),
         top_p=float(_number(values, "top_p", 0.95, 0, 1, low_open=True)),
         num_beams=_number(values, "num_beams", 4, 1, 8, integer=True),
-        drafter=_choice(values, "drafter", Drafter, None, none_word="none"),
+        drafter=_choice(values, "drafter", Drafter, Drafter.AUTO.value, none_word="none"),
         skip=_choice(values, "skip", SkipMode, None, none_word="none"),
         threads=_number(values, "threads", 0, 0, MAX_THREADS, integer=True),
         memory_budget_mb=None if budget is None else float(budget),

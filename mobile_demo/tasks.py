@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterator
 
 import numpy as np
@@ -28,7 +28,7 @@ class Piece:
 class Answer:
     model: str
     text: str
-    streamed: bool                 # False: generated whole (beam search or a drafter)
+    streamed: bool                 # False: generated whole (beam search, a drafter, a rerank)
     figures: Figures
     changes: list[Change] | None   # task FIX: word changes against the input
 
@@ -42,19 +42,23 @@ Event = Piece | Answer
 
 
 def answer_text(engine: Engine, job: TextJob, model_id: str) -> Iterator[Event]:
-    """Pieces as they decode (when the settings stream), then one Answer."""
-    if job.settings.streams:
+    """Pieces as they decode (when the settings and the model stream), then one Answer."""
+    settings = job.settings.for_task(job.task)
+    job = replace(job, settings=settings)
+    # an editing model's rerank needs the whole output: its stream would be one piece,
+    # timed as if it were the first token
+    streamed = settings.streams and engine.streams_tokens(**settings.generation_options())
+    if streamed:
         text, figures = yield from _streamed(engine, job)
     else:
-        result = engine.generate(job.text, **job.settings.generation_options())
+        result = engine.generate(job.text, **settings.generation_options())
         text = result.text
-        figures = engine_figures(result.stats, job.settings.threads, engine.arch.decoder_layers,
-                                 job.settings.drafter == Drafter.LAYERS or
-                                 job.settings.skip is not None,
-                                 job.settings.memory_budget_mb,
-                                 beam=job.settings.decoding == Decoding.BEAM)
+        figures = engine_figures(result.stats, settings.threads, engine.arch.decoder_layers,
+                                 settings.drafter == Drafter.LAYERS or settings.skip is not None,
+                                 settings.memory_budget_mb,
+                                 beam=settings.decoding == Decoding.BEAM)
     changes = word_diff(job.text, text) if job.task == Task.FIX else None
-    yield Answer(model_id, text, job.settings.streams, figures, changes)
+    yield Answer(model_id, text, streamed, figures, changes)
 
 
 def _streamed(engine: Engine, job: TextJob):

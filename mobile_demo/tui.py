@@ -25,7 +25,8 @@ HELP = """\
   :transcribe PATH     transcribe a WAV file with the first Whisper package
   :models              list the models
   :set NAME VALUE      decoding greedy|sample|beam, temperature, top_p, num_beams,
-                       drafter none|input|ngram|layers, copy_bias (none: the model's),
+                       drafter auto|none|input|ngram|layers (auto: input when fixing),
+                       copy_bias (none: the model's),
                        threads, memory_budget_mb (none), max_new_tokens
   :profile NAME        threads and memory budget of a device: """ + ", ".join(PROFILES) + """
   :settings            show the settings

@@ -376,6 +376,13 @@ class Engine:
                                layers_per_token=layers / max(1, new_tokens),
                                speculation=session.spec.to_json() if session.spec else None)
 
+    def streams_tokens(self, **options) -> bool:
+        """Whether stream() with these options yields text as it decodes. False where the
+        whole output is needed first: beam search, and rerank_source (a package default
+        for editing models), which chooses between the whole output and the input."""
+        opts = self._options(options)
+        return opts.num_beams == 1 and not self._reranks(opts)
+
     def stream(self, text: str | list[int], **options) -> Iterator[str]:
         """Yield text pieces as they decode (greedy or sampling, one input). Closing the
         generator stops decoding; the engine stays usable."""

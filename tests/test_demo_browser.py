@@ -55,7 +55,7 @@ def figure(page, name: str) -> str:
     return page.inner_text(f"[data-figure={name}]")
 
 
-def test_fix_my_text_streams_and_fills_the_figures(browser, expect, server, tmp_path):
+def test_fix_my_text_drafts_free_generation_streams_and_figures_fill(browser, expect, server, tmp_path):
     page = browser.new_page(viewport={"width": 1200, "height": 860})
     problems: list[str] = []  # script errors and CSP violations (anything fetched offsite)
     page.on("pageerror", lambda err: problems.append(str(err)))
@@ -66,24 +66,28 @@ def test_fix_my_text_streams_and_fills_the_figures(browser, expect, server, tmp_
 
     page.fill("#fix-input", "She go to school every days.")
     page.fill("#max-new", "16")
-    page.click("#fix-run")
-    expect(page.locator("[data-figure=first_token_ms]")).to_have_text(re.compile(" ms$"),
-                                                                      timeout=20_000)
-    output = page.locator("#fix-output")
-    assert int(output.get_attribute("data-pieces")) >= 1  # pieces arrived one by one
-    assert output.get_attribute("data-streamed") == "true" and output.inner_text().strip()
-    marked = page.locator("#fix-output ins, #fix-output del").count()
-    assert marked >= 1 or "(no changes)" in output.inner_text()  # changes, or says none
-    assert figure(page, "tokens_per_s").endswith("pieces/s")
-    assert "MB" in figure(page, "memory")
-
-    page.select_option("#drafter", "input")
+    assert "drafts from your input" in page.inner_text("#stream-note")  # drafter "auto"
     page.click("#fix-run")
     expect(page.locator("[data-figure=acceptance]")).to_contain_text("%", timeout=20_000)
-    assert output.get_attribute("data-streamed") == "false"
+    output = page.locator("#fix-output")
+    assert output.get_attribute("data-streamed") == "false" and output.inner_text().strip()
+    marked = page.locator("#fix-output ins, #fix-output del").count()
+    assert marked >= 1 or "(no changes)" in output.inner_text()  # changes, or says none
     assert page.locator("#histogram .bar").count() >= 1
+    assert figure(page, "first_token_ms").endswith(" ms")
     assert figure(page, "tokens_per_s").endswith("tokens/s")
+    assert "MB" in figure(page, "memory")
     page.screenshot(path=str(tmp_path / "demo.png"), full_page=True)
+
+    page.click("#tab-any")  # free generation streams under "auto"
+    page.select_option("#any-model", "tiny-t5")
+    page.fill("#any-input", "hello")
+    page.click("#any-run")
+    expect(page.locator("[data-figure=tokens_per_s]")).to_contain_text("pieces/s", timeout=20_000)
+    any_output = page.locator("#any-output")
+    assert int(any_output.get_attribute("data-pieces")) >= 1  # pieces arrived one by one
+    assert any_output.get_attribute("data-streamed") == "true"
+    page.click("#tab-fix")
 
     page.fill("#fix-input", "She go to school every days and she like it.")
     page.select_option("#copy-bias", "20")  # keeps every word: the output is the input

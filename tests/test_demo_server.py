@@ -146,23 +146,41 @@ def test_refuses_other_host_names_on_localhost(server):
 
 
 # -- text answers -----------------------------------------------------------------------
-def test_fix_streams_pieces_then_the_answer_with_changes(server, models_dir):
+def test_fix_drafts_from_the_input_and_answers_whole_with_changes(server, models_dir):
     text = "She go to school every days."
-    status, events = generate(server, fix(text))
+    status, events = generate(server, fix(text))  # drafter "auto"
+    assert status == 200 and [name for name, _ in events] == ["done"]
+    done = events[0][1]
+    f = done["figures"]
+    assert done["streamed"] is False and f["timed_by"] == "engine" and f["tokens"] > 1
+    assert f["speculation"]["verify_passes"] >= 1 and f["memory"]["rss_mb"] > 0
+    changes = done["changes"]
+    assert " ".join(c["before"] for c in changes if c["before"]).split() == text.split()
+    assert " ".join(c["after"] for c in changes if c["after"]).split() == done["text"].split()
+    _, plain = generate(server, fix(text, drafter="none"))
+    assert plain[-1][1]["text"] == done["text"]  # drafting changes the speed, not the answer
+    if default_installed():
+        # the grammar model reranks its whole output against the input: nothing streams,
+        # and the figures are the engine's, not a one-piece "stream"
+        assert [name for name, _ in plain] == ["done"] and plain[0][1]["streamed"] is False
+        assert plain[0][1]["figures"]["timed_by"] == "engine"
+        assert plain[0][1]["figures"]["tokens"] > 1
+    else:  # the answer is the engine's own greedy answer
+        engine = edgeseq.load(str(models_dir / MODEL_ID), threads=1)
+        assert done["text"] == engine.generate(text, max_new_tokens=12).text
+
+
+def test_free_generation_streams_pieces_then_the_answer(server):
+    status, events = generate(server, {"task": "generate", "model": MODEL_ID, "text": "hello",
+                                       "settings": {"max_new_tokens": 5}})
     assert status == 200
     names = [name for name, _ in events]
     assert names[-1] == "done" and names.count("done") == 1 and names.count("piece") >= 1
     done = events[-1][1]
     assert "".join(d["text"] for n, d in events if n == "piece") == done["text"]
     assert done["streamed"] is True and done["figures"]["timed_by"] == "stream"
-    assert done["figures"]["first_token_ms"] > 0 and done["figures"]["tokens"] >= 1
-    assert done["figures"]["memory"]["rss_mb"] > 0
-    changes = done["changes"]
-    assert " ".join(c["before"] for c in changes if c["before"]).split() == text.split()
-    assert " ".join(c["after"] for c in changes if c["after"]).split() == done["text"].split()
-    if not default_installed():  # the answer is the engine's own greedy answer
-        engine = edgeseq.load(str(models_dir / MODEL_ID), threads=1)
-        assert done["text"] == engine.generate(text, max_new_tokens=12).text
+    assert done["figures"]["first_token_ms"] > 0 and done["model"] == MODEL_ID
+    assert done["changes"] is None
 
 
 @pytest.mark.parametrize("drafter", ["input", "ngram", "layers"])
@@ -202,13 +220,6 @@ def test_a_memory_budget_is_planned_and_reported(server):
     assert status == 200 and memory["budget_mb"] == 1500 and 0 < memory["planned_mb"] < 1500
     status, error = generate(server, fix("a small test", memory_budget_mb=1))
     assert status == 400 and "memory budget of 1 MB" in error["error"]
-
-
-def test_free_generation_with_a_listed_model(server):
-    status, events = generate(server, {"task": "generate", "model": MODEL_ID, "text": "hello",
-                                       "settings": {"max_new_tokens": 5}})
-    assert status == 200 and events[-1][1]["model"] == MODEL_ID
-    assert events[-1][1]["changes"] is None
 
 
 # -- refusals ---------------------------------------------------------------------------

@@ -20,7 +20,8 @@ def test_terminal_session(tmp_path_factory, t5_tokenizer_file, tmp_path):
     not_wav.write_bytes(b"ID3 not a wav")
     lines = iter(["She go to school.", ":set max_new_tokens 8", ":set drafter input",
                   "She go to school.", ":set temperature -1", ":profile pi5", "",
-                  f":transcribe {not_wav}", ":gen ../../etc", f":gen {MODEL_ID}", "hello",
+                  f":transcribe {not_wav}", ":gen ../../etc", f":gen {MODEL_ID}",
+                  ":set drafter auto", "hello",
                   ":settings", ":nope", ":quit", "never read"])
     prompts: list[str] = []
 
@@ -37,4 +38,4 @@ def test_terminal_session(tmp_path_factory, t5_tokenizer_file, tmp_path):
     assert "pi5: 4 threads, budget 3000 MB" in text and "of a 3000 MB budget" in text
     assert "not a WAV file" in text and "no model with id '../../etc'" in text
     assert '"max_new_tokens": 8' in text and "unknown command" in text
-    assert prompts[-1] == f"gen {MODEL_ID}> " and len(prompts) == 14
+    assert prompts[-1] == f"gen {MODEL_ID}> " and len(prompts) == 15

@@ -36,19 +36,29 @@ def test_word_diff_marks_insertions_deletions_and_replacements():
 
 def test_settings_map_to_engine_options():
     s = parse_settings({})
-    assert s.decoding == Decoding.GREEDY and s.drafter is None and s.streams
-    assert s.generation_options() == {"max_new_tokens": 64}
+    assert s.decoding == Decoding.GREEDY and s.drafter == Drafter.AUTO
+    with pytest.raises(ValueError, match="for_task"):  # "auto" is no engine option
+        s.generation_options()
+    # auto: fixing text drafts from the input; free generation streams
+    assert s.for_task(Task.FIX).generation_options() == {"max_new_tokens": 64, "draft": "input"}
+    assert not s.for_task(Task.FIX).streams
+    assert s.for_task(Task.GENERATE).drafter is None and s.for_task(Task.GENERATE).streams
+    assert s.for_task(Task.GENERATE).generation_options() == {"max_new_tokens": 64}
+    # ... and only when decoding greedily with every layer
+    for other in ({"decoding": "sample"}, {"decoding": "beam"}, {"skip": "unified-2"}):
+        assert parse_settings(other).for_task(Task.FIX).drafter is None
+    assert parse_settings({"drafter": "none"}).for_task(Task.FIX).drafter is None
     s = parse_settings({"decoding": "sample", "temperature": 0.5, "top_p": 0.9,
-                        "memory_budget_mb": 1500, "threads": 4})
+                        "memory_budget_mb": 1500, "threads": 4, "drafter": "none"})
     assert s.generation_options() == {"max_new_tokens": 64, "do_sample": True,
                                       "temperature": 0.5, "top_p": 0.9, "memory_budget_mb": 1500}
-    s = parse_settings({"decoding": "beam", "num_beams": 3})
+    s = parse_settings({"decoding": "beam", "num_beams": 3}).for_task(Task.FIX)
     assert not s.streams and s.generation_options()["num_beams"] == 3
     s = parse_settings({"drafter": "layers"})
     assert s.drafter == Drafter.LAYERS and not s.streams
     assert parse_settings({"drafter": "none"}).drafter is None
-    assert parse_settings({"copy_bias": 2}).generation_options()["copy_bias"] == 2.0
-    assert "copy_bias" not in parse_settings({"copy_bias": None}).generation_options()
+    assert parse_settings({"copy_bias": 2}).for_task(Task.FIX).generation_options()["copy_bias"] == 2.0
+    assert "copy_bias" not in parse_settings({"copy_bias": None}).for_task(Task.FIX).generation_options()
 
 
 @pytest.mark.parametrize("values, message", [

@@ -156,6 +156,9 @@ def test_the_packages_default_applies_to_greedy_but_not_to_sampling(tiny_checkpo
         assert default.token_ids == engine.generate(source, max_new_tokens=12, rerank_source=True).token_ids
     sampled = engine.generate(SOURCES[0], max_new_tokens=12, do_sample=True, seed=3)
     assert not sampled.source_kept
+    # reranking needs the whole output: stream() cannot yield pieces as they decode
+    assert not engine.streams_tokens() and not engine.streams_tokens(num_beams=2)
+    assert engine.streams_tokens(rerank_source=False) and engine.streams_tokens(do_sample=True)
     with pytest.raises(OptionsError, match="rerank_source"):
         engine.generate(SOURCES[0], do_sample=True, rerank_source=True)
 

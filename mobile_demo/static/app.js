@@ -101,12 +101,18 @@ function updateControls() {
   drafter.disabled = decoding === "beam";  // speculation verifies one sequence, not beams
   if (drafter.disabled) drafter.value = "none";
   const skip = $("skip");
-  if (drafter.value !== "none") skip.value = "none";  // lossless and lossy skipping don't mix
-  skip.disabled = drafter.value !== "none";
-  const streams = decoding !== "beam" && drafter.value === "none" && skip.value === "none";
-  $("stream-note").textContent = streams
-    ? "Answers stream token by token."
-    : "Beam search and drafters answer whole: the text arrives at once, with the speculation figures.";
+  // lossless and lossy skipping don't mix ("auto" drafts only while no layers are skipped)
+  if (drafter.value !== "none" && drafter.value !== "auto") skip.value = "none";
+  skip.disabled = drafter.value !== "none" && drafter.value !== "auto";
+  // as the server resolves "auto" (Settings.for_task): input drafting for greedy fixes
+  const autoInput = drafter.value === "auto" && decoding === "greedy" && skip.value === "none";
+  const noDrafter = drafter.value === "none" || (drafter.value === "auto" && !autoInput);
+  const streams = decoding !== "beam" && noDrafter && skip.value === "none";
+  $("stream-note").textContent = autoInput
+    ? "Fix my text drafts from your input (the same answer, sooner) and answers whole; free generation streams."
+    : streams
+      ? "Answers stream token by token (an editing model that keeps inputs it prefers answers whole)."
+      : "Beam search and drafters answer whole: the text arrives at once, with the speculation figures.";
 }
 
 function applyProfile() {
