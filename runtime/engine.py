@@ -120,7 +120,8 @@ class Engine:
         if len(ids) > limit:
             if not opts.truncate_input:
                 raise InputError(f"input has {len(ids)} tokens; this model takes at most {limit} "
-                                 "(truncate_input=True, on the CLI --truncate-input, keeps the first tokens)")
+                                 "(truncate_input=True, on the CLI --truncate-input, keeps the "
+                                 "first tokens)")
             ids = ids[:limit - 1] + [self.manifest.special.eos]
         return ids
 
