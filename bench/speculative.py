@@ -122,7 +122,8 @@ def _spec_totals(stats) -> dict:
             hist[k] = hist.get(k, 0) + v
     tot["acceptance_rate"] = tot["accepted"] / tot["drafted"] if tot["drafted"] else 0.0
     passes = tot["verify_passes"]
-    tot["tokens_per_pass"] = (tot["accepted"] + passes) / passes if passes else 0.0
+    emitted = sum(s.speculation["emitted"] for s in stats if s.speculation)
+    tot["tokens_per_pass"] = emitted / passes if passes else 0.0
     tot["histogram"] = hist
     return tot
 

@@ -288,6 +288,15 @@ def _confident(probs: np.ndarray, threshold: float) -> bool:
     return threshold <= 0 or float(probs.max(axis=-1).min()) >= threshold
 
 
+def _all_ended(ended: np.ndarray, drafted: np.ndarray, eos: int | None) -> bool:
+    """Marks the rows whose draft now holds EOS; True once all do (nothing after a
+    drafted EOS could be emitted)."""
+    if eos is None:
+        return False
+    ended |= drafted == eos
+    return bool(ended.all())
+
+
 class SelfDrafter:
     """Self-speculative drafting with the first `exit` decoder layers (LayerSkip, SWIFT,
     Kangaroo). Draft passes write the shared early layers' K/V into the same cache, then
@@ -308,7 +317,7 @@ class SelfDrafter:
                  exit_layer: int | None = None, confidence: float = 0.0,
                  exits: list[int] | None = None, prior_cost: dict[int, float] | None = None,
                  choose: Callable[[np.ndarray, int], np.ndarray] | None = None,
-                 skip: tuple[int, ...] | None = None):
+                 skip: tuple[int, ...] | None = None, eos: int | None = None):
         if exit_layer is not None and not 1 <= exit_layer < layers:
             raise OptionsError(f"exit_layer must be in 1..{layers - 1}, got {exit_layer}")
         if skip is not None and not (max(skip) < layers and len(set(skip)) < layers):
@@ -316,6 +325,7 @@ class SelfDrafter:
                                f"(0..{layers - 1}) and keep at least one, got {skip}")
         self.session, self.layers, self.score = session, layers, score
         self.sample, self.rng, self.confidence = sample, rng, confidence
+        self.eos = eos  # drafting stops once every row has drafted it
         # greedy drafts without a confidence stop need no probabilities: the rules'
         # argmax (`choose`, e.g. ScoreRules.choose) instead of a softmax over the vocabulary
         self.choose = choose if not sample and confidence <= 0 else None
@@ -339,11 +349,14 @@ class SelfDrafter:
         last = np.array([[o[-1]] for o in ctx.output], np.int64)
         tokens, probs = [], []
         generated = len(ctx.output[0]) - 1
+        ended = np.zeros(len(ctx.output), bool)
         for j in range(ctx.limit):
             logits = self.session.step(last, plan)[:, -1]
             if self.choose is not None:
                 tokens.append(self.choose(logits, generated + j))
                 last = tokens[-1][:, None]
+                if _all_ended(ended, tokens[-1], self.eos):
+                    break
                 continue
             p = self.score(logits, generated + j)
             nxt = (np.array([self.rng.choice(len(row), p=row) for row in p]) if self.sample
@@ -351,7 +364,7 @@ class SelfDrafter:
             tokens.append(nxt)
             probs.append(p)
             last = nxt[:, None]
-            if not _confident(p, self.confidence):
+            if not _confident(p, self.confidence) or _all_ended(ended, nxt, self.eos):
                 break
         cache.truncate(base)
         return Draft(np.stack(tokens, axis=1).astype(np.int64),
@@ -366,8 +379,9 @@ class ModelDrafter:
     sampling); its own cache is kept in step with the accepted output."""
 
     def __init__(self, session, score, sample: bool, rng: np.random.Generator | None,
-                 max_draft: int = 8):
+                 max_draft: int = 8, eos: int | None = None):
         self.session, self.score, self.sample, self.rng = session, score, sample, rng
+        self.eos = eos  # drafting stops once every row has drafted it
         self.length = DraftLength(max_draft, start=4)
         self.fed = 0              # decoder tokens already in the drafter's cache
         self._drafted_from = 0
@@ -380,6 +394,7 @@ class ModelDrafter:
         tokens, probs = [], []
         step_input = feed
         self._drafted_from = len(output[0])
+        ended = np.zeros(len(output), bool)
         for j in range(k):
             p = self.score(self.session.step(step_input)[:, -1], generated + j)
             nxt = (np.array([self.rng.choice(len(row), p=row) for row in p]) if self.sample
@@ -387,6 +402,8 @@ class ModelDrafter:
             tokens.append(nxt)
             probs.append(p)
             step_input = nxt[:, None]
+            if _all_ended(ended, nxt, self.eos):
+                break
         if not tokens:  # nothing to draft: still absorb the output into the cache
             self.session.step(feed)
             self.fed = len(output[0])

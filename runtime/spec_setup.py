@@ -71,7 +71,8 @@ def make_drafter(engine: "Engine", opts: GenerationOptions, session: "DecodeSess
                            "tokens (same tokenizer)")
     _warn_separate_pools(engine, other)
     draft_session = other._session(rows, 1, GenerationOptions(max_new_tokens=opts.max_new_tokens))
-    return ModelDrafter(draft_session, score, opts.do_sample, rng, opts.max_draft), sampler
+    return ModelDrafter(draft_session, score, opts.do_sample, rng, opts.max_draft,
+                        eos=mine.special.eos), sampler
 
 
 def self_drafter(engine: "Engine", session: "DecodeSession", rules, opts: GenerationOptions,
@@ -85,7 +86,7 @@ def self_drafter(engine: "Engine", session: "DecodeSession", rules, opts: Genera
     return SelfDrafter(session, layers, make_scorer(rules, opts), opts.do_sample, _draft_rng(opts),
                        control, exit_layer=opts.exit_layer, confidence=opts.draft_confidence,
                        exits=candidates, prior_cost=exit_step_costs(engine.manifest),
-                       choose=rules.choose, skip=opts.draft_skip)
+                       choose=rules.choose, skip=opts.draft_skip, eos=rules.eos)
 
 
 def exit_step_costs(manifest) -> dict[int, float]:

@@ -26,9 +26,10 @@ Sampler = Callable[..., np.ndarray]
 
 @dataclass
 class SpecStats:
-    drafted: int = 0
+    drafted: int = 0        # draft tokens verified (never any after a drafted EOS)
     accepted: int = 0
     verify_passes: int = 0
+    emitted: int = 0        # tokens the passes emitted, up to the output's end
     histogram: Counter = field(default_factory=Counter)  # accepted drafts per verify pass
 
     @property
@@ -37,13 +38,14 @@ class SpecStats:
 
     @property
     def mean_accepted(self) -> float:
-        """Tokens emitted per verify pass (accepted drafts + the target's own token)."""
-        return (self.accepted + self.verify_passes) / self.verify_passes if self.verify_passes else 0.0
+        """Tokens emitted per verify pass (accepted drafts and the target's own token, but
+        nothing after the end of the output)."""
+        return self.emitted / self.verify_passes if self.verify_passes else 0.0
 
     def to_json(self) -> dict:
         return {"drafted": self.drafted, "accepted": self.accepted,
                 "acceptance_rate": self.acceptance_rate, "verify_passes": self.verify_passes,
-                "mean_tokens_per_pass": self.mean_accepted,
+                "emitted": self.emitted, "mean_tokens_per_pass": self.mean_accepted,
                 "accepted_histogram": {str(k): v for k, v in sorted(self.histogram.items())}}
 
 
@@ -147,7 +149,8 @@ def speculative(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int
         limit = min(rules.max_new_tokens - generated - 1, plan.length)
         began = time.perf_counter()
         if limit > 0:
-            draft = _trim(drafter.propose(DraftContext(source, output, limit, plan.way)), done, limit)
+            draft = _trim(drafter.propose(DraftContext(source, output, limit, plan.way)), done,
+                          limit, rules.eos)
         else:
             draft = NO_DRAFT if batch == 1 else Draft(np.zeros((batch, 0), np.int64))
         k = draft.tokens.shape[1]
@@ -160,6 +163,7 @@ def speculative(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int
             if limit <= 0:
                 control.ran_plain(ran)
             stats.verify_passes += ran
+            stats.emitted += ran
             stats.histogram[0] += ran
             generated += ran
             continue
@@ -188,16 +192,20 @@ def speculative(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int
                 else:  # all drafts accepted, or cut short by the batch: a fresh target sample
                     emit[r, n] = rng.choice(probs.shape[-1], p=probs[r, n])
         s.cache.truncate(base + 1 + n)  # keep pending + accepted drafts; the rest rolls back
-        stats.drafted += k
-        stats.accepted += n
-        stats.verify_passes += 1
-        stats.histogram[n] += 1
-        drafter.update(k, n)
         # finished rows emit pad; EOS finishes a row: every position after a row's first EOS
         is_eos = emit == rules.eos
         finished = done[:, None] | ((np.cumsum(is_eos, axis=1) - is_eos) > 0)
         emit[finished] = pad
         done |= is_eos.any(axis=1)
+        if done.all():  # the output ends at the last row's EOS (an accepted draft, maybe)
+            width = int((~finished).sum(axis=1).max())
+            emit, finished = emit[:, :width], finished[:, :width]
+        stats.drafted += k
+        stats.accepted += n
+        stats.verify_passes += 1
+        stats.emitted += emit.shape[1]
+        stats.histogram[n] += 1
+        drafter.update(k, n)
         if s.scores is not None:
             live = ~finished  # positions whose token counts for rerank_source
             first = s.scores.wants_sources(generated) and sampler is None
@@ -205,7 +213,7 @@ def speculative(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int
                               source if first else None)
         for row, tokens in zip(output, emit.tolist()):
             row.extend(tokens)
-        generated += n + 1
+        generated += emit.shape[1]
         # the round's cost: the verify pass and all its bookkeeping, as plain passes are timed
         control.observe(k, n, time.perf_counter() - drafted_at, drafted_at - began, plan.way,
                         plan.situation)
@@ -224,6 +232,7 @@ def plain_while_off(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad:
             yield tokens
     finally:
         stats.verify_passes += ran
+        stats.emitted += ran
         stats.histogram[0] += ran
         control.count_plain(ran)
 
@@ -280,15 +289,21 @@ def _history(output: list[list[int]], drafts: np.ndarray, j: int,
     return [out + [int(t) for t in row[:j] if t >= 0] for out, row in zip(output, drafts)]
 
 
-def _trim(draft: Draft, done: np.ndarray, limit: int) -> Draft:
-    """Cut drafts to the remaining length and drop columns no active row uses."""
+def _trim(draft: Draft, done: np.ndarray, limit: int, eos: int) -> Draft:
+    """Cut drafts to the remaining length and after each row's drafted EOS (nothing after
+    it could be emitted), and drop columns no active row uses."""
     if draft.tokens.shape[1] == 0:
         return draft
     if draft.tokens.shape[0] == 1:  # one row pads nothing, and it is not done yet
-        if draft.tokens.shape[1] <= limit:
+        row = draft.tokens[0, :limit].tolist()
+        width = row.index(eos) + 1 if eos in row else len(row)
+        if width == draft.tokens.shape[1]:
             return draft
-        return Draft(draft.tokens[:, :limit], None if draft.probs is None else draft.probs[:, :limit])
+        return Draft(draft.tokens[:, :width], None if draft.probs is None else draft.probs[:, :width])
     tokens = draft.tokens[:, :limit]
+    ends = tokens == eos
+    if ends.any():
+        tokens = np.where((np.cumsum(ends, axis=1) - ends) > 0, -1, tokens)
     active = tokens[~done] if (~done).any() else tokens[:0]
     width = int((active >= 0).sum(axis=1).max()) if active.size else 0
     probs = draft.probs[:, :width] if draft.probs is not None else None

@@ -134,6 +134,28 @@ def test_a_callers_own_drafter_plugs_into_generate_and_stays_exact(engines):
         assert right.stats.speculation["verify_passes"] < len(plain.token_ids)
 
 
+@pytest.mark.parametrize("draft", ["script", "self-model", "input"])
+def test_nothing_after_the_end_counts_as_output_drafted_or_accepted(draft, engines):
+    engine = engines["t5", "int8"]
+    eos = engine.manifest.special.eos
+    for ids in SOURCES:
+        plain = engine.generate(ids, max_new_tokens=14)
+        drafter = {"script": _Scripted([plain.token_ids + [eos] * 20]),  # runs on past EOS
+                   "self-model": engine, "input": "input"}[draft]
+        fast = engine.generate(ids, max_new_tokens=14, draft=drafter, max_draft=8)
+        spec, length = fast.stats.speculation, len(plain.token_ids)
+        assert fast.token_ids == plain.token_ids
+        assert fast.stats.new_tokens == plain.stats.new_tokens == length
+        assert spec["emitted"] == length and spec["accepted"] <= length
+        assert spec["mean_tokens_per_pass"] == length / spec["verify_passes"]
+        if draft != "input":  # always right: drafts reach EOS but never go past it
+            passes = spec["verify_passes"]
+            assert spec["drafted"] == spec["accepted"]
+            # each pass emits its accepted drafts and its own token, unless its last
+            # accepted draft was the EOS
+            assert spec["emitted"] in (spec["accepted"] + passes, spec["accepted"] + passes - 1)
+
+
 class _TailReader(_Scripted):
     """A scripted drafter (always wrong) that asks for the target's choices past a miss."""
     wants_tail = True
