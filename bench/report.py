@@ -100,7 +100,7 @@ def markdown(results: list[EngineResult], machine: dict, settings: dict,
             f"- {row['shape']}: {row['edgeseq']} / {row['peer']} decode tokens/s = "
             f"{_num(row['decode_tokens_per_s'], 2)}x; "
             f"first token {_num(row['first_token_speedup'], 2)}x "
-            f"faster; peak RSS {_num(row['peak_rss'], 2)}x; on disk {_num(row['size_on_disk'], 2)}x"
+            f"as fast; peak RSS {_num(row['peak_rss'], 2)}x; on disk {_num(row['size_on_disk'], 2)}x"
             + (f" (noisy: others used {row['others_cpu_cores']:.2f} cores)"
                if row["others_cpu_cores"] > NOISY_CORES else ""))
     return "\n".join(lines)

@@ -81,13 +81,13 @@ def main(argv: list[str] | None = None) -> int:
     base = med[MODES[0]]
     for mode in MODES[1:]:
         m = med[mode]
-        print(f"\n{mode} / {MODES[0]}: first token {base['first_token_ms'] / m['first_token_ms']:.2f}x faster, "
+        print(f"\n{mode} / {MODES[0]}: first token {base['first_token_ms'] / m['first_token_ms']:.2f}x as fast, "
               f"decode {m['decode_tokens_per_s'] / base['decode_tokens_per_s']:.2f}x, "
-              f"encoder alone {base['encode_ms'] / m['encode_ms']:.2f}x faster")
+              f"encoder alone {base['encode_ms'] / m['encode_ms']:.2f}x as fast")
     one, two = med["encoder 1 thread"], med["encoder sleeps"]
     print(f"\nencoder 1 thread / encoder sleeps ({a.threads} threads): encoder alone "
-          f"{two['encode_ms'] / one['encode_ms']:.2f}x faster, first token "
-          f"{two['first_token_ms'] / one['first_token_ms']:.2f}x faster")
+          f"{two['encode_ms'] / one['encode_ms']:.2f}x as fast, first token "
+          f"{two['first_token_ms'] / one['first_token_ms']:.2f}x as fast")
     return 0
 
 
