@@ -32,7 +32,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from bench import report
-from bench.machine import OthersLoad, machine_info, wait_for_quiet
+from bench.machine import OthersLoad, machine_info, wait_for_quiet, write_json
 from bench.peers import ENGINES, REPO_ROOT, EngineResult, PeerMissing, Stat, make_engine, python_for
 from bench.shapes import CACHE_DIR, SHAPES, ensure_checkpoint, get_shape, input_ids
 
@@ -297,8 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     table = report.markdown(results, data["machine"], data["settings"], data["ratios"])
     print(table)
     if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "results.json").write_text(json.dumps(data, indent=2) + "\n")
+        write_json(args.out, "results.json", data)
         (args.out / "table.md").write_text(table + "\n")
         plot = report.plot(results, args.out / "decode.png")
         _say(f"wrote {args.out}/results.json, table.md" + (", decode.png" if plot else ""))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
@@ -50,7 +51,18 @@ def _git_commit(root: Path) -> str | None:
     return out.stdout.strip() or None
 
 
-def machine_info(threads: int, root: Path) -> dict:
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_json(out: Path, name: str, data: dict) -> Path:
+    """A benchmark's results as out/name (out created): the one place for their format."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / name
+    path.write_text(json.dumps(data, indent=1) + "\n")
+    return path
+
+
+def machine_info(threads: int, root: Path = REPO_ROOT) -> dict:
     """CPU, cores, memory, library versions and load: enough to tell two runs apart."""
     cpu = _cpuinfo()
     flags = cpu.get("flags", "").split()

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import json
 from collections import Counter
 from pathlib import Path
 
+from bench.machine import write_json
 from bench.speculative import load_inputs
 
 SITUATIONS = {0: "first pass", 1: "going on", 2: "re-anchored by position",
@@ -101,8 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, row in report["first_token_rejected"].items():
         print(f"| {name} | {row['drafts']} | {row['rejected'] / row['drafts']:.0%} |")
     if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "replay_input_drafts.json").write_text(json.dumps(report, indent=1))
+        write_json(args.out, "replay_input_drafts.json", report)
     return 0
 
 

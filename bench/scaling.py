@@ -7,7 +7,6 @@ stay nearly flat with output length (the KV cache is preallocated and written in
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -98,11 +97,10 @@ def main(argv: list[str] | None = None) -> int:
             cells = ", ".join(f"{k}: {v:.1f}" for k, v in series.items())
             print(f"{threads} thread(s) {key}: {cells}", flush=True)
     if args.out:
-        from bench.machine import machine_info
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "scaling.json").write_text(json.dumps(
-            {"package": args.package, "machine": machine_info(max(results), Path(__file__).resolve().parents[1]),
-             "results": results}, indent=1))
+        from bench.machine import machine_info, write_json
+        write_json(args.out, "scaling.json", {"package": args.package,
+                                              "machine": machine_info(max(results)),
+                                              "results": results})
         try:
             plot(results, args.out / "scaling.png")
         except ImportError:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import time
 from pathlib import Path
+
+from bench.machine import write_json
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 # the longest JFLEG dev source is 102 tokens: a cap of 64 would cut 14 corrections short
@@ -109,10 +110,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{r['identical']}/{r['inputs']} |" for r in spec_rows]
     print("\n".join(lines))
     if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "skip.json").write_text(json.dumps(
-            {"package": args.package, "no_change_gleu": baseline, "rows": rows,
-             "self_speculative": spec_rows}, indent=1))
+        write_json(args.out, "skip.json", {"package": args.package, "no_change_gleu": baseline,
+                                           "rows": rows, "self_speculative": spec_rows})
         (args.out / "skip.md").write_text("\n".join(lines) + "\n")
         _plot(rows, baseline, args.out / "skip.png")
     return 0

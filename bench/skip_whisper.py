@@ -10,7 +10,6 @@ was not (compare bench/skip.py on edgeseq's exit-trained grammar model)."""
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from bench.skip import configs
@@ -20,7 +19,7 @@ from bench.whisper_clips import transcribe_clips
 
 def main(argv: list[str] | None = None) -> int:
     import edgeseq
-    from bench.machine import machine_info
+    from bench.machine import machine_info, write_json
     from edgeseq.quality import wer
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("package")
@@ -47,10 +46,8 @@ def main(argv: list[str] | None = None) -> int:
               f"| {r['layers_per_pass']:.2f} |" for r in rows]
     print("\n".join(lines))
     if a.out:
-        a.out.mkdir(parents=True, exist_ok=True)
-        (a.out / "skip_whisper.json").write_text(json.dumps(
-            {"machine": machine_info(a.threads, Path(__file__).resolve().parents[1]),
-             "package": str(a.package), "rows": rows}, indent=1))
+        write_json(a.out, "skip_whisper.json", {"machine": machine_info(a.threads),
+                                                "package": str(a.package), "rows": rows})
         (a.out / "skip_whisper.md").write_text("\n".join(lines) + "\n")
     return 0
 

@@ -111,13 +111,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {r['config']} | {r['tokens_per_s']:.1f} | {r['peak_rss_mb']:.0f}{predicted} | "
               f"{r['generation_mb']:.0f} | {rel} |")
     if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        from bench.machine import machine_info
-        (args.out / "specmemo.json").write_text(json.dumps(
-            {"package": args.package, "budget_mb": args.budget, "batch": args.batch,
-             "max_draft": args.max_draft, "draft": args.draft, "data": args.data, "inputs": args.limit,
-             "machine": machine_info(args.threads, Path(__file__).resolve().parents[1]),
-             "rows": rows}, indent=1))
+        from bench.machine import machine_info, write_json
+        write_json(args.out, "specmemo.json", {
+            "package": args.package, "budget_mb": args.budget, "batch": args.batch,
+            "max_draft": args.max_draft, "draft": args.draft, "data": args.data,
+            "inputs": args.limit, "machine": machine_info(args.threads), "rows": rows})
     return 0
 
 

@@ -14,7 +14,6 @@ drafter could give this package on this machine, against which the others stand.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -130,7 +129,7 @@ def _spec_totals(stats) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     import edgeseq
-    from bench.machine import machine_info
+    from bench.machine import machine_info, write_json
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("package")
     ap.add_argument("--data", default="jfleg", choices=["jfleg", "news", "ids"])
@@ -223,13 +222,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {r['drafter']}: " + ", ".join(
                 f"{b} {r['by_source_length'][b]['speedup']:.2f}x" for b in buckets))
     if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "speculative.json").write_text(json.dumps(
-            {"machine": machine_info(args.threads, Path(__file__).resolve().parents[1]),
-             "package": args.package, "manifest_sha": engine.manifest.files["weights.bin"]["sha256"],
-             "data": args.data, "batch": args.batch, "speculate_rows": args.speculate_rows,
-             "copy_bias": args.copy_bias,
-             "rows": rows}, indent=1))
+        write_json(args.out, "speculative.json", {
+            "machine": machine_info(args.threads), "package": args.package,
+            "manifest_sha": engine.manifest.files["weights.bin"]["sha256"],
+            "data": args.data, "batch": args.batch, "speculate_rows": args.speculate_rows,
+            "copy_bias": args.copy_bias, "rows": rows})
     return 0
 
 

@@ -16,7 +16,6 @@ spinning threads alive beside the timed one."""
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -60,7 +59,7 @@ def jfleg_gleu(codec, outputs: list[list[int]], limit: int) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     import edgeseq
-    from bench.machine import machine_info
+    from bench.machine import machine_info, write_json
     from edgeseq.manifest import read_manifest
     from edgeseq.runtime.engine import resolve_package
     from edgeseq.runtime.text import TextCodec
@@ -115,14 +114,13 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['speedup_own_plain']:.2f}x | {r['speedup_fastest_plain']:.2f}x | "
               f"{r['identical_to_own_plain']}/{r['inputs']} | {r.get('gleu', float('nan')):.4f} |")
     if a.out:
-        a.out.mkdir(parents=True, exist_ok=True)
         name = "speculative_variants_rerank.json" if a.rerank_source else "speculative_variants.json"
-        (a.out / name).write_text(json.dumps(
-            {"machine": machine_info(a.threads, Path(__file__).resolve().parents[1]),
-             "data": a.data, "repeats": a.repeats, "rerank_source": a.rerank_source,
-             "weights_sha256": {Path(p).name: m.files["weights.bin"]["sha256"]
-                                for p, m in manifests.items()},
-             "rows": rows}, indent=1))
+        write_json(a.out, name, {
+            "machine": machine_info(a.threads), "data": a.data, "repeats": a.repeats,
+            "rerank_source": a.rerank_source,
+            "weights_sha256": {Path(p).name: m.files["weights.bin"]["sha256"]
+                               for p, m in manifests.items()},
+            "rows": rows})
     return 0
 
 

@@ -15,7 +15,6 @@ audio is ../shared/data/audio/*.wav. Configurations: plain, adaptive layer draft
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 from pathlib import Path
 
@@ -57,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     import gc
 
     import edgeseq
-    from bench.machine import machine_info
+    from bench.machine import machine_info, write_json
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("package")
     ap.add_argument("--repeats", type=int, default=3)
@@ -90,10 +89,9 @@ def main(argv: list[str] | None = None) -> int:
               f"| {r['decoder_seconds']:.2f} | {r['decoder_speedup']:.2f}x | {r['real_time_factor']:.1f}x "
               f"| {'yes' if r['identical'] else 'no'} | {r['acceptance']:.2f} | {r['decoder_passes']} |")
     if a.out:
-        a.out.mkdir(parents=True, exist_ok=True)
-        (a.out / "whisper_layers.json").write_text(json.dumps(
-            {"machine": machine_info(a.threads, Path(__file__).resolve().parents[1]),
-             "package": str(a.package), "audio_s": audio_s, "rows": rows}, indent=1))
+        write_json(a.out, "whisper_layers.json", {"machine": machine_info(a.threads),
+                                                  "package": str(a.package), "audio_s": audio_s,
+                                                  "rows": rows})
     return 0
 
 

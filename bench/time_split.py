@@ -17,7 +17,6 @@ does not depend on them)."""
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
@@ -105,7 +104,7 @@ def pass_costs(engine, repeats: int = 30) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     import edgeseq
-    from bench.machine import machine_info
+    from bench.machine import machine_info, write_json
     from bench.speculative import load_inputs
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("package")
@@ -139,8 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| --- |" + " --- |" * len(costs["by_exit"]))
     print("| x full pass | " + " | ".join(f"{v:.2f}" for v in costs["by_exit"].values()) + " |")
     if a.out:
-        a.out.mkdir(parents=True, exist_ok=True)
-        (a.out / "time_split.json").write_text(json.dumps(result, indent=1))
+        write_json(a.out, "time_split.json", result)
     return 0
 
 

@@ -32,7 +32,7 @@ import time
 import traceback
 from pathlib import Path
 
-from bench.machine import OthersLoad, machine_info, wait_for_quiet
+from bench.machine import OthersLoad, machine_info, wait_for_quiet, write_json
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 AUDIO_DIR = REPO_ROOT.parent / "shared" / "data" / "audio"
@@ -307,8 +307,7 @@ def main(argv: list[str] | None = None) -> None:
     table = markdown(data["results"], data["machine"], args)
     print(table)
     if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "results.json").write_text(json.dumps(data, indent=1))
+        write_json(args.out, "results.json", data)
         (args.out / "table.md").write_text(table)
 
 
