@@ -32,7 +32,7 @@ def _load(args: argparse.Namespace):
 
 
 def _draft(value: str | None, args: argparse.Namespace):
-    """--draft none|input|layers|ngram|model:PKG"""
+    """--draft auto|none|input|layers|ngram|model:PKG"""
     if value in (None, "none"):
         return None
     if value.startswith("model:"):
@@ -252,8 +252,10 @@ def _add_generation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-k", type=int, default=0)
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--draft", default=None,
-                   help="speculative decoding: none, input, layers, ngram, or model:PKG")
+    p.add_argument("--draft", default="auto",
+                   help="speculative decoding: auto (the package's recommended drafter, for "
+                        "greedy search; the default model's is input), none, input, layers, "
+                        "ngram, or model:PKG")
     p.add_argument("--max-draft", type=int, default=None,
                    help="most draft tokens per pass (default: 64 for input, else 8)")
     p.add_argument("--exit-layer", type=int, default=None,

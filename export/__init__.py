@@ -86,7 +86,8 @@ def _export(src, out: Path, quant: Quant, tokenizer, validate: bool, work: Path,
                   generation={"suppress_tokens": ck.suppress_tokens, "forced_bos": ck.forced_bos,
                               "forced_eos": ck.forced_eos,
                               "no_repeat_ngram_size": ck.no_repeat_ngram_size,
-                              "rerank_source": ck.rerank_source, "copy_bias": ck.copy_bias},
+                              "rerank_source": ck.rerank_source, "copy_bias": ck.copy_bias,
+                              "draft": ck.draft},
                   graph_weight_bytes=graph_bytes,
                   exits=read_exits(exits_dir, ck.spec.decoder_layers))
     write_package(out, graphs, store, fields, ck.tokenizer_file)

@@ -13,6 +13,7 @@ import numpy as np
 from edgeseq.arch import ArchSpec
 from edgeseq.errors import UnsupportedModelError
 from edgeseq.manifest import SpecialTokens
+from edgeseq.runtime.options import DRAFTERS
 from .families import SUPPORTED_MODEL_TYPES, canonical_weights, spec_from_config
 
 
@@ -30,6 +31,8 @@ class Checkpoint:
     no_repeat_ngram_size: int = 0  # the checkpoint's generation default (0: off)
     rerank_source: bool = False  # generation_config's `rerank_source` (runtime/rerank.py)
     copy_bias: float = 0.0  # generation_config's `copy_bias` (runtime/source_align.py)
+    # generation_config's `draft`: the drafter draft="auto" uses (runtime/options.py)
+    draft: str | None = None
 
 
 def _model_class(model_type: str):
@@ -42,13 +45,21 @@ def _model_class(model_type: str):
 
 
 def _edgeseq_setting(src: str, gen, key: str, default):
-    """One of edgeseq's own generation settings (rerank_source, copy_bias). transformers
+    """One of edgeseq's own generation settings (rerank_source, copy_bias, draft). transformers
     drops unknown keys of a generation config it rebuilds from the model config, so the
     saved file is read first."""
     path = Path(src) / "generation_config.json"
     if path.is_file():
         return json.loads(path.read_text()).get(key, default)
     return getattr(gen, key, default)
+
+
+def _recommended_drafter(value) -> str | None:
+    """generation_config's `draft`, checked: one of the runtime's drafters or none."""
+    if value is None or value in DRAFTERS:
+        return value
+    raise UnsupportedModelError(f"generation_config.json's draft must be one of {DRAFTERS} or "
+                                f"null, got {value!r}")
 
 
 def _find_tokenizer(src: str, explicit: Path | None, workdir: Path) -> Path | None:
@@ -112,5 +123,6 @@ def load_checkpoint(src: str | Path, tokenizer: Path | None = None,
                       no_repeat_ngram_size=int(getattr(gen, "no_repeat_ngram_size", 0) or 0),
                       rerank_source=bool(_edgeseq_setting(src, gen, "rerank_source", False)),
                       copy_bias=float(_edgeseq_setting(src, gen, "copy_bias", 0.0)),
+                      draft=_recommended_drafter(_edgeseq_setting(src, gen, "draft", None)),
                       tokenizer_file=_find_tokenizer(src, tokenizer, workdir),
                       torch_model=model, source=src)

@@ -1,7 +1,6 @@
 """The public engine: load a package, generate (greedy, sampling, beam) and stream."""
 from __future__ import annotations
 
-import threading
 import time
 from importlib import resources
 from dataclasses import dataclass, field, replace
@@ -18,9 +17,10 @@ from .decoder import LayerPlan, Seq2SeqRunner
 from .early_exit import confident_exit, unified_skip_plan
 from .logits import ScoreRules
 from .memory import MB, Plan, Request, plan, resident_weights
-from .options import GenerationOptions, is_engine
+from .options import GenerationOptions, is_engine, resolve_auto_draft
 from .batching import BatchSchedule
 from .draft_control import DraftController
+from .draft_figures import DraftFigures
 from .drafters import NgramDrafter
 from .providers import SessionConfig
 from .rerank import PassScores, prefer_source
@@ -88,9 +88,7 @@ class Engine:
         self.codec = TextCodec(tokenizer)
         self.config = config
         self.ngram = NgramDrafter()  # n-grams of this engine's earlier outputs (draft="ngram")
-        self._controllers: dict[tuple, DraftController] = {}
-        self._schedules: dict[tuple, BatchSchedule] = {}  # per drafter and batch size
-        self._controllers_lock = threading.Lock()
+        self._figures = DraftFigures()  # drafting's controllers and batch schedules
 
     @classmethod
     def load(cls, package: str | Path, provider: str = "cpu", threads: int = 0,
@@ -125,13 +123,12 @@ class Engine:
             ids = ids[:limit - 1] + [self.manifest.special.eos]
         return ids
 
-    @staticmethod
-    def _options(options: dict) -> GenerationOptions:
+    def _options(self, options: dict) -> GenerationOptions:
         known = set(GenerationOptions.__dataclass_fields__)
         unknown = sorted(set(options) - known)
         if unknown:
             raise OptionsError(f"unknown option(s) {unknown}; known: {sorted(known)}")
-        return GenerationOptions(**options)
+        return GenerationOptions(**resolve_auto_draft(options, self.manifest.generation.get("draft")))
 
     def _check_target_length(self, opts: GenerationOptions) -> None:
         if opts.max_new_tokens > MAX_NEW_TOKENS or opts.num_beams > MAX_BEAMS:
@@ -237,18 +234,9 @@ class Engine:
         benign races."""
         if not opts.adaptive_draft:
             return DraftController(opts.max_draft, adaptive=False)
-        key = self._controller_key(opts, batch)
-        with self._controllers_lock:
-            if key not in self._controllers:
-                self._controllers[key] = DraftController.for_copying(opts.max_draft) \
-                    if opts.draft == "input" else DraftController(opts.max_draft)
-            return self._controllers[key]
-
-    @staticmethod
-    def _controller_key(opts: GenerationOptions, batch: int) -> tuple:
-        kind = opts.draft if isinstance(opts.draft, str) else \
-            f"{'model' if is_engine(opts.draft) else 'drafter'}:{id(opts.draft)}"
-        return kind, opts.max_draft, opts.exit_layer, opts.draft_skip, batch
+        return self._figures.get("controller", opts, batch, lambda: (
+            DraftController.for_copying(opts.max_draft) if opts.draft == "input"
+            else DraftController(opts.max_draft)))
 
     def generate(self, inputs: Inputs, **options) -> GenerationResult | list[GenerationResult]:
         """Generate for a string, a list of strings, token ids, or a list of token id lists.
@@ -295,9 +283,7 @@ class Engine:
         if opts.draft is None or batch == 1 or opts.speculate_rows is not None or \
                 not opts.adaptive_draft:
             return None
-        key = self._controller_key(opts, batch)
-        with self._controllers_lock:
-            return self._schedules.setdefault(key, BatchSchedule(batch))
+        return self._figures.get("schedule", opts, batch, lambda: BatchSchedule(batch))
 
     def memory_plan(self, budget_mb: float, request: Request) -> Plan:
         """The SpecMemo plan for `request` under `budget_mb` (MemoryBudgetError if none)."""

@@ -10,6 +10,9 @@ import numpy as np
 from edgeseq.errors import OptionsError
 
 DRAFTERS = ("input", "layers", "ngram")
+# draft="auto": the drafter the package recommends (its manifest's generation "draft") for
+# greedy decoding with every layer, else none; resolved by the engine (resolve_auto_draft)
+AUTO_DRAFT = "auto"
 MAX_DRAFT = 128  # draft lengths are searched per pass; more would only cost time
 INPUT_MAX_DRAFT = 64  # JFLEG dev: 2.55 verify passes per sentence at 64 vs 4.6 at 8
 MAX_COPY_BIAS = 1e6  # float32 scores stay finite with it added
@@ -23,6 +26,16 @@ def is_engine(draft: object) -> bool:
 def is_drafter(draft: object) -> bool:
     """A caller's own drafter (the Drafter protocol of runtime/drafters.py)."""
     return callable(getattr(draft, "propose", None)) and callable(getattr(draft, "update", None))
+
+
+def resolve_auto_draft(options: dict, recommended: str | None) -> dict:
+    """options with draft="auto" replaced: the package's `recommended` drafter where it
+    cannot change the output (greedy search, every layer), else None."""
+    if options.get("draft") != AUTO_DRAFT:
+        return options
+    plain_greedy = not options.get("do_sample") and options.get("num_beams", 1) == 1 and all(
+        options.get(name) is None for name in ("skip_ratio", "exit_after", "exit_threshold"))
+    return {**options, "draft": recommended if plain_greedy else None}
 
 
 @dataclass(frozen=True)
@@ -49,7 +62,8 @@ class GenerationOptions:
     # 0: off. None: the package's default
     copy_bias: float | None = None
     # None | "input" | "layers" | "ngram" | another Engine | an object with the Drafter
-    # methods propose(ctx) -> Draft and update(drafted, accepted) (runtime/drafters.py)
+    # methods propose(ctx) -> Draft and update(drafted, accepted) (runtime/drafters.py);
+    # "auto" (Engine calls only): the package's recommended drafter (resolve_auto_draft)
     draft: object = None
     # most draft tokens verified per pass; None: INPUT_MAX_DRAFT for draft="input" (the
     # rest of the source is one natural draft), else 8. Adaptive drafting picks shorter.
@@ -103,8 +117,8 @@ class GenerationOptions:
             raise OptionsError("do_sample=True with num_beams > 1 (beam sampling) is not "
                                "supported; choose sampling or beam search")
         if isinstance(self.draft, str) and self.draft not in DRAFTERS:
-            raise OptionsError(f"draft must be one of {DRAFTERS}, an Engine, a drafter or None; "
-                               f"got {self.draft!r}")
+            raise OptionsError(f"draft must be one of {DRAFTERS + (AUTO_DRAFT,)}, an Engine, "
+                               f"a drafter or None; got {self.draft!r}")
         if self.draft is not None and self.num_beams > 1:
             raise OptionsError("draft= works with greedy decoding and sampling, not with "
                                "beam search (num_beams > 1)")

@@ -250,9 +250,36 @@ def test_a_batch_learns_its_drafting_figures_apart_from_single_inputs(engines):
     engine = engines["marian", "fp32"]
     engine.generate(SOURCES, draft="input", max_new_tokens=8, speculate_rows=False)
     engine.generate(SOURCES[0], draft="input", max_new_tokens=8)
-    controllers = {key[-1]: c for key, c in engine._controllers.items() if key[0] == "input"}
-    assert {1, len(SOURCES)} <= set(controllers)
-    assert controllers[1] is not controllers[len(SOURCES)]
+    opts = engine._options({"draft": "input", "max_new_tokens": 8})
+    single, batch = engine._controller(opts, 1), engine._controller(opts, len(SOURCES))
+    assert single is not batch and single.timed and batch.timed
+
+
+def test_a_drafter_objects_figures_stay_its_own_after_another_at_its_address_is_freed(engines):
+    """Figures are kept per drafter object; a new object that Python places where a freed
+    one was (the same id()) starts fresh instead of inheriting them."""
+    engine = engines["t5", "int8"]
+    eos = engine.manifest.special.eos
+    plain = engine.generate(SOURCES[0], max_new_tokens=14)
+    script = [plain.token_ids + [eos] * 20]
+    made: list[int] = []
+
+    class Logged(_Scripted):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(id(self))
+
+    wrong: set[int] = set()
+    for _ in range(50):  # temporaries, as a caller might pass them, until an id comes back
+        for _ in range(4):  # always wrong: its figures say drafting does not pay
+            engine.generate(SOURCES[0], max_new_tokens=14, draft=Logged(script, wrong=True),
+                            max_draft=8)
+            wrong.add(made[-1])
+        fast = engine.generate(SOURCES[0], max_new_tokens=14, draft=Logged(script), max_draft=8)
+        if made[-1] in wrong:  # placed where an always-wrong drafter was
+            assert fast.stats.speculation["acceptance_rate"] == 1.0
+            return
+    pytest.skip("no new drafter object took a freed one's id in this interpreter")
 
 
 def _decode_chunks(schedule, speed: dict[bool, float], chunks: int) -> list[bool]:
@@ -425,3 +452,42 @@ def test_a_draft_engine_with_its_own_spinning_pool_is_warned_about(tiny_package)
         quiet[0].generate(SOURCES[0], max_new_tokens=4, draft=quiet[1])
 
 
+
+
+def test_a_package_recommends_a_drafter_that_auto_uses_only_for_greedy_search(tiny_checkpoint,
+                                                                               tmp_path):
+    import shutil
+    from transformers import GenerationConfig
+    from edgeseq.errors import UnsupportedModelError
+    from edgeseq.export import export_checkpoint
+    src = tmp_path / "ck"
+    shutil.copytree(tiny_checkpoint("t5"), src)
+    config = GenerationConfig.from_pretrained(src)
+    config.draft = "input"
+    config.save_pretrained(src)
+    export_checkpoint(src, tmp_path / "pkg", quant="fp32", validate=False)
+    engine = edgeseq.load(str(tmp_path / "pkg"), threads=1)
+    assert engine.manifest.generation["draft"] == "input"
+    kw = dict(max_new_tokens=12)
+    for ids in SOURCES:
+        plain = engine.generate(ids, **kw)
+        auto = engine.generate(ids, draft="auto", **kw)
+        assert auto.token_ids == plain.token_ids and auto.stats.speculation["verify_passes"] >= 1
+        assert plain.stats.speculation is None  # draft=None stays plain decoding
+    # where drafting could change the output or does not apply, "auto" means none
+    for other in (dict(num_beams=2), dict(do_sample=True, seed=0), dict(exit_after=1)):
+        assert engine.generate(SOURCES[0], draft="auto", **kw, **other).stats.speculation is None
+    # a package that recommends none decodes plainly under "auto"
+    bare = edgeseq.load(str(_bare_package(tiny_checkpoint, tmp_path)), threads=1)
+    assert bare.generate(SOURCES[0], draft="auto", **kw).stats.speculation is None
+
+    config.draft = "guess"
+    config.save_pretrained(src)
+    with pytest.raises(UnsupportedModelError, match="draft must be one of"):
+        export_checkpoint(src, tmp_path / "bad", quant="fp32", validate=False)
+
+
+def _bare_package(tiny_checkpoint, tmp_path):
+    from edgeseq.export import export_checkpoint
+    export_checkpoint(tiny_checkpoint("t5"), tmp_path / "bare", quant="fp32", validate=False)
+    return tmp_path / "bare"

@@ -69,8 +69,22 @@ def test_cli_generate_json_and_info(text_package, capsys):
     assert info["family"] == "t5" and info["quant"] == "int8" and info["tokenizer"] is True
     assert info["providers"]["decoder"] == ["CPUExecutionProvider"]
     assert main(["info", "default"]) == 0
-    assert "decoding defaults: no_repeat_ngram_size 3, rerank_source True, copy_bias 1.0" \
-        in capsys.readouterr().out
+    assert "decoding defaults: no_repeat_ngram_size 3, rerank_source True, copy_bias 1.0, " \
+        "draft input" in capsys.readouterr().out
+
+
+def test_cli_drafts_as_the_package_recommends_unless_told_otherwise(text_package, capsys):
+    args = ["generate", "default", "She go to school every days.", "--json"]
+    assert main(args) == 0  # --draft auto: the default model recommends input drafting
+    auto = json.loads(capsys.readouterr().out)
+    assert auto["stats"]["speculation"]["verify_passes"] >= 1
+    assert main(args + ["--draft", "none"]) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert plain["stats"]["speculation"] is None and plain["token_ids"] == auto["token_ids"]
+    assert main(args + ["--num-beams", "2"]) == 0  # auto drafts for greedy search only
+    assert json.loads(capsys.readouterr().out)["stats"]["speculation"] is None
+    assert main(["generate", str(text_package), "hello", "--json"]) == 0  # recommends none
+    assert json.loads(capsys.readouterr().out)["stats"]["speculation"] is None
 
 
 def test_cli_layer_drafting_with_a_skip_set_equals_plain(text_package, capsys):
