@@ -491,3 +491,28 @@ def _bare_package(tiny_checkpoint, tmp_path):
     from edgeseq.export import export_checkpoint
     export_checkpoint(tiny_checkpoint("t5"), tmp_path / "bare", quant="fp32", validate=False)
     return tmp_path / "bare"
+
+
+def test_a_drafter_that_cannot_be_weakly_referenced_still_drafts_exactly(engines):
+    engine = engines["t5", "int8"]
+    eos = engine.manifest.special.eos
+
+    class Slotted:
+        __slots__ = ("tokens",)
+
+        def __init__(self, tokens):
+            self.tokens = tokens
+
+        def propose(self, ctx):
+            done = len(ctx.output[0]) - 1
+            return Draft(np.array([self.tokens[done:done + ctx.limit]], np.int64))
+
+        def update(self, drafted, accepted):
+            pass
+
+    plain = engine.generate(SOURCES[0], max_new_tokens=14)
+    drafter = Slotted(plain.token_ids + [eos] * 20)
+    for _ in range(2):  # its figures are not kept between calls; each call still drafts
+        fast = engine.generate(SOURCES[0], max_new_tokens=14, draft=drafter, max_draft=8)
+        assert fast.token_ids == plain.token_ids
+        assert fast.stats.speculation["accepted"] >= 1
