@@ -44,14 +44,16 @@ class DraftFigures:
         draft = opts.draft
         if isinstance(draft, str):
             return draft, opts.max_draft, opts.exit_layer, opts.draft_skip, batch
-        seen = self._objects.get(id(draft))
+        object_id = id(draft)
+        seen = self._objects.get(object_id)
         if seen is None or seen() is not draft:  # new here, or a freed object's id
             try:
-                self._objects[id(draft)] = weakref.ref(draft, lambda _, i=id(draft): self._freed.append(i))
+                self._objects[object_id] = weakref.ref(
+                    draft, lambda _, freed=object_id: self._freed.append(freed))
             except TypeError:
                 return None
-            self._forget(id(draft))
-        kind = ("model" if is_engine(draft) else "drafter", id(draft))
+            self._forget(object_id)
+        kind = ("model" if is_engine(draft) else "drafter", object_id)
         return kind, opts.max_draft, opts.exit_layer, opts.draft_skip, batch
 
     def _forget(self, object_id: int) -> None:
