@@ -516,3 +516,14 @@ def test_a_drafter_that_cannot_be_weakly_referenced_still_drafts_exactly(engines
         fast = engine.generate(SOURCES[0], max_new_tokens=14, draft=drafter, max_draft=8)
         assert fast.token_ids == plain.token_ids
         assert fast.stats.speculation["accepted"] >= 1
+
+
+def test_the_figures_of_freed_drafter_objects_are_dropped(engines):
+    import gc
+    engine = engines["bart", "int8"]
+    plain = engine.generate(SOURCES[1], max_new_tokens=8)
+    for _ in range(20):  # a new drafter object per call, as a server handling requests might
+        engine.generate(SOURCES[1], max_new_tokens=8, draft=_Scripted([plain.token_ids]))
+        gc.collect()
+    kept = [key for key in engine._figures._kept if isinstance(key[1][0], tuple)]
+    assert len(kept) <= 2  # the last drafter's controller (and nothing of the freed ones)
