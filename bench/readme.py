@@ -1,10 +1,11 @@
-"""The README's result tables, generated from the JSON that the benchmarks wrote, so no
-figure in the README is typed by hand.
+"""The result tables of the README and docs/results.md, generated from the JSON that the
+benchmarks wrote, so no figure in them is typed by hand.
 
-    python -m bench.readme [--results docs/results] [--readme README.md] [--check]
+    python -m bench.readme [--results docs/results] [--docs README.md docs/results.md] [--check]
 
-Each table sits between `<!-- bench:NAME -->` and `<!-- /bench:NAME -->` in the README;
-this rewrites what is between them (--check: exit 1 if the README is out of date)."""
+Each table sits between `<!-- bench:NAME -->` and `<!-- /bench:NAME -->` in a page (the
+README shows the headline ones, docs/results.md all); this rewrites what is between them
+(--check: exit 1 if a page is out of date)."""
 from __future__ import annotations
 
 import argparse
@@ -13,6 +14,7 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+PAGES = (ROOT / "README.md", ROOT / "docs" / "results.md")
 DECODE_ENGINES = ("edgeseq int8", "edgeseq int8 (shared pool, as the CLI)", "Optimum ORT dynamic int8",
                   "Optimum ORT fp32", "CTranslate2 int8")
 WHISPER_ENGINES = {"edgeseq-int8": "edgeseq int8", "faster-whisper-int8": "faster-whisper int8",
@@ -229,16 +231,23 @@ def update(readme: str, sections: dict[str, str]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--results", type=Path, default=ROOT / "docs" / "results")
-    ap.add_argument("--readme", type=Path, default=ROOT / "README.md")
-    ap.add_argument("--check", action="store_true", help="only report whether the README is up to date")
+    ap.add_argument("--docs", type=Path, nargs="+", default=list(PAGES))
+    ap.add_argument("--check", action="store_true", help="only report whether the pages are up to date")
     a = ap.parse_args(argv)
-    before = a.readme.read_text()
-    after = update(before, render(a.results))
+    sections = render(a.results)
+    stale = []
+    for page in a.docs:
+        before = page.read_text()
+        after = update(before, sections)
+        if after != before:
+            stale.append(page)
+            if not a.check:
+                page.write_text(after)
+                print(f"updated {page}")
     if a.check:
-        print("README tables are up to date" if after == before else "README tables are out of date")
-        return 0 if after == before else 1
-    a.readme.write_text(after)
-    print(f"updated {a.readme}")
+        print("README tables are up to date" if not stale else
+              "out of date: " + ", ".join(str(p) for p in stale))
+        return 1 if stale else 0
     return 0
 
 
