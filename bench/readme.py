@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
                 page.write_text(after)
                 print(f"updated {page}")
     if a.check:
-        print("README tables are up to date" if not stale else
+        print("result tables are up to date" if not stale else
               "out of date: " + ", ".join(str(p) for p in stale))
         return 1 if stale else 0
     return 0

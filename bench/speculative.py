@@ -91,7 +91,7 @@ class OracleDrafter:
     caller's drafter: every draft is accepted, so what remains is the encoder, verify
     passes over the whole output and the bookkeeping: the ceiling of drafting here.
     Where a verify pass chose differently from the plain run (an int8 near-tie, see the
-    README's exactness caveat) the output has left the known one, and it proposes
+    exactness caveat in docs/design.md) the output has left the known one, and it proposes
     nothing more: one such sentence that ran to max_new_tokens once cost 94 rejected
     verify passes."""
 
