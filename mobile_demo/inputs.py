@@ -6,6 +6,7 @@ import enum
 from dataclasses import dataclass, fields, replace
 from typing import Any, Mapping
 
+from edgeseq.runtime.options import AUTO_DRAFT, resolve_auto_draft
 from .errors import DemoRequestError
 
 MB = 1 << 20
@@ -75,8 +76,10 @@ class Settings:
         Free generation streams."""
         if self.drafter != Drafter.AUTO:
             return self
-        copying = task == Task.FIX and self.decoding == Decoding.GREEDY and self.skip is None
-        return replace(self, drafter=Drafter.INPUT if copying else None)
+        options = {**replace(self, drafter=None).generation_options(), "draft": AUTO_DRAFT}
+        # the engine's rule for "auto" (greedy search, every layer), with the task's drafter
+        wanted = resolve_auto_draft(options, Drafter.INPUT.value if task == Task.FIX else None)
+        return replace(self, drafter=wanted["draft"] and Drafter(wanted["draft"]))
 
     @property
     def streams(self) -> bool:
