@@ -10,8 +10,8 @@ from edgeseq.errors import OptionsError
 from edgeseq.runtime.draft_control import DraftController
 from edgeseq.runtime.drafters import Draft
 from edgeseq.runtime.speculative import SpecStats, speculative
+from scripted_drafter import SOURCES, ScriptedDrafter
 
-SOURCES = [[5, 9, 13, 22, 40, 7, 2], [30, 31, 8, 2], [11, 60, 61, 62, 63, 64, 65, 66, 67, 2]]
 CASES = [(f, q) for f in ("t5", "bart", "marian") for q in ("fp32", "int8")]
 
 
@@ -73,25 +73,6 @@ def test_bad_skip_sets_are_named(engines):
         engine.generate([5, 6], draft="layers", draft_skip=(layers,))
 
 
-class _Scripted:
-    """A drafter that proposes a scripted continuation of the output."""
-
-    def __init__(self, script, wrong=False):
-        self.script, self.wrong = script, wrong
-
-    def propose(self, ctx):
-        done = len(ctx.output[0]) - 1
-        rows = []
-        for script in self.script:
-            tokens = list(script[done:done + ctx.limit + 3])  # overshoots: the loop trims
-            rows.append([(t + 1) % 96 for t in tokens] if self.wrong else tokens)
-        width = max(len(r) for r in rows)
-        return Draft(np.array([r + [-1] * (width - len(r)) for r in rows], np.int64))
-
-    def update(self, drafted, accepted):
-        pass
-
-
 def _run(engine, rows, drafter, max_new, min_new=0):
     opts = dict(max_new_tokens=max_new, min_new_tokens=min_new)
     from edgeseq.runtime.options import GenerationOptions
@@ -111,12 +92,12 @@ def test_always_right_always_wrong_eos_inside_and_max_length_inside_a_draft(case
     eos, pad = engine.manifest.special.eos, engine.manifest.special.pad
     plain = [engine.generate(s, max_new_tokens=12).token_ids for s in SOURCES]
     script = [p + [eos] * 20 for p in plain]  # runs past EOS and past max length
-    right, stats = _run(engine, SOURCES, _Scripted(script), 12)
+    right, stats = _run(engine, SOURCES, ScriptedDrafter(script), 12)
     for row, expected in zip(right, plain):
         tokens = row.tolist()
         assert tokens[:len(expected)] == expected and set(tokens[len(expected):]) <= {pad}
     assert stats.acceptance_rate > 0.5 and stats.verify_passes < 12
-    wrong, stats = _run(engine, SOURCES, _Scripted(script, wrong=True), 12)
+    wrong, stats = _run(engine, SOURCES, ScriptedDrafter(script, wrong=True), 12)
     assert wrong.tolist() == right.tolist() and stats.accepted == 0
 
 
@@ -126,8 +107,8 @@ def test_a_callers_own_drafter_plugs_into_generate_and_stays_exact(engines):
     for ids in SOURCES:
         plain = engine.generate(ids, max_new_tokens=14)
         script = [plain.token_ids + [eos] * 20]
-        right = engine.generate(ids, max_new_tokens=14, draft=_Scripted(script), max_draft=8)
-        wrong = engine.generate(ids, max_new_tokens=14, draft=_Scripted(script, wrong=True),
+        right = engine.generate(ids, max_new_tokens=14, draft=ScriptedDrafter(script), max_draft=8)
+        wrong = engine.generate(ids, max_new_tokens=14, draft=ScriptedDrafter(script, wrong=True),
                                 max_draft=8)
         assert right.token_ids == wrong.token_ids == plain.token_ids
         assert right.stats.speculation["acceptance_rate"] > 0.5
@@ -140,7 +121,7 @@ def test_nothing_after_the_end_counts_as_output_drafted_or_accepted(draft, engin
     eos = engine.manifest.special.eos
     for ids in SOURCES:
         plain = engine.generate(ids, max_new_tokens=14)
-        drafter = {"script": _Scripted([plain.token_ids + [eos] * 20]),  # runs on past EOS
+        drafter = {"script": ScriptedDrafter([plain.token_ids + [eos] * 20]),  # runs on past EOS
                    "self-model": engine, "input": "input"}[draft]
         fast = engine.generate(ids, max_new_tokens=14, draft=drafter, max_draft=8)
         spec, length = fast.stats.speculation, len(plain.token_ids)
@@ -156,7 +137,7 @@ def test_nothing_after_the_end_counts_as_output_drafted_or_accepted(draft, engin
             assert spec["emitted"] in (spec["accepted"] + passes, spec["accepted"] + passes - 1)
 
 
-class _TailReader(_Scripted):
+class _TailReader(ScriptedDrafter):
     """A scripted drafter (always wrong) that asks for the target's choices past a miss."""
     wants_tail = True
 
@@ -242,44 +223,6 @@ def test_speculating_row_by_row_equals_lockstep_and_each_row_keeps_its_own_figur
     assert passes == [engine.generate(s, **kw).stats.speculation["verify_passes"] for s in SOURCES]
     with pytest.raises(OptionsError, match="speculate_rows applies with draft="):
         engine.generate(SOURCES, speculate_rows=False)
-
-
-def test_a_batch_learns_its_drafting_figures_apart_from_single_inputs(engines):
-    """A batch's pass costs more and accepts only its rows' shortest run: mixed into one
-    controller, those figures would misplan single-input calls."""
-    engine = engines["marian", "fp32"]
-    engine.generate(SOURCES, draft="input", max_new_tokens=8, speculate_rows=False)
-    engine.generate(SOURCES[0], draft="input", max_new_tokens=8)
-    opts = engine._options({"draft": "input", "max_new_tokens": 8})
-    single, batch = engine._controller(opts, 1), engine._controller(opts, len(SOURCES))
-    assert single is not batch and single.timed and batch.timed
-
-
-def test_a_drafter_objects_figures_stay_its_own_after_another_at_its_address_is_freed(engines):
-    """Figures are kept per drafter object; a new object that Python places where a freed
-    one was (the same id()) starts fresh instead of inheriting them."""
-    engine = engines["t5", "int8"]
-    eos = engine.manifest.special.eos
-    plain = engine.generate(SOURCES[0], max_new_tokens=14)
-    script = [plain.token_ids + [eos] * 20]
-    made: list[int] = []
-
-    class Logged(_Scripted):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            made.append(id(self))
-
-    wrong: set[int] = set()
-    for _ in range(50):  # temporaries, as a caller might pass them, until an id comes back
-        for _ in range(4):  # always wrong: its figures say drafting does not pay
-            engine.generate(SOURCES[0], max_new_tokens=14, draft=Logged(script, wrong=True),
-                            max_draft=8)
-            wrong.add(made[-1])
-        fast = engine.generate(SOURCES[0], max_new_tokens=14, draft=Logged(script), max_draft=8)
-        if made[-1] in wrong:  # placed where an always-wrong drafter was
-            assert fast.stats.speculation["acceptance_rate"] == 1.0
-            return
-    pytest.skip("no new drafter object took a freed one's id in this interpreter")
 
 
 def _decode_chunks(schedule, speed: dict[bool, float], chunks: int) -> list[bool]:
@@ -431,15 +374,6 @@ def test_greedy_speculation_keeps_the_no_repeat_rule_exact(draft, engines):
     assert [r.token_ids for r in batch] == [r.token_ids for r in engine.generate(SOURCES, **kw)]
 
 
-def test_layer_drafting_remembers_exits_across_calls_through_its_controller(engines):
-    from edgeseq.runtime.options import GenerationOptions
-    engine = engines[("t5", "int8")]
-    engine.generate(SOURCES[0], max_new_tokens=12, draft="layers", max_draft=3)
-    ways = engine._controller(GenerationOptions(draft="layers", max_draft=3)).ways
-    # acceptance and step times per exit outlive the call
-    assert ways and any(w.reached.sum() > 0 and w.step_s is not None for w in ways.values())
-
-
 def test_a_draft_engine_with_its_own_spinning_pool_is_warned_about(tiny_package):
     package = str(tiny_package("t5", "int8")[0])
     target, drafter = (edgeseq.load(package, threads=2) for _ in range(2))
@@ -450,80 +384,3 @@ def test_a_draft_engine_with_its_own_spinning_pool_is_warned_about(tiny_package)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         quiet[0].generate(SOURCES[0], max_new_tokens=4, draft=quiet[1])
-
-
-
-
-def test_a_package_recommends_a_drafter_that_auto_uses_only_for_greedy_search(tiny_checkpoint,
-                                                                               tmp_path):
-    import shutil
-    from transformers import GenerationConfig
-    from edgeseq.errors import UnsupportedModelError
-    from edgeseq.export import export_checkpoint
-    src = tmp_path / "ck"
-    shutil.copytree(tiny_checkpoint("t5"), src)
-    config = GenerationConfig.from_pretrained(src)
-    config.draft = "input"
-    config.save_pretrained(src)
-    export_checkpoint(src, tmp_path / "pkg", quant="fp32", validate=False)
-    engine = edgeseq.load(str(tmp_path / "pkg"), threads=1)
-    assert engine.manifest.generation["draft"] == "input"
-    kw = dict(max_new_tokens=12)
-    for ids in SOURCES:
-        plain = engine.generate(ids, **kw)
-        auto = engine.generate(ids, draft="auto", **kw)
-        assert auto.token_ids == plain.token_ids and auto.stats.speculation["verify_passes"] >= 1
-        assert plain.stats.speculation is None  # draft=None stays plain decoding
-    # where drafting could change the output or does not apply, "auto" means none
-    for other in (dict(num_beams=2), dict(do_sample=True, seed=0), dict(exit_after=1)):
-        assert engine.generate(SOURCES[0], draft="auto", **kw, **other).stats.speculation is None
-    # a package that recommends none decodes plainly under "auto"
-    bare = edgeseq.load(str(_bare_package(tiny_checkpoint, tmp_path)), threads=1)
-    assert bare.generate(SOURCES[0], draft="auto", **kw).stats.speculation is None
-
-    config.draft = "guess"
-    config.save_pretrained(src)
-    with pytest.raises(UnsupportedModelError, match="draft must be one of"):
-        export_checkpoint(src, tmp_path / "bad", quant="fp32", validate=False)
-
-
-def _bare_package(tiny_checkpoint, tmp_path):
-    from edgeseq.export import export_checkpoint
-    export_checkpoint(tiny_checkpoint("t5"), tmp_path / "bare", quant="fp32", validate=False)
-    return tmp_path / "bare"
-
-
-def test_a_drafter_that_cannot_be_weakly_referenced_still_drafts_exactly(engines):
-    engine = engines["t5", "int8"]
-    eos = engine.manifest.special.eos
-
-    class Slotted:
-        __slots__ = ("tokens",)
-
-        def __init__(self, tokens):
-            self.tokens = tokens
-
-        def propose(self, ctx):
-            done = len(ctx.output[0]) - 1
-            return Draft(np.array([self.tokens[done:done + ctx.limit]], np.int64))
-
-        def update(self, drafted, accepted):
-            pass
-
-    plain = engine.generate(SOURCES[0], max_new_tokens=14)
-    drafter = Slotted(plain.token_ids + [eos] * 20)
-    for _ in range(2):  # its figures are not kept between calls; each call still drafts
-        fast = engine.generate(SOURCES[0], max_new_tokens=14, draft=drafter, max_draft=8)
-        assert fast.token_ids == plain.token_ids
-        assert fast.stats.speculation["accepted"] >= 1
-
-
-def test_the_figures_of_freed_drafter_objects_are_dropped(engines):
-    import gc
-    engine = engines["bart", "int8"]
-    plain = engine.generate(SOURCES[1], max_new_tokens=8)
-    for _ in range(20):  # a new drafter object per call, as a server handling requests might
-        engine.generate(SOURCES[1], max_new_tokens=8, draft=_Scripted([plain.token_ids]))
-        gc.collect()
-    kept = [key for key in engine._figures._kept if isinstance(key[1][0], tuple)]
-    assert len(kept) <= 2  # the last drafter's controller (and nothing of the freed ones)
