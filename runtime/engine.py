@@ -23,7 +23,7 @@ from .draft_control import DraftController
 from .draft_figures import DraftFigures
 from .drafters import NgramDrafter
 from .providers import SessionConfig
-from .rerank import PassScores, prefer_source
+from .rerank import PassScores, prefer_source, held_logit_bytes
 from .search import DecodeSession, beam_search, greedy, sample, token_chooser
 from .source_align import SourceAligner
 from .spec_setup import make_drafter
@@ -315,7 +315,9 @@ class Engine:
     def _generate_steps(self, rows, opts, started) -> list[GenerationResult]:
         session = self._session(rows, 1, opts)
         if self._reranks(opts) and opts.draft is not None:  # greedy: sampling never reranks
-            session.scores = PassScores(len(rows), source_drafted=opts.draft == "input")
+            session.scores = PassScores(len(rows), source_drafted=opts.draft == "input",
+                                        held_bytes=held_logit_bytes(rows, self.arch.vocab_size,
+                                                                      opts.max_draft))
         chunks, first = [], None
         for tokens in self._token_steps(rows, opts, session):
             chunks.append(tokens)

@@ -27,6 +27,13 @@ ALLOCATOR_OVERHEAD = 1.6
 WEIGHT_RESIDENCY = {"fp32": 1.15, "fp16": 2.3, "int8": 1.35, "int4": 1.5}
 
 
+def held_logit_positions(source_length: int, draft: int) -> int:
+    """Positions of logits a drafting call with rerank_source holds unscored per row
+    (runtime/rerank.py PassScores): its scoring pass's (source and output, as long as the
+    source) and one verify pass's."""
+    return 2 * source_length + draft + 1
+
+
 @dataclass(frozen=True)
 class Request:
     batch: int = 1
@@ -47,7 +54,7 @@ class MemoryEstimate:
     decoder_activations: int
     logits: int
     draft: int
-    rerank: int = 0  # rerank_source's pass (runtime/rerank.py), on top of the generation's cache
+    rerank: int = 0  # rerank_source's pass and held logits (runtime/rerank.py), on top of the generation's
 
     @property
     def total(self) -> int:
@@ -83,6 +90,8 @@ def estimate(arch: ArchSpec, weight_bytes: int, r: Request) -> MemoryEstimate:
         scored = 2 * rows * min(s, r.max_new_tokens)
         rerank = max(0, scored * arch.vocab_size * F32 * 2 - logits) + cross * 2 + \
             2 * scored * arch.decoder_layers * 2 * arch.num_heads * arch.head_dim * F32
+        if r.draft:  # a drafting call's own passes score both, their logits held meanwhile
+            rerank += rows * held_logit_positions(s, r.draft) * arch.vocab_size * F32
     grow = lambda n: int(n * ALLOCATOR_OVERHEAD)  # noqa: E731
     return MemoryEstimate(weights=weight_bytes, runtime=RUNTIME_ALLOWANCE,
                           encoder_activations=grow(encoder), cross_kv=grow(cross),

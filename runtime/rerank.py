@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .logits import log_normaliser
+from .memory import held_logit_positions
 from .search import DecodeSession
 
 
@@ -34,17 +35,26 @@ def log_probs_at(logits: np.ndarray, tokens: np.ndarray,
 @dataclass
 class PassScores:
     """Log-probabilities of a generation's own tokens, from the passes that chose them,
-    and of each row's source when one pass verified it whole (None: not seen)."""
+    and of each row's source when one pass verified it whole (None: not seen).
+
+    The passes' logits are held unscored while they fit in `held_bytes` and scored only
+    when a score is asked for: an output equal to its source needs none (prefer_source
+    skips it), and on JFLEG dev most outputs are, so most calls never pay for the
+    log-normalisers (exp over the vocabulary at every position)."""
     rows: int
     source_drafted: bool = False   # the first pass drafts each row's source (input drafting)
+    held_bytes: int = 0            # logits kept unscored up to this size (held_logit_bytes)
     output_sum: np.ndarray = field(init=False)
     output_count: np.ndarray = field(init=False)
     source: list[float | None] = field(init=False)
+    _held: list = field(init=False)  # (logits, emitted, live, scored rows, sources) per pass
+    _holding: int = field(init=False)
 
     def __post_init__(self) -> None:
         self.output_sum = np.zeros(self.rows)
         self.output_count = np.zeros(self.rows, int)
         self.source = [None] * self.rows
+        self._held, self._holding = [], 0
 
     def wants_sources(self, generated: int) -> bool:
         """Whether the pass after `generated` tokens is the one that drafts the sources."""
@@ -54,25 +64,45 @@ class PassScores:
                  drafts: np.ndarray | None = None, sources: list[list[int]] | None = None) -> None:
         """logits [B, n, V] of a pass, the tokens it emitted [B, m], which of them count (a
         finished row's pads do not); with `drafts` and `sources`, the first pass: the
-        rows whose drafts were their whole source get that source's score too. One
-        normaliser per position serves both."""
+        rows whose drafts were their whole source get that source's score too. The
+        arrays must not change afterwards (they may be scored later)."""
         scored = [r for r, src in enumerate(sources or ())
                   if drafts.shape[1] >= len(src) and drafts[r, :len(src)].tolist() == src]
-        width = max([emitted.shape[1]] + [len(sources[r]) for r in scored])
-        normaliser = log_normaliser(logits[:, :width])
-        picked = log_probs_at(logits[:, :emitted.shape[1]], emitted, normaliser[:, :emitted.shape[1]])
-        self.output_sum += np.where(live, picked, 0.0).sum(axis=1)
-        self.output_count += live.sum(axis=1)
-        for r in scored:
-            n = len(sources[r])
-            self.source[r] = float(log_probs_at(logits[r, :n], np.array(sources[r]),
-                                                normaliser[r, :n]).mean())
+        self._held.append((logits, emitted, live, scored, sources))
+        self._holding += logits.nbytes
+        if self._holding > self.held_bytes:
+            self._score_held()
+
+    def _score_held(self) -> None:
+        """Score the held passes. One normaliser per position serves the output's and the
+        source's scores."""
+        for logits, emitted, live, scored, sources in self._held:
+            width = max([emitted.shape[1]] + [len(sources[r]) for r in scored])
+            normaliser = log_normaliser(logits[:, :width])
+            picked = log_probs_at(logits[:, :emitted.shape[1]], emitted,
+                                  normaliser[:, :emitted.shape[1]])
+            self.output_sum += np.where(live, picked, 0.0).sum(axis=1)
+            self.output_count += live.sum(axis=1)
+            for r in scored:
+                n = len(sources[r])
+                self.source[r] = float(log_probs_at(logits[r, :n], np.array(sources[r]),
+                                                    normaliser[r, :n]).mean())
+        self._held, self._holding = [], 0
 
     def known(self, row: int) -> tuple[float, float] | None:
         """(source, output) mean log-probabilities of `row`, when both were seen."""
+        self._score_held()
         if self.source[row] is None or not self.output_count[row]:
             return None
         return self.source[row], float(self.output_sum[row] / self.output_count[row])
+
+
+def held_logit_bytes(rows: list[list[int]], vocab_size: int, max_draft: int) -> int:
+    """What PassScores may hold unscored: the logits of the scoring pass that a
+    generation's own scores replace and of one verify pass, as the memory model counts
+    them (runtime/memory.py)."""
+    positions = held_logit_positions(max(map(len, rows)), max_draft)
+    return len(rows) * positions * vocab_size * np.dtype(np.float32).itemsize
 
 
 def mean_log_probs(session: DecodeSession, start: int, targets: list[list[int]],

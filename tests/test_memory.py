@@ -81,3 +81,12 @@ def test_the_rerank_pass_is_budgeted_when_it_runs(engine_arch):
     reranked = estimate(arch, weights, Request(1, 60, 60, 0, rerank_source=True))
     assert plain.rerank == 0 and reranked.rerank > 0
     assert reranked.total - plain.total == reranked.rerank
+
+
+def test_a_drafting_rerank_budgets_the_logits_its_scores_hold(engine_arch):
+    from edgeseq.runtime.rerank import held_logit_bytes
+    arch, weights = engine_arch
+    plain = estimate(arch, weights, Request(1, 60, 60, 0, rerank_source=True))
+    drafting = estimate(arch, weights, Request(1, 60, 60, 16, rerank_source=True))
+    held = held_logit_bytes([[5] * 60], arch.vocab_size, max_draft=16)
+    assert drafting.rerank >= plain.rerank + held

@@ -180,3 +180,31 @@ def test_the_cli_flag_turns_reranking_on_and_off(capsys):
     assert kept["source_kept"] and kept["text"] == text
     assert main(["generate", "default", text, "--no-rerank-source", "--copy-bias", "0"]) == 0
     assert capsys.readouterr().out.strip() != text
+
+
+def test_scores_are_computed_only_when_an_output_differs_from_its_source(grammar, monkeypatch):
+    from edgeseq.runtime import rerank
+    normalised = []
+    real = rerank.log_normaliser
+    monkeypatch.setattr(rerank, "log_normaliser", lambda x: normalised.append(x.shape) or real(x))
+    unchanged = "She likes apples."
+    result = grammar.generate(unchanged, rerank_source=True, draft="input")
+    assert result.text == unchanged and normalised == []
+    edited = grammar.generate("She don't like apples.", rerank_source=True, draft="input")
+    assert edited.token_ids != grammar.codec.encode("She don't like apples.") and normalised
+
+
+def test_held_logits_are_scored_once_they_outgrow_their_allowance():
+    from edgeseq.runtime.rerank import PassScores
+    logits = np.random.default_rng(0).normal(size=(1, 4, 10)).astype(np.float32)
+    emitted, live = np.array([[3, 4, 5, 6]]), np.ones((1, 4), bool)
+    held = PassScores(1, held_bytes=2 * logits.nbytes)
+    held.add_pass(logits, emitted, live)
+    held.add_pass(logits, emitted, live)
+    assert held._held and held.output_count[0] == 0  # within the allowance: unscored
+    held.add_pass(logits, emitted, live)
+    assert not held._held and held.output_count[0] == 12  # past it: all three scored
+    at_once = PassScores(1)
+    for _ in range(3):
+        at_once.add_pass(logits, emitted, live)
+    np.testing.assert_allclose(held.output_sum, at_once.output_sum)
