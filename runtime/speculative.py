@@ -192,14 +192,7 @@ def speculative(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int
                 else:  # all drafts accepted, or cut short by the batch: a fresh target sample
                     emit[r, n] = rng.choice(probs.shape[-1], p=probs[r, n])
         s.cache.truncate(base + 1 + n)  # keep pending + accepted drafts; the rest rolls back
-        # finished rows emit pad; EOS finishes a row: every position after a row's first EOS
-        is_eos = emit == rules.eos
-        finished = done[:, None] | ((np.cumsum(is_eos, axis=1) - is_eos) > 0)
-        emit[finished] = pad
-        done |= is_eos.any(axis=1)
-        if done.all():  # the output ends at the last row's EOS (an accepted draft, maybe)
-            width = int((~finished).sum(axis=1).max())
-            emit, finished = emit[:, :width], finished[:, :width]
+        emit, finished = _finish(emit, done, rules.eos, pad)
         stats.drafted += k
         stats.accepted += n
         stats.verify_passes += 1
@@ -219,6 +212,27 @@ def speculative(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int
                         plan.situation)
         yield emit
     control.note_call(generated)
+
+
+def _finish(emit: np.ndarray, done: np.ndarray, eos: int, pad: int) -> tuple[np.ndarray, np.ndarray]:
+    """A verify pass's tokens [B, m] once EOS finishes rows (`done` updated): finished
+    rows emit pad at every position after their first EOS, and once every row is done the
+    output ends at the last row's EOS (an accepted draft, maybe). Also returns which
+    positions are finished."""
+    if len(done) == 1:  # one unfinished row (the loop runs while one is): no pads
+        tokens = emit[0].tolist()
+        if eos in tokens:
+            done[0] = True
+            emit = emit[:, :tokens.index(eos) + 1]
+        return emit, np.zeros(emit.shape, bool)
+    is_eos = emit == eos
+    finished = done[:, None] | ((np.cumsum(is_eos, axis=1) - is_eos) > 0)
+    emit[finished] = pad
+    done |= is_eos.any(axis=1)
+    if done.all():
+        width = int((~finished).sum(axis=1).max())
+        emit, finished = emit[:, :width], finished[:, :width]
+    return emit, finished
 
 
 def plain_while_off(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int,
