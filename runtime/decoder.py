@@ -63,7 +63,7 @@ class LayerPlan:
 class EncoderState:
     cross: list[np.ndarray]  # per decoder layer: keys, values [B, H, S, head_dim]
     bias: np.ndarray         # [B, 1, 1, S] additive padding bias
-    feeds: dict | None = None  # the decoder inputs these make, built once per generation
+    feeds: dict | None = None  # the decoder's inputs, built on the first pass, updated per pass
 
     @property
     def batch(self) -> int:
@@ -127,22 +127,18 @@ class Seq2SeqRunner:
         of layers that ran or were filled are written: a continuation pass keeps what an
         earlier pass wrote for the layers below it."""
         plan = plan or self.full_plan
-        if state.feeds is None:
-            state.feeds = {names.DEC_ENCODER_BIAS: state.bias}
+        feeds = state.feeds
+        if feeds is None:  # the inputs every pass shares; the rest are replaced per pass
+            feeds = state.feeds = {names.DEC_ENCODER_BIAS: state.bias}
             for i, (k, v) in enumerate(self._cross_names):
-                state.feeds[k], state.feeds[v] = state.cross[2 * i], state.cross[2 * i + 1]
-        run, fill = plan.feeds
-        feeds = {**state.feeds,
-                 names.DEC_INPUT_IDS: tokens,
-                 names.DEC_PAST_LENGTH: np.array(cache.length, np.int64),
-                 names.DEC_LAYER_RUN: run,
-                 names.DEC_LAYER_FILL: fill,
-                 names.DEC_HIDDEN_IN: self._no_hidden if hidden is None else hidden,
-                 names.DEC_USE_HIDDEN: self._use_hidden[hidden is not None]}
+                feeds[k], feeds[v] = state.cross[2 * i], state.cross[2 * i + 1]
+        feeds[names.DEC_LAYER_RUN], feeds[names.DEC_LAYER_FILL] = plan.feeds
+        feeds[names.DEC_INPUT_IDS] = tokens
+        feeds[names.DEC_PAST_LENGTH] = np.array(cache.length, np.int64)
+        feeds[names.DEC_HIDDEN_IN] = self._no_hidden if hidden is None else hidden
+        feeds[names.DEC_USE_HIDDEN] = self._use_hidden[hidden is not None]
         past = cache.past_contiguous()
         feeds.update(zip(self._past_flat_names, past.reshape(past.shape[0] * 2, *past.shape[2:])))
         outs = self.decoder.run(self._dec_outputs, feeds)
-        for i in plan.written:
-            cache.append(i, outs[2 + 2 * i], outs[3 + 2 * i])
-        cache.advance(tokens.shape[1])
+        cache.write(plan.written, outs, first=2)
         return outs[0], outs[1]

@@ -1,5 +1,5 @@
 """The decoder's self-attention cache: preallocated once for the maximum length, written
-at a cursor. Rejected draft tokens are rolled back by moving the cursor (`truncate`);
+at a cursor (`write`). Rejected draft tokens are rolled back by moving the cursor (`truncate`);
 nothing is reallocated per step.
 
 onnxruntime reads only contiguous inputs, and the cached prefix [batch, heads, :length]
@@ -46,16 +46,18 @@ class KVCache:
         np.copyto(staged, self.buffer[:, :, :, :, :self.length])
         return staged
 
-    def append(self, layer: int, keys: np.ndarray, values: np.ndarray) -> None:
-        """Write this step's K/V for `layer` after the cursor; `advance` moves the cursor."""
-        n = keys.shape[2]
-        if self.length + n > self.capacity:
-            raise IndexError(f"KV cache full: {self.length} + {n} > {self.capacity}")
-        self.buffer[layer, 0, :, :, self.length:self.length + n] = keys
-        self.buffer[layer, 1, :, :, self.length:self.length + n] = values
-
-    def advance(self, n: int) -> None:
-        self.length += n
+    def write(self, layers: tuple[int, ...], present: list[np.ndarray], first: int = 0) -> None:
+        """A pass's K/V for `layers` after the cursor, and advance the cursor: layer i's
+        keys are present[first + 2i], its values the next ([batch, heads, n, head_dim])."""
+        n = present[first].shape[2]
+        begin, end = self.length, self.length + n
+        if end > self.capacity:
+            raise IndexError(f"KV cache full: {begin} + {n} > {self.capacity}")
+        buffer = self.buffer
+        for i in layers:
+            buffer[i, 0, :, :, begin:end] = present[first + 2 * i]
+            buffer[i, 1, :, :, begin:end] = present[first + 2 * i + 1]
+        self.length = end
 
     def truncate(self, length: int) -> None:
         """Roll back to `length` cached positions (e.g. after rejected draft tokens)."""

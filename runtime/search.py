@@ -41,6 +41,9 @@ def finish_rows(tokens: np.ndarray, done: np.ndarray, eos: int, pad: int) -> np.
 
 
 def greedy(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int) -> Iterator[np.ndarray]:
+    if len(start) == 1:
+        yield from _greedy_one(s, start, rules)
+        return
     done = np.zeros(len(start), bool)
     last = start[:, None]
     history = NgramHistory.of(start, rules)
@@ -51,6 +54,22 @@ def greedy(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int) -> 
             history.add(last)
         yield last
         if done.all():
+            return
+
+
+def _greedy_one(s: DecodeSession, start: np.ndarray, rules: ScoreRules) -> Iterator[np.ndarray]:
+    """greedy() for one row: nothing to pad, the end is its EOS (the per-pass bookkeeping
+    is a tenth of a small model's pass)."""
+    last = start[:, None]
+    history = NgramHistory.of(start, rules)
+    eos = rules.eos
+    for generated in range(rules.max_new_tokens):
+        last = rules.choose(s.step(last)[:, -1], generated, history)[:, None]
+        token = int(last[0, 0])
+        if history is not None:
+            history.append(0, token)
+        yield last
+        if token == eos:
             return
 
 

@@ -12,9 +12,7 @@ def _filled(length: int) -> KVCache:
     cache = KVCache(layers=2, batch=2, heads=3, max_length=8, head_dim=4)
     rng = np.random.default_rng(0)
     for _ in range(length):
-        for layer in range(2):
-            cache.append(layer, rng.standard_normal((2, 3, 1, 4)), rng.standard_normal((2, 3, 1, 4)))
-        cache.advance(1)
+        cache.write((0, 1), [rng.standard_normal((2, 3, 1, 4)) for _ in range(4)])
     return cache
 
 
@@ -36,8 +34,7 @@ def test_rolling_back_then_writing_overwrites_the_rejected_positions():
     cache = _filled(5)
     cache.truncate(2)
     new = np.full((2, 3, 1, 4), 7.0)
-    cache.append(0, new, new)
-    cache.advance(1)
+    cache.write((0,), [new, new])
     keys = cache.past_contiguous()[0, 0]
     assert keys.shape[2] == 3 and (keys[:, :, 2] == 7.0).all()
 
@@ -45,4 +42,15 @@ def test_rolling_back_then_writing_overwrites_the_rejected_positions():
 def test_writing_past_the_capacity_is_an_error_not_a_silent_overflow():
     cache = _filled(8)
     with pytest.raises(IndexError, match="KV cache full"):
-        cache.append(0, np.zeros((2, 3, 1, 4)), np.zeros((2, 3, 1, 4)))
+        cache.write((0,), [np.zeros((2, 3, 1, 4))] * 2)
+    assert cache.length == 8  # nothing written, the cursor unmoved
+
+
+def test_a_pass_writes_only_the_layers_it_ran_and_moves_the_cursor_once():
+    cache = KVCache(layers=3, batch=1, heads=1, max_length=4, head_dim=2)
+    present = [np.full((1, 1, 2, 2), float(i)) for i in range(6)]  # k0 v0 k1 v1 k2 v2
+    cache.write((0, 2), present)
+    assert cache.length == 2
+    assert (cache.past(0)[0] == 0).all() and (cache.past(0)[1] == 1).all()
+    assert (cache.past(1)[0] == 0).all() and (cache.past(1)[1] == 0).all()  # not run: untouched
+    assert (cache.past(2)[0] == 4).all() and (cache.past(2)[1] == 5).all()
