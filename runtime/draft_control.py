@@ -47,6 +47,10 @@ class WayStats:
     rejected: np.ndarray
     step_s: float | None = None
     prior_step: float = 0.0
+    # reached.sum() and rejected.sum(), kept as they change (planning reads them every round)
+    reached_total: float = 0.0
+    rejected_total: float = 0.0
+    _adds: int = 0
 
     @classmethod
     def empty(cls, max_draft: int) -> "WayStats":
@@ -54,12 +58,21 @@ class WayStats:
 
     def add(self, drafted: int, accepted: int) -> None:
         """A verify pass of `drafted` drafts accepted the first `accepted` (older passes
-        decay)."""
+        decay; a count that decays below 1e-30 is dropped, as floats that small would slow
+        every later pass's arithmetic)."""
         self.reached *= DECAY
         self.rejected *= DECAY
-        self.reached[:min(accepted + 1, drafted)] += 1.0
+        reached = min(accepted + 1, drafted)
+        self.reached[:reached] += 1.0
+        self.reached_total = self.reached_total * DECAY + reached
+        self.rejected_total *= DECAY
         if accepted < drafted:
             self.rejected[accepted] += 1.0
+            self.rejected_total += 1.0
+        self._adds += 1
+        if self._adds % 256 == 0:
+            self.reached[self.reached < 1e-30] = 0.0
+            self.rejected[self.rejected < 1e-30] = 0.0
 
 
 @dataclass
@@ -137,8 +150,8 @@ class DraftController:
             return hazard
         if situation is None:
             s = self._seen(way)
-            pooled = (s.rejected.sum() + self.prior_weight * (1 - self.alpha)) / \
-                (s.reached.sum() + self.prior_weight)
+            pooled = (s.rejected_total + self.prior_weight * (1 - self.alpha)) / \
+                (s.reached_total + self.prior_weight)
             hazard = (s.rejected + PSEUDO_COUNT * pooled) / (s.reached + PSEUDO_COUNT)
         else:
             hazard = self.hazard(way)
@@ -165,10 +178,21 @@ class DraftController:
         """Seconds of a pass verifying k drafts of `way`, drafting included (k an int or
         an array). Untimed draft steps cost their prior; with adaptive=False the plan is
         never timed (reproducible sampling: a sampled draft's stream depends on its length)."""
+        return self.verify_cost(k) + self._step_s(way) * k
+
+    def _step_s(self, way: int) -> float:
         s = self._seen(way)
-        step = s.step_s if s.step_s is not None and self.adaptive else \
+        return s.step_s if s.step_s is not None and self.adaptive else \
             s.prior_step * (self._base_s or 1.0)
-        return self.verify_cost(k) + step * k
+
+    def _cost_curve(self, way: int) -> np.ndarray:
+        """cost(k, way) for k = 0 .. max_draft, as a line (three array operations: planning
+        computes it every round)."""
+        plain = self._plain_s
+        curve = self._lengths * (plain * self.beta + self._step_s(way))
+        curve += plain + self._round_extra_s
+        curve[0] = plain
+        return curve
 
     def verify_cost(self, k):
         """Seconds of a round that verifies k drafts, its bookkeeping included (1.0 for a
@@ -240,7 +264,7 @@ class DraftController:
         """Expected tokens per second of a verify round, by draft length 0 .. max_draft."""
         cost = self._derived.get(("cost", way))
         if cost is None:
-            cost = self._derived[("cost", way)] = self.cost(self._lengths, way)
+            cost = self._derived[("cost", way)] = self._cost_curve(way)
         return self.expected_tokens(way, situation) / cost
 
     def _replan(self) -> DraftPlan:
