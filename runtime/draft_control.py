@@ -29,6 +29,8 @@ DECAY = 0.95        # per verify pass: acceptance statistics of about the last 2
 PSEUDO_COUNT = 2.0  # weight of the pooled rate at a position (prior + shrinkage)
 ONLY_WAY = 0        # the way of drafters that have one (input, n-gram, a draft model)
 ON_GAIN = 1.08      # drafting switches on for a predicted gain over plain passes of 8% or more
+SETTLING_ROUNDS = 64  # rounds of drafts re-planned after each one, before REPLAN_EVERY applies
+REPLAN_EVERY = 4
 
 
 @dataclass(frozen=True)
@@ -376,8 +378,18 @@ class DraftController:
         self._add_point(drafted, verify_s)
         self._observed += 1
         if drafted or self._observed % 8 == 0 or self._base_s is None:
-            self._fit()  # refit (and re-plan) after drafts, and every 8 plain passes
-            self._best = None
+            self._fit()  # refit after drafts, and every 8 plain passes
+            if self._replan_due(drafted):
+                self._best = None
+
+    def _replan_due(self, drafted: int) -> bool:
+        """Whether the plan is redone after this round: always while the figures are young,
+        while drafting is off or after a probe, and then every REPLAN_EVERY rounds of drafts
+        (a round's evidence moves the decayed figures by a few percent, and planning costs
+        a fifth of a small model's verify round)."""
+        best = self._best
+        return (not drafted or best is None or best.length == 0 or self._probing
+                or self._rounds <= SETTLING_ROUNDS or self._rounds % REPLAN_EVERY == 0)
 
     def _add_point(self, k: int, seconds: float) -> None:
         """A round of k drafts (k = 0: a plain pass) took `seconds`: into the window and its

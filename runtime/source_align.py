@@ -39,5 +39,7 @@ class SourceAligner:
         for n in range(min(MAX_NGRAM, produced), 0, -1):
             ends = after.get(tuple(sequence[len(sequence) - n:]))
             if ends:
+                if len(ends) == 1:
+                    return src[ends[0]]
                 return src[min(ends, key=lambda end: abs(end - produced))]
         return None
