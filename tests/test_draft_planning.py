@@ -42,6 +42,33 @@ def test_a_fresh_controller_keeps_drafting_through_its_first_misses():
     assert control.plan().length >= 2
 
 
+def _lengths_through_a_collapse() -> list[int]:
+    """Draft lengths planned after 72 rounds of accepted drafts, once every draft starts
+    being wrong (a drafted token costing a pass)."""
+    control = DraftController(max_draft=8)
+    for _ in range(72):
+        k = control.plan().length
+        control.observe(k, k, verify_s=0.01 * (1 + 0.02 * k), draft_s=0.0)
+    lengths = []
+    for _ in range(80):
+        k = control.plan().length
+        lengths.append(k)
+        control.observe(k, 0, verify_s=0.01 * (1 + k), draft_s=0.0)
+    return lengths
+
+
+def test_settled_figures_are_re_planned_every_few_rounds_not_every_round(monkeypatch):
+    from edgeseq.runtime import draft_control
+    every = draft_control.REPLAN_EVERY
+    assert draft_control.SETTLING_ROUNDS < 72
+    cadenced = _lengths_through_a_collapse()
+    monkeypatch.setattr(draft_control, "REPLAN_EVERY", 1)
+    each_round = _lengths_through_a_collapse()
+    first_change = lambda ls: next(i for i in range(1, len(ls)) if ls[i] != ls[i - 1])  # noqa: E731
+    assert 0 <= first_change(cadenced) - first_change(each_round) < every
+    assert cadenced[-8:].count(0) >= 7  # and drafting ends up off (a probe at most)
+
+
 def test_probes_back_off_while_drafting_keeps_not_paying():
     control = DraftController(max_draft=8, probe_every=8, max_probe_gap=128)
     limits = _never_pays(control, 2000)
