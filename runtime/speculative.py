@@ -262,14 +262,22 @@ def _plain_steps(s: DecodeSession, output: list[list[int]], history: NgramHistor
         history.sync()
     last = np.array([[o[-1]] for o in output], np.int64)
     ran = 0
+    one = len(output) == 1  # one unfinished row: nothing to pad, its EOS ends it
     while ran < passes and generated + ran < rules.max_new_tokens:
         began = None if ran % 4 else time.perf_counter()
         logits = s.step(last)
         live = None if s.scores is None else ~done  # rows whose token counts for rerank_source
-        token = finish_rows(rules.choose(logits[:, -1], generated + ran, history), done, eos, pad)
+        token = rules.choose(logits[:, -1], generated + ran, history)
+        if one:
+            t = int(token[0])
+            done[0] = t == eos
+        else:
+            token = finish_rows(token, done, eos, pad)
         if live is not None:
             s.scores.add_pass(logits[:, -1:], token[:, None], live[:, None])
-        if history is not None:
+        if one:  # the history (when kept) shares `output`'s list
+            history.append(0, t) if history is not None else output[0].append(t)
+        elif history is not None:
             history.add(token)
         else:
             for row, t in zip(output, token.tolist()):
@@ -279,7 +287,7 @@ def _plain_steps(s: DecodeSession, output: list[list[int]], history: NgramHistor
         last = token[:, None]
         ran += 1
         yield last
-        if done.all():
+        if done[0] if one else done.all():
             break
     return ran
 
