@@ -23,7 +23,7 @@ from .draft_control import DraftController
 from .draft_figures import DraftFigures
 from .drafters import NgramDrafter
 from .providers import SessionConfig
-from .rerank import PassScores, prefer_source, held_logit_bytes
+from .rerank import PassScores, held_logit_bytes, prefer_source
 from .search import DecodeSession, beam_search, greedy, sample, token_chooser
 from .source_align import SourceAligner
 from .spec_setup import make_drafter

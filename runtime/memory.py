@@ -54,7 +54,7 @@ class MemoryEstimate:
     decoder_activations: int
     logits: int
     draft: int
-    rerank: int = 0  # rerank_source's pass and held logits (runtime/rerank.py), on top of the generation's
+    rerank: int = 0  # rerank_source: its scoring pass and held logits (runtime/rerank.py)
 
     @property
     def total(self) -> int:

@@ -58,8 +58,8 @@ def greedy(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int) -> 
 
 
 def _greedy_one(s: DecodeSession, start: np.ndarray, rules: ScoreRules) -> Iterator[np.ndarray]:
-    """greedy() for one row: nothing to pad, the end is its EOS (the per-pass bookkeeping
-    is a tenth of a small model's pass)."""
+    """greedy() for one row: nothing to pad, the end is its EOS. On the default model a
+    pass is ~0.3 ms, and the batch path's padding logic cost ~20 us of it."""
     last = start[:, None]
     history = NgramHistory.of(start, rules)
     eos = rules.eos

@@ -214,7 +214,8 @@ def speculative(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int
     control.note_call(generated)
 
 
-def _finish(emit: np.ndarray, done: np.ndarray, eos: int, pad: int) -> tuple[np.ndarray, np.ndarray]:
+def _finish(emit: np.ndarray, done: np.ndarray, eos: int,
+            pad: int) -> tuple[np.ndarray, np.ndarray]:
     """A verify pass's tokens [B, m] once EOS finishes rows (`done` updated): finished
     rows emit pad at every position after their first EOS, and once every row is done the
     output ends at the last row's EOS (an accepted draft, maybe). Also returns which
