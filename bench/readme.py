@@ -99,16 +99,24 @@ def skip_table(data: dict) -> str:
     return "\n".join(lines)
 
 
+def _ms_per_input(row: dict) -> str:
+    """A configuration's median wall time per input, in milliseconds."""
+    return f"{row['seconds_median'] / row['inputs'] * 1e3:.2f}"
+
+
 def speculative_table(data: dict) -> str:
     drafted = data["rows"][1:]
     lines = _table(
         f"{data['rows'][0]['inputs']} inputs ({data['data']}), package `{data['package']}`"
         + (f", {data['batch']} inputs per call." if data.get("batch", 1) > 1 else "."),
-        ["drafter", "speedup vs plain greedy", "identical to plain", "acceptance",
+        ["drafter", "ms per input", "speedup vs plain greedy", "identical to plain", "acceptance",
          "tokens per verify pass", "verify passes per input"],
-        [[r["drafter"], f"{r['speedup']:.2f}x", f"{r['identical_outputs']}/{r['inputs']}",
-          f"{r['acceptance_rate']:.2f}", f"{r['tokens_per_pass']:.2f}",
-          f"{r['verify_passes'] / r['inputs']:.2f}"] for r in drafted], None)
+        [[data["rows"][0]["drafter"], _ms_per_input(data["rows"][0]), "1.00x", "-", "-", "1.00",
+          "-"]] +
+        [[r["drafter"], _ms_per_input(r), f"{r['speedup']:.2f}x",
+          f"{r['identical_outputs']}/{r['inputs']}", f"{r['acceptance_rate']:.2f}",
+          f"{r['tokens_per_pass']:.2f}", f"{r['verify_passes'] / r['inputs']:.2f}"]
+         for r in drafted], None)
     buckets = list(drafted[0].get("by_source_length", {})) if drafted else []
     if buckets:  # the same run, per source length (each input's median time, summed)
         counts = drafted[0]["by_source_length"]
