@@ -49,9 +49,6 @@ class WayStats:
     rejected: np.ndarray
     step_s: float | None = None
     prior_step: float = 0.0
-    # reached.sum() and rejected.sum(), kept as they change (planning reads them every round)
-    reached_total: float = 0.0
-    rejected_total: float = 0.0
     _adds: int = 0
 
     @classmethod
@@ -64,13 +61,9 @@ class WayStats:
         every later pass's arithmetic)."""
         self.reached *= DECAY
         self.rejected *= DECAY
-        reached = min(accepted + 1, drafted)
-        self.reached[:reached] += 1.0
-        self.reached_total = self.reached_total * DECAY + reached
-        self.rejected_total *= DECAY
+        self.reached[:min(accepted + 1, drafted)] += 1.0
         if accepted < drafted:
             self.rejected[accepted] += 1.0
-            self.rejected_total += 1.0
         self._adds += 1
         if self._adds % 256 == 0:
             self.reached[self.reached < 1e-30] = 0.0
@@ -152,8 +145,8 @@ class DraftController:
             return hazard
         if situation is None:
             s = self._seen(way)
-            pooled = (s.rejected_total + self.prior_weight * (1 - self.alpha)) / \
-                (s.reached_total + self.prior_weight)
+            pooled = (s.rejected.sum() + self.prior_weight * (1 - self.alpha)) / \
+                (s.reached.sum() + self.prior_weight)
             hazard = (s.rejected + PSEUDO_COUNT * pooled) / (s.reached + PSEUDO_COUNT)
         else:
             hazard = self.hazard(way)

@@ -16,7 +16,7 @@ import numpy as np
 
 from .decoder import LayerPlan
 from .logits import NgramHistory, ScoreRules, softmax
-from .search import DecodeSession, finish_rows
+from .search import DecodeSession, all_done, finish_rows
 
 
 def unified_skip_plan(layers: int, target_ratio: float) -> LayerPlan:
@@ -66,5 +66,5 @@ def confident_exit(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: 
         if history is not None:
             history.add(last)
         yield last
-        if done.all():
+        if all_done(done):
             return

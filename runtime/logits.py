@@ -158,6 +158,9 @@ class NgramHistory:
 
     def add(self, tokens: np.ndarray) -> None:
         """Append each row's tokens ([B] or [B, k])."""
+        if tokens.size == 1 and len(self.rows) == 1:  # one row, one token: every plain pass
+            self.append(0, int(tokens.flat[0]))
+            return
         for row, new in enumerate(np.asarray(tokens).reshape(len(self.rows), -1).tolist()):
             for t in new:
                 self.append(row, t)

@@ -48,13 +48,12 @@ class PassScores:
     output_count: np.ndarray = field(init=False)
     source: list[float | None] = field(init=False)
     _held: list = field(init=False)  # (logits, emitted, live, scored rows, sources) per pass
-    _holding: int = field(init=False)
 
     def __post_init__(self) -> None:
         self.output_sum = np.zeros(self.rows)
         self.output_count = np.zeros(self.rows, int)
         self.source = [None] * self.rows
-        self._held, self._holding = [], 0
+        self._held = []
 
     def wants_sources(self, generated: int) -> bool:
         """Whether the pass after `generated` tokens is the one that drafts the sources."""
@@ -69,8 +68,7 @@ class PassScores:
         scored = [r for r, src in enumerate(sources or ())
                   if drafts.shape[1] >= len(src) and drafts[r, :len(src)].tolist() == src]
         self._held.append((logits, emitted, live, scored, sources))
-        self._holding += logits.nbytes
-        if self._holding > self.held_bytes:
+        if sum(held[0].nbytes for held in self._held) > self.held_bytes:
             self._score_held()
 
     def _score_held(self) -> None:
@@ -87,7 +85,7 @@ class PassScores:
                 n = len(sources[r])
                 self.source[r] = float(log_probs_at(logits[r, :n], np.array(sources[r]),
                                                     normaliser[r, :n]).mean())
-        self._held, self._holding = [], 0
+        self._held = []
 
     def known(self, row: int) -> tuple[float, float] | None:
         """(source, output) mean log-probabilities of `row`, when both were seen."""

@@ -35,15 +35,23 @@ class DecodeSession:
 
 def finish_rows(tokens: np.ndarray, done: np.ndarray, eos: int, pad: int) -> np.ndarray:
     """Rows already finished emit pad; rows that emit EOS become finished."""
+    if len(tokens) == 1:  # one row, most calls: Python scalars, not three array operations
+        if done[0]:
+            return np.full_like(tokens, pad)
+        done[0] = int(tokens[0]) == eos
+        return tokens
     tokens = np.where(done, pad, tokens)
     done |= tokens == eos
     return tokens
 
 
+def all_done(done: np.ndarray) -> bool:
+    """Whether every row has finished; one row's flag read directly (numpy's reduction
+    costs more than the rest of a plain pass's bookkeeping for one row)."""
+    return bool(done[0]) if len(done) == 1 else bool(done.all())
+
+
 def greedy(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int) -> Iterator[np.ndarray]:
-    if len(start) == 1:
-        yield from _greedy_one(s, start, rules)
-        return
     done = np.zeros(len(start), bool)
     last = start[:, None]
     history = NgramHistory.of(start, rules)
@@ -53,23 +61,7 @@ def greedy(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int) -> 
         if history is not None:
             history.add(last)
         yield last
-        if done.all():
-            return
-
-
-def _greedy_one(s: DecodeSession, start: np.ndarray, rules: ScoreRules) -> Iterator[np.ndarray]:
-    """greedy() for one row: nothing to pad, the end is its EOS. On the default model a
-    pass is ~0.3 ms, and the batch path's padding logic cost ~20 us of it."""
-    last = start[:, None]
-    history = NgramHistory.of(start, rules)
-    eos = rules.eos
-    for generated in range(rules.max_new_tokens):
-        last = rules.choose(s.step(last)[:, -1], generated, history)[:, None]
-        token = int(last[0, 0])
-        if history is not None:
-            history.append(0, token)
-        yield last
-        if token == eos:
+        if all_done(done):
             return
 
 
@@ -98,7 +90,7 @@ def sample(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int,
         if history is not None:
             history.add(last)
         yield last
-        if done.all():
+        if all_done(done):
             return
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from .draft_control import DraftController, DraftPlan
 from .drafters import Draft, DraftContext, Drafter
 from .logits import NgramHistory, ScoreRules
-from .search import DecodeSession, finish_rows, greedy
+from .search import DecodeSession, all_done, finish_rows, greedy
 
 # maps raw logits [B, V] of the token after `generated` new tokens (and the rows' histories,
 # or None) to probabilities
@@ -143,7 +143,7 @@ def speculative(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int
     # append to `output` directly and the history indexes them on its next sync()
     history = NgramHistory(output, rules.no_repeat_ngram, share=True) if rules.reads_history else None
     situation = getattr(drafter, "situation", None)
-    while generated < rules.max_new_tokens and not done.all():
+    while generated < rules.max_new_tokens and not all_done(done):
         plan = _wanted(control, s, generated, source,
                        situation(source, output) if situation is not None else None)
         limit = min(rules.max_new_tokens - generated - 1, plan.length)
@@ -263,22 +263,14 @@ def _plain_steps(s: DecodeSession, output: list[list[int]], history: NgramHistor
         history.sync()
     last = np.array([[o[-1]] for o in output], np.int64)
     ran = 0
-    one = len(output) == 1  # one unfinished row: nothing to pad, its EOS ends it
     while ran < passes and generated + ran < rules.max_new_tokens:
         began = None if ran % 4 else time.perf_counter()
         logits = s.step(last)
         live = None if s.scores is None else ~done  # rows whose token counts for rerank_source
-        token = rules.choose(logits[:, -1], generated + ran, history)
-        if one:
-            t = int(token[0])
-            done[0] = t == eos
-        else:
-            token = finish_rows(token, done, eos, pad)
+        token = finish_rows(rules.choose(logits[:, -1], generated + ran, history), done, eos, pad)
         if live is not None:
             s.scores.add_pass(logits[:, -1:], token[:, None], live[:, None])
-        if one:  # the history (when kept) shares `output`'s list
-            history.append(0, t) if history is not None else output[0].append(t)
-        elif history is not None:
+        if history is not None:
             history.add(token)
         else:
             for row, t in zip(output, token.tolist()):
@@ -288,7 +280,7 @@ def _plain_steps(s: DecodeSession, output: list[list[int]], history: NgramHistor
         last = token[:, None]
         ran += 1
         yield last
-        if done[0] if one else done.all():
+        if all_done(done):
             break
     return ran
 
