@@ -40,6 +40,16 @@ def _version(dist: str) -> str:
         return "missing"
 
 
+def _onnxruntime_version() -> str:
+    """The onnxruntime that imports (onnxruntime-gpu installs under the same module name,
+    so the "onnxruntime" distribution's metadata can name another build)."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return "missing"
+    return onnxruntime.__version__
+
+
 def _git_commit(root: Path) -> str | None:
     try:
         out = subprocess.run(
@@ -76,7 +86,7 @@ def machine_info(threads: int, root: Path = REPO_ROOT) -> dict:
         "threads": threads,
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "onnxruntime": _version("onnxruntime"),
+        "onnxruntime": _onnxruntime_version(),
         "torch": _version("torch"),
         "transformers": _version("transformers"),
         "ctranslate2": _version("ctranslate2"),

@@ -3,7 +3,8 @@ in the same run (median of repeats), acceptance statistics, and whether every ou
 token-identical to plain greedy.
 
     python -m bench.speculative PKG [--data jfleg|news|ids] [--drafters input,ngram,layers,skip:1+2]
-        [--limit N] [--repeats 3] [--threads 2] [--batch 1] [--speculate-rows auto] [--out DIR]
+        [--limit N] [--repeats 3] [--threads 2] [--batch 1] [--speculate-rows auto]
+        [--provider cpu|cuda|...] [--shared DIR] [--out DIR]
 
 --data jfleg: the 754 JFLEG dev sentences, detokenised (grammar correction copies most
 of its input);
@@ -22,13 +23,13 @@ import numpy as np
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
-def load_inputs(kind: str, limit: int, vocab: int) -> list:
+def load_inputs(kind: str, limit: int, vocab: int, shared: Path = SHARED) -> list:
     if kind == "jfleg":  # plain text, as a user would type it (JFLEG ships tokenised)
         from edgeseq.quality import jfleg_detokenize
-        lines = (SHARED / "data" / "jfleg-dev" / "dev.src").read_text().splitlines()
+        lines = (shared / "data" / "jfleg-dev" / "dev.src").read_text().splitlines()
         return [jfleg_detokenize(l) for l in lines if l.strip()][:limit]
     if kind == "news":
-        return (SHARED / "data" / "news" / "flores200-devtest.en").read_text().splitlines()[:limit]
+        return (shared / "data" / "news" / "flores200-devtest.en").read_text().splitlines()[:limit]
     rng = np.random.default_rng(0)
     return [rng.integers(5, min(vocab, 30000), 32).tolist() for _ in range(limit)]
 
@@ -151,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="copy_bias in every configuration (default: the package's)")
     ap.add_argument("--memory-budget", type=float, default=None, metavar="MB",
                     help="run every configuration under this budget (SpecMemo planner)")
+    ap.add_argument("--provider", default="cpu", help="execution provider (cpu, cuda, ...)")
+    ap.add_argument("--shared", type=Path, default=SHARED,
+                    help="the folder holding data/ (default: ../shared beside the project)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
     if args.max_new_tokens is None:
@@ -158,8 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     # two engines in one process: one shared pool, as the CLI does (separate spinning pools
     # take each other's cores; see runtime/spec_setup.py)
     pool = {"shared_pool": any(d.startswith("model:") for d in args.drafters.split(","))}
+    pool["provider"] = args.provider
     engine = edgeseq.load(args.package, threads=args.threads, **pool)
-    inputs = load_inputs(args.data, args.limit, engine.arch.vocab_size)
+    inputs = load_inputs(args.data, args.limit, engine.arch.vocab_size, args.shared)
     lengths = [len(engine.codec.encode(x)) if isinstance(x, str) else len(x) for x in inputs]
     loaded = [d if not d.startswith("model:") else edgeseq.load(d[6:], threads=args.threads, **pool)
               for d in args.drafters.split(",") if d]
@@ -206,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
                 row["by_source_length"] = by_length(lengths, calls[name], calls["plain"])
         rows.append(row)
     batching = f", batches of {args.batch} ({args.speculate_rows})" if args.batch > 1 else ""
-    print(f"\n{len(inputs)} inputs ({args.data}), {Path(args.package).name}, {args.threads} threads"
+    print(f"\n{len(inputs)} inputs ({args.data}), {Path(args.package).name}, {args.provider}, "
+          f"{args.threads} threads"
           f"{batching}, median of {args.repeats}\n")
     print("| drafter | time s (min-max) | speedup vs plain | identical to plain | acceptance | tokens/pass |")
     print("| --- | --- | --- | --- | --- | --- |")
@@ -224,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         write_json(args.out, "speculative.json", {
             "machine": machine_info(args.threads), "package": args.package,
+            "provider": args.provider,
             "manifest_sha": engine.manifest.files["weights.bin"]["sha256"],
             "data": args.data, "batch": args.batch, "speculate_rows": args.speculate_rows,
             "copy_bias": args.copy_bias, "rows": rows})

@@ -4,7 +4,7 @@ decoder's share alone: drafting cannot speed the encoder up), identical transcri
 acceptance.
 
     python -m bench.speculative_whisper PKG [--repeats 3] [--threads 2] [--exits 2,3]
-        [--untrained PKG] [--out DIR]
+        [--untrained PKG] [--provider cpu|cuda|...] [--audio DIR] [--out DIR]
 
 With --untrained, the package without draft exits runs after the first one is freed,
 with its own plain baseline (its transcripts are the same model's).
@@ -18,8 +18,9 @@ import argparse
 import statistics
 from pathlib import Path
 
+from bench.whisper_clips import AUDIO, transcribe_clips
 from bench.whisper_clips import clips as shared_clips
-from bench.whisper_clips import transcribe_clips
+
 
 def _phase(engine, clips, configs: dict[str, dict], repeats: int, label: str = "") -> list[dict]:
     """Warm up, then time `configs` (the first is "plain") interleaved over `repeats`;
@@ -65,21 +66,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--exits", default="", help="fixed exit layers to try besides adaptive, e.g. 2,3")
     ap.add_argument("--untrained", help="the same model exported without draft exits: its plain "
                     "and adaptive layer drafting (exits through the model's own head) run next")
+    ap.add_argument("--provider", default="cpu", help="execution provider (cpu, cuda, ...)")
+    ap.add_argument("--audio", type=Path, default=AUDIO, help="folder of WAV clips")
     ap.add_argument("--out", type=Path)
     a = ap.parse_args(argv)
-    clips = shared_clips()
+    clips = shared_clips(a.audio)
     layers = {"draft": "layers", "max_draft": a.max_draft}
     configs = {"plain": {}, "layers (adaptive)": layers}
     for e in (int(x) for x in a.exits.split(",") if x):
         configs[f"layers (exit {e})"] = {**layers, "exit_layer": e}
     # one engine alive at a time: an idle engine's spinning threads would take the cores
-    rows = _phase(edgeseq.load(a.package, threads=a.threads), clips, configs, a.repeats)
+    rows = _phase(edgeseq.load(a.package, threads=a.threads, provider=a.provider), clips, configs, a.repeats)
     if a.untrained:
         gc.collect()
-        rows += _phase(edgeseq.load(a.untrained, threads=a.threads), clips,
+        rows += _phase(edgeseq.load(a.untrained, threads=a.threads, provider=a.provider), clips,
                        {"plain": {}, "layers (adaptive)": layers}, a.repeats, ", untrained exits")
     audio_s = rows[0]["real_time_factor"] * rows[0]["seconds_median"]
-    print(f"\n{Path(a.package).name}: {len(clips)} clips, {audio_s:.1f} s of audio, {a.threads} threads, "
+    print(f"\n{Path(a.package).name}: {len(clips)} clips, {audio_s:.1f} s of audio, {a.provider}, "
+          f"{a.threads} threads, "
           f"median of {a.repeats}\n")
     print("| configuration | seconds | speedup vs plain | decoder seconds | decoder speedup "
           "| real-time factor | identical | acceptance | decoder passes |")
@@ -91,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.out:
         write_json(a.out, "whisper_layers.json", {"machine": machine_info(a.threads),
                                                   "package": str(a.package), "audio_s": audio_s,
+                                                  "provider": a.provider,
                                                   "rows": rows})
     return 0
 

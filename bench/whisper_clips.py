@@ -29,10 +29,10 @@ class ClipsRun:
         return self.accepted / self.drafted if self.drafted else 0.0
 
 
-def clips() -> list[Path]:
-    found = sorted(AUDIO.glob("*.wav"))
+def clips(folder: Path = AUDIO) -> list[Path]:
+    found = sorted(folder.glob("*.wav"))
     if not found:
-        raise SystemExit(f"no WAV files in {AUDIO}")
+        raise SystemExit(f"no WAV files in {folder}")
     return found
 
 

@@ -79,8 +79,15 @@ def _is_thread_count(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def resolve_provider(name: str) -> list[str]:
-    """onnxruntime provider list for `name`, CPU last as the fallback for unsupported ops."""
+# CUDA runs fp32 matrix products in TF32 by default (10-bit mantissas): measured on an H100,
+# tiny fp32 packages' logits then differed from CPU's by 1.4-2.2e-3 of the largest logit,
+# over the 1e-3 that export holds fp32 packages to (bench/cuda_check.py, test_cuda_provider)
+PROVIDER_OPTIONS = {"CUDAExecutionProvider": {"use_tf32": "0"}}
+
+
+def resolve_provider(name: str) -> list:
+    """onnxruntime provider list for `name` (a name, or a name and its options), CPU last
+    as the fallback for unsupported ops."""
     key = name.lower().strip()
     if key not in PROVIDERS:
         raise ProviderError(f"unknown provider {name!r}; choose one of {sorted(PROVIDERS)}")
@@ -91,7 +98,10 @@ def resolve_provider(name: str) -> list[str]:
                       f"(available: {', '.join(available)}); running on CPU", RuntimeWarning,
                       stacklevel=3)
         return ["CPUExecutionProvider"]
-    return [wanted] if wanted == "CPUExecutionProvider" else [wanted, "CPUExecutionProvider"]
+    if wanted == "CPUExecutionProvider":
+        return [wanted]
+    return [(wanted, PROVIDER_OPTIONS[wanted]) if wanted in PROVIDER_OPTIONS else wanted,
+            "CPUExecutionProvider"]
 
 
 class SharedThreadPool:

@@ -1,0 +1,99 @@
+"""On CUDA the runtime gives what it gives on CPU: sessions on the GPU, logits that match,
+and greedy speculative decoding identical to plain greedy decoding. Runs only where
+onnxruntime has CUDAExecutionProvider (a GPU machine with onnxruntime-gpu); skipped
+elsewhere, CI included (but for the host-memory case)."""
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from edgeseq.export.validate import FP32_TOLERANCE
+from scripted_drafter import SOURCES
+
+import edgeseq
+
+needs_cuda = pytest.mark.skipif(
+    "CUDAExecutionProvider" not in ort.get_available_providers(),
+    reason="no CUDAExecutionProvider in this onnxruntime (needs a GPU and onnxruntime-gpu)")
+
+CASES = [(f, q) for f in ("t5", "bart", "marian") for q in ("fp32", "int8")]
+
+
+@pytest.fixture(scope="module")
+def engines(tiny_package):
+    """(family, quant) -> (CPU engine, CUDA engine) of the same package."""
+    made = {}
+    for case in CASES:
+        path = str(tiny_package(*case)[0])
+        made[case] = edgeseq.load(path, provider="cpu", threads=1), edgeseq.load(path, provider="cuda")
+    return made
+
+
+def _first_logits(engine, ids: list[int]) -> np.ndarray:
+    src = np.array([ids], np.int64)
+    state = engine.runner.encode(src, np.ones_like(src))
+    start = np.array([[engine.manifest.special.decoder_start]], np.int64)
+    return engine.runner.step(start, state, engine.runner.new_cache(1, 4))[0, -1]
+
+
+def _state_after_one_step(engine, ids: list[int]):
+    src = np.array([ids], np.int64)
+    state = engine.runner.encode(src, np.ones_like(src))
+    start = np.array([[engine.manifest.special.decoder_start]], np.int64)
+    engine.runner.step(start, state, engine.runner.new_cache(1, 4))
+    return state
+
+
+def test_on_cpu_the_decoder_reads_the_encoder_output_where_it_is(tiny_package):
+    engine = edgeseq.load(str(tiny_package("t5", "int8")[0]), threads=1)
+    state = _state_after_one_step(engine, SOURCES[0])
+    assert engine.runner.device is None
+    assert state.feeds["cross_key.0"] is state.cross[0]
+
+
+@needs_cuda
+@pytest.mark.parametrize("case", CASES)
+def test_on_cuda_the_encoder_output_goes_to_gpu_memory_once_per_call(case, engines):
+    gpu = engines[case][1]
+    state = _state_after_one_step(gpu, SOURCES[0])
+    assert gpu.runner.device == "cuda"
+    for name in ("cross_key.0", "cross_value.0", "encoder_bias"):
+        assert state.feeds[name].device_name() == "cuda"
+
+
+@needs_cuda
+@pytest.mark.parametrize("case", CASES)
+def test_both_graphs_run_on_cuda_first(case, engines):
+    providers = engines[case][1].providers()
+    assert providers["encoder"][0] == "CUDAExecutionProvider"
+    assert providers["decoder"][0] == "CUDAExecutionProvider"
+
+
+@needs_cuda
+@pytest.mark.parametrize("family", ["t5", "bart", "marian"])
+def test_fp32_logits_match_cpu_within_the_export_tolerance(family, engines):
+    cpu, gpu = engines[family, "fp32"]
+    for ids in SOURCES:
+        a, b = _first_logits(cpu, ids), _first_logits(gpu, ids)
+        assert np.abs(a - b).max() <= FP32_TOLERANCE * np.abs(a).max()
+
+
+@needs_cuda
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("draft", ["input", "ngram", "layers"])
+def test_greedy_speculation_on_cuda_is_identical_to_plain_greedy_on_cuda(case, draft, engines):
+    gpu = engines[case][1]
+    gpu.generate(SOURCES[0], max_new_tokens=16)  # gives the n-gram cache history
+    for ids in SOURCES:
+        plain = gpu.generate(ids, max_new_tokens=16)
+        fast = gpu.generate(ids, draft=draft, max_draft=5, max_new_tokens=16)
+        assert fast.token_ids == plain.token_ids
+
+
+@needs_cuda
+@pytest.mark.parametrize("case", CASES)
+def test_a_batch_on_cuda_decodes_each_row_as_alone(case, engines):
+    gpu = engines[case][1]
+    together = gpu.generate(SOURCES, max_new_tokens=12)
+    assert [r.token_ids for r in together] == [gpu.generate(ids, max_new_tokens=12).token_ids
+                                               for ids in SOURCES]
