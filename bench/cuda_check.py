@@ -5,7 +5,7 @@
 
 Per package, in one run:
 - placement: which execution provider ran each operator of the encoder and decoder
-  (onnxruntime's profiler), as counts per operator type;
+  (Engine.placement: onnxruntime's profiler), as counts per operator type;
 - agreement with CPU: the largest difference of first-step logits over the largest
   logit, and how many greedy outputs are token-identical to the CPU's;
 - exactness on CUDA: greedy speculative decoding (input and layer drafting) against
@@ -24,49 +24,12 @@ import json
 import statistics
 import time
 import traceback
-from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 JFLEG = REPO.parent / "shared" / "data" / "jfleg-dev" / "dev.src"
-
-
-def placement(engine, sample) -> dict[str, dict[str, int]]:
-    """Operator type -> provider -> count, per graph, from onnxruntime's profiler over one
-    generate call (profiled copies of the engine's sessions, swapped in for it)."""
-    import onnxruntime as ort
-    runner = engine.runner
-    kept = runner.encoder, runner.decoder
-    found = {}
-    try:
-        for name, session in (("encoder", runner.encoder), ("decoder", runner.decoder)):
-            opts = ort.SessionOptions()
-            opts.enable_profiling = True
-            opts.log_severity_level = 3
-            opts.profile_file_prefix = f"/tmp/edgeseq_cuda_check_{name}"
-            profiled = ort.InferenceSession(session._model_path, sess_options=opts,
-                                            providers=session.get_providers())
-            setattr(runner, name, profiled)
-        engine.generate(sample, max_new_tokens=8, rerank_source=False)
-        for name in ("encoder", "decoder"):
-            trace = json.loads(Path(getattr(runner, name).end_profiling()).read_text())
-            counts: dict[str, Counter] = defaultdict(Counter)
-            seen = set()
-            for event in trace:
-                args = event.get("args", {})
-                if event.get("cat") != "Node" or "provider" not in args:
-                    continue
-                node = event["name"].rsplit("_kernel_time", 1)[0]
-                if node in seen:
-                    continue
-                seen.add(node)
-                counts[args.get("op_name", "?")][args["provider"]] += 1
-            found[name] = {op: dict(c) for op, c in sorted(counts.items())}
-    finally:
-        runner.encoder, runner.decoder = kept
-    return found
 
 
 def logits_gap(cpu, gpu, texts: list[str]) -> float:
@@ -96,7 +59,7 @@ def check_package(name: str, inputs: list, threads: int, rounds: int) -> dict:
     cpu = edgeseq.load(path, provider="cpu", threads=threads)
     gpu = edgeseq.load(path, provider="cuda", threads=threads)
     row: dict = {"package": name, "providers": gpu.providers()}
-    row["placement"] = placement(gpu, inputs[0])
+    row["placement"] = gpu.placement()
     texts = [x for x in inputs if isinstance(x, str)][:20]
     if texts:
         row["first_step_logit_gap"] = logits_gap(cpu, gpu, texts)

@@ -156,6 +156,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
             "size_bytes": sum(f["bytes"] for f in m.files.values()),
             "providers": engine.providers(), "validation": m.validation,
             "generation": m.generation}
+    if args.placement:
+        info["placement"] = engine.placement()
     if args.json:
         print(json.dumps(info, indent=1))
         return 0
@@ -170,6 +172,10 @@ def _cmd_info(args: argparse.Namespace) -> int:
         print("  decoding defaults: " + ", ".join(f"{k} {v}" for k, v in defaults.items()))
     for graph, providers in info["providers"].items():
         print(f"  {graph} runs on: {', '.join(providers)}")
+    if args.placement:
+        from edgeseq.runtime.placement import summary
+        for graph, ops in info["placement"].items():
+            print("  operators, " + summary(graph, ops))
     return 0
 
 
@@ -318,6 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_transcribe)
     p = sub.add_parser("info", help="describe a package and the providers its graphs run on")
     _add_runtime_args(p)
+    p.add_argument("--placement", action="store_true",
+                   help="profile one pass: which provider runs each operator (CPU fallbacks)")
     p.set_defaults(func=_cmd_info)
     p = sub.add_parser("demo", help="offline assistant: a local web page (or --tui terminal)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: localhost only)")

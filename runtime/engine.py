@@ -106,6 +106,12 @@ class Engine:
         return {"encoder": self.runner.encoder.get_providers(),
                 "decoder": self.runner.decoder.get_providers()}
 
+    def placement(self) -> dict[str, dict[str, dict[str, int]]]:
+        """Per graph, operator type -> provider -> how many of its operators that provider
+        ran, profiled over one encoder run and one decoder pass (runtime/placement.py)."""
+        from .placement import operator_placement
+        return operator_placement(self)
+
     # -- inputs ---------------------------------------------------------------------
     def _source_ids(self, item: str | list[int], opts: GenerationOptions) -> list[int]:
         ids = self.codec.encode(item) if isinstance(item, str) else item

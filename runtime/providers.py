@@ -134,9 +134,10 @@ SHARED_POOL = SharedThreadPool()
 
 
 def make_session(path: Path, config: SessionConfig, spin: bool | None = None,
-                 threads: int | None = None) -> ort.InferenceSession:
+                 threads: int | None = None, profile: Path | None = None) -> ort.InferenceSession:
     """A session for the graph at `path`; `spin` and `threads` override config.spin and
-    config.threads for this session's own pool."""
+    config.threads for this session's own pool. `profile`: onnxruntime's profiler writes
+    its trace under this file prefix (runtime/placement.py)."""
     spin = config.spin if spin is None else spin
     threads = config.threads if threads is None else threads
     opts = ort.SessionOptions()
@@ -154,6 +155,9 @@ def make_session(path: Path, config: SessionConfig, spin: bool | None = None,
     # Per-step shapes change (the KV prefix grows); memory patterns would be re-planned
     # every step and the arena grows with them, so both are off (measured: no speed loss).
     opts.enable_mem_pattern = False
+    if profile is not None:
+        opts.enable_profiling = True
+        opts.profile_file_prefix = str(profile)
     try:
         return ort.InferenceSession(str(path), sess_options=opts,
                                     providers=resolve_provider(config.provider))

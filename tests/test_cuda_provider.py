@@ -69,6 +69,20 @@ def test_both_graphs_run_on_cuda_first(case, engines):
     assert providers["decoder"][0] == "CUDAExecutionProvider"
 
 
+HEAVY = {"MatMul", "MatMulNBits", "MultiHeadAttention", "LayerNormalization",
+         "SimplifiedLayerNormalization", "Gemm"}
+
+
+@needs_cuda
+@pytest.mark.parametrize("case", CASES)
+def test_every_matrix_product_attention_and_norm_runs_on_cuda(case, engines):
+    for graph, ops in engines[case][1].placement().items():
+        heavy = {op: providers for op, providers in ops.items() if op in HEAVY}
+        assert heavy, graph
+        assert all(set(providers) == {"CUDAExecutionProvider"} for providers in heavy.values()), \
+            (graph, heavy)
+
+
 @needs_cuda
 @pytest.mark.parametrize("family", ["t5", "bart", "marian"])
 def test_fp32_logits_match_cpu_within_the_export_tolerance(family, engines):
