@@ -31,12 +31,13 @@ MS_DOMAIN = "com.microsoft"
 DOMAIN_ALIASES = {"ai.onnx": DEFAULT_DOMAIN}
 ALLOWED_OPS: dict[str, frozenset[str]] = {
     DEFAULT_DOMAIN: frozenset({
-        "Add", "Cast", "Concat", "Constant", "ConstantOfShape", "Conv", "Expand", "Gather",
+        "Abs", "Add", "Cast", "Concat", "Constant", "ConstantOfShape", "Conv", "Expand", "Gather",
         "Gelu", "Greater", "Identity", "If", "LayerNormalization", "MatMul", "Max", "Min",
-        "Mul", "Range", "Relu", "Reshape", "ScatterElements", "Shape", "Sigmoid",
+        "Mul", "QuantizeLinear", "Range", "ReduceMax", "Relu", "Reshape", "ScatterElements",
+        "Shape", "Sigmoid",
         "SimplifiedLayerNormalization", "Slice", "Split", "Squeeze", "Sub", "Transpose",
         "Unsqueeze", "Where"}),
-    MS_DOMAIN: frozenset({"MatMulNBits", "MultiHeadAttention"}),
+    MS_DOMAIN: frozenset({"MatMulNBits", "MatMulIntegerToFloat", "MultiHeadAttention"}),
 }
 MAX_GRAPH_DEPTH = 16  # If branches nest; a deeper graph is refused, not recursed into
 

@@ -45,7 +45,7 @@ def _embed(b: Blocks, g: GraphBuilder, ids: str, side: str, start: str) -> str:
 
 def build_encoder(spec: ArchSpec, store: WeightStore, quant: Quant) -> BuiltGraph:
     g = GraphBuilder(store)
-    b = Blocks(spec, LinearEmitter(quant))
+    b = Blocks(spec, LinearEmitter(quant, many_rows=True))
     _prepare_position_tables(spec, store)
     ids = g.add_input(names.ENC_INPUT_IDS, INT64, ["batch", "source"])
     mask = g.add_input(names.ENC_ATTENTION_MASK, INT64, ["batch", "source"])

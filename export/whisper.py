@@ -250,7 +250,7 @@ def build_whisper_encoder(spec: ArchSpec, store: WeightStore, quant: Quant):
     """input_features float32 [batch, mels, 2 * max_source_positions] -> cross K/V
     [batch, heads, max_source_positions, head_dim] for every decoder layer."""
     g = GraphBuilder(store)
-    b = Blocks(spec, LinearEmitter(quant))
+    b = Blocks(spec, LinearEmitter(quant, many_rows=True))
     frames = 2 * spec.max_source_positions
     feats = g.add_input(names.ENC_INPUT_FEATURES, FLOAT, ["batch", spec.num_mel_bins, frames])
     x = b.activation(g, _conv(g, feats, "enc.conv1", 1, quant))

@@ -7,9 +7,10 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from edgeseq.export.weight_formats import (INT4_BLOCK, dequantize_int4_blocks,
-                                           dequantize_int8_blocks, quantize_int4_blocks,
-                                           quantize_int8_blocks)
+from edgeseq.export.weight_formats import (INT4_BLOCK, LinearEmitter, Quant,
+                                           dequantize_int4_blocks, dequantize_int8_blocks,
+                                           quantize_int4_blocks, quantize_int8_blocks,
+                                           quantize_int8_columns)
 
 RNG = np.random.default_rng(0)
 
@@ -67,6 +68,64 @@ def test_matmulnbits_kernel_reads_our_int8_layout(accuracy_level, tolerance):
     y = _run_single_op(node, {"q": q, "s": scale}, x)
     exact = x @ dequantize_int8_blocks(q, scale, 256)
     assert np.abs(y - exact).max() <= tolerance * np.abs(exact).max()
+
+
+def test_int8_columns_reconstruct_within_half_a_step():
+    w = RNG.standard_normal((512, 40)).astype(np.float32)
+    w[:, 3] = 0.0  # an all-zero column keeps a usable scale
+    q, scale = quantize_int8_columns(w)
+    assert q.dtype == np.int8 and q.shape == w.shape and scale.shape == (40,)
+    assert np.all(np.abs(q * scale - w) <= scale / 2 + 1e-6)
+
+
+def _row_int8_linear(x_shape: list, w: np.ndarray):
+    """A session computing x @ w the way int8 encoders do (LinearEmitter, many_rows)."""
+    from edgeseq.export.onnx_builder import GraphBuilder, WeightStore
+    g = GraphBuilder(WeightStore({"lin.w": w}))
+    x = g.add_input("x", TensorProto.FLOAT, x_shape)
+    y = LinearEmitter(Quant.INT8, many_rows=True).linear(g, x, "lin", bias=False)
+    g.add_output(y, "y")
+    model = g.model("row_int8")
+    model.graph.initializer.extend(numpy_helper.from_array(g.store.get(n), n) for n in g.used_weights)
+    assert {n.op_type for n in model.graph.node} >= {"MatMulIntegerToFloat", "QuantizeLinear"}
+    return ort.InferenceSession(model.SerializeToString())
+
+
+def test_row_int8_linear_is_the_product_within_int8_error_for_any_leading_shape():
+    w = RNG.standard_normal((256, 48)).astype(np.float32)
+    session = _row_int8_linear(["batch", "rows", 256], w)
+    for shape in [(1, 1, 256), (3, 7, 256)]:
+        x = RNG.standard_normal(shape).astype(np.float32)
+        y = session.run(None, {"x": x})[0]
+        exact = x @ w
+        assert y.shape == exact.shape
+        assert np.abs(y - exact).max() <= 0.02 * np.abs(exact).max()
+
+
+def test_a_row_int8_product_of_a_row_does_not_depend_on_the_other_rows():
+    """Each row has its own activation scale and the integer GEMM sums exactly, so a row's
+    result is bit-identical alone and among others (with MatMulNBits it was not: more
+    than one row takes its fp32 path)."""
+    w = RNG.standard_normal((128, 64)).astype(np.float32)
+    session = _row_int8_linear(["batch", "rows", 128], w)
+    x = (RNG.standard_normal((2, 9, 128)) * np.array([1.0, 40.0])[:, None, None]).astype(np.float32)
+    together = session.run(None, {"x": x})[0]
+    for b in range(2):
+        alone = session.run(None, {"x": x[b:b + 1]})[0]
+        assert np.array_equal(alone[0], together[b])
+        assert np.array_equal(session.run(None, {"x": x[b:b + 1, :1]})[0][0, 0], together[b, 0])
+
+
+def test_int8_packages_multiply_encoder_rows_in_integers_and_decoder_steps_with_matmulnbits(
+        tiny_package):
+    import onnx
+    for family in ("t5", "bart", "marian"):
+        directory = tiny_package(family, "int8")[0]
+        ops = {name: {n.op_type for n in onnx.load(directory / f"{name}.onnx",
+                                                   load_external_data=False).graph.node}
+               for name in ("encoder", "decoder")}
+        assert "MatMulIntegerToFloat" in ops["encoder"] and "MatMulNBits" not in ops["encoder"]
+        assert "MatMulNBits" in ops["decoder"] and "MatMulIntegerToFloat" not in ops["decoder"]
 
 
 # Measured on the standard-init models below (max |logit| 4-8): int8 0.6-1.1 %, int4
