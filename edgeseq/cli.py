@@ -17,7 +17,8 @@ QUANTS = ("fp32", "fp16", "int8", "int4")
 def _cmd_export(args: argparse.Namespace) -> int:
     from edgeseq.export import export_checkpoint
     report = export_checkpoint(args.src, args.out, quant=args.quant, tokenizer=args.tokenizer,
-                               validate=not args.no_validate, exit_heads=args.exit_heads)
+                               validate=not args.no_validate, exit_heads=args.exit_heads,
+                               int8_encoder=args.int8_encoder)
     print(f"wrote {report.package} ({report.quant.value}): {report.package_bytes / 1e6:.2f} MB on "
           f"disk for {report.parameter_bytes / 1e6:.2f} MB of parameters")
     for key, value in report.validation.items():
@@ -292,6 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-validate", action="store_true", help="skip the PyTorch comparison")
     p.add_argument("--exit-heads", help="directory with edgeseq_exits.json and exit heads trained "
                    "apart from the checkpoint (e.g. Whisper draft exits)")
+    p.add_argument("--int8-encoder", choices=("rows", "blocks"), default="rows",
+                   help="int8 encoders: rows = per-row int8 integer GEMM (fastest on CPUs), "
+                   "blocks = MatMulNBits (for CUDA, whose provider lacks the integer GEMM)")
     p.set_defaults(func=_cmd_export)
     p = sub.add_parser("generate", help="generate from text (streams to the terminal)")
     _add_runtime_args(p)

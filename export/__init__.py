@@ -9,7 +9,7 @@ import shutil
 import tempfile
 
 from edgeseq import names
-from edgeseq.errors import UnsupportedModelError
+from edgeseq.errors import OptionsError, UnsupportedModelError
 
 from .exit_heads import EXITS_FILE, load_exit_heads
 from .weight_formats import Quant
@@ -45,26 +45,39 @@ def read_exits(src, decoder_layers: int) -> dict:
 
 def export_checkpoint(src: str | Path, out: str | Path, quant: str | Quant = Quant.INT8,
                       tokenizer: str | Path | None = None, validate: bool = True,
-                      exit_heads: str | Path | None = None) -> ExportReport:
+                      exit_heads: str | Path | None = None,
+                      int8_encoder: str = "rows") -> ExportReport:
     """Export a Hugging Face seq2seq checkpoint to an edgeseq package at `out`.
 
     Validation compares the package with PyTorch: fp32 must match logits within
     `validate.FP32_TOLERANCE` (else ExportValidationError); quantized packages report
     greedy agreement with PyTorch fp32. Whisper checkpoints (HF or CTranslate2) go to
     whisper.export_whisper. `exit_heads`: a directory with edgeseq_exits.json and exit
-    heads trained apart from the checkpoint (default: the checkpoint's own, if any)."""
+    heads trained apart from the checkpoint (default: the checkpoint's own, if any).
+    `int8_encoder`: "rows" (int8 packages' encoders multiply per-row int8 activations in
+    an integer GEMM: fastest on CPUs) or "blocks" (MatMulNBits, which onnxruntime's CUDA
+    provider runs; it has no kernel for the integer GEMM, see weight_formats)."""
     from .whisper import export_whisper, is_whisper_source
     if is_whisper_source(src):
         return export_whisper(src, out, quant, validate=validate, tokenizer=tokenizer,
-                              exit_heads=exit_heads)
+                              exit_heads=exit_heads, int8_encoder=int8_encoder)
     quant = Quant(quant)
+    check_int8_encoder(int8_encoder)
     with tempfile.TemporaryDirectory(prefix="edgeseq-export-") as work:
         return _export(src, Path(out), quant, tokenizer, validate, Path(work),
-                       Path(exit_heads) if exit_heads else None)
+                       Path(exit_heads) if exit_heads else None, int8_encoder == "rows")
+
+
+def check_int8_encoder(value: str) -> None:
+    if value not in INT8_ENCODERS:
+        raise OptionsError(f"int8_encoder must be one of {INT8_ENCODERS}, got {value!r}")
+
+
+INT8_ENCODERS = ("rows", "blocks")
 
 
 def _export(src, out: Path, quant: Quant, tokenizer, validate: bool, work: Path,
-            exit_heads: Path | None) -> ExportReport:
+            exit_heads: Path | None, int8_rows: bool) -> ExportReport:
     from .checkpoint import load_checkpoint
     from .graphs import build_decoder, build_encoder
     from .onnx_builder import WeightStore
@@ -79,7 +92,7 @@ def _export(src, out: Path, quant: Quant, tokenizer, validate: bool, work: Path,
     for name, head in load_exit_heads(exits_dir, ck.spec.decoder_layers, ck.spec.d_model,
                                       ck.spec.vocab_size).items():
         store.put(name, head)
-    graphs = {names.ENCODER_FILE: build_encoder(ck.spec, store, quant),
+    graphs = {names.ENCODER_FILE: build_encoder(ck.spec, store, quant, int8_rows),
               names.DECODER_FILE: build_decoder(ck.spec, store, quant)}
     graph_bytes = {f: parameter_bytes(store, used) for f, (_, used) in graphs.items()}
     fields = dict(arch=ck.spec, quant=quant.value, special=ck.special, source=str(ck.source),

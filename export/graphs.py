@@ -43,9 +43,10 @@ def _embed(b: Blocks, g: GraphBuilder, ids: str, side: str, start: str) -> str:
     return x
 
 
-def build_encoder(spec: ArchSpec, store: WeightStore, quant: Quant) -> BuiltGraph:
+def build_encoder(spec: ArchSpec, store: WeightStore, quant: Quant,
+                  int8_rows: bool = True) -> BuiltGraph:
     g = GraphBuilder(store)
-    b = Blocks(spec, LinearEmitter(quant, many_rows=True))
+    b = Blocks(spec, LinearEmitter(quant, many_rows=int8_rows))
     _prepare_position_tables(spec, store)
     ids = g.add_input(names.ENC_INPUT_IDS, INT64, ["batch", "source"])
     mask = g.add_input(names.ENC_ATTENTION_MASK, INT64, ["batch", "source"])

@@ -246,11 +246,12 @@ def _conv(g: GraphBuilder, x: str, name: str, stride: int, quant: Quant) -> str:
                 strides=[stride])
 
 
-def build_whisper_encoder(spec: ArchSpec, store: WeightStore, quant: Quant):
+def build_whisper_encoder(spec: ArchSpec, store: WeightStore, quant: Quant,
+                          int8_rows: bool = True):
     """input_features float32 [batch, mels, 2 * max_source_positions] -> cross K/V
     [batch, heads, max_source_positions, head_dim] for every decoder layer."""
     g = GraphBuilder(store)
-    b = Blocks(spec, LinearEmitter(quant, many_rows=True))
+    b = Blocks(spec, LinearEmitter(quant, many_rows=int8_rows))
     frames = 2 * spec.max_source_positions
     feats = g.add_input(names.ENC_INPUT_FEATURES, FLOAT, ["batch", spec.num_mel_bins, frames])
     x = b.activation(g, _conv(g, feats, "enc.conv1", 1, quant))
@@ -292,7 +293,8 @@ def _add_exit_heads(src: Path, spec: ArchSpec, store: WeightStore) -> dict[str, 
 
 def export_whisper(src: Source, out: str | Path, quant: str | Quant = Quant.INT8,
                    validate: bool = True, validation_audio: str | Path | None = None,
-                   tokenizer: str | Path | None = None, exit_heads: str | Path | None = None):
+                   tokenizer: str | Path | None = None, exit_heads: str | Path | None = None,
+                   int8_encoder: str = "rows"):
     """Export a Whisper checkpoint to an edgeseq package at `out`; returns ExportReport.
 
     `src`: a HF directory, a CTranslate2 directory (model.bin or model.bin.part1..N), or
@@ -301,19 +303,23 @@ def export_whisper(src: Source, out: str | Path, quant: str | Quant = Quant.INT8
     Whisper on the same weights: fp32 must match within whisper_validate.FP32_TOLERANCE
     (else ExportValidationError); quantized packages report greedy agreement.
     `exit_heads`: a directory with edgeseq_exits.json and separate exit heads for drafting
-    (models/whisper_exits/train.py); the model's own weights and output are unchanged."""
+    (models/whisper_exits/train.py); the model's own weights and output are unchanged.
+    `int8_encoder`: as in export_checkpoint."""
     from . import ExportReport
     from .graphs import build_decoder
     from .package import parameter_bytes, write_package
     from .whisper_validate import validate_whisper_package
 
+    from . import check_int8_encoder
     quant = Quant(quant)
+    check_int8_encoder(int8_encoder)
     ck = load_whisper(src, Path(tokenizer) if tokenizer else None)
     store = WeightStore(ck.weights)
     exits = {"exit_trained": False, "layers": list(range(1, ck.spec.decoder_layers + 1))}
     if exit_heads is not None:
         exits = _add_exit_heads(Path(exit_heads), ck.spec, store)
-    graphs = {names.ENCODER_FILE: build_whisper_encoder(ck.spec, store, quant),
+    graphs = {names.ENCODER_FILE: build_whisper_encoder(ck.spec, store, quant,
+                                                        int8_encoder == "rows"),
               names.DECODER_FILE: build_decoder(ck.spec, store, quant)}
     fields = {"arch": ck.spec, "quant": quant.value, "special": ck.special, "source": ck.source,
               "generation": {"suppress_tokens": [], "forced_bos": None, "forced_eos": None,

@@ -2,6 +2,7 @@
 any subset of layers, and writes their K/V into the preallocated cache at its cursor."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -87,6 +88,18 @@ def device_memory(session: ort.InferenceSession) -> str | None:
 CUDA_MEMORY_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
 
 
+def cpu_kernels_on_gpu(providers: list[str], encoder_graph: Path) -> str | None:
+    """A warning when an int8 encoder's integer GEMM (MatMulIntegerToFloat, fastest on
+    CPUs) meets a CUDA session: onnxruntime's CUDA provider (1.31) has no kernel for it,
+    so those products would run on the CPU with copies each way."""
+    if providers[0] not in CUDA_MEMORY_PROVIDERS or \
+            b"MatMulIntegerToFloat" not in encoder_graph.read_bytes():
+        return None
+    return ("this int8 package's encoder multiplies in an integer GEMM that onnxruntime's "
+            "CUDA provider lacks, so it runs on the CPU; for GPUs export with "
+            "`edgeseq export ... --int8-encoder blocks` (or use an fp16/fp32 package)")
+
+
 class Seq2SeqRunner:
     def __init__(self, directory: Path, manifest: Manifest, config: SessionConfig):
         self.manifest = manifest
@@ -95,6 +108,9 @@ class Seq2SeqRunner:
         # the cores of the decoder steps that follow (bench/thread_pools.py).
         self.encoder = make_session(directory / names.ENCODER_FILE, config, spin=False,
                                     threads=encoder_thread_count(config, self.arch.d_model))
+        warning = cpu_kernels_on_gpu(self.encoder.get_providers(), directory / names.ENCODER_FILE)
+        if warning:
+            warnings.warn(warning, RuntimeWarning, stacklevel=3)
         self.decoder = make_session(directory / names.DECODER_FILE, config)
         self.device = device_memory(self.decoder)
         tensors = manifest.tensor_names()

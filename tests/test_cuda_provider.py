@@ -111,3 +111,27 @@ def test_a_batch_on_cuda_decodes_each_row_as_alone(case, engines):
     together = gpu.generate(SOURCES, max_new_tokens=12)
     assert [r.token_ids for r in together] == [gpu.generate(ids, max_new_tokens=12).token_ids
                                                for ids in SOURCES]
+
+
+def test_an_integer_gemm_encoder_on_cuda_is_named_with_the_export_option_that_avoids_it(
+        tiny_package, tmp_path):
+    from edgeseq.runtime.decoder import cpu_kernels_on_gpu
+    encoder = tiny_package("t5", "int8")[0] / "encoder.onnx"
+    warning = cpu_kernels_on_gpu(["CUDAExecutionProvider", "CPUExecutionProvider"], encoder)
+    assert warning is not None and "--int8-encoder blocks" in warning
+    assert cpu_kernels_on_gpu(["CPUExecutionProvider"], encoder) is None
+    fp32 = tiny_package("t5", "fp32")[0] / "encoder.onnx"
+    assert cpu_kernels_on_gpu(["CUDAExecutionProvider", "CPUExecutionProvider"], fp32) is None
+
+
+def test_int8_encoder_blocks_exports_an_encoder_the_cuda_provider_runs(tiny_checkpoint, tmp_path):
+    import onnx
+
+    from edgeseq.export import export_checkpoint
+    export_checkpoint(tiny_checkpoint("bart"), tmp_path / "pkg", quant="int8", validate=False,
+                      int8_encoder="blocks")
+    ops = {n.op_type for n in onnx.load(tmp_path / "pkg" / "encoder.onnx",
+                                        load_external_data=False).graph.node}
+    assert "MatMulNBits" in ops and "MatMulIntegerToFloat" not in ops
+    engine = edgeseq.load(str(tmp_path / "pkg"), threads=1)
+    assert engine.generate(SOURCES[0], max_new_tokens=4).token_ids
