@@ -135,3 +135,22 @@ def test_int8_encoder_blocks_exports_an_encoder_the_cuda_provider_runs(tiny_chec
     assert "MatMulNBits" in ops and "MatMulIntegerToFloat" not in ops
     engine = edgeseq.load(str(tmp_path / "pkg"), threads=1)
     assert engine.generate(SOURCES[0], max_new_tokens=4).token_ids
+
+
+def test_the_cuda_check_says_what_it_needs_where_cuda_is_missing(capsys):
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("CUDA is here: the check would run")
+    from bench.cuda_check import main
+    assert main(["--packages", "default"]) == 2
+    assert "install onnxruntime-gpu" in capsys.readouterr().out
+
+
+def test_cli_export_takes_the_int8_encoder_choice(tiny_checkpoint, tmp_path, capsys):
+    import onnx
+
+    from edgeseq.cli import main
+    assert main(["export", str(tiny_checkpoint("t5")), str(tmp_path / "pkg"), "--no-validate",
+                 "--int8-encoder", "blocks"]) == 0
+    ops = {n.op_type for n in onnx.load(tmp_path / "pkg" / "encoder.onnx",
+                                        load_external_data=False).graph.node}
+    assert "MatMulNBits" in ops
