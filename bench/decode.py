@@ -33,10 +33,10 @@ from pathlib import Path
 
 from bench import report
 from bench.machine import OthersLoad, machine_info, wait_for_quiet, write_json
-from bench.peers import ENGINES, REPO_ROOT, EngineResult, PeerMissing, Stat, make_engine, python_for
+from bench.peers import (DEFAULT_ENGINES, ENGINES, REPO_ROOT, EngineResult, PeerMissing, Stat,
+                         make_engine, python_for)
 from bench.shapes import CACHE_DIR, SHAPES, ensure_checkpoint, get_shape, input_ids
 
-DEFAULT_ENGINES = list(ENGINES)
 DEFAULT_SHAPES = ["t5-small", "flan-t5-small"]
 RESULT_MARK = "BENCH_RESULT_JSON:"
 SHAPES_ORDER = {name: i for i, name in enumerate(SHAPES)}

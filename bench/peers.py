@@ -273,10 +273,12 @@ class CTranslate2Engine:
 
 
 class EdgeseqEngine:
-    def __init__(self, quant: str, shared_pool: bool = False) -> None:
+    def __init__(self, quant: str, shared_pool: bool = False, int8_encoder: str = "rows") -> None:
         self.quant = quant
         self.shared_pool = shared_pool  # as the `edgeseq` command runs (runtime/providers.py)
-        self.label = f"edgeseq {quant}" + (" (shared pool, as the CLI)" if shared_pool else "")
+        self.int8_encoder = int8_encoder  # export's choice for int8 / int4 encoders
+        self.label = f"edgeseq {quant}" + (" (shared pool, as the CLI)" if shared_pool else "") + \
+            (", MatMulNBits encoder" if int8_encoder == "blocks" else "")
 
     def bind(self, ckpt: Path, work: Path) -> None:
         self.ckpt, self.dir = ckpt, work
@@ -287,7 +289,8 @@ class EdgeseqEngine:
             raise PeerMissing("edgeseq.export has no export_checkpoint yet")
         # edgeseq changes under our feet: re-export on every run rather than trust a cache.
         shutil.rmtree(self.dir, ignore_errors=True)
-        export.export_checkpoint(self.ckpt, self.dir, quant=self.quant, validate=True)
+        export.export_checkpoint(self.ckpt, self.dir, quant=self.quant, validate=True,
+                                 int8_encoder=self.int8_encoder)
         _mark_done(self.dir)
 
     def imports(self) -> None:
@@ -334,7 +337,11 @@ ENGINES = {
     "edgeseq-int8": lambda: EdgeseqEngine("int8"),
     "edgeseq-int8-shared": lambda: EdgeseqEngine("int8", shared_pool=True),
     "edgeseq-fp32": lambda: EdgeseqEngine("fp32"),
+    # not in the default run: the int4 encoder choice (python -m bench.decode --engines ...)
+    "edgeseq-int4": lambda: EdgeseqEngine("int4"),
+    "edgeseq-int4-blocks": lambda: EdgeseqEngine("int4", int8_encoder="blocks"),
 }
+DEFAULT_ENGINES = [name for name in ENGINES if "int4" not in name]
 
 
 def make_engine(name: str) -> Engine:

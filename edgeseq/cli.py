@@ -294,8 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exit-heads", help="directory with edgeseq_exits.json and exit heads trained "
                    "apart from the checkpoint (e.g. Whisper draft exits)")
     p.add_argument("--int8-encoder", choices=("rows", "blocks"), default="rows",
-                   help="int8 encoders: rows = per-row int8 integer GEMM (fastest on CPUs), "
-                   "blocks = MatMulNBits (for CUDA, whose provider lacks the integer GEMM)")
+                   help="int8/int4 encoders: rows = per-row int8 integer GEMM (fastest on "
+                   "CPUs), blocks = MatMulNBits in the package's bits (smallest; for CUDA, "
+                   "whose provider lacks the integer GEMM)")
     p.set_defaults(func=_cmd_export)
     p = sub.add_parser("generate", help="generate from text (streams to the terminal)")
     _add_runtime_args(p)

@@ -54,9 +54,10 @@ def export_checkpoint(src: str | Path, out: str | Path, quant: str | Quant = Qua
     greedy agreement with PyTorch fp32. Whisper checkpoints (HF or CTranslate2) go to
     whisper.export_whisper. `exit_heads`: a directory with edgeseq_exits.json and exit
     heads trained apart from the checkpoint (default: the checkpoint's own, if any).
-    `int8_encoder`: "rows" (int8 packages' encoders multiply per-row int8 activations in
-    an integer GEMM: fastest on CPUs) or "blocks" (MatMulNBits, which onnxruntime's CUDA
-    provider runs; it has no kernel for the integer GEMM, see weight_formats)."""
+    `int8_encoder`: "rows" (int8 and int4 packages' encoders multiply per-row int8
+    activations and int8 weights in an integer GEMM: fastest on CPUs) or "blocks"
+    (MatMulNBits in the package's own bits: smallest, and what onnxruntime's CUDA provider
+    runs; it has no kernel for the integer GEMM, see weight_formats)."""
     from .whisper import export_whisper, is_whisper_source
     if is_whisper_source(src):
         return export_whisper(src, out, quant, validate=validate, tokenizer=tokenizer,

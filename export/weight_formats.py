@@ -15,6 +15,9 @@ package's encoder quantizes each row of activations to 8 bits itself (its own sc
 a row's result never depends on the others in the batch) and multiplies with per-column
 int8 weights in MatMulIntegerToFloat, MLAS's integer GEMM: 25 rows 97 us, 1,500 rows
 4.3 vs 16.0 ms. For one row it is slower (32 vs 23 us): decoders keep MatMulNBits.
+4-bit MatMulNBits is no faster for many rows, so int4 packages' encoders are int8 too:
+t5-small shape, 64 input tokens, first token 20.2 -> 9.5 ms for 43 -> 51 MB on disk
+(bench/decode.py, engines edgeseq-int4-blocks and edgeseq-int4).
 
 The token embedding shares the LM head's quantized [vocab, d] rows: the lookup is a
 row gather plus dequantization. The gather reads them under a second initializer name
@@ -107,12 +110,12 @@ def dequantize_int4_blocks(packed, scale, zp_packed, k: int, block: int = INT4_B
 
 class LinearEmitter:
     """Emits x @ W (+ b) for canonical weight `name` in the package's format.
-    many_rows: the graph multiplies many rows per call (an encoder); int8 weights then go
-    through per-row int8 products (see the module's notes)."""
+    many_rows: the graph multiplies many rows per call (an encoder); int8 and int4
+    packages' weights then go through per-row int8 products (see the module's notes)."""
 
     def __init__(self, quant: Quant, many_rows: bool = False):
         self.quant = quant
-        self.row_int8 = many_rows and quant == Quant.INT8
+        self.row_int8 = many_rows and quant in (Quant.INT8, Quant.INT4)
         # an input's row quantization, shared by the linears that read it (q, k, v; gate, fc1)
         self._rows: dict[str, tuple[str, str, str]] = {}
 

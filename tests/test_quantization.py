@@ -116,11 +116,12 @@ def test_a_row_int8_product_of_a_row_does_not_depend_on_the_other_rows():
         assert np.array_equal(session.run(None, {"x": x[b:b + 1, :1]})[0][0, 0], together[b, 0])
 
 
-def test_int8_packages_multiply_encoder_rows_in_integers_and_decoder_steps_with_matmulnbits(
-        tiny_package):
+@pytest.mark.parametrize("quant", ["int8", "int4"])
+def test_quantized_packages_multiply_encoder_rows_in_integers_and_decoder_steps_with_matmulnbits(
+        quant, tiny_package):
     import onnx
     for family in ("t5", "bart", "marian"):
-        directory = tiny_package(family, "int8")[0]
+        directory = tiny_package(family, quant)[0]
         ops = {name: {n.op_type for n in onnx.load(directory / f"{name}.onnx",
                                                    load_external_data=False).graph.node}
                for name in ("encoder", "decoder")}
