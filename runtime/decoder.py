@@ -88,30 +88,40 @@ def device_memory(session: ort.InferenceSession) -> str | None:
 CUDA_MEMORY_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
 
 
-def cpu_kernels_on_gpu(providers: list[str], encoder_graph: Path) -> str | None:
+def cpu_kernels_on_gpu(device: str | None, encoder_graph: Path) -> str | None:
     """A warning when an int8 encoder's integer GEMM (MatMulIntegerToFloat, fastest on
-    CPUs) meets a CUDA session: onnxruntime's CUDA provider (1.31) has no kernel for it,
-    so those products would run on the CPU with copies each way."""
-    if providers[0] not in CUDA_MEMORY_PROVIDERS or \
-            b"MatMulIntegerToFloat" not in encoder_graph.read_bytes():
+    CPUs) meets a session computing in GPU memory (`device`, see device_memory):
+    onnxruntime's CUDA provider (1.31) has no kernel for it, so those products would run
+    on the CPU with copies each way."""
+    if device is None or b"MatMulIntegerToFloat" not in encoder_graph.read_bytes():
         return None
     return ("this int8 package's encoder multiplies in an integer GEMM that onnxruntime's "
             "CUDA provider lacks, so it runs on the CPU; for GPUs export with "
             "`edgeseq export ... --int8-encoder blocks` (or use an fp16/fp32 package)")
 
 
+def open_sessions(directory: Path, config: SessionConfig, d_model: int,
+                  profile: Path | None = None) -> tuple[ort.InferenceSession, ort.InferenceSession]:
+    """A package's encoder and decoder sessions as the runner runs them; `profile`: a
+    folder for onnxruntime's traces (runtime/placement.py)."""
+    # The encoder runs once per request: spinning after it, its idle workers would take
+    # the cores of the decoder steps that follow (bench/thread_pools.py).
+    encoder = make_session(directory / names.ENCODER_FILE, config, spin=False,
+                           threads=encoder_thread_count(config, d_model),
+                           profile=profile and profile / "encoder")
+    decoder = make_session(directory / names.DECODER_FILE, config,
+                           profile=profile and profile / "decoder")
+    return encoder, decoder
+
+
 class Seq2SeqRunner:
     def __init__(self, directory: Path, manifest: Manifest, config: SessionConfig):
         self.manifest = manifest
         self.arch = manifest.arch
-        # The encoder runs once per request: spinning after it, its idle workers would take
-        # the cores of the decoder steps that follow (bench/thread_pools.py).
-        self.encoder = make_session(directory / names.ENCODER_FILE, config, spin=False,
-                                    threads=encoder_thread_count(config, self.arch.d_model))
-        warning = cpu_kernels_on_gpu(self.encoder.get_providers(), directory / names.ENCODER_FILE)
+        self.encoder, self.decoder = open_sessions(directory, config, self.arch.d_model)
+        warning = cpu_kernels_on_gpu(device_memory(self.encoder), directory / names.ENCODER_FILE)
         if warning:
             warnings.warn(warning, RuntimeWarning, stacklevel=3)
-        self.decoder = make_session(directory / names.DECODER_FILE, config)
         self.device = device_memory(self.decoder)
         tensors = manifest.tensor_names()
         self._enc_outputs = tensors["encoder"]["outputs"]

@@ -13,9 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeseq import names
-
-from .providers import encoder_thread_count, make_session
+from .decoder import open_sessions
 
 # graph -> operator type -> provider -> operators
 Placement = dict[str, dict[str, dict[str, int]]]
@@ -25,11 +23,8 @@ def operator_placement(engine) -> Placement:
     runner, config = engine.runner, engine.config
     with tempfile.TemporaryDirectory(prefix="edgeseq-placement-") as tmp:
         profiled = copy.copy(runner)  # the engine's own sessions stay as they are
-        profiled.encoder = make_session(
-            engine.directory / names.ENCODER_FILE, config, spin=False,
-            threads=encoder_thread_count(config, engine.arch.d_model), profile=Path(tmp) / "encoder")
-        profiled.decoder = make_session(engine.directory / names.DECODER_FILE, config,
-                                        profile=Path(tmp) / "decoder")
+        profiled.encoder, profiled.decoder = open_sessions(
+            engine.directory, config, engine.arch.d_model, profile=Path(tmp))
         _one_pass(profiled, engine)
         return {name: _count(Path(getattr(profiled, name).end_profiling()))
                 for name in ("encoder", "decoder")}
