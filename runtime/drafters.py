@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 import numpy as np
 
@@ -14,6 +14,9 @@ from edgeseq.errors import OptionsError
 from .decoder import LayerPlan
 from .draft_control import ONLY_WAY, DraftController
 from .token_shapes import TokenShapes
+
+if TYPE_CHECKING:
+    from .search import DecodeSession
 
 
 @dataclass
@@ -376,15 +379,24 @@ class SelfDrafter:
 
 class ModelDrafter:
     """A separate, smaller model package with the same vocabulary drafts greedily (or by
-    sampling); its own cache is kept in step with the accepted output."""
+    sampling); its own cache is kept in step with the accepted output. Its session (its
+    encoder run) opens at the first draft: a call the planner decodes without drafts
+    pays nothing for the draft model."""
 
-    def __init__(self, session, score, sample: bool, rng: np.random.Generator | None,
-                 max_draft: int = 8, eos: int | None = None):
-        self.session, self.score, self.sample, self.rng = session, score, sample, rng
+    def __init__(self, open_session: Callable[[], DecodeSession], score, sample: bool,
+                 rng: np.random.Generator | None, max_draft: int = 8, eos: int | None = None):
+        self._open_session, self._session = open_session, None
+        self.score, self.sample, self.rng = score, sample, rng
         self.eos = eos  # drafting stops once every row has drafted it
         self.length = DraftLength(max_draft, start=4)
         self.fed = 0              # decoder tokens already in the drafter's cache
         self._drafted_from = 0
+
+    @property
+    def session(self) -> DecodeSession:
+        if self._session is None:
+            self._session = self._open_session()
+        return self._session
 
     def propose(self, ctx: DraftContext) -> Draft:
         k = min(self.length.current, ctx.limit)

@@ -70,8 +70,9 @@ def make_drafter(engine: "Engine", opts: GenerationOptions, session: "DecodeSess
         raise OptionsError("the draft model must share the target's vocabulary and special "
                            "tokens (same tokenizer)")
     _warn_separate_pools(engine, other)
-    draft_session = other._session(rows, 1, GenerationOptions(max_new_tokens=opts.max_new_tokens))
-    return ModelDrafter(draft_session, score, opts.do_sample, rng, opts.max_draft,
+    def open_draft_session():
+        return other._session(rows, 1, GenerationOptions(max_new_tokens=opts.max_new_tokens))
+    return ModelDrafter(open_draft_session, score, opts.do_sample, rng, opts.max_draft,
                         eos=mine.special.eos), sampler
 
 

@@ -300,6 +300,19 @@ def test_bad_draft_options_are_named(engines):
         engine.generate([5, 6], draft=other)
 
 
+def test_a_draft_model_runs_its_encoder_only_in_calls_that_draft(tiny_package):
+    path = str(tiny_package("t5", "fp32")[0])
+    target, draft = edgeseq.load(path, threads=1), edgeseq.load(path, threads=1)
+    encoded = []
+    encode = draft.runner.encode
+    draft.runner.encode = lambda *args: encoded.append(1) or encode(*args)
+    target.generate(SOURCES[0], max_new_tokens=1, draft=draft)  # one token leaves nothing to draft
+    assert encoded == []
+    fast = target.generate(SOURCES[0], max_new_tokens=12, draft=draft, adaptive_draft=False)
+    assert len(encoded) == 1 and fast.stats.speculation["drafted"] > 0
+    assert fast.token_ids == target.generate(SOURCES[0], max_new_tokens=12).token_ids
+
+
 # --- sampling: the empirical distribution of the first two tokens matches the exact one
 def _exact_two_token_distribution(engine, source, temperature):
     runner = engine.runner

@@ -1,0 +1,65 @@
+"""Draft model packages for `model:PKG` drafting in the benchmarks: a checkpoint's own
+encoder and its first N decoder layers, exported as a package of their own.
+
+    python -m bench.draft_models CHECKPOINT OUT --decoder-layers 2 [--quant int8]
+
+No smaller pretrained sibling (a Flan-T5-small for a Flan-T5-base, say) can be fetched
+here, so the benchmarks draft with a truncated copy of the target. On a model trained
+with early exits (the grammar model: every layer's output through the shared head) that
+copy is a real draft model; on random weights it agrees with the target as much as the
+target's own early layers do. Unlike layer drafting it pays for its own encoder run and
+its own cache, as any separate draft model does."""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+TOKENIZER_FILES = ("tokenizer.json", "spiece.model", "tokenizer_config.json",
+                   "special_tokens_map.json", "generation_config.json")
+
+
+def truncated_checkpoint(checkpoint: Path, out: Path, decoder_layers: int) -> Path:
+    """`checkpoint` (a T5-family Hugging Face folder) with only its first
+    `decoder_layers` decoder blocks, saved with save_pretrained to `out`."""
+    from transformers import AutoModelForSeq2SeqLM
+    model = AutoModelForSeq2SeqLM.from_pretrained(checkpoint).eval()
+    blocks = model.decoder.block
+    if not 0 < decoder_layers < len(blocks):
+        raise ValueError(f"decoder_layers must be 1..{len(blocks) - 1} (the checkpoint has "
+                         f"{len(blocks)})")
+    model.decoder.block = blocks[:decoder_layers]
+    model.config.num_decoder_layers = decoder_layers
+    shutil.rmtree(out, ignore_errors=True)
+    model.save_pretrained(out)
+    for name in TOKENIZER_FILES:
+        if (checkpoint / name).is_file():
+            shutil.copy(checkpoint / name, out / name)
+    return out
+
+
+def draft_package(checkpoint: Path, out: Path, decoder_layers: int, quant: str = "int8") -> Path:
+    """The exported draft package (the truncated checkpoint kept beside it)."""
+    from edgeseq.export import export_checkpoint
+    truncated = truncated_checkpoint(checkpoint, out.with_name(out.name + "-hf"), decoder_layers)
+    shutil.rmtree(out, ignore_errors=True)
+    export_checkpoint(truncated, out, quant=quant, validate=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("checkpoint", type=Path)
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--decoder-layers", type=int, required=True)
+    ap.add_argument("--quant", default="int8", choices=["fp32", "fp16", "int8", "int4"])
+    a = ap.parse_args(argv)
+    out = draft_package(a.checkpoint, a.out, a.decoder_layers, a.quant)
+    manifest = json.loads((out / "manifest.json").read_text())
+    print(f"{out}: {manifest['arch']['decoder_layers']} decoder layers, {manifest['quant']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
