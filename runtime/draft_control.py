@@ -31,6 +31,9 @@ ONLY_WAY = 0        # the way of drafters that have one (input, n-gram, a draft 
 ON_GAIN = 1.08      # drafting switches on for a predicted gain over plain passes of 8% or more
 SETTLING_ROUNDS = 64  # rounds of drafts re-planned after each one, before REPLAN_EVERY applies
 REPLAN_EVERY = 4
+# while drafting is off, probes may cost this share of plain decoding's time: a draft
+# model's probe (its encoder run, the output so far fed to it) costs several passes
+PROBE_SHARE = 0.01
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,7 @@ class DraftController:
     _off_rounds: int = 0
     _probe_gap: int = 0                          # current passes between probes (0: unset)
     _probing: bool = False                       # the last plan() was a probe
+    _probe_cost: float = 0.0  # the last probe's cost beyond the tokens it gave, in plain passes
     _points: deque = field(default_factory=lambda: deque(maxlen=32))  # (k, seconds) of recent passes
     # n, k, t, k^2, k*t of the _points with drafts; n, t of those without (Python floats:
     # they change every few passes, and numpy arrays this small cost more than they save)
@@ -265,7 +269,7 @@ class DraftController:
     def _replan(self) -> DraftPlan:
         best = self._best_plan()
         if best.length == 0 and self._probing:  # the probe did not pay: wait longer
-            self._probe_gap = min(2 * self._probe_gap, self.max_probe_gap)
+            self._probe_gap = min(2 * self._probe_gap, self._longest_gap())
         elif best.length > 0:
             self._probe_gap = self.probe_every
         self._probing = False
@@ -293,6 +297,12 @@ class DraftController:
         if best.length == 0 or best_rate * self._plain_s < ON_GAIN:
             best = DraftPlan(max(ways, key=lambda w: self.survival(w)[0]), 0)
         return best
+
+    def _longest_gap(self) -> int:
+        """max_probe_gap, or as many plain passes as keep the measured cost of a probe
+        within PROBE_SHARE of theirs (JFLEG dev, a one-layer draft model of the default
+        package: probes every 128 passes made decoding 4% slower than plain)."""
+        return max(self.max_probe_gap, int(self._probe_cost / PROBE_SHARE))
 
     def off_for_call(self) -> bool:
         """Drafting is off, and the next probe is not due within a call of the usual
@@ -368,6 +378,8 @@ class DraftController:
                 self.situations[situation].add(drafted, accepted)
             step = draft_s / drafted
             s.step_s = step if s.step_s is None else 0.7 * s.step_s + 0.3 * step
+        if self._probing and self._base_s:
+            self._probe_cost = max((verify_s + draft_s) / self._base_s - accepted - 1, 0.0)
         self._add_point(drafted, verify_s)
         self._observed += 1
         if drafted or self._observed % 8 == 0 or self._base_s is None:

@@ -69,12 +69,32 @@ def test_settled_figures_are_re_planned_every_few_rounds_not_every_round(monkeyp
     assert cadenced[-8:].count(0) >= 7  # and drafting ends up off (a probe at most)
 
 
+def _rejected_rounds(control: DraftController, passes: int, draft_s: float) -> list[int]:
+    """Draft lengths asked for while every draft is rejected; a plain pass costs 10 ms,
+    a verify pass 2% more per draft, and drafting costs `draft_s` a round."""
+    limits = []
+    for _ in range(passes):
+        k = control.plan().length
+        control.observe(k, 0, verify_s=0.01 * (1 + 0.02 * k), draft_s=draft_s if k else 0.0)
+        limits.append(k)
+    return limits
+
+
 def test_probes_back_off_while_drafting_keeps_not_paying():
     control = DraftController(max_draft=8, probe_every=8, max_probe_gap=128)
-    limits = _never_pays(control, 2000)
+    limits = _rejected_rounds(control, 2000, draft_s=0.0)
     probes_late = sum(k > 0 for k in limits[1000:])
     assert control.probe_gap == 128
     assert probes_late <= 1000 // 128 + 1  # under 1% of passes, not one in 8
+
+
+def test_probes_that_cost_several_passes_wait_until_they_cost_one_percent():
+    """A draft model's probe runs its own encoder and catches up on the output: on
+    JFLEG dev probes every 128 passes made decoding 4% slower than plain."""
+    control = DraftController(max_draft=8, probe_every=8, max_probe_gap=128)
+    limits = _rejected_rounds(control, 4000, draft_s=0.05)
+    assert abs(control.probe_gap - 500) <= 5  # a probe's 5 passes' extra cost is 1% of 500
+    assert sum(k > 0 for k in limits[2000:]) <= 2000 // 500 + 1
 
 
 def test_probes_never_draft_more_than_max_draft():
