@@ -384,9 +384,12 @@ class ModelDrafter:
     pays nothing for the draft model."""
 
     def __init__(self, open_session: Callable[[], DecodeSession], score, sample: bool,
-                 rng: np.random.Generator | None, max_draft: int = 8, eos: int | None = None):
+                 rng: np.random.Generator | None, max_draft: int = 8, eos: int | None = None,
+                 choose: Callable[[np.ndarray, int], np.ndarray] | None = None):
         self._open_session, self._session = open_session, None
         self.score, self.sample, self.rng = score, sample, rng
+        # greedy drafts need the rules' argmax only, not a softmax over the vocabulary
+        self.choose = None if sample else choose
         self.eos = eos  # drafting stops once every row has drafted it
         self.length = DraftLength(max_draft, start=4)
         self.fed = 0              # decoder tokens already in the drafter's cache
@@ -408,11 +411,15 @@ class ModelDrafter:
         self._drafted_from = len(output[0])
         ended = np.zeros(len(output), bool)
         for j in range(k):
-            p = self.score(self.session.step(step_input)[:, -1], generated + j)
-            nxt = (np.array([self.rng.choice(len(row), p=row) for row in p]) if self.sample
-                   else p.argmax(axis=-1))
+            logits = self.session.step(step_input)[:, -1]
+            if self.choose is not None:
+                nxt = self.choose(logits, generated + j)
+            else:
+                p = self.score(logits, generated + j)
+                nxt = (np.array([self.rng.choice(len(row), p=row) for row in p]) if self.sample
+                       else p.argmax(axis=-1))
+                probs.append(p)
             tokens.append(nxt)
-            probs.append(p)
             step_input = nxt[:, None]
             if _all_ended(ended, nxt, self.eos):
                 break

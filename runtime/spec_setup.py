@@ -73,7 +73,7 @@ def make_drafter(engine: "Engine", opts: GenerationOptions, session: "DecodeSess
     def open_draft_session():
         return other._session(rows, 1, GenerationOptions(max_new_tokens=opts.max_new_tokens))
     return ModelDrafter(open_draft_session, score, opts.do_sample, rng, opts.max_draft,
-                        eos=mine.special.eos), sampler
+                        eos=mine.special.eos, choose=rules.choose), sampler
 
 
 def self_drafter(engine: "Engine", session: "DecodeSession", rules, opts: GenerationOptions,
