@@ -21,16 +21,20 @@ TOKENIZER_FILES = ("tokenizer.json", "spiece.model", "tokenizer_config.json",
 
 
 def truncated_checkpoint(checkpoint: Path, out: Path, decoder_layers: int) -> Path:
-    """`checkpoint` (a T5-family Hugging Face folder) with only its first
-    `decoder_layers` decoder blocks, saved with save_pretrained to `out`."""
+    """`checkpoint` (a Hugging Face seq2seq folder: T5, BART, Marian) with only its first
+    `decoder_layers` decoder layers, saved with save_pretrained to `out`."""
     from transformers import AutoModelForSeq2SeqLM
     model = AutoModelForSeq2SeqLM.from_pretrained(checkpoint).eval()
-    blocks = model.decoder.block
-    if not 0 < decoder_layers < len(blocks):
-        raise ValueError(f"decoder_layers must be 1..{len(blocks) - 1} (the checkpoint has "
-                         f"{len(blocks)})")
-    model.decoder.block = blocks[:decoder_layers]
-    model.config.num_decoder_layers = decoder_layers
+    if hasattr(model.config, "num_decoder_layers"):  # T5: decoder.block
+        decoder, field, count = model.decoder, "block", "num_decoder_layers"
+    else:  # BART, Marian: model.decoder.layers
+        decoder, field, count = model.model.decoder, "layers", "decoder_layers"
+    layers = getattr(decoder, field)
+    if not 0 < decoder_layers < len(layers):
+        raise ValueError(f"decoder_layers must be 1..{len(layers) - 1} (the checkpoint has "
+                         f"{len(layers)})")
+    setattr(decoder, field, layers[:decoder_layers])
+    setattr(model.config, count, decoder_layers)
     shutil.rmtree(out, ignore_errors=True)
     model.save_pretrained(out)
     for name in TOKENIZER_FILES:

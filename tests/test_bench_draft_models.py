@@ -1,0 +1,38 @@
+"""bench.draft_models: a checkpoint's first decoder layers as a draft package of their own."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import edgeseq
+from bench.draft_models import draft_package
+from edgeseq.runtime.decoder import LayerPlan
+
+
+def _last_logits(engine, source: list[int], tokens: list[int], plan=None) -> np.ndarray:
+    runner = engine.runner
+    ids = np.array([source])
+    cache = runner.new_cache(1, len(tokens))
+    return runner.step(np.array([tokens]), runner.encode(ids, np.ones_like(ids)), cache, plan)[0]
+
+
+@pytest.mark.parametrize("family", ["t5", "bart"])
+def test_a_draft_package_computes_the_targets_early_exit(family, tiny_checkpoint, tmp_path):
+    """The target's encoder and first decoder layer, exported alone, give the logits the
+    target's own exit after that layer gives (through the same final norm and head)."""
+    target_dir = tmp_path / "target"
+    from edgeseq.export import export_checkpoint
+    export_checkpoint(tiny_checkpoint(family), target_dir, quant="fp32")
+    draft = edgeseq.load(str(draft_package(tiny_checkpoint(family), tmp_path / "draft", 1,
+                                           quant="fp32")), threads=1)
+    target = edgeseq.load(str(target_dir), threads=1)
+    assert draft.arch.decoder_layers == 1 and target.arch.decoder_layers == 3
+    source, tokens = [5, 9, 14, 2, 30], [target.manifest.special.decoder_start, 7, 11, 40]
+    exit_1 = _last_logits(target, source, tokens, LayerPlan.first(1, 3))
+    np.testing.assert_allclose(_last_logits(draft, source, tokens), exit_1, atol=1e-4)
+    assert not np.allclose(_last_logits(target, source, tokens), exit_1, atol=1e-2)  # not the full model's
+
+
+def test_a_draft_keeps_fewer_layers_than_its_checkpoint(tiny_checkpoint, tmp_path):
+    with pytest.raises(ValueError, match="decoder_layers must be 1..2"):
+        draft_package(tiny_checkpoint("t5"), tmp_path / "draft", 3)
