@@ -366,7 +366,11 @@ class DraftController:
             self._best = None
 
     def observe(self, drafted: int, accepted: int, verify_s: float, draft_s: float,
-                way: int = ONLY_WAY, situation: int | None = None) -> None:
+                way: int = ONLY_WAY, situation: int | None = None, setup_s: float = 0.0) -> None:
+        """A verify round: `draft_s` of drafting, of which `setup_s` was the drafter's
+        one-off start in this call (a draft model's encoder run), which a probe's cost
+        counts but the cost of a drafted token does not (a round that was all setup
+        only stands in for that cost until other rounds measure it)."""
         self._derived.clear()
         if drafted:
             self._rounds += 1
@@ -376,8 +380,11 @@ class DraftController:
                 if situation not in self.situations:
                     self.situations[situation] = WayStats.empty(self.max_draft)
                 self.situations[situation].add(drafted, accepted)
-            step = draft_s / drafted
-            s.step_s = step if s.step_s is None else 0.7 * s.step_s + 0.3 * step
+            if not setup_s or setup_s < draft_s:
+                step = (draft_s - setup_s) / drafted
+                s.step_s = step if s.step_s is None else 0.7 * s.step_s + 0.3 * step
+            elif s.step_s is None:  # nothing else measured yet: the start-up's own rate
+                s.step_s = draft_s / drafted
         if self._probing and self._base_s:
             self._probe_cost = max((verify_s + draft_s) / self._base_s - accepted - 1, 0.0)
         self._add_point(drafted, verify_s)

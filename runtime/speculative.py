@@ -209,9 +209,16 @@ def speculative(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int
         generated += emit.shape[1]
         # the round's cost: the verify pass and all its bookkeeping, as plain passes are timed
         control.observe(k, n, time.perf_counter() - drafted_at, drafted_at - began, plan.way,
-                        plan.situation)
+                        plan.situation, _setup_seconds(drafter))
         yield emit
     control.note_call(generated)
+
+
+def _setup_seconds(drafter: Drafter) -> float:
+    """Seconds the drafter's last proposal spent starting up (a draft model opening its
+    session, see ModelDrafter.setup_seconds); 0 for drafters that never do."""
+    setup = getattr(drafter, "setup_seconds", None)
+    return setup() if callable(setup) else 0.0
 
 
 def _finish(emit: np.ndarray, done: np.ndarray, eos: int,

@@ -4,6 +4,7 @@ package's tokenizer)."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 import edgeseq
 from edgeseq.runtime.draft_control import DraftController
@@ -367,3 +368,17 @@ def test_a_drafter_that_mostly_finds_nothing_is_switched_off_like_one_that_is_wr
         control.observe_empty()
     limits = [control.plan().length for _ in range(32)]
     assert limits.count(0) >= 28  # off, with rare probes
+
+
+def test_a_drafters_start_up_is_not_counted_as_the_cost_of_its_tokens():
+    """A draft model's first proposal in a call opens its session (its encoder run) and
+    catches up on the output: that start-up stands in for the cost of drafted tokens only
+    until a round without it measures them, and never moves that figure afterwards."""
+    control = DraftController(max_draft=8)
+    control.observe_plain(0.001)
+    control.observe(2, 2, verify_s=0.0012, draft_s=0.010, setup_s=0.010)  # start-up alone
+    assert control.cost(2) - control.verify_cost(2) == pytest.approx(0.010)
+    control.observe(4, 4, verify_s=0.0012, draft_s=0.0008)  # a later round: 0.2 ms a token
+    control.observe(2, 2, verify_s=0.0012, draft_s=0.010, setup_s=0.010)  # the next call's start
+    per_token = (control.cost(4) - control.verify_cost(4)) / 4
+    assert per_token == pytest.approx(0.7 * 0.005 + 0.3 * 0.0002)
