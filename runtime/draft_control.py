@@ -301,7 +301,7 @@ class DraftController:
     def _longest_gap(self) -> int:
         """max_probe_gap, or as many plain passes as keep the measured cost of a probe
         within PROBE_SHARE of theirs (JFLEG dev, a one-layer draft model of the default
-        package: probes every 128 passes made decoding 4% slower than plain)."""
+        package: probes every 128 passes made decoding 4-6% slower than plain)."""
         return max(self.max_probe_gap, int(self._probe_cost / PROBE_SHARE))
 
     def off_for_call(self) -> bool:

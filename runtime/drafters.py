@@ -42,7 +42,8 @@ class Drafter(Protocol):
     # optional: `situation(source, output) -> int | None`, asked before each draft; the
     # controller keeps acceptance per situation and sizes the draft for it (draft_control);
     # `wants_tail` (bool) and `tail(first, choices)`: after a greedy verify pass of one row
-    # that rejected a draft token, the target's raw choices at the draft positions after it
+    # that rejected a draft token, the target's raw choices at the draft positions after it;
+    # `setup_seconds() -> float`: what the last proposal spent starting up (ModelDrafter)
 
 
 def _pad_rows(rows: list[list[int]]) -> np.ndarray:
