@@ -40,8 +40,16 @@ class Request:
     source_length: int = 128
     max_new_tokens: int = 64
     draft: int = 0           # verified draft tokens per pass (0: plain decoding)
-    draft_model_bytes: int = 0
+    draft_model_bytes: int = 0   # a draft model's resident weights
+    # a draft model's caches per row: bytes per decoder position (self K/V and its staging
+    # copy) and per source token (cross K/V); see cache_bytes
+    draft_model_cache: int = 0
+    draft_model_cross: int = 0
     rerank_source: bool = False  # a scoring pass over source and output after decoding
+
+    def without_draft(self) -> "Request":
+        return Request(**{**asdict(self), "draft": 0, "draft_model_bytes": 0,
+                          "draft_model_cache": 0, "draft_model_cross": 0})
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,14 @@ def resident_weights(graph_weight_bytes: int, quant: str) -> int:
     return int(graph_weight_bytes * WEIGHT_RESIDENCY.get(quant, 1.5))
 
 
+def cache_bytes(arch: ArchSpec) -> tuple[int, int]:
+    """Bytes a model's caches take per row: per decoder position (the self-attention K/V
+    of every layer, and the staging copy onnxruntime reads, runtime/kv_cache.py) and per
+    source token (the cross-attention K/V of every layer)."""
+    per_layer = 2 * arch.num_heads * arch.head_dim * F32  # a key and a value
+    return 2 * arch.decoder_layers * per_layer, arch.decoder_layers * per_layer
+
+
 def estimate(arch: ArchSpec, weight_bytes: int, r: Request) -> MemoryEstimate:
     """Peak bytes of one generate call. Per row: encoder activations (the widest layer and
     the S x S attention scores), cross K/V for every decoder layer, the self-attention
@@ -76,15 +92,18 @@ def estimate(arch: ArchSpec, weight_bytes: int, r: Request) -> MemoryEstimate:
     width = max(arch.d_ff, 3 * arch.inner_dim)
     encoder = rows * s * (2 * width + 4 * arch.d_model) * F32 + \
         rows * arch.num_heads * s * s * F32 * 2
-    cross = rows * arch.decoder_layers * 2 * arch.num_heads * s * arch.head_dim * F32
-    # the cache, and its staging copy that onnxruntime reads (runtime/kv_cache.py)
-    cache = 2 * rows * arch.decoder_layers * 2 * arch.num_heads * steps * arch.head_dim * F32
+    per_position, per_source = cache_bytes(arch)
+    cross = rows * s * per_source
+    cache = rows * steps * per_position
     positions = r.draft + 1
     # attention concatenates past and new K/V of the layer it runs (one layer at a time)
     decoder = rows * positions * (2 * width + 4 * arch.d_model) * F32 + \
         rows * arch.num_heads * positions * (steps + s) * F32 * 2 + cache // max(1, 2 * arch.decoder_layers)
     logits = rows * positions * arch.vocab_size * F32 * 3  # raw, scored, probabilities
-    draft = r.draft_model_bytes + rows * r.draft * arch.vocab_size * F32 * (1 if r.draft else 0)
+    draft = r.draft_model_bytes
+    if r.draft:  # the drafts' logits, and a draft model's own caches
+        draft += rows * (r.draft * arch.vocab_size * F32 + steps * r.draft_model_cache +
+                         s * r.draft_model_cross)
     rerank = 0
     if r.rerank_source:  # 2 rows per input, as long as the source (if it may be an output)
         scored = 2 * rows * min(s, r.max_new_tokens)
@@ -134,7 +153,7 @@ def plan(arch: ArchSpec, weight_bytes: int, budget_bytes: int, wanted: Request) 
         reduced.append(f"{field_name} {getattr(request, field_name)} -> {value}")
         request = _replace(request, field_name, value)
         if field_name == "draft" and value == 0:
-            request = _replace(request, "draft_model_bytes", 0)
+            request = request.without_draft()
     return Plan(request, estimate(arch, weight_bytes, request), budget_bytes, tuple(reduced))
 
 

@@ -90,3 +90,27 @@ def test_a_drafting_rerank_budgets_the_logits_its_scores_hold(engine_arch):
     drafting = estimate(arch, weights, Request(1, 60, 60, 16, rerank_source=True))
     held = held_logit_bytes([[5] * 60], arch.vocab_size, max_draft=16)
     assert drafting.rerank >= plain.rerank + held
+
+
+def test_a_draft_models_caches_are_budgeted_for_every_row_and_position(engine, engine_arch):
+    """A draft model keeps K/V of its own: its caches for the whole length (and its
+    cross-attention K/V) count in the draft buffers beside its weights, per row."""
+    from edgeseq.runtime.memory import cache_bytes
+    arch, weights = engine_arch
+    per_position, per_source = cache_bytes(arch)
+    bare = Request(4, 30, 50, 8, draft_model_bytes=1 * MB)
+    with_caches = Request(4, 30, 50, 8, draft_model_bytes=1 * MB, draft_model_cache=per_position,
+                          draft_model_cross=per_source)
+    extra = estimate(arch, weights, with_caches).draft - estimate(arch, weights, bare).draft
+    own = estimate(arch, weights, Request(4, 30, 50, 8))  # the target's caches, same request
+    assert extra == pytest.approx(own.self_kv + own.cross_kv, abs=2)  # same shapes, same bytes
+    # generate() asks for them (the engine drafting for itself: the target's shape)
+    plan_json = engine.generate([[5, 6, 7]] * 2, max_new_tokens=8, draft=engine,
+                                memory_budget_mb=10_000)[0].stats.memory_plan
+    assert plan_json["request"]["draft_model_cache"] == per_position
+    assert plan_json["request"]["draft_model_cross"] == per_source
+    # and giving up speculation gives them up too
+    floor = engine.memory_plan(10_000, Request(2, 3, 8, 0)).estimate.total / MB
+    tight = engine.generate([[5, 6, 7]] * 2, max_new_tokens=8, draft=engine,
+                            memory_budget_mb=floor + 0.01)[0].stats.memory_plan
+    assert tight["request"]["draft"] == 0 and tight["request"]["draft_model_cache"] == 0

@@ -32,13 +32,16 @@ def peak():
 
 engine = edgeseq.load(sys.argv[1], threads=1)
 engine.generate([[5, 6, 7]], max_new_tokens=2)  # first-call allocations are the runtime's
+draft_model = edgeseq.load(sys.argv[1], threads=1)  # "model": a draft package of its own
+draft_model.generate([[5, 6, 7]], max_new_tokens=2)
 rows = [[5, 6, 7, 8] * 10] * 32
 out = []
 for budget, draft in json.loads(sys.argv[2]):
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # the peak (VmHWM) restarts from the current RSS
     base = rss()
-    result = engine.generate(rows, max_new_tokens=40, memory_budget_mb=budget, draft=draft)
+    result = engine.generate(rows, max_new_tokens=40, memory_budget_mb=budget,
+                             draft=draft_model if draft == "model" else draft)
     out.append({"budget": budget, "base": base, "peak": peak(),
                 "plan": result[0].stats.memory_plan})
 print(json.dumps(out))
@@ -58,7 +61,8 @@ def test_generation_growth_stays_inside_the_budget(package):
     engine = edgeseq.load(str(package))
     floor = engine.memory_plan(10_000, Request(1, 40, 1, 0)).estimate.total
     budgets = [(floor / MB + extra, draft) for extra, draft in
-               ((0.5, None), (2.0, None), (4.0, "input"), (50.0, "input"))]
+               ((0.5, None), (2.0, None), (4.0, "input"), (50.0, "input"), (6.0, "model"),
+                (50.0, "model"))]
     done = subprocess.run([sys.executable, "-c", MEASURE, str(package), json.dumps(budgets)],
                           capture_output=True, text=True, timeout=120, check=True)
     runs = json.loads(done.stdout.strip().splitlines()[-1])
