@@ -181,10 +181,15 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
-    from edgeseq.runtime.memory import MB, Request
+    from edgeseq.manifest import read_manifest
+    from edgeseq.runtime.engine import resolve_package
+    from edgeseq.runtime.memory import MB, Request, draft_model_fields
     engine = _load(args)
+    draft_model = {}
+    if args.draft_model:  # its manifest says what it holds; no sessions needed to plan
+        draft_model = draft_model_fields(read_manifest(resolve_package(args.draft_model)))
     wanted = Request(batch=args.batch, source_length=args.source_length,
-                     max_new_tokens=args.max_new_tokens, draft=args.max_draft)
+                     max_new_tokens=args.max_new_tokens, draft=args.max_draft, **draft_model)
     chosen = engine.memory_plan(args.memory_budget, wanted)
     if args.json:
         print(json.dumps(chosen.to_json(), indent=1))
@@ -313,6 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source-length", type=int, default=128)
     p.add_argument("--max-new-tokens", type=int, default=128)
     p.add_argument("--max-draft", type=int, default=8)
+    p.add_argument("--draft-model", metavar="PKG", help="plan for drafting with this package")
     p.set_defaults(func=_cmd_plan)
     p = sub.add_parser("transcribe", help="speech to text with a Whisper package")
     _add_runtime_args(p)

@@ -16,7 +16,7 @@ from edgeseq.manifest import Manifest, loaded_weight_bytes, read_manifest, verif
 from .decoder import LayerPlan, Seq2SeqRunner
 from .early_exit import confident_exit, unified_skip_plan
 from .logits import ScoreRules
-from .memory import MB, Plan, Request, cache_bytes, plan, resident_weights
+from .memory import MB, Plan, Request, draft_model_fields, plan, resident_weights
 from .options import GenerationOptions, is_engine, resolve_auto_draft
 from .batching import BatchSchedule
 from .draft_control import DraftController
@@ -299,17 +299,12 @@ class Engine:
     def _apply_budget(self, opts: GenerationOptions, rows: list[list[int]]):
         if opts.memory_budget_mb is None:
             return opts, len(rows), None
-        draft_bytes, draft_cache, draft_cross = 0, 0, 0
-        if is_engine(opts.draft):
-            other = opts.draft.manifest
-            draft_bytes = resident_weights(loaded_weight_bytes(other), other.quant)
-            draft_cache, draft_cross = cache_bytes(other.arch)
+        draft_model = draft_model_fields(opts.draft.manifest) if is_engine(opts.draft) else {}
         wanted = Request(batch=1 if opts.speculate_rows else len(rows) * opts.num_beams,
                          source_length=max(len(r) for r in rows),
                          max_new_tokens=opts.max_new_tokens,
                          draft=opts.max_draft if opts.draft is not None else 0,
-                         draft_model_bytes=draft_bytes, draft_model_cache=draft_cache,
-                         draft_model_cross=draft_cross, rerank_source=self._reranks(opts))
+                         rerank_source=self._reranks(opts), **draft_model)
         chosen = self.memory_plan(opts.memory_budget_mb, wanted)
         r = chosen.request
         opts = replace(opts, max_new_tokens=r.max_new_tokens,

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 
 from edgeseq.arch import ArchSpec
 from edgeseq.errors import MemoryBudgetError
+from edgeseq.manifest import Manifest, loaded_weight_bytes
 
 F32 = 4
 MB = 1 << 20
@@ -82,6 +83,13 @@ def cache_bytes(arch: ArchSpec) -> tuple[int, int]:
     source token (the cross-attention K/V of every layer)."""
     per_layer = 2 * arch.num_heads * arch.head_dim * F32  # a key and a value
     return 2 * arch.decoder_layers * per_layer, arch.decoder_layers * per_layer
+
+
+def draft_model_fields(manifest: Manifest) -> dict:
+    """A draft model package's Request fields: its resident weights and its caches."""
+    cache, cross = cache_bytes(manifest.arch)
+    return {"draft_model_bytes": resident_weights(loaded_weight_bytes(manifest), manifest.quant),
+            "draft_model_cache": cache, "draft_model_cross": cross}
 
 
 def estimate(arch: ArchSpec, weight_bytes: int, r: Request) -> MemoryEstimate:

@@ -73,6 +73,13 @@ def test_cli_plan_prints_the_plan(tiny_package, capsys):
     assert out["predicted"]["total"] <= out["budget"] == 500 * MB
     assert main(["plan", pkg, "--memory-budget", "1"]) == 2
     assert "below" in capsys.readouterr().err
+    # drafting with a draft model: its weights and caches are in the plan
+    assert main(["plan", pkg, "--memory-budget", "500", "--draft-model", pkg, "--json"]) == 0
+    drafting = json.loads(capsys.readouterr().out)
+    assert drafting["request"]["draft_model_bytes"] > 0 and drafting["request"]["draft_model_cache"] > 0
+    assert drafting["predicted"]["draft"] > drafting["request"]["draft_model_bytes"]
+    assert main(["plan", pkg, "--memory-budget", "500", "--draft-model", "/nonexistent"]) == 2
+    assert "not a model package" in capsys.readouterr().err
 
 
 def test_the_rerank_pass_is_budgeted_when_it_runs(engine_arch):
