@@ -216,6 +216,7 @@ SOURCES = {  # section name -> (JSON under the results folder, table maker)
     "whisper_layers": ("speculative/whisper_layers.json", whisper_layers_table),
     "scaling": ("scaling/scaling.json", scaling_table),
     "specmemo": ("specmemo/specmemo.json", specmemo_table),
+    "specmemo_model": ("specmemo-model/specmemo.json", specmemo_table),
 }
 
 

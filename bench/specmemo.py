@@ -3,6 +3,7 @@ without the memory planner, each configuration in its own process (peak RSS is t
 process's own), against plain greedy decoding of the same batch.
 
     python -m bench.specmemo PKG --budget MB [--batch 8] [--max-draft 16] [--data jfleg|ids]
+        [--draft input|ngram|layers|model:DRAFT]
 
 The planner keeps as much draft length and batch as fit the budget; "generation memory"
 is peak RSS minus the RSS after loading the package and one short warm-up call (weights
@@ -40,16 +41,22 @@ def _peak_mb() -> float:
 def child(args: argparse.Namespace) -> dict:
     import edgeseq
     from bench.speculative import load_inputs
-    engine = edgeseq.load(args.package, threads=args.threads)
+    draft_package = args.draft[len("model:"):] if args.draft.startswith("model:") else None
+    # a draft model's engine is loaded in every configuration, so all pay for its weights
+    pool = {"shared_pool": True} if draft_package else {}
+    engine = edgeseq.load(args.package, threads=args.threads, **pool)
+    draft = edgeseq.load(draft_package, threads=args.threads, **pool) if draft_package else args.draft
     inputs = load_inputs(args.data, args.limit, engine.arch.vocab_size)
     # rerank_source (an editing package's default) would add one scoring pass to every config
     opts = dict(max_new_tokens=args.max_new_tokens, rerank_source=False)
     if not args.config.startswith("plain"):
-        opts.update(draft=args.draft, max_draft=args.max_draft, adaptive_draft=False,
+        opts.update(draft=draft, max_draft=args.max_draft, adaptive_draft=False,
                     speculate_rows=args.config == "rows")
     if args.config in ("planned", "rows"):
         opts["memory_budget_mb"] = args.budget
     engine.generate(inputs[0], max_new_tokens=2)  # first-call allocations are the runtime's
+    if draft_package:
+        draft.generate(inputs[0], max_new_tokens=2)
     loaded = _rss_mb()
     try:  # the peak (VmHWM) restarts from the current RSS
         Path("/proc/self/clear_refs").write_text("5")

@@ -183,14 +183,14 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_plan(args: argparse.Namespace) -> int:
     from edgeseq.manifest import read_manifest
     from edgeseq.runtime.engine import resolve_package
-    from edgeseq.runtime.memory import MB, Request, draft_model_fields
+    from edgeseq.runtime.memory import MB, Request, draft_model_bytes
     engine = _load(args)
-    draft_model = {}
-    if args.draft_model:  # its manifest says what it holds; no sessions needed to plan
-        draft_model = draft_model_fields(read_manifest(resolve_package(args.draft_model)))
+    # a draft model's manifest says what it holds: no sessions are needed to plan
+    other = read_manifest(resolve_package(args.draft_model)) if args.draft_model else None
     wanted = Request(batch=args.batch, source_length=args.source_length,
-                     max_new_tokens=args.max_new_tokens, draft=args.max_draft, **draft_model)
-    chosen = engine.memory_plan(args.memory_budget, wanted)
+                     max_new_tokens=args.max_new_tokens, draft=args.max_draft,
+                     draft_model_bytes=draft_model_bytes(other) if other else 0)
+    chosen = engine.memory_plan(args.memory_budget, wanted, other.arch if other else None)
     if args.json:
         print(json.dumps(chosen.to_json(), indent=1))
         return 0

@@ -426,6 +426,10 @@ class ModelDrafter:
         k = min(self.length.current, ctx.limit)
         output = ctx.output
         feed = np.array([o[self.fed:] for o in output], np.int64)
+        widest = self.length.maximum + 1  # the widest pass the memory plan counts (k + 1)
+        while feed.shape[1] > widest:  # a long catch-up (after plain passes), in such passes
+            self.session.step(feed[:, :widest])
+            feed = feed[:, widest:]
         generated = len(output[0]) - 1
         tokens, probs = [], []
         step_input = feed

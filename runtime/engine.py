@@ -10,13 +10,13 @@ from typing import Iterator
 import numpy as np
 
 from edgeseq import names
-from edgeseq.arch import Positions
+from edgeseq.arch import ArchSpec, Positions
 from edgeseq.errors import InputError, OptionsError, PackageError
 from edgeseq.manifest import Manifest, loaded_weight_bytes, read_manifest, verify_files
 from .decoder import LayerPlan, Seq2SeqRunner
 from .early_exit import confident_exit, unified_skip_plan
 from .logits import ScoreRules
-from .memory import MB, Plan, Request, draft_model_fields, plan, resident_weights
+from .memory import MB, Plan, Request, draft_model_bytes, plan, resident_weights
 from .options import GenerationOptions, is_engine, resolve_auto_draft
 from .batching import BatchSchedule
 from .draft_control import DraftController
@@ -291,21 +291,24 @@ class Engine:
             return None
         return self._figures.get("schedule", opts, batch, lambda: BatchSchedule(batch))
 
-    def memory_plan(self, budget_mb: float, request: Request) -> Plan:
-        """The SpecMemo plan for `request` under `budget_mb` (MemoryBudgetError if none)."""
+    def memory_plan(self, budget_mb: float, request: Request,
+                    draft_arch: ArchSpec | None = None) -> Plan:
+        """The SpecMemo plan for `request` under `budget_mb` (MemoryBudgetError if none);
+        `draft_arch`: the draft model's shape when drafting with one."""
         weights = resident_weights(loaded_weight_bytes(self.manifest), self.manifest.quant)
-        return plan(self.arch, weights, int(budget_mb * MB), request)
+        return plan(self.arch, weights, int(budget_mb * MB), request, draft_arch)
 
     def _apply_budget(self, opts: GenerationOptions, rows: list[list[int]]):
         if opts.memory_budget_mb is None:
             return opts, len(rows), None
-        draft_model = draft_model_fields(opts.draft.manifest) if is_engine(opts.draft) else {}
+        other = opts.draft.manifest if is_engine(opts.draft) else None
         wanted = Request(batch=1 if opts.speculate_rows else len(rows) * opts.num_beams,
                          source_length=max(len(r) for r in rows),
                          max_new_tokens=opts.max_new_tokens,
                          draft=opts.max_draft if opts.draft is not None else 0,
-                         rerank_source=self._reranks(opts), **draft_model)
-        chosen = self.memory_plan(opts.memory_budget_mb, wanted)
+                         draft_model_bytes=draft_model_bytes(other) if other else 0,
+                         rerank_source=self._reranks(opts))
+        chosen = self.memory_plan(opts.memory_budget_mb, wanted, other.arch if other else None)
         r = chosen.request
         opts = replace(opts, max_new_tokens=r.max_new_tokens,
                        min_new_tokens=min(opts.min_new_tokens, r.max_new_tokens),

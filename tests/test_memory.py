@@ -76,7 +76,7 @@ def test_cli_plan_prints_the_plan(tiny_package, capsys):
     # drafting with a draft model: its weights and caches are in the plan
     assert main(["plan", pkg, "--memory-budget", "500", "--draft-model", pkg, "--json"]) == 0
     drafting = json.loads(capsys.readouterr().out)
-    assert drafting["request"]["draft_model_bytes"] > 0 and drafting["request"]["draft_model_cache"] > 0
+    assert drafting["request"]["draft_model_bytes"] > 0
     assert drafting["predicted"]["draft"] > drafting["request"]["draft_model_bytes"]
     assert main(["plan", pkg, "--memory-budget", "500", "--draft-model", "/nonexistent"]) == 2
     assert "not a model package" in capsys.readouterr().err
@@ -99,25 +99,23 @@ def test_a_drafting_rerank_budgets_the_logits_its_scores_hold(engine_arch):
     assert drafting.rerank >= plain.rerank + held
 
 
-def test_a_draft_models_caches_are_budgeted_for_every_row_and_position(engine, engine_arch):
-    """A draft model keeps K/V of its own: its caches for the whole length (and its
-    cross-attention K/V) count in the draft buffers beside its weights, per row."""
-    from edgeseq.runtime.memory import cache_bytes
+def test_a_draft_models_own_buffers_are_budgeted(engine, engine_arch):
+    """A draft model runs its own encoder and keeps its own caches, in sessions with
+    memory arenas of their own: a draft model of the target's shape adds what the target
+    itself needs for the same request (passes of k+1 positions), beside its weights."""
     arch, weights = engine_arch
-    per_position, per_source = cache_bytes(arch)
-    bare = Request(4, 30, 50, 8, draft_model_bytes=1 * MB)
-    with_caches = Request(4, 30, 50, 8, draft_model_bytes=1 * MB, draft_model_cache=per_position,
-                          draft_model_cross=per_source)
-    extra = estimate(arch, weights, with_caches).draft - estimate(arch, weights, bare).draft
-    own = estimate(arch, weights, Request(4, 30, 50, 8))  # the target's caches, same request
-    assert extra == pytest.approx(own.self_kv + own.cross_kv, abs=2)  # same shapes, same bytes
-    # generate() asks for them (the engine drafting for itself: the target's shape)
-    plan_json = engine.generate([[5, 6, 7]] * 2, max_new_tokens=8, draft=engine,
-                                memory_budget_mb=10_000)[0].stats.memory_plan
-    assert plan_json["request"]["draft_model_cache"] == per_position
-    assert plan_json["request"]["draft_model_cross"] == per_source
-    # and giving up speculation gives them up too
+    request = Request(4, 30, 50, 8, draft_model_bytes=1 * MB)
+    bare = estimate(arch, weights, request)
+    with_model = estimate(arch, weights, request, draft_arch=arch)
+    own = estimate(arch, 0, Request(4, 30, 50, 8))  # the target's own, same request
+    assert with_model.draft - bare.draft == own.total - own.runtime - own.draft
+    # generate() plans with the draft engine's shape, and gives it up with speculation
     floor = engine.memory_plan(10_000, Request(2, 3, 8, 0)).estimate.total / MB
+    roomy = engine.generate([[5, 6, 7]] * 2, max_new_tokens=8, draft=engine,
+                            memory_budget_mb=10_000)[0].stats.memory_plan
     tight = engine.generate([[5, 6, 7]] * 2, max_new_tokens=8, draft=engine,
                             memory_budget_mb=floor + 0.01)[0].stats.memory_plan
-    assert tight["request"]["draft"] == 0 and tight["request"]["draft_model_cache"] == 0
+    asked = Request(**roomy["request"])
+    assert roomy["predicted"]["draft"] == estimate(arch, weights, asked, draft_arch=arch).draft
+    assert roomy["predicted"]["draft"] > estimate(arch, weights, asked).draft
+    assert tight["request"]["draft"] == 0 and tight["predicted"]["draft"] == 0
