@@ -4,9 +4,10 @@ plots). Suites:
 
   decode       edgeseq vs transformers, Optimum ORT, CTranslate2 (bench/decode.py)
   transcribe   Whisper: edgeseq vs faster-whisper on the same weights (bench/transcribe.py)
-  speculative  drafters vs plain greedy on the same package (bench/speculative.py), and
-               layer drafting on Whisper base once the transcribe suite has exported it
-               (bench/speculative_whisper.py)
+  speculative  drafters vs plain greedy on the same package (bench/speculative.py); each
+               drafter, a one-layer draft model included (bench/draft_models.py), on the
+               t5-small shape once the decode suite has exported it; and layer drafting
+               on Whisper base once the transcribe suite has (bench/speculative_whisper.py)
   skip         exits, unified skipping, confidence exit: quality vs speed (bench/skip.py)
   scaling      input length, output length, batch, threads (bench/scaling.py)"""
 from __future__ import annotations
@@ -23,6 +24,7 @@ SUITES = ("decode", "transcribe", "speculative", "skip", "scaling")
 
 
 WHISPER_BASE = ROOT / "bench" / ".cache" / "transcribe" / "base-int8"  # written by bench.transcribe
+T5_SMALL = ROOT / "bench" / ".cache" / "t5-small"  # its hf checkpoint and edgeseq-int8: bench.decode
 
 
 def commands(args: argparse.Namespace) -> dict[str, list[list[str]]]:
@@ -46,6 +48,14 @@ def commands(args: argparse.Namespace) -> dict[str, list[list[str]]]:
         cmds["speculative"].append([py, "-m", "bench.specmemo", pkg, "--budget", str(args.memory_budget),
                                     "--threads", threads, "--out", str(out / "specmemo")]
                                    + (["--limit", "32"] if args.quick else []))
+    if (T5_SMALL / "edgeseq-int8").is_dir():  # each drafter, a draft model of its first layer too
+        draft = T5_SMALL / "draft-dec1-int8"
+        cmds["speculative"] += [
+            [py, "-m", "bench.draft_models", str(T5_SMALL / "hf"), str(draft), "--decoder-layers", "1"],
+            [py, "-m", "bench.speculative", str(T5_SMALL / "edgeseq-int8"), "--threads", threads,
+             "--data", "ids", "--limit", "10" if args.quick else "30",
+             "--drafters", f"input,ngram,layers,skip:2+3,model:{draft}",
+             "--out", str(out / "speculative-t5-small")]]
     if WHISPER_BASE.is_dir():
         cmds["speculative"].append([py, "-m", "bench.speculative_whisper", str(WHISPER_BASE), "--threads",
                                     threads, "--exits", "3,5", "--out", str(out / "speculative")]

@@ -31,3 +31,15 @@ def test_the_memory_budget_of_a_profile_reaches_the_speculative_suite():
     specmemo = [c for c in suite.commands(_args())["speculative"] if "bench.specmemo" in c][0]
     assert specmemo[specmemo.index("--budget") + 1] == "1500.0"
     assert not any("bench.specmemo" in c for c in suite.commands(_args(memory_budget=None))["speculative"])
+
+
+def test_the_t5_small_drafters_run_with_a_draft_model_once_decode_has_exported_the_package(
+        tmp_path, monkeypatch):
+    monkeypatch.setattr(suite, "T5_SMALL", tmp_path)
+    assert not any("speculative-t5-small" in " ".join(c) for c in suite.commands(_args())["speculative"])
+    (tmp_path / "edgeseq-int8").mkdir()
+    runs = suite.commands(_args())["speculative"]
+    made = [c for c in runs if "bench.draft_models" in c][0]
+    t5 = [c for c in runs if str(Path("/tmp/results") / "speculative-t5-small") in c][0]
+    assert runs.index(made) < runs.index(t5)  # the draft package exists before it is used
+    assert f"model:{made[made.index(str(tmp_path / 'hf')) + 1]}" in t5[t5.index("--drafters") + 1]
