@@ -90,7 +90,7 @@ def estimate(arch: ArchSpec, weight_bytes: int, r: Request,
     A draft model (shape `draft_arch`, weights r.draft_model_bytes) adds its own of all
     these: its sessions keep their own memory arenas, so none of it reuses the target's
     (JFLEG dev, a one-layer draft of the default model, batch 8: 4 MB over a plan that
-    counted only its caches)."""
+    counted only its weights and caches)."""
     rows, s, steps = r.batch, r.source_length, r.max_new_tokens + 1 + r.draft
     width = max(arch.d_ff, 3 * arch.inner_dim)
     encoder = rows * s * (2 * width + 4 * arch.d_model) * F32 + \
