@@ -9,7 +9,10 @@ token-identical to plain greedy.
 --data jfleg: the 754 JFLEG dev sentences, detokenised (grammar correction copies most
 of its input);
 --data ids: random token ids (for ids-only packages such as random-weight shapes).
-Drafter "skip:I+J": layer drafting that skips decoder layers I and J (0-based).
+Drafter "skip:I+J": layer drafting that skips decoder layers I and J (0-based);
+"exit:E": layer drafting from exit layer E; "model:PKG": that package drafts.
+A drafter's suffix "@K" fixes its drafts at K tokens (adaptive_draft=False), e.g.
+"exit:1@4" or "model:PKG@8": where the adaptive planner stands against a fixed choice.
 Drafter "oracle": drafts the plain greedy output itself (every draft right): the most any
 drafter could give this package on this machine, against which the others stand."""
 from __future__ import annotations
@@ -34,9 +37,11 @@ def load_inputs(kind: str, limit: int, vocab: int, shared: Path = SHARED) -> lis
     return [rng.integers(5, min(vocab, 30000), 32).tolist() for _ in range(limit)]
 
 
-def run_config(engine, inputs: list, draft, args, schedule: str = "auto") -> dict:
+def run_config(engine, inputs: list, draft, args, schedule: str = "auto",
+               fixed: int | None = None) -> dict:
     """Decode every input once (in order, `args.batch` per call); return wall time,
-    outputs and each call's (or, row by row, each row's) statistics."""
+    outputs and each call's (or, row by row, each row's) statistics. `fixed`: drafts of
+    that many tokens, the planner off."""
     # rerank_source (a package default of editing models) adds the same two passes to
     # every configuration after decoding; off unless asked, so the drafters are compared
     opts = dict(max_new_tokens=args.max_new_tokens, max_draft=args.max_draft,
@@ -44,6 +49,11 @@ def run_config(engine, inputs: list, draft, args, schedule: str = "auto") -> dic
     if isinstance(draft, str) and draft.startswith("skip:"):  # layer drafting with a skip set
         opts["draft_skip"] = tuple(int(i) for i in draft[len("skip:"):].split("+"))
         draft = "layers"
+    if isinstance(draft, str) and draft.startswith("exit:"):  # layer drafting from one exit
+        opts["exit_layer"] = int(draft[len("exit:"):])
+        draft = "layers"
+    if fixed is not None:
+        opts.update(max_draft=fixed, adaptive_draft=False)
     if isinstance(draft, OracleDrafter):  # as long as input drafting's drafts
         from edgeseq.runtime.options import INPUT_MAX_DRAFT
         opts["max_draft"] = args.max_draft or INPUT_MAX_DRAFT
@@ -166,19 +176,23 @@ def main(argv: list[str] | None = None) -> int:
     engine = edgeseq.load(args.package, threads=args.threads, **pool)
     inputs = load_inputs(args.data, args.limit, engine.arch.vocab_size, args.shared)
     lengths = [len(engine.codec.encode(x)) if isinstance(x, str) else len(x) for x in inputs]
-    loaded = [d if not d.startswith("model:") else edgeseq.load(d[6:], threads=args.threads, **pool)
-              for d in args.drafters.split(",") if d]
+    drafters = []  # (name, drafter, fixed draft length or None)
+    for spec in filter(None, args.drafters.split(",")):
+        spec, _, fixed = spec.partition("@")
+        drafter = edgeseq.load(spec[6:], threads=args.threads, **pool) if spec.startswith("model:") else spec
+        drafters.append(((spec if isinstance(drafter, str) else "model") + (f"@{fixed}" if fixed else ""),
+                         drafter, int(fixed) if fixed else None))
     schedules = args.speculate_rows.split(",") if args.batch > 1 else ["auto"]
     if set(schedules) - set(SCHEDULES):
         ap.error(f"--speculate-rows takes {', '.join(SCHEDULES)}; got {args.speculate_rows}")
-    # (name, drafter, how a speculating batch is scheduled)
-    configs: list = [("plain", None, "auto")] + [
-        ((d if isinstance(d, str) else "model") + (f" ({sched})" if len(schedules) > 1 else ""), d, sched)
-        for d in loaded for sched in schedules]
-    names = [name for name, _, _ in configs]
+    # (name, drafter, how a speculating batch is scheduled, fixed draft length)
+    configs: list = [("plain", None, "auto", None)] + [
+        (name + (f" ({sched})" if len(schedules) > 1 else ""), d, sched, fixed)
+        for name, d, fixed in drafters for sched in schedules]
+    names = [config[0] for config in configs]
     if "oracle" in names:  # its drafts: the plain outputs (this run also warms up)
         oracle = OracleDrafter(engine, inputs, run_config(engine, inputs, None, args)["outputs"])
-        configs = [(n, oracle if d == "oracle" else d, sch) for n, d, sch in configs]
+        configs = [(n, oracle if d == "oracle" else d, sch, k) for n, d, sch, k in configs]
     else:
         run_config(engine, inputs[:8], None, args)  # warm-up
     times: dict[str, list[float]] = {n: [] for n in names}
@@ -187,10 +201,10 @@ def main(argv: list[str] | None = None) -> int:
     for rep in range(args.repeats):
         # the order turns each repeat: drift on a shared machine favours no configuration
         turn = rep % len(configs)
-        for name, draft, schedule in configs[turn:] + configs[:turn]:
+        for name, draft, schedule, fixed in configs[turn:] + configs[:turn]:
             if draft == "ngram":
                 engine.ngram = type(engine.ngram)()  # each repeat starts with an empty cache
-            res = run_config(engine, inputs, draft, args, schedule)
+            res = run_config(engine, inputs, draft, args, schedule, fixed)
             times[name].append(res["seconds"])
             calls[name].append(res["call_seconds"])
             last[name] = res
