@@ -209,6 +209,7 @@ SOURCES = {  # section name -> (JSON under the results folder, table maker)
     "speculative": ("speculative/speculative.json", speculative_table),
     "speculative_t5": ("speculative-t5-small/speculative.json", speculative_table),
     "speculative_model": ("speculative-model/speculative.json", speculative_table),
+    "speculative_fixed": ("speculative-fixed/speculative.json", speculative_table),
     "speculative_batch": ("speculative-batch/speculative.json", speculative_table),
     "speculative_variants": ("speculative-variants/speculative_variants.json", variants_table),
     "speculative_variants_rerank": ("speculative-variants/speculative_variants_rerank.json",
