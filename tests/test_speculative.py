@@ -313,6 +313,38 @@ def test_a_draft_model_runs_its_encoder_only_in_calls_that_draft(tiny_package):
     assert fast.token_ids == target.generate(SOURCES[0], max_new_tokens=12).token_ids
 
 
+def test_a_draft_model_catches_up_on_a_long_output_in_passes_the_budget_counts(engines):
+    """A draft model that has not seen the output (drafting starts after plain passes)
+    catches up in passes of at most max_draft + 1 tokens, the widest the memory plan
+    counts, and still drafts the greedy continuation the one long pass would give."""
+    from edgeseq.runtime.drafters import DraftContext, ModelDrafter
+    from edgeseq.runtime.options import GenerationOptions
+    engine = engines["t5", "fp32"]
+    source = SOURCES[1]
+    prefix = engine.generate(source, max_new_tokens=12, min_new_tokens=12).token_ids
+    output = [engine.manifest.special.decoder_start] + list(prefix)
+    widths = []
+    step_hidden = engine.runner.step_hidden
+
+    def recording(tokens, *args, **kwargs):
+        widths.append(tokens.shape[1])
+        return step_hidden(tokens, *args, **kwargs)
+
+    def open_session():
+        return engine._session([source], 1, GenerationOptions(max_new_tokens=16))
+
+    drafter = ModelDrafter(open_session, None, False, None, max_draft=3,
+                           choose=lambda logits, _: logits.argmax(axis=-1))
+    engine.runner.step_hidden = recording
+    try:
+        draft = drafter.propose(DraftContext([source], [output], limit=3))
+    finally:
+        engine.runner.step_hidden = step_hidden
+    assert max(widths) <= 3 + 1 and sum(widths) == len(output) + len(draft.tokens[0]) - 1
+    longer = engine.generate(source, max_new_tokens=12 + len(draft.tokens[0]), min_new_tokens=15)
+    assert draft.tokens[0].tolist() == list(longer.token_ids[12:])
+
+
 # --- sampling: the empirical distribution of the first two tokens matches the exact one
 def _exact_two_token_distribution(engine, source, temperature):
     runner = engine.runner
