@@ -184,9 +184,12 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     from edgeseq.manifest import read_manifest
     from edgeseq.runtime.engine import resolve_package
     from edgeseq.runtime.memory import MB, Request, draft_model_bytes
+    from edgeseq.runtime.spec_setup import check_draft_model
     engine = _load(args)
     # a draft model's manifest says what it holds: no sessions are needed to plan
     other = read_manifest(resolve_package(args.draft_model)) if args.draft_model else None
+    if other is not None:
+        check_draft_model(engine.manifest, other)
     wanted = Request(batch=args.batch, source_length=args.source_length,
                      max_new_tokens=args.max_new_tokens, draft=args.max_draft,
                      draft_model_bytes=draft_model_bytes(other) if other else 0)

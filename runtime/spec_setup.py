@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edgeseq.errors import OptionsError
+from edgeseq.manifest import Manifest
 from .draft_control import DraftController
 from .drafters import CheckedDrafter, InputDrafter, ModelDrafter, SelfDrafter
 from .logits import ScoreRules, filter_top_k_top_p, softmax
@@ -48,6 +49,13 @@ def _draft_rng(opts: GenerationOptions) -> np.random.Generator | None:
     return np.random.default_rng(None if opts.seed is None else opts.seed + 1) if opts.do_sample else None
 
 
+def check_draft_model(mine: Manifest, theirs: Manifest) -> None:
+    """OptionsError unless package `theirs` can draft for package `mine`."""
+    if theirs.arch.vocab_size != mine.arch.vocab_size or theirs.special != mine.special:
+        raise OptionsError("the draft model must share the target's vocabulary and special "
+                           "tokens (same tokenizer)")
+
+
 def make_drafter(engine: "Engine", opts: GenerationOptions, session: "DecodeSession",
                  rows: list[list[int]], rules: ScoreRules, control: DraftController):
     """(drafter, sampler or None for greedy verification)."""
@@ -65,15 +73,12 @@ def make_drafter(engine: "Engine", opts: GenerationOptions, session: "DecodeSess
     other = opts.draft
     if not is_engine(other):  # the caller's own drafter (options checked its methods)
         return CheckedDrafter(other, engine.arch.vocab_size), sampler
-    mine, theirs = engine.manifest, other.manifest
-    if theirs.arch.vocab_size != mine.arch.vocab_size or theirs.special != mine.special:
-        raise OptionsError("the draft model must share the target's vocabulary and special "
-                           "tokens (same tokenizer)")
+    check_draft_model(engine.manifest, other.manifest)
     _warn_separate_pools(engine, other)
     def open_draft_session():
         return other._session(rows, 1, GenerationOptions(max_new_tokens=opts.max_new_tokens))
     return ModelDrafter(open_draft_session, score, opts.do_sample, rng, opts.max_draft,
-                        eos=mine.special.eos, choose=rules.choose), sampler
+                        eos=engine.manifest.special.eos, choose=rules.choose), sampler
 
 
 def self_drafter(engine: "Engine", session: "DecodeSession", rules, opts: GenerationOptions,

@@ -80,6 +80,9 @@ def test_cli_plan_prints_the_plan(tiny_package, capsys):
     assert drafting["predicted"]["draft"] > drafting["request"]["draft_model_bytes"]
     assert main(["plan", pkg, "--memory-budget", "500", "--draft-model", "/nonexistent"]) == 2
     assert "not a model package" in capsys.readouterr().err
+    other_vocabulary = str(tiny_package("marian", "int8")[0])
+    assert main(["plan", pkg, "--memory-budget", "500", "--draft-model", other_vocabulary]) == 2
+    assert "share the target's vocabulary" in capsys.readouterr().err
 
 
 def test_the_rerank_pass_is_budgeted_when_it_runs(engine_arch):
