@@ -40,8 +40,8 @@ def _peak_mb() -> float:
 
 def child(args: argparse.Namespace) -> dict:
     import edgeseq
-    from bench.speculative import load_inputs
-    draft_package = args.draft[len("model:"):] if args.draft.startswith("model:") else None
+    from bench.speculative import load_inputs, model_package
+    draft_package = model_package(args.draft)
     # a draft model's engine is loaded in every configuration, so all pay for its weights
     pool = {"shared_pool": True} if draft_package else {}
     engine = edgeseq.load(args.package, threads=args.threads, **pool)

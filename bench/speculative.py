@@ -26,6 +26,11 @@ import numpy as np
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
+def model_package(spec: str) -> str | None:
+    """The package a "model:PKG" drafter spec names; None for other drafters."""
+    return spec[len("model:"):] if spec.startswith("model:") else None
+
+
 def load_inputs(kind: str, limit: int, vocab: int, shared: Path = SHARED) -> list:
     if kind == "jfleg":  # plain text, as a user would type it (JFLEG ships tokenised)
         from edgeseq.quality import jfleg_detokenize
@@ -171,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         args.max_new_tokens = 160 if args.data == "jfleg" else 64
     # two engines in one process: one shared pool, as the CLI does (separate spinning pools
     # take each other's cores; see runtime/spec_setup.py)
-    pool = {"shared_pool": any(d.startswith("model:") for d in args.drafters.split(","))}
+    pool = {"shared_pool": any(model_package(d) for d in args.drafters.split(","))}
     pool["provider"] = args.provider
     engine = edgeseq.load(args.package, threads=args.threads, **pool)
     inputs = load_inputs(args.data, args.limit, engine.arch.vocab_size, args.shared)
@@ -179,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     drafters = []  # (name, drafter, fixed draft length or None)
     for spec in filter(None, args.drafters.split(",")):
         spec, _, fixed = spec.partition("@")
-        drafter = edgeseq.load(spec[6:], threads=args.threads, **pool) if spec.startswith("model:") else spec
+        package = model_package(spec)
+        drafter = edgeseq.load(package, threads=args.threads, **pool) if package else spec
         drafters.append(((spec if isinstance(drafter, str) else "model") + (f"@{fixed}" if fixed else ""),
                          drafter, int(fixed) if fixed else None))
     schedules = args.speculate_rows.split(",") if args.batch > 1 else ["auto"]

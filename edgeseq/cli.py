@@ -183,7 +183,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_plan(args: argparse.Namespace) -> int:
     from edgeseq.manifest import read_manifest
     from edgeseq.runtime.engine import resolve_package
-    from edgeseq.runtime.memory import MB, Request, draft_model_bytes
+    from edgeseq.runtime.memory import MB, Request, package_weight_bytes
     from edgeseq.runtime.spec_setup import check_draft_model
     engine = _load(args)
     # a draft model's manifest says what it holds: no sessions are needed to plan
@@ -192,7 +192,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         check_draft_model(engine.manifest, other)
     wanted = Request(batch=args.batch, source_length=args.source_length,
                      max_new_tokens=args.max_new_tokens, draft=args.max_draft,
-                     draft_model_bytes=draft_model_bytes(other) if other else 0)
+                     draft_model_bytes=package_weight_bytes(other) if other else 0)
     chosen = engine.memory_plan(args.memory_budget, wanted, other.arch if other else None)
     if args.json:
         print(json.dumps(chosen.to_json(), indent=1))

@@ -289,6 +289,18 @@ class NgramDrafter:
         pass
 
 
+def _draft_step(logits: np.ndarray, generated: int, choose, score, sample: bool,
+                rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """A draft step's tokens [B] from raw logits [B, V]: the rules' argmax (`choose`) when
+    greedy drafts need no probabilities, else picked from `score`'s probabilities, which
+    are returned too."""
+    if choose is not None:
+        return choose(logits, generated), None
+    p = score(logits, generated)
+    nxt = np.array([rng.choice(len(row), p=row) for row in p]) if sample else p.argmax(axis=-1)
+    return nxt, p
+
+
 def _confident(probs: np.ndarray, threshold: float) -> bool:
     return threshold <= 0 or float(probs.max(axis=-1).min()) >= threshold
 
@@ -356,20 +368,15 @@ class SelfDrafter:
         generated = len(ctx.output[0]) - 1
         ended = np.zeros(len(ctx.output), bool)
         for j in range(ctx.limit):
-            logits = self.session.step(last, plan)[:, -1]
-            if self.choose is not None:
-                tokens.append(self.choose(logits, generated + j))
-                last = tokens[-1][:, None]
-                if _all_ended(ended, tokens[-1], self.eos):
-                    break
-                continue
-            p = self.score(logits, generated + j)
-            nxt = (np.array([self.rng.choice(len(row), p=row) for row in p]) if self.sample
-                   else p.argmax(axis=-1))
+            nxt, p = _draft_step(self.session.step(last, plan)[:, -1], generated + j, self.choose,
+                                 self.score, self.sample, self.rng)
             tokens.append(nxt)
-            probs.append(p)
             last = nxt[:, None]
-            if not _confident(p, self.confidence) or _all_ended(ended, nxt, self.eos):
+            if p is not None:
+                probs.append(p)
+                if not _confident(p, self.confidence):
+                    break
+            if _all_ended(ended, nxt, self.eos):
                 break
         cache.truncate(base)
         return Draft(np.stack(tokens, axis=1).astype(np.int64),
@@ -436,15 +443,11 @@ class ModelDrafter:
         self._drafted_from = len(output[0])
         ended = np.zeros(len(output), bool)
         for j in range(k):
-            logits = self.session.step(step_input)[:, -1]
-            if self.choose is not None:
-                nxt = self.choose(logits, generated + j)
-            else:
-                p = self.score(logits, generated + j)
-                nxt = (np.array([self.rng.choice(len(row), p=row) for row in p]) if self.sample
-                       else p.argmax(axis=-1))
-                probs.append(p)
+            nxt, p = _draft_step(self.session.step(step_input)[:, -1], generated + j, self.choose,
+                                 self.score, self.sample, self.rng)
             tokens.append(nxt)
+            if p is not None:
+                probs.append(p)
             step_input = nxt[:, None]
             if _all_ended(ended, nxt, self.eos):
                 break

@@ -12,11 +12,11 @@ import numpy as np
 from edgeseq import names
 from edgeseq.arch import ArchSpec, Positions
 from edgeseq.errors import InputError, OptionsError, PackageError
-from edgeseq.manifest import Manifest, loaded_weight_bytes, read_manifest, verify_files
+from edgeseq.manifest import Manifest, read_manifest, verify_files
 from .decoder import LayerPlan, Seq2SeqRunner
 from .early_exit import confident_exit, unified_skip_plan
 from .logits import ScoreRules
-from .memory import MB, Plan, Request, draft_model_bytes, plan, resident_weights
+from .memory import MB, Plan, Request, package_weight_bytes, plan
 from .options import GenerationOptions, is_engine, resolve_auto_draft
 from .batching import BatchSchedule
 from .draft_control import DraftController
@@ -295,7 +295,7 @@ class Engine:
                     draft_arch: ArchSpec | None = None) -> Plan:
         """The SpecMemo plan for `request` under `budget_mb` (MemoryBudgetError if none);
         `draft_arch`: the draft model's shape when drafting with one."""
-        weights = resident_weights(loaded_weight_bytes(self.manifest), self.manifest.quant)
+        weights = package_weight_bytes(self.manifest)
         return plan(self.arch, weights, int(budget_mb * MB), request, draft_arch)
 
     def _apply_budget(self, opts: GenerationOptions, rows: list[list[int]]):
@@ -306,7 +306,7 @@ class Engine:
                          source_length=max(len(r) for r in rows),
                          max_new_tokens=opts.max_new_tokens,
                          draft=opts.max_draft if opts.draft is not None else 0,
-                         draft_model_bytes=draft_model_bytes(other) if other else 0,
+                         draft_model_bytes=package_weight_bytes(other) if other else 0,
                          rerank_source=self._reranks(opts))
         chosen = self.memory_plan(opts.memory_budget_mb, wanted, other.arch if other else None)
         r = chosen.request

@@ -77,8 +77,8 @@ def cache_bytes(arch: ArchSpec) -> tuple[int, int]:
     return 2 * arch.decoder_layers * per_layer, arch.decoder_layers * per_layer
 
 
-def draft_model_bytes(manifest: Manifest) -> int:
-    """A draft model package's resident weights."""
+def package_weight_bytes(manifest: Manifest) -> int:
+    """A package's resident weights (the target's, or a draft model's)."""
     return resident_weights(loaded_weight_bytes(manifest), manifest.quant)
 
 
