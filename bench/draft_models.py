@@ -2,6 +2,7 @@
 encoder and its first N decoder layers, exported as a package of their own.
 
     python -m bench.draft_models CHECKPOINT OUT --decoder-layers 2 [--quant int8]
+        [--int8-encoder rows|blocks]
 
 No smaller pretrained sibling (a Flan-T5-small for a Flan-T5-base, say) can be fetched
 here, so the benchmarks draft with a truncated copy of the target. On a model trained
@@ -43,12 +44,14 @@ def truncated_checkpoint(checkpoint: Path, out: Path, decoder_layers: int) -> Pa
     return out
 
 
-def draft_package(checkpoint: Path, out: Path, decoder_layers: int, quant: str = "int8") -> Path:
-    """The exported draft package (the truncated checkpoint kept beside it)."""
+def draft_package(checkpoint: Path, out: Path, decoder_layers: int, quant: str = "int8",
+                  int8_encoder: str = "rows") -> Path:
+    """The exported draft package (the truncated checkpoint kept beside it).
+    `int8_encoder`: as `edgeseq export --int8-encoder` ("blocks" for a CUDA session)."""
     from edgeseq.export import export_checkpoint
     truncated = truncated_checkpoint(checkpoint, out.with_name(out.name + "-hf"), decoder_layers)
     shutil.rmtree(out, ignore_errors=True)
-    export_checkpoint(truncated, out, quant=quant, validate=True)
+    export_checkpoint(truncated, out, quant=quant, validate=True, int8_encoder=int8_encoder)
     return out
 
 
@@ -58,8 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("out", type=Path)
     ap.add_argument("--decoder-layers", type=int, required=True)
     ap.add_argument("--quant", default="int8", choices=["fp32", "fp16", "int8", "int4"])
+    ap.add_argument("--int8-encoder", choices=["rows", "blocks"], default="rows",
+                    help="int8 encoder form, as edgeseq export (blocks for the CUDA provider)")
     a = ap.parse_args(argv)
-    out = draft_package(a.checkpoint, a.out, a.decoder_layers, a.quant)
+    out = draft_package(a.checkpoint, a.out, a.decoder_layers, a.quant, a.int8_encoder)
     manifest = json.loads((out / "manifest.json").read_text())
     print(f"{out}: {manifest['arch']['decoder_layers']} decoder layers, {manifest['quant']}")
     return 0

@@ -36,3 +36,11 @@ def test_a_draft_package_computes_the_targets_early_exit(family, tiny_checkpoint
 def test_a_draft_keeps_fewer_layers_than_its_checkpoint(tiny_checkpoint, tmp_path):
     with pytest.raises(ValueError, match="decoder_layers must be 1..2"):
         draft_package(tiny_checkpoint("t5"), tmp_path / "draft", 3)
+
+
+def test_a_draft_for_a_gpu_keeps_block_quantized_encoder_products(tiny_checkpoint, tmp_path):
+    """--int8-encoder blocks, as for the target: the CUDA provider has no integer GEMM."""
+    import onnx
+    out = draft_package(tiny_checkpoint("t5"), tmp_path / "draft", 1, int8_encoder="blocks")
+    ops = {n.op_type for n in onnx.load(str(out / "encoder.onnx"), load_external_data=False).graph.node}
+    assert "MatMulNBits" in ops and "MatMulIntegerToFloat" not in ops

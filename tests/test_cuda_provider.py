@@ -98,6 +98,19 @@ def test_greedy_speculation_on_cuda_is_identical_to_plain_greedy_on_cuda(case, d
 
 
 @needs_cuda
+@pytest.mark.parametrize("family", ["t5", "bart", "marian"])
+@pytest.mark.parametrize("draft_on", ["cuda", "cpu"])
+def test_a_draft_model_on_either_provider_keeps_cuda_greedy_output(family, draft_on, engines):
+    # The int8 package drafts for the fp32 one: mostly right, sometimes wrong.
+    gpu = engines[family, "fp32"][1]
+    drafter = engines[family, "int8"][1 if draft_on == "cuda" else 0]
+    for ids in SOURCES:
+        plain = gpu.generate(ids, max_new_tokens=16)
+        fast = gpu.generate(ids, draft=drafter, max_draft=5, max_new_tokens=16)
+        assert fast.token_ids == plain.token_ids
+
+
+@needs_cuda
 @pytest.mark.parametrize("case", CASES)
 def test_a_batch_on_cuda_decodes_each_row_as_alone(case, engines):
     gpu = engines[case][1]
