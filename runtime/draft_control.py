@@ -309,6 +309,20 @@ class DraftController:
         package: probes every 128 passes made decoding 4-6% slower than plain)."""
         return max(self.max_probe_gap, int(self._probe_cost / PROBE_SHARE))
 
+    def summary(self) -> dict:
+        """What the planner believes now, for a reader (bench.draft_trace): the plan, a
+        plain pass's cost, the fitted cost line, the probe gap, and per way the cost of a
+        drafted token and the chance that drafts survive to positions 1-4."""
+        best = self._best
+        return {"plan": None if best is None else {"way": best.way, "length": best.length},
+                "plain_pass_ms": None if self._base_s is None else self._base_s * 1e3,
+                "beta": self.beta, "round_extra_ms": self._round_extra_s * 1e3,
+                "probe_gap": self.probe_gap, "probe_cost_passes": self._probe_cost,
+                "rounds": self._rounds,
+                "ways": {str(way): {"step_ms": None if s.step_s is None else s.step_s * 1e3,
+                                    "survival": [round(float(x), 4) for x in self.survival(way)[:4]]}
+                         for way, s in sorted(self.ways.items())}}
+
     def off_for_call(self) -> bool:
         """Drafting is off, and the next probe is not due within a call of the usual
         length: the call may decode plainly, outside the drafting loop (count_plain after

@@ -291,6 +291,11 @@ class Engine:
             return None
         return self._figures.get("schedule", opts, batch, lambda: BatchSchedule(batch))
 
+    def draft_planner(self, **options) -> DraftController:
+        """The draft planner that generate() with these options uses for one input (made
+        if new): its summary() says what drafting has measured on this engine."""
+        return self._controller(self._options(options))
+
     def memory_plan(self, budget_mb: float, request: Request,
                     draft_arch: ArchSpec | None = None) -> Plan:
         """The SpecMemo plan for `request` under `budget_mb` (MemoryBudgetError if none);

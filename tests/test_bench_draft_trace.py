@@ -1,0 +1,29 @@
+"""bench.draft_trace: a drafter's planner followed block by block over repeated runs."""
+from __future__ import annotations
+
+import json
+
+from bench.draft_trace import main
+
+
+def test_each_repeat_reports_its_blocks_and_what_the_planner_believed(tiny_package, tmp_path, capsys):
+    package = tiny_package("t5", "fp32")[0]
+    assert main([str(package), "--drafter", "layers", "--data", "ids", "--limit", "6",
+                 "--block", "4", "--repeats", "2", "--max-new-tokens", "12", "--threads", "1",
+                 "--out", str(tmp_path)]) == 0
+    trace = json.loads((tmp_path / "draft_trace.json").read_text())
+    plain, *drafted = trace["runs"]
+    assert [r["name"] for r in trace["runs"]] == ["plain", "layers #1", "layers #2"]
+    assert plain["speedup"] == 1.0 and all("planner" not in b for b in plain["blocks"])
+    for run in drafted:
+        assert [b["first"] for b in run["blocks"]] == [0, 4]  # 6 calls in blocks of 4
+        assert run["speedup"] == plain["seconds"] / run["seconds"]
+        for block in run["blocks"]:
+            planner = block["planner"]
+            assert set(planner["ways"]) == {"1", "2"}  # the exits a 3-layer decoder drafts from
+            for way in planner["ways"].values():
+                assert len(way["survival"]) == 4 and all(0 <= s <= 1 for s in way["survival"])
+    # one planner, kept by the engine across repeats: its count of rounds never goes back
+    rounds = [b["planner"]["rounds"] for run in drafted for b in run["blocks"]]
+    assert rounds[0] > 0 and rounds == sorted(rounds)
+    assert "layers #2" in capsys.readouterr().out
