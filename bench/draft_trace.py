@@ -21,17 +21,20 @@ from bench.speculative import SHARED, load_inputs, model_package
 
 
 def run_blocks(engine, inputs: list, options: dict, block: int) -> list[dict]:
-    """Decode `inputs` one call each; per block of `block` calls its seconds, drafted
-    tokens and decoder passes, and the planner's summary after it when drafting."""
+    """Decode `inputs` one call each; per block of `block` calls its seconds, tokens
+    generated, drafted tokens and decoder passes, and the planner's summary after it when
+    drafting."""
     blocks = []
     for first in range(0, len(inputs), block):
-        began, drafted, passes = time.perf_counter(), 0, 0
+        began, tokens, drafted, passes = time.perf_counter(), 0, 0, 0
         for item in inputs[first:first + block]:
-            spec = engine.generate(item, **options).stats.speculation or {}
+            result = engine.generate(item, **options)
+            spec = result.stats.speculation or {}
+            tokens += len(result.token_ids)
             drafted += spec.get("drafted", 0)
             passes += spec.get("verify_passes", 0)
-        row = {"first": first, "seconds": time.perf_counter() - began, "drafted": drafted,
-               "passes": passes}
+        row = {"first": first, "seconds": time.perf_counter() - began, "tokens": tokens,
+               "drafted": drafted, "passes": passes}
         if options.get("draft") is not None:
             row["planner"] = engine.draft_planner(**options).summary()
         blocks.append(row)
@@ -78,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             believed = "" if planner is None else (
                 f", plan {plan}, plain pass {planner['plain_pass_ms'] or 0:.2f} ms, draft step "
                 + ", ".join(f"way {w} {v['step_ms'] or 0:.2f} ms" for w, v in planner["ways"].items()))
-            print(f"  calls {b['first']}+: {b['seconds']:.2f} s, {b['drafted']} drafted, "
+            print(f"  calls {b['first']}+: {b['seconds']:.2f} s, {b['tokens']} tokens, {b['drafted']} drafted, "
                   f"{b['passes']} passes{believed}")
     if a.out:
         write_json(a.out, "draft_trace.json", {
