@@ -144,6 +144,7 @@ def speculative(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int
     history = NgramHistory(output, rules.no_repeat_ngram, share=True) if rules.reads_history else None
     situation = getattr(drafter, "situation", None)
     while generated < rules.max_new_tokens and not all_done(done):
+        planned = time.perf_counter()
         plan = _wanted(control, s, generated, source,
                        situation(source, output) if situation is not None else None)
         limit = min(rules.max_new_tokens - generated - 1, plan.length)
@@ -207,9 +208,10 @@ def speculative(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int
         for row, tokens in zip(output, emit.tolist()):
             row.extend(tokens)
         generated += emit.shape[1]
-        # the round's cost: the verify pass and all its bookkeeping, as plain passes are timed
-        control.observe(k, n, time.perf_counter() - drafted_at, drafted_at - began, plan.way,
-                        plan.situation, _setup_seconds(drafter))
+        # the round's cost: the verify pass and all its bookkeeping, and the planning before
+        # the draft (the drafter naming its situation: a round's, not a drafted token's)
+        control.observe(k, n, time.perf_counter() - drafted_at + (began - planned),
+                        drafted_at - began, plan.way, plan.situation, _setup_seconds(drafter))
         yield emit
     control.note_call(generated)
 

@@ -429,3 +429,30 @@ def test_a_draft_engine_with_its_own_spinning_pool_is_warned_about(tiny_package)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         quiet[0].generate(SOURCES[0], max_new_tokens=4, draft=quiet[1])
+
+
+def test_a_drafter_whose_planning_costs_more_than_drafting_saves_is_switched_off(engines):
+    """The planning before a draft (here a drafter slow to name its situation) counts in
+    the round's cost: right drafts that cost more than the passes they save stop."""
+    import time
+    engine = engines["t5", "fp32"]
+    plain = engine.generate(SOURCES[0], max_new_tokens=14, min_new_tokens=14)
+
+    class SlowToPlan(ScriptedDrafter):
+        proposals = 0
+
+        def situation(self, source, output):
+            time.sleep(0.02)  # ~100 plain passes of this tiny model
+            return 0
+
+        def propose(self, ctx):  # every other round nothing: a plain pass, timed
+            self.proposals += 1
+            return super().propose(ctx) if self.proposals % 2 else Draft(np.zeros((1, 0), np.int64))
+
+    drafter = SlowToPlan([plain.token_ids])
+    kw = dict(max_new_tokens=14, min_new_tokens=14, draft=drafter, max_draft=4)
+    for _ in range(6):
+        assert engine.generate(SOURCES[0], **kw).token_ids == plain.token_ids
+    control = engine.draft_planner(**kw)
+    assert control.verify_cost(4) > 0.02  # the sleep is in a round's cost
+    assert control.plan(0).length == 0
