@@ -1,0 +1,42 @@
+"""How the runner calls onnxruntime: past InferenceSession.run's per-call Python checks,
+with the same results; anything else that runs feeds (a timing wrapper) through its run()."""
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+from edgeseq.runtime.decoder import run_session
+from onnx import TensorProto, helper
+
+
+def _add_one() -> ort.InferenceSession:
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "one"], ["y"])], "add_one",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None])],
+        [helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+def test_a_session_runs_to_the_results_its_run_method_gives():
+    session, x = _add_one(), np.arange(4, dtype=np.float32)
+    np.testing.assert_array_equal(run_session(session, ["y"], {"x": x})[0], x + 1)
+    np.testing.assert_array_equal(run_session(session, ["y"], {"x": x})[0],
+                                  session.run(["y"], {"x": x})[0])
+
+
+def test_a_wrapper_around_a_session_is_run_through_its_own_run():
+    class Counted:  # as bench/time_split.py wraps sessions: attributes pass through
+        def __init__(self, session):
+            self.session, self.calls = session, 0
+
+        def run(self, outputs, feeds):
+            self.calls += 1
+            return self.session.run(outputs, feeds)
+
+        def __getattr__(self, name):
+            return getattr(self.session, name)
+
+    wrapped = Counted(_add_one())
+    assert run_session(wrapped, ["y"], {"x": np.zeros(2, np.float32)})[0].tolist() == [1.0, 1.0]
+    assert wrapped.calls == 1
