@@ -21,6 +21,10 @@ class ProviderError(EdgeseqError, ValueError):
     """An execution provider name edgeseq does not know."""
 
 
+class ProviderFailure(EdgeseqError, RuntimeError):
+    """An execution provider failed while running a graph (out of GPU memory, say)."""
+
+
 class InputError(EdgeseqError, ValueError):
     """A generation input that the model cannot take (empty, too long, text without tokenizer)."""
 

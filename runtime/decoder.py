@@ -9,8 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
 from edgeseq import names
+from edgeseq.errors import ProviderFailure
 from edgeseq.manifest import Manifest
 from .kv_cache import KVCache
 from .providers import SessionConfig, encoder_thread_count, make_session
@@ -107,11 +109,15 @@ def run_session(session, outputs: list[str], feeds: dict) -> list:
     (JFLEG dev, alternating runs: plain greedy 3% faster, input drafting 1%), and the
     feeds here are this module's own, always complete. Anything but an InferenceSession
     (a wrapper that times runs, say), or an onnxruntime without the inner session, is
-    run through run()."""
+    run through run(). A provider's failure is a ProviderFailure that says what to do."""
     core = getattr(session, "_sess", None) if type(session) is ort.InferenceSession else None
-    if core is not None:
+    if core is None:
+        return session.run(outputs, feeds)
+    try:
         return core.run(outputs, feeds, None)
-    return session.run(outputs, feeds)
+    except ort_state.EPFail as err:
+        raise ProviderFailure(f"{session.get_providers()[0]} failed during a pass: {err}; "
+                              "load the package with provider='cpu' to decode on the CPU") from err
 
 
 def open_sessions(directory: Path, config: SessionConfig, d_model: int,

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import onnxruntime as ort
+import pytest
 from edgeseq.runtime.decoder import run_session
 from onnx import TensorProto, helper
+from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
+
+from edgeseq.errors import ProviderFailure
 
 
 def _add_one() -> ort.InferenceSession:
@@ -40,3 +44,18 @@ def test_a_wrapper_around_a_session_is_run_through_its_own_run():
     wrapped = Counted(_add_one())
     assert run_session(wrapped, ["y"], {"x": np.zeros(2, np.float32)})[0].tolist() == [1.0, 1.0]
     assert wrapped.calls == 1
+
+
+def test_a_provider_failing_during_a_pass_is_a_clear_error():
+    """onnxruntime's own run() would print and go on with the CPU provider; the runner
+    says which provider failed and how to decode on the CPU instead."""
+    class Failing:
+        def run(self, *args):
+            raise ort_state.EPFail("CUDA failure 2: out of memory")
+
+    session = _add_one()
+    session._sess = Failing()
+    with pytest.raises(ProviderFailure, match="CPUExecutionProvider failed during a pass: CUDA "
+                                              "failure 2: out of memory; load the package with "
+                                              "provider='cpu'"):
+        run_session(session, ["y"], {"x": np.zeros(1, np.float32)})
