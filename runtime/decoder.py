@@ -157,8 +157,8 @@ class Seq2SeqRunner:
 
     def encode(self, ids: np.ndarray, mask: np.ndarray) -> EncoderState:
         """ids, mask int64 [B, S] -> cross-attention K/V for every decoder layer."""
-        outs = run_session(self.encoder, self._enc_outputs, {names.ENC_INPUT_IDS: ids,
-                                                    names.ENC_ATTENTION_MASK: mask})
+        outs = run_session(self.encoder, self._enc_outputs,
+                           {names.ENC_INPUT_IDS: ids, names.ENC_ATTENTION_MASK: mask})
         bias = ((1.0 - mask.astype(np.float32)) * -1e9)[:, None, None, :]
         return EncoderState(outs, np.ascontiguousarray(bias))
 
