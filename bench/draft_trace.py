@@ -17,7 +17,7 @@ import argparse
 import time
 from pathlib import Path
 
-from bench.speculative import SHARED, load_inputs, model_package
+from bench.speculative import SHARED, load_inputs, load_with_drafters
 
 
 def run_blocks(engine, inputs: list, options: dict, block: int) -> list[dict]:
@@ -42,7 +42,6 @@ def run_blocks(engine, inputs: list, options: dict, block: int) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import edgeseq
     from bench.machine import machine_info, write_json
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("package")
@@ -57,11 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shared", type=Path, default=SHARED)
     ap.add_argument("--out", type=Path)
     a = ap.parse_args(argv)
-    draft_package = model_package(a.drafter)
-    engine = edgeseq.load(a.package, threads=a.threads, provider=a.provider,
-                          shared_pool=bool(draft_package))
-    draft = edgeseq.load(draft_package, threads=a.threads, provider=a.provider,
-                         shared_pool=True) if draft_package else a.drafter
+    engine, (draft,) = load_with_drafters(a.package, [a.drafter], a.threads, a.provider)
     inputs = load_inputs(a.data, a.limit, engine.arch.vocab_size, a.shared)
     plain_options = {"max_new_tokens": a.max_new_tokens, "rerank_source": False}
     for item in inputs[:8]:  # warm-up

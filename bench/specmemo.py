@@ -39,13 +39,9 @@ def _peak_mb() -> float:
 
 
 def child(args: argparse.Namespace) -> dict:
-    import edgeseq
-    from bench.speculative import load_inputs, model_package
-    draft_package = model_package(args.draft)
+    from bench.speculative import load_inputs, load_with_drafters
     # a draft model's engine is loaded in every configuration, so all pay for its weights
-    pool = {"shared_pool": True} if draft_package else {}
-    engine = edgeseq.load(args.package, threads=args.threads, **pool)
-    draft = edgeseq.load(draft_package, threads=args.threads, **pool) if draft_package else args.draft
+    engine, (draft,) = load_with_drafters(args.package, [args.draft], args.threads)
     inputs = load_inputs(args.data, args.limit, engine.arch.vocab_size)
     # rerank_source (an editing package's default) would add one scoring pass to every config
     opts = dict(max_new_tokens=args.max_new_tokens, rerank_source=False)
@@ -55,7 +51,7 @@ def child(args: argparse.Namespace) -> dict:
     if args.config in ("planned", "rows"):
         opts["memory_budget_mb"] = args.budget
     engine.generate(inputs[0], max_new_tokens=2)  # first-call allocations are the runtime's
-    if draft_package:
+    if not isinstance(draft, str):  # a draft model's engine
         draft.generate(inputs[0], max_new_tokens=2)
     loaded = _rss_mb()
     try:  # the peak (VmHWM) restarts from the current RSS

@@ -31,6 +31,20 @@ def model_package(spec: str) -> str | None:
     return spec[len("model:"):] if spec.startswith("model:") else None
 
 
+def load_with_drafters(package: str, specs: list[str], threads: int, provider: str = "cpu"):
+    """The target engine, and per drafter spec its drafter: a draft engine for
+    "model:PKG", else the spec itself. With a draft model both engines share one thread
+    pool, as the CLI does (separate spinning pools take each other's cores; see
+    runtime/spec_setup.py)."""
+    import edgeseq
+    shared = any(model_package(spec) for spec in specs)
+
+    def load(path: str):
+        return edgeseq.load(path, threads=threads, provider=provider, shared_pool=shared)
+    return load(package), [load(model_package(spec)) if model_package(spec) else spec
+                           for spec in specs]
+
+
 def load_inputs(kind: str, limit: int, vocab: int, shared: Path = SHARED) -> list:
     if kind == "jfleg":  # plain text, as a user would type it (JFLEG ships tokenised)
         from edgeseq.quality import jfleg_detokenize
@@ -144,7 +158,6 @@ def _spec_totals(stats) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import edgeseq
     from bench.machine import machine_info, write_json
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("package")
@@ -174,18 +187,13 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.max_new_tokens is None:
         args.max_new_tokens = 160 if args.data == "jfleg" else 64
-    # two engines in one process: one shared pool, as the CLI does (separate spinning pools
-    # take each other's cores; see runtime/spec_setup.py)
-    pool = {"shared_pool": any(model_package(d) for d in args.drafters.split(","))}
-    pool["provider"] = args.provider
-    engine = edgeseq.load(args.package, threads=args.threads, **pool)
+    specs = [spec.partition("@") for spec in filter(None, args.drafters.split(","))]
+    engine, loaded = load_with_drafters(args.package, [spec for spec, _, _ in specs],
+                                        args.threads, args.provider)
     inputs = load_inputs(args.data, args.limit, engine.arch.vocab_size, args.shared)
     lengths = [len(engine.codec.encode(x)) if isinstance(x, str) else len(x) for x in inputs]
     drafters = []  # (name, drafter, fixed draft length or None)
-    for spec in filter(None, args.drafters.split(",")):
-        spec, _, fixed = spec.partition("@")
-        package = model_package(spec)
-        drafter = edgeseq.load(package, threads=args.threads, **pool) if package else spec
+    for (spec, _, fixed), drafter in zip(specs, loaded):
         drafters.append(((spec if isinstance(drafter, str) else "model") + (f"@{fixed}" if fixed else ""),
                          drafter, int(fixed) if fixed else None))
     schedules = args.speculate_rows.split(",") if args.batch > 1 else ["auto"]

@@ -143,6 +143,8 @@ def speculative(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int
     # append to `output` directly and the history indexes them on its next sync()
     history = NgramHistory(output, rules.no_repeat_ngram, share=True) if rules.reads_history else None
     situation = getattr(drafter, "situation", None)
+    # a draft model's one-off start in this call (ModelDrafter.setup_seconds); others have none
+    setup_seconds = getattr(drafter, "setup_seconds", None)
     while generated < rules.max_new_tokens and not all_done(done):
         planned = time.perf_counter()
         plan = _wanted(control, s, generated, source,
@@ -211,16 +213,10 @@ def speculative(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int
         # the round's cost: the verify pass and all its bookkeeping, and the planning before
         # the draft (the drafter naming its situation: a round's, not a drafted token's)
         control.observe(k, n, time.perf_counter() - drafted_at + (began - planned),
-                        drafted_at - began, plan.way, plan.situation, _setup_seconds(drafter))
+                        drafted_at - began, plan.way, plan.situation,
+                        setup_seconds() if setup_seconds is not None else 0.0)
         yield emit
     control.note_call(generated)
-
-
-def _setup_seconds(drafter: Drafter) -> float:
-    """Seconds the drafter's last proposal spent starting up (a draft model opening its
-    session, see ModelDrafter.setup_seconds); 0 for drafters that never do."""
-    setup = getattr(drafter, "setup_seconds", None)
-    return setup() if callable(setup) else 0.0
 
 
 def _finish(emit: np.ndarray, done: np.ndarray, eos: int,
