@@ -317,7 +317,9 @@ def _all_ended(ended: np.ndarray, drafted: np.ndarray, eos: int | None) -> bool:
 class SelfDrafter:
     """Self-speculative drafting with the first `exit` decoder layers (LayerSkip, SWIFT,
     Kangaroo). Draft passes write the shared early layers' K/V into the same cache, then
-    the cursor rolls back and the verify pass recomputes every layer for those positions.
+    the cursor rolls back and the verify pass recomputes every layer for those positions
+    (continuing from the drafts' exit hidden states instead, as LayerSkip does, measured
+    no faster here: docs/design.md).
 
     Each candidate exit is a drafting way of the draft controller, which picks exit and
     length together from per-exit acceptance and measured draft-step seconds (a static

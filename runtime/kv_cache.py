@@ -36,14 +36,21 @@ class KVCache:
         """Keys and values of the cached positions [batch, heads, length, head_dim]."""
         return self.buffer[layer, 0, :, :, :self.length], self.buffer[layer, 1, :, :, :self.length]
 
-    def past_contiguous(self) -> np.ndarray:
-        """Contiguous copies of every layer's cached prefix, [layers, 2, batch, heads,
-        length, head_dim] in the staging buffer (one copy for all layers; each [layer, k]
-        is itself contiguous), valid until the next call."""
-        layers, _, batch, heads, _, head_dim = self.buffer.shape
+    def past_contiguous(self, layers: tuple[int, ...] | None = None) -> np.ndarray:
+        """Contiguous copies of the cached prefix, [layers, 2, batch, heads, length,
+        head_dim] in the staging buffer (each [layer, k] is itself contiguous), valid until
+        the next call. `layers`: copy only these (a pass that skips layers never reads
+        theirs; the entries of the others are left as they were)."""
+        n_layers, _, batch, heads, _, head_dim = self.buffer.shape
         size = batch * heads * self.length * head_dim
-        staged = self._staging[:, :, :size].reshape(layers, 2, batch, heads, self.length, head_dim)
-        np.copyto(staged, self.buffer[:, :, :, :, :self.length])
+        staged = self._staging[:, :, :size].reshape(n_layers, 2, batch, heads, self.length, head_dim)
+        if layers is None:  # one copy for all layers
+            np.copyto(staged, self.buffer[:, :, :, :, :self.length])
+        elif layers == tuple(range(len(layers))):  # the first layers (an early exit): one copy
+            np.copyto(staged[:len(layers)], self.buffer[:len(layers), :, :, :, :self.length])
+        else:
+            for i in layers:
+                np.copyto(staged[i], self.buffer[i, :, :, :, :self.length])
         return staged
 
     def write(self, layers: tuple[int, ...], present: list[np.ndarray], first: int = 0) -> None:

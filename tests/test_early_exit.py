@@ -8,7 +8,8 @@ import pytest
 
 import edgeseq
 from edgeseq.errors import OptionsError
-from edgeseq.runtime.decoder import LayerPlan
+from edgeseq import names
+from edgeseq.runtime.decoder import LayerPlan, run_session
 from edgeseq.runtime.early_exit import unified_skip_plan
 
 SOURCES = [[5, 9, 13, 22, 40, 7, 2], [11, 60, 61, 62, 63, 64, 65, 66, 67, 2]]
@@ -89,3 +90,25 @@ def test_bad_skip_options_are_named(engine, kw, name):
 def test_unified_skipping_works_with_beam_search_and_batches(engine):
     outs = engine.generate(SOURCES, max_new_tokens=8, num_beams=2, skip_ratio=2.0)
     assert len(outs) == 2 and all(o.token_ids for o in outs)
+
+
+def test_a_pass_through_the_first_layers_reads_no_other_layer_cache(engine):
+    """Skipped layers are fed an empty past (nothing copied for them): the logits equal a
+    pass that is given every layer's cache."""
+    runner, layers = engine.runner, engine.arch.decoder_layers
+    ids = np.array([SOURCES[1]])
+    state = runner.encode(ids, np.ones_like(ids))
+    cache = runner.new_cache(1, 12)
+    runner.step(np.array([[0, 7, 9, 11, 13]]), state, cache)
+    plan, token = LayerPlan.first(1, layers), np.array([[17]])
+    logits = runner.step(token, state, cache, plan)
+    cache.truncate(5)
+    feeds = dict(state.feeds)
+    feeds[names.DEC_LAYER_RUN], feeds[names.DEC_LAYER_FILL] = plan.feeds
+    feeds[names.DEC_INPUT_IDS], feeds[names.DEC_PAST_LENGTH] = token, np.array(5, np.int64)
+    for layer in range(layers):
+        keys, values = cache.past(layer)
+        feeds[names.past_key(layer)] = np.ascontiguousarray(keys)
+        feeds[names.past_value(layer)] = np.ascontiguousarray(values)
+    given_all = run_session(runner.decoder, [names.DEC_LOGITS], feeds)[0]
+    np.testing.assert_array_equal(logits, given_all)

@@ -54,3 +54,18 @@ def test_a_pass_writes_only_the_layers_it_ran_and_moves_the_cursor_once():
     assert (cache.past(0)[0] == 0).all() and (cache.past(0)[1] == 1).all()
     assert (cache.past(1)[0] == 0).all() and (cache.past(1)[1] == 0).all()  # not run: untouched
     assert (cache.past(2)[0] == 4).all() and (cache.past(2)[1] == 5).all()
+
+
+@pytest.mark.parametrize("layers", [(0,), (1,), (0, 1)])
+def test_a_pass_through_some_layers_copies_only_their_cache(layers):
+    cache = _filled(5)
+    staged = cache.past_contiguous()
+    staged[:] = -1.0  # what an earlier pass left in the staging buffer
+    staged = cache.past_contiguous(layers)
+    for layer in range(2):
+        keys, values = cache.past(layer)
+        if layer in layers:
+            np.testing.assert_array_equal(staged[layer, 0], keys)
+            np.testing.assert_array_equal(staged[layer, 1], values)
+        else:  # not copied: a skipped layer never reads it
+            assert (staged[layer] == -1.0).all()
