@@ -65,16 +65,19 @@ class ScoreRules:
 
     def may_change_one(self, token: int, generated: int, history: "NgramHistory | None") -> bool:
         """_may_change for one row's raw argmax `token` (row 0 of `history`)."""
+        return self.forces_or_bans(token, generated) or bool(
+            self.no_repeat_ngram and history is not None and history.completes_repeat(0, token))
+
+    def forces_or_bans(self, token: int, generated: int) -> bool:
+        """Whether a rule that does not read the sequence may change one row's choice
+        `token` after `generated` new tokens: a forced token due, or `token` banned."""
         if self.forced_bos is not None and generated == 0:
             return True
         if self.forced_eos is not None and generated == self.max_new_tokens - 1:
             return True
         if generated < self.min_new_tokens and token == self.eos:
             return True
-        if self.suppress and token in self.suppress:
-            return True
-        return bool(self.no_repeat_ngram and history is not None and
-                    history.completes_repeat(0, token))
+        return bool(self.suppress) and token in self.suppress
 
     def _may_change(self, top: np.ndarray, generated: int, history: "NgramHistory | None") -> bool:
         if self.forced_bos is not None and generated == 0:
@@ -150,6 +153,18 @@ class NgramHistory:
         other.rows, other.n = [list(r) for r in self.rows], self.n
         other._seen, other._indexed = [seen.copy() for seen in self._seen], list(self._indexed)
         return other
+
+    @classmethod
+    def viewing(cls, sequence: list[int], n: int, seen: set) -> "NgramHistory":
+        """A one-row history over `sequence` whose n-grams are `seen` (indexed by the
+        caller), shared, not copied."""
+        view = cls.__new__(cls)
+        view.rows, view.n, view._seen, view._indexed = [sequence], n, [seen], [len(sequence)]
+        return view
+
+    def seen(self, row: int) -> set:
+        """The n-grams indexed in `row` (read only)."""
+        return self._seen[row]
 
     @classmethod
     def of(cls, start: np.ndarray, rules: ScoreRules) -> "NgramHistory | None":

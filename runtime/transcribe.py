@@ -245,6 +245,10 @@ class WhisperRules:
 
     def may_change_one(self, token: int, generated: int, history=None) -> bool:
         """ScoreRules.may_change_one: suppression can overrule `token`; timestamp rules always may."""
+        return self.forces_or_bans(token, generated)
+
+    def forces_or_bans(self, token: int, generated: int) -> bool:
+        """ScoreRules.forces_or_bans (no rule here reads an n-gram history)."""
         return (self.timestamp_begin is not None or token in self.suppress or
                 (generated == 0 and token in self.begin_suppress))
 
