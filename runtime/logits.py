@@ -182,16 +182,22 @@ class NgramHistory:
 
     def append(self, row: int, token: int) -> None:
         seq = self.rows[row]
+        gram = completed_ngram(seq, self.n, token)
         seq.append(token)
-        if self.n and len(seq) >= self.n:
-            self._seen[row].add(tuple(seq[len(seq) - self.n:]))
+        if gram is not None:
+            self._seen[row].add(gram)
         self._indexed[row] = len(seq)
 
     def completes_repeat(self, row: int, token: int) -> bool:
-        seq, n = self.rows[row], self.n
-        if not n or len(seq) + 1 < n:
-            return False
-        return tuple(seq[len(seq) - n + 1:]) + (token,) in self._seen[row]
+        gram = completed_ngram(self.rows[row], self.n, token)
+        return gram is not None and gram in self._seen[row]
+
+
+def completed_ngram(seq: list[int], n: int, token: int) -> tuple[int, ...] | None:
+    """The n-gram that `token` completes after `seq` (None for n = 0 or a shorter sequence)."""
+    if not n or len(seq) + 1 < n:
+        return None
+    return tuple(seq[len(seq) - n + 1:]) + (token,)
 
 
 def repeated_ngram_tokens(seq: list[int], n: int) -> list[int]:

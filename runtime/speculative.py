@@ -16,7 +16,7 @@ import numpy as np
 
 from .draft_control import DraftController, DraftPlan
 from .drafters import Draft, DraftContext, Drafter
-from .logits import NgramHistory, ScoreRules
+from .logits import NgramHistory, ScoreRules, completed_ngram
 from .search import DecodeSession, all_done, finish_rows, greedy
 
 # maps raw logits [B, V] of the token after `generated` new tokens (and the rows' histories,
@@ -77,33 +77,26 @@ def _verify_greedy(logits: np.ndarray, drafts: np.ndarray, rules: ScoreRules,
 def _verify_one(logits: np.ndarray, drafts: list[int], rules: ScoreRules,
                 history: NgramHistory | None, generated: int) -> np.ndarray:
     """_verify_greedy for one row, in Python scalars: the raw argmax of a chunk of
-    positions at once, the copy bias only where the source's next token is not that
-    argmax, and the rules in full only where they may change it (ScoreRules.choose). The
-    row's history is read, not forked: the accepted drafts extend a copy of its sequence,
-    and the n-grams they complete go to a set of their own."""
+    positions at once, the rules in full only where they may change it
+    (ScoreRules.choose). The row's history is read, not forked: the accepted drafts
+    extend a copy of its sequence, and the n-grams they complete go to a set of their own."""
     targets: list[int] = []
     n = history.n if history is not None else 0
     if history is not None:
         history.sync()
         seq, seen, added = list(history.rows[0]), history.seen(0), set()
-    copy_of = rules.aligner.next_token if rules.biases_copies and history is not None else None
-    bias = np.float32(rules.copy_bias) if copy_of is not None else None
+    biased = rules.biases_copies and history is not None
     for begin in range(0, len(drafts) + 1, VERIFY_CHUNK):
         tops = logits[begin:begin + VERIFY_CHUNK].argmax(axis=-1).tolist()
         for j, top in enumerate(tops, begin):
-            if copy_of is not None:  # the copy bias reads the sequence with drafts 0..j-1 accepted
-                copy = copy_of(0, seq)
-                if copy is not None and copy != top:
-                    row = logits[j]
-                    biased, best = row[copy] + bias, row[top]
-                    if biased > best or (biased == best and copy < top):
-                        top = copy
-            gram = tuple(seq[len(seq) - n + 1:]) + (top,) if n and len(seq) + 1 >= n else None
+            if biased:  # the copy bias reads the sequence with drafts 0..j-1 accepted
+                top = rules.biased_top(logits[j], top, 0, seq)
+            gram = completed_ngram(seq, n, top) if n else None
             if rules.forces_or_bans(top, generated + j) or \
                     (gram is not None and (gram in seen or gram in added)):
                 view = NgramHistory.viewing(seq, n, seen | added) if history is not None else None
                 top = int(rules.choose(logits[None, j], generated + j, view)[0])
-                gram = tuple(seq[len(seq) - n + 1:]) + (top,) if gram is not None else None
+                gram = completed_ngram(seq, n, top) if n else None
             targets.append(top)
             if j == len(drafts) or drafts[j] != top:
                 return np.array([targets], np.int64)
