@@ -43,7 +43,9 @@ class Drafter(Protocol):
     # controller keeps acceptance per situation and sizes the draft for it (draft_control);
     # `wants_tail` (bool) and `tail(first, choices)`: after a greedy verify pass of one row
     # that rejected a draft token, the target's raw choices at the draft positions after it;
-    # `setup_seconds() -> float`: what the last proposal spent starting up (ModelDrafter)
+    # `setup_seconds() -> float`: what the last proposal spent starting up (ModelDrafter);
+    # `scans_source_first` (bool): the first draft of a call is the whole source
+    # (runtime/speculative.py _wanted)
 
 
 def _pad_rows(rows: list[list[int]]) -> np.ndarray:
@@ -82,6 +84,10 @@ class InputDrafter:
     correction and paraphrase copy most of their input, so drafts are long and right.
     With the vocabulary's token shapes it also guesses a capitalised first word and, after
     a replaced word, resumes at the source's next word (JFLEG dev: 4.5% fewer decoder passes)."""
+
+    # the first draft covers the whole source: its verify pass also shows, past the first
+    # rejected token, where the model will edit (tail), which later drafts stop before
+    scans_source_first = True
 
     def __init__(self, max_draft: int = 16, ngram: int = 3, shapes: TokenShapes | None = None,
                  capitalise: bool = True):
@@ -210,6 +216,7 @@ class CheckedDrafter:
             self.situation = drafter.situation
         if callable(getattr(drafter, "tail", None)):
             self.tail = drafter.tail
+        self.scans_source_first = bool(getattr(drafter, "scans_source_first", False))
 
     @property
     def wants_tail(self) -> bool:

@@ -2,14 +2,16 @@
 distribution when sampling."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
 import edgeseq
 from edgeseq.errors import OptionsError
-from edgeseq.runtime.draft_control import DraftController
-from edgeseq.runtime.drafters import Draft
-from edgeseq.runtime.speculative import SpecStats, speculative
+from edgeseq.runtime.draft_control import DraftController, DraftPlan
+from edgeseq.runtime.drafters import Draft, InputDrafter
+from edgeseq.runtime.speculative import SpecStats, _wanted, speculative
 from scripted_drafter import SOURCES, ScriptedDrafter
 
 CASES = [(f, q) for f in ("t5", "bart", "marian") for q in ("fp32", "int8")]
@@ -456,3 +458,22 @@ def test_a_drafter_whose_planning_costs_more_than_drafting_saves_is_switched_off
     control = engine.draft_planner(**kw)
     assert control.verify_cost(4) > 0.02  # the sleep is in a round's cost
     assert control.plan(0).length == 0
+
+
+class _PlanSays:
+    """A planner that plans `length` tokens whatever the situation."""
+
+    def __init__(self, length: int):
+        self.length = length
+
+    def plan(self, situation=None):
+        return DraftPlan(0, self.length, situation)
+
+
+def test_a_drafter_that_scans_the_source_first_drafts_it_whole_while_drafting_is_on():
+    session, source = SimpleNamespace(scores=None), [list(range(5, 25))]
+    assert _wanted(_PlanSays(3), session, 0, source, 0, scans=True).length == 20
+    assert _wanted(_PlanSays(3), session, 0, source, 0, scans=False).length == 3
+    assert _wanted(_PlanSays(3), session, 4, source, 1, scans=True).length == 3  # later passes: as planned
+    assert _wanted(_PlanSays(0), session, 0, source, 0, scans=True).length == 0  # drafting off stays off
+    assert InputDrafter.scans_source_first
