@@ -10,7 +10,7 @@ import pytest
 import edgeseq
 from edgeseq.errors import OptionsError
 from edgeseq.runtime.draft_control import DraftController, DraftPlan
-from edgeseq.runtime.drafters import Draft, InputDrafter
+from edgeseq.runtime.drafters import CheckedDrafter, Draft, InputDrafter
 from edgeseq.runtime.speculative import SpecStats, _wanted, speculative
 from scripted_drafter import SOURCES, ScriptedDrafter
 
@@ -477,3 +477,7 @@ def test_a_drafter_that_scans_the_source_first_drafts_it_whole_while_drafting_is
     assert _wanted(_PlanSays(3), session, 4, source, 1, scans=True).length == 3  # later passes: as planned
     assert _wanted(_PlanSays(0), session, 0, source, 0, scans=True).length == 0  # drafting off stays off
     assert InputDrafter.scans_source_first
+    # a caller's drafter says so itself; checking its drafts keeps what it said
+    scanning = SimpleNamespace(propose=None, update=None, scans_source_first=True)
+    assert CheckedDrafter(scanning, vocab_size=10).scans_source_first
+    assert not CheckedDrafter(SimpleNamespace(propose=None, update=None), vocab_size=10).scans_source_first
