@@ -155,7 +155,8 @@ def speculative(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int
     # append to `output` directly and the history indexes them on its next sync()
     history = NgramHistory(output, rules.no_repeat_ngram, share=True) if rules.reads_history else None
     situation = getattr(drafter, "situation", None)
-    scans = bool(getattr(drafter, "scans_source_first", False))
+    # the scan pays through the tail, which greedy verification alone reports
+    scans = sampler is None and bool(getattr(drafter, "scans_source_first", False))
     # a draft model's one-off start in this call (ModelDrafter.setup_seconds); others have none
     setup_seconds = getattr(drafter, "setup_seconds", None)
     while generated < rules.max_new_tokens and not all_done(done):
@@ -306,8 +307,8 @@ def _plain_steps(s: DecodeSession, output: list[list[int]], history: NgramHistor
 def _wanted(control: DraftController, s: DecodeSession, generated: int,
             source: list[list[int]], situation: int | None, scans: bool) -> DraftPlan:
     """The controller's plan; the first pass drafts the sources whole when it can score
-    them for rerank_source (it replaces a teacher-forced scoring pass), or, while drafting
-    is on, when the drafter scans the source first (scans_source_first: the model's
+    them for rerank_source (it replaces a teacher-forced scoring pass), or, while greedy
+    drafting is on, when the drafter scans the source first (scans_source_first: the model's
     choices past a rejected token mark where later drafts will be rejected, and the
     planner, which prices a draft by its accepted tokens alone, drew first drafts too
     short: JFLEG dev, input drafting, 2-3% slower than drafting them whole)."""
