@@ -89,14 +89,13 @@ def pass_costs(engine, repeats: int = 30, cached: int = 20) -> dict:
 
     def timed(new: int, plan=None, from_hidden: bool = False) -> float:
         hidden = np.zeros((1, new, arch.d_model), np.float32) if from_hidden else None
-        times = []
-        for _ in range(repeats):
+
+        def once() -> float:  # a fresh cache holding `cached` tokens, then the timed pass
             cache = runner.new_cache(1, cached + 20)
             runner.step(tokens[:, :cached], state, cache)
-            began = time.perf_counter()
-            runner.step_hidden(tokens[:, cached:cached + new], state, cache, plan, hidden)
-            times.append(time.perf_counter() - began)
-        return statistics.median(times) * 1e3
+            return _seconds(lambda: runner.step_hidden(tokens[:, cached:cached + new], state,
+                                                       cache, plan, hidden))
+        return _median_ms(once, repeats)
 
     timed(1)  # warm-up
     full = timed(1)
@@ -124,13 +123,19 @@ def staging_copy_ms(runner, cached: int, repeats: int) -> dict:
     layers = runner.arch.decoder_layers
 
     def timed(which) -> float:
-        times = []
-        for _ in range(repeats * 10):
-            began = time.perf_counter()
-            cache.past_contiguous(which)
-            times.append(time.perf_counter() - began)
-        return statistics.median(times) * 1e3
+        return _median_ms(lambda: _seconds(lambda: cache.past_contiguous(which)), repeats * 10)
     return {"all": timed(None), "first": {k: timed(tuple(range(k))) for k in range(1, layers)}}
+
+
+def _seconds(run) -> float:
+    began = time.perf_counter()
+    run()
+    return time.perf_counter() - began
+
+
+def _median_ms(once, repeats: int) -> float:
+    """The median of `repeats` calls of once() (each returns the seconds it timed), in ms."""
+    return statistics.median(once() for _ in range(repeats)) * 1e3
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,7 +22,8 @@ import numpy as np
 
 __all__ = [
     "AudioError", "HOP_LENGTH", "N_FFT", "N_FRAMES", "N_SAMPLES", "SAMPLE_RATE",
-    "iter_windows", "load_audio", "log_mel_spectrogram", "mel_filters", "read_wav", "resample",
+    "iter_windows", "load_audio", "log_mel_frames", "log_mel_spectrogram", "mel_filters",
+    "read_wav", "resample",
 ]
 
 SAMPLE_RATE = 16000  # Whisper's input rate, Hz
@@ -31,6 +32,7 @@ HOP_LENGTH = 160  # 10 ms hop
 CHUNK_SECONDS = 30  # Whisper's encoder always sees exactly 30 s
 N_SAMPLES = CHUNK_SECONDS * SAMPLE_RATE  # 480000
 N_FRAMES = N_SAMPLES // HOP_LENGTH  # 3000 mel frames per window
+_FFT_BLOCK = 4096  # frames per FFT block of log_mel_frames: bounds memory on long recordings
 
 _FORMAT_NAMES = {
     0x0001: "PCM", 0x0002: "Microsoft ADPCM", 0x0003: "IEEE float", 0x0006: "A-law",
@@ -310,6 +312,22 @@ def log_mel_spectrogram(samples: np.ndarray, n_mels: int = 80) -> np.ndarray:
     log_spec = np.log10(np.maximum(mel, 1e-10))
     log_spec = np.maximum(log_spec, log_spec.max() - 8.0)
     return ((log_spec + 4.0) / 4.0).astype(np.float32)
+
+
+def log_mel_frames(samples: np.ndarray, n_mels: int) -> np.ndarray:
+    """openai-whisper's log_mel_spectrogram(audio, padding=N_SAMPLES) cut to the audio's
+    own frames: float32 [n_mels, len(samples) // 160], normalised against the whole
+    recording's loudest frame (log_mel_spectrogram normalises each 30 s window instead)."""
+    x = np.pad(np.asarray(samples, np.float64), (0, N_SAMPLES))
+    x = np.pad(x, N_FFT // 2, mode="reflect")
+    frames = np.lib.stride_tricks.sliding_window_view(x, N_FFT)[::HOP_LENGTH][:-1]
+    mel = np.empty((n_mels, len(frames)))
+    for start in range(0, len(frames), _FFT_BLOCK):
+        spectrum = np.fft.rfft(frames[start:start + _FFT_BLOCK] * _hann_periodic(), axis=-1)
+        mel[:, start:start + _FFT_BLOCK] = mel_filters(n_mels) @ (np.abs(spectrum) ** 2).T
+    log_spec = np.log10(np.maximum(mel, 1e-10))
+    log_spec = np.maximum(log_spec, log_spec.max() - 8.0)
+    return ((log_spec[:, :len(samples) // HOP_LENGTH] + 4.0) / 4.0).astype(np.float32)
 
 
 def iter_windows(samples: np.ndarray, n_mels: int = 80) -> Iterator[tuple[float, np.ndarray]]:

@@ -24,12 +24,10 @@ from edgeseq.errors import OptionsError, PackageError
 
 from .audio import (
     HOP_LENGTH,
-    N_FFT,
     N_FRAMES,
-    N_SAMPLES,
     SAMPLE_RATE,
     load_audio,
-    mel_filters,
+    log_mel_frames,
 )
 from .decoder import LayerPlan
 from .early_exit import confident_exit, unified_skip_plan
@@ -44,7 +42,6 @@ if TYPE_CHECKING:
     from .engine import Engine
 
 Audio = str | Path | bytes | np.ndarray
-_FFT_BLOCK = 4096  # frames per FFT block: bounds memory on long recordings
 
 
 class Task(str, enum.Enum):
@@ -180,23 +177,6 @@ class WhisperTokens:
             raise PackageError(f"the manifest's Whisper section is malformed: {err}") from err
 
 
-def log_mel_frames(samples: np.ndarray, n_mels: int) -> np.ndarray:
-    """openai-whisper's log_mel_spectrogram(audio, padding=N_SAMPLES) cut to the audio's
-    own frames: float32 [n_mels, len(samples) // 160], normalised against the whole
-    recording's loudest frame (runtime/audio.py normalises each 30 s window instead)."""
-    x = np.pad(np.asarray(samples, np.float64), (0, N_SAMPLES))
-    x = np.pad(x, N_FFT // 2, mode="reflect")
-    frames = np.lib.stride_tricks.sliding_window_view(x, N_FFT)[::HOP_LENGTH][:-1]
-    window = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(N_FFT) / N_FFT)
-    mel = np.empty((n_mels, len(frames)))
-    for start in range(0, len(frames), _FFT_BLOCK):
-        spectrum = np.fft.rfft(frames[start:start + _FFT_BLOCK] * window, axis=-1)
-        mel[:, start:start + _FFT_BLOCK] = mel_filters(n_mels) @ (np.abs(spectrum) ** 2).T
-    log_spec = np.log10(np.maximum(mel, 1e-10))
-    log_spec = np.maximum(log_spec, log_spec.max() - 8.0)
-    return ((log_spec[:, :len(samples) // HOP_LENGTH] + 4.0) / 4.0).astype(np.float32)
-
-
 # -- decoding: token history for the timestamp rules -----------------------------------
 class _TrackedCache(KVCache):
     """A KV cache that also keeps the token ids fed so far, reordered with beams."""
@@ -243,12 +223,9 @@ class WhisperRules:
         """Greedy tokens [rows] (ScoreRules.choose; every step applies the rules)."""
         return self.apply(logits.astype(np.float32), generated).argmax(axis=-1)
 
-    def may_change_one(self, token: int, generated: int, history=None) -> bool:
-        """ScoreRules.may_change_one: suppression can overrule `token`; timestamp rules always may."""
-        return self.forces_or_bans(token, generated)
-
     def forces_or_bans(self, token: int, generated: int) -> bool:
-        """ScoreRules.forces_or_bans (no rule here reads an n-gram history)."""
+        """ScoreRules.forces_or_bans: suppression can overrule `token`; timestamp rules
+        always may (no rule here reads an n-gram history)."""
         return (self.timestamp_begin is not None or token in self.suppress or
                 (generated == 0 and token in self.begin_suppress))
 

@@ -105,7 +105,7 @@ def tiny(tmp_path_factory):
 
 def _mel(seconds: float = 5.0) -> np.ndarray:
     from edgeseq.export.whisper_validate import synthetic_audio
-    from edgeseq.runtime.transcribe import log_mel_frames
+    from edgeseq.runtime.audio import log_mel_frames
     frames = log_mel_frames(synthetic_audio(seconds), 80)
     mel = np.zeros((80, 3000), np.float32)
     mel[:, :frames.shape[1]] = frames
