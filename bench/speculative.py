@@ -4,7 +4,7 @@ token-identical to plain greedy.
 
     python -m bench.speculative PKG [--data jfleg|news|ids] [--drafters input,ngram,layers,skip:1+2]
         [--limit N] [--repeats 3] [--threads 2] [--batch 1] [--speculate-rows auto]
-        [--provider cpu|cuda|...] [--shared DIR] [--out DIR]
+        [--interleave N] [--provider cpu|cuda|...] [--shared DIR] [--out DIR]
 
 --data jfleg: the 754 JFLEG dev sentences, detokenised (grammar correction copies most
 of its input);
@@ -13,6 +13,10 @@ Drafter "skip:I+J": layer drafting that skips decoder layers I and J (0-based);
 "exit:E": layer drafting from exit layer E; "model:PKG": that package drafts.
 A drafter's suffix "@K" fixes its drafts at K tokens (adaptive_draft=False), e.g.
 "exit:1@4" or "model:PKG@8": where the adaptive planner stands against a fixed choice.
+--interleave N: each repeat runs every configuration on N inputs before going on to the
+next N (the order turning each chunk), so a machine whose speed drifts within a repeat
+(a GPU host's clocks: plain greedy's blocks of 50 JFLEG sentences ran 1.6-2.5 s on an
+H200) slows every configuration alike; 0 (default): each configuration over all inputs.
 Drafter "oracle": drafts the plain greedy output itself (every draft right): the most any
 drafter could give this package on this machine, against which the others stand."""
 from __future__ import annotations
@@ -92,6 +96,29 @@ def run_config(engine, inputs: list, draft, args, schedule: str = "auto",
         stats += list({id(r.stats): r.stats for r in results}.values())  # rows decoded together share one
     return {"seconds": time.perf_counter() - start, "outputs": outputs, "stats": stats,
             "call_seconds": call_seconds}
+
+
+def run_repeat(engine, inputs: list, configs: list, args, rep: int) -> dict[str, dict]:
+    """One repeat of every configuration (name, drafter, schedule, fixed length): each over
+    all inputs, the order turning each repeat so drift on a shared machine favours none;
+    or with args.interleave = N, every configuration over each chunk of N inputs in turn
+    (the order turning each chunk), their results joined per configuration. Each
+    configuration's calls teach an n-gram cache of its own, empty at each repeat's start:
+    the n-gram drafter learns from its own outputs only, not from plain greedy's."""
+    size = args.interleave or len(inputs)
+    joined: dict[str, dict] = {}
+    caches = {name: type(engine.ngram)() for name, _, _, _ in configs}
+    for number, first in enumerate(range(0, len(inputs), size)):
+        turn = (rep + number) % len(configs)
+        for name, draft, schedule, fixed in configs[turn:] + configs[:turn]:
+            engine.ngram = caches[name]
+            res = run_config(engine, inputs[first:first + size], draft, args, schedule, fixed)
+            into = joined.setdefault(name, {"seconds": 0.0, "outputs": [], "stats": [],
+                                            "call_seconds": []})
+            into["seconds"] += res["seconds"]
+            for key in ("outputs", "stats", "call_seconds"):
+                into[key] += res[key]
+    return {name: joined[name] for name, _, _, _ in configs}
 
 
 LENGTH_BUCKETS = (16, 32, 48)  # source tokens; the default model was trained on <= 48
@@ -180,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="copy_bias in every configuration (default: the package's)")
     ap.add_argument("--memory-budget", type=float, default=None, metavar="MB",
                     help="run every configuration under this budget (SpecMemo planner)")
+    ap.add_argument("--interleave", type=int, default=0, metavar="N",
+                    help="run every configuration on N inputs at a time (see above)")
     ap.add_argument("--provider", default="cpu", help="execution provider (cpu, cuda, ...)")
     ap.add_argument("--shared", type=Path, default=SHARED,
                     help="the folder holding data/ (default: ../shared beside the project)")
@@ -213,12 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     calls: dict[str, list[list[float]]] = {n: [] for n in names}  # per repeat, per call
     last: dict[str, dict] = {}
     for rep in range(args.repeats):
-        # the order turns each repeat: drift on a shared machine favours no configuration
-        turn = rep % len(configs)
-        for name, draft, schedule, fixed in configs[turn:] + configs[:turn]:
-            if draft == "ngram":
-                engine.ngram = type(engine.ngram)()  # each repeat starts with an empty cache
-            res = run_config(engine, inputs, draft, args, schedule, fixed)
+        for name, res in run_repeat(engine, inputs, configs, args, rep).items():
             times[name].append(res["seconds"])
             calls[name].append(res["call_seconds"])
             last[name] = res
