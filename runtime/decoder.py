@@ -109,6 +109,34 @@ def cpu_kernels_on_gpu(device: str | None, encoder_graph: Path) -> str | None:
             "`edgeseq export ... --int8-encoder blocks` (or use an fp16/fp32 package)")
 
 
+def saturating_integer_gemm(device: str | None, encoder_graph: Path,
+                            cpu_flags: set[str] | None) -> str | None:
+    """A warning when an int8 encoder's integer GEMM runs on an x86 CPU without VNNI
+    (`cpu_flags`: the CPU's, None where unknown or not x86): there onnxruntime multiplies
+    uint8 by int8 with int16 pair sums that saturate (an AMD EPYC with AVX2: 8.9% product
+    error, GLEU of the default package 0.3832 against 0.3901; docs/results.md)."""
+    if device is not None or cpu_flags is None or cpu_flags & {"avx512_vnni", "avx_vnni"}:
+        return None
+    if b"MatMulIntegerToFloat" not in encoder_graph.read_bytes():
+        return None
+    return ("this CPU has no VNNI: onnxruntime's uint8 x int8 product in this int8 package's "
+            "encoder saturates here and costs accuracy; export with `--int8-encoder blocks` "
+            "(MatMulNBits) or use an fp16/fp32 package")
+
+
+def x86_cpu_flags() -> set[str] | None:
+    """The CPU's feature flags on Linux x86 (/proc/cpuinfo), else None."""
+    import platform
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return None
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    line = next((line for line in text.splitlines() if line.startswith("flags")), None)
+    return set(line.split(":", 1)[1].split()) if line else None
+
+
 def run_session(session, outputs: list[str], feeds: dict) -> list:
     """session.run without its per-call Python checks (every input named, OrtValue
     ownership, graph capture) and its provider fallback (which would print and go on
@@ -146,9 +174,11 @@ class Seq2SeqRunner:
         self.manifest = manifest
         self.arch = manifest.arch
         self.encoder, self.decoder = open_sessions(directory, config, self.arch.d_model)
-        warning = cpu_kernels_on_gpu(device_memory(self.encoder), directory / names.ENCODER_FILE)
-        if warning:
-            warnings.warn(warning, RuntimeWarning, stacklevel=3)
+        encoder_device, encoder_graph = device_memory(self.encoder), directory / names.ENCODER_FILE
+        for warning in (cpu_kernels_on_gpu(encoder_device, encoder_graph),
+                        saturating_integer_gemm(encoder_device, encoder_graph, x86_cpu_flags())):
+            if warning:
+                warnings.warn(warning, RuntimeWarning, stacklevel=3)
         self.device = device_memory(self.decoder)
         tensors = manifest.tensor_names()
         self._enc_outputs = tensors["encoder"]["outputs"]

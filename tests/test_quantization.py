@@ -204,3 +204,16 @@ def test_package_size_is_within_10_percent_of_its_parameters(quant, tmp_path):
     assert report.parameter_bytes <= report.package_bytes <= 1.10 * report.parameter_bytes
     embedding = 4096 * 256 * (4 if quant == "fp32" else 1)
     assert embedding < report.parameter_bytes < 2 * embedding + 3_000_000 * (4 if quant == "fp32" else 1)
+
+
+def test_an_integer_gemm_encoder_on_an_x86_cpu_without_vnni_is_warned_about(tiny_package):
+    from edgeseq.runtime.decoder import saturating_integer_gemm
+    encoder = tiny_package("t5", "int8")[0] / "encoder.onnx"
+    avx2 = {"avx2", "fma"}
+    assert "no VNNI" in saturating_integer_gemm(None, encoder, avx2)
+    assert saturating_integer_gemm(None, encoder, avx2 | {"avx512_vnni"}) is None
+    assert saturating_integer_gemm(None, encoder, avx2 | {"avx_vnni"}) is None
+    assert saturating_integer_gemm(None, encoder, None) is None  # not x86: other kernels
+    assert saturating_integer_gemm("cuda", encoder, avx2) is None  # cpu_kernels_on_gpu's case
+    fp32 = tiny_package("t5", "fp32")[0] / "encoder.onnx"
+    assert saturating_integer_gemm(None, fp32, avx2) is None
