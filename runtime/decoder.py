@@ -97,27 +97,35 @@ def device_memory(session: ort.InferenceSession) -> str | None:
 CUDA_MEMORY_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
 
 
-def cpu_kernels_on_gpu(device: str | None, encoder_graph: Path) -> str | None:
-    """A warning when an int8 encoder's integer GEMM (MatMulIntegerToFloat, fastest on
-    CPUs) meets a session computing in GPU memory (`device`, see device_memory):
-    onnxruntime's CUDA provider (1.31) has no kernel for it, so those products would run
-    on the CPU with copies each way."""
-    if device is None or b"MatMulIntegerToFloat" not in encoder_graph.read_bytes():
+def uses_integer_gemm(encoder_graph: Path) -> bool:
+    """Whether an encoder multiplies in onnxruntime's integer GEMM (MatMulIntegerToFloat:
+    int8 packages' encoders, fastest on CPUs with VNNI)."""
+    return b"MatMulIntegerToFloat" in encoder_graph.read_bytes()
+
+
+def cpu_kernels_on_gpu(device: str | None, integer_gemm: bool) -> str | None:
+    """A warning when an integer-GEMM encoder (uses_integer_gemm) meets a session computing
+    in GPU memory (`device`, see device_memory): onnxruntime's CUDA provider (1.31) has no
+    kernel for it, so those products would run on the CPU with copies each way."""
+    if device is None or not integer_gemm:
         return None
     return ("this int8 package's encoder multiplies in an integer GEMM that onnxruntime's "
             "CUDA provider lacks, so it runs on the CPU; for GPUs export with "
             "`edgeseq export ... --int8-encoder blocks` (or use an fp16/fp32 package)")
 
 
-def saturating_integer_gemm(device: str | None, encoder_graph: Path,
+def integer_gemm_saturates(cpu_flags: set[str] | None) -> bool:
+    """Whether onnxruntime's uint8 x int8 GEMM saturates on this CPU (`cpu_flags`: its
+    x86 flags, None where unknown or not x86): without VNNI it sums pairs of products into
+    int16 (vpmaddubsw). An AMD EPYC with AVX2: 8.9% product error, GLEU of the default
+    package 0.3832 against 0.3901 (docs/results.md)."""
+    return cpu_flags is not None and not cpu_flags & {"avx512_vnni", "avx_vnni"}
+
+
+def saturating_integer_gemm(device: str | None, integer_gemm: bool,
                             cpu_flags: set[str] | None) -> str | None:
-    """A warning when an int8 encoder's integer GEMM runs on an x86 CPU without VNNI
-    (`cpu_flags`: the CPU's, None where unknown or not x86): there onnxruntime multiplies
-    uint8 by int8 with int16 pair sums that saturate (an AMD EPYC with AVX2: 8.9% product
-    error, GLEU of the default package 0.3832 against 0.3901; docs/results.md)."""
-    if device is not None or cpu_flags is None or cpu_flags & {"avx512_vnni", "avx_vnni"}:
-        return None
-    if b"MatMulIntegerToFloat" not in encoder_graph.read_bytes():
+    """A warning when an integer-GEMM encoder runs on a CPU where that GEMM saturates."""
+    if device is not None or not integer_gemm or not integer_gemm_saturates(cpu_flags):
         return None
     return ("this CPU has no VNNI: onnxruntime's uint8 x int8 product in this int8 package's "
             "encoder saturates here and costs accuracy; export with `--int8-encoder blocks` "
@@ -174,9 +182,11 @@ class Seq2SeqRunner:
         self.manifest = manifest
         self.arch = manifest.arch
         self.encoder, self.decoder = open_sessions(directory, config, self.arch.d_model)
-        encoder_device, encoder_graph = device_memory(self.encoder), directory / names.ENCODER_FILE
-        for warning in (cpu_kernels_on_gpu(encoder_device, encoder_graph),
-                        saturating_integer_gemm(encoder_device, encoder_graph, x86_cpu_flags())):
+        encoder_device = device_memory(self.encoder)
+        integer_gemm = uses_integer_gemm(directory / names.ENCODER_FILE)
+        cpu_flags = x86_cpu_flags() if integer_gemm and encoder_device is None else None
+        for warning in (cpu_kernels_on_gpu(encoder_device, integer_gemm),
+                        saturating_integer_gemm(encoder_device, integer_gemm, cpu_flags)):
             if warning:
                 warnings.warn(warning, RuntimeWarning, stacklevel=3)
         self.device = device_memory(self.decoder)

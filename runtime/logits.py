@@ -63,11 +63,6 @@ class ScoreRules:
         best = np.float32(scores[top])
         return copy if biased > best or (biased == best and copy < top) else top
 
-    def may_change_one(self, token: int, generated: int, history: "NgramHistory | None") -> bool:
-        """_may_change for one row's raw argmax `token` (row 0 of `history`)."""
-        return self.forces_or_bans(token, generated) or bool(
-            self.no_repeat_ngram and history is not None and history.completes_repeat(0, token))
-
     def forces_or_bans(self, token: int, generated: int) -> bool:
         """Whether a rule that does not read the sequence may change one row's choice
         `token` after `generated` new tokens: a forced token due, or `token` banned."""

@@ -121,13 +121,13 @@ def test_a_batch_on_cuda_decodes_each_row_as_alone(case, engines):
 
 def test_an_integer_gemm_encoder_on_cuda_is_named_with_the_export_option_that_avoids_it(
         tiny_package, tmp_path):
-    from edgeseq.runtime.decoder import cpu_kernels_on_gpu
-    encoder = tiny_package("t5", "int8")[0] / "encoder.onnx"
-    warning = cpu_kernels_on_gpu("cuda", encoder)
+    from edgeseq.runtime.decoder import cpu_kernels_on_gpu, uses_integer_gemm
+    int8_gemm = uses_integer_gemm(tiny_package("t5", "int8")[0] / "encoder.onnx")
+    warning = cpu_kernels_on_gpu("cuda", int8_gemm)
     assert warning is not None and "--int8-encoder blocks" in warning
-    assert cpu_kernels_on_gpu(None, encoder) is None  # host memory: the CPU runs it anyway
-    fp32 = tiny_package("t5", "fp32")[0] / "encoder.onnx"
-    assert cpu_kernels_on_gpu("cuda", fp32) is None
+    assert cpu_kernels_on_gpu(None, int8_gemm) is None  # host memory: the CPU runs it anyway
+    fp32_gemm = uses_integer_gemm(tiny_package("t5", "fp32")[0] / "encoder.onnx")
+    assert cpu_kernels_on_gpu("cuda", fp32_gemm) is None
 
 
 def test_int8_encoder_blocks_exports_an_encoder_the_cuda_provider_runs(tiny_checkpoint, tmp_path):

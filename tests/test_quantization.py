@@ -11,29 +11,17 @@ from edgeseq.export.weight_formats import (INT4_BLOCK, LinearEmitter, Quant,
                                            dequantize_int4_blocks, dequantize_int8_blocks,
                                            quantize_int4_blocks, quantize_int8_blocks,
                                            quantize_int8_columns)
+from edgeseq.runtime.decoder import integer_gemm_saturates, uses_integer_gemm, x86_cpu_flags
 
 RNG = np.random.default_rng(0)
 
 
-def _u8s8_saturates() -> bool:
-    """On an x86 CPU without VNNI (AVX2 only: this project's AMD EPYC machines), onnxruntime
-    multiplies uint8 activations by int8 weights with vpmaddubsw, whose int16 pair sums
-    saturate: int8 encoders' products err by up to ~9% of their scale there (measured),
-    against ~1% with VNNI or with uint8 weights. A known defect of int8 packages on such
-    CPUs, not of these tests (docs/results.md, "int8 encoders on AVX2-only CPUs")."""
-    import platform
-    from pathlib import Path
-    if platform.machine().lower() not in ("x86_64", "amd64"):
-        return False
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        return False
-    return "avx512_vnni" not in flags and "avx_vnni" not in flags
-
-
-U8S8_SATURATES = _u8s8_saturates()
-SATURATION = "uint8 x int8 GEMM saturates on x86 without VNNI (see _u8s8_saturates)"
+# On an x86 CPU without VNNI (AVX2 only: this project's AMD EPYC machines) onnxruntime's
+# uint8 x int8 GEMM saturates: int8 encoders' products err by up to ~9% of their scale
+# there (measured), ~1% with VNNI or with uint8 weights. A known defect of int8 packages on
+# such CPUs, not of these tests (docs/results.md, "int8 encoders on AVX2-only CPUs").
+U8S8_SATURATES = integer_gemm_saturates(x86_cpu_flags())
+SATURATION = "uint8 x int8 GEMM saturates on x86 without VNNI (runtime/decoder.py integer_gemm_saturates)"
 
 
 def _run_single_op(node, inits, x):
@@ -208,12 +196,12 @@ def test_package_size_is_within_10_percent_of_its_parameters(quant, tmp_path):
 
 def test_an_integer_gemm_encoder_on_an_x86_cpu_without_vnni_is_warned_about(tiny_package):
     from edgeseq.runtime.decoder import saturating_integer_gemm
-    encoder = tiny_package("t5", "int8")[0] / "encoder.onnx"
+    int8_gemm = uses_integer_gemm(tiny_package("t5", "int8")[0] / "encoder.onnx")
     avx2 = {"avx2", "fma"}
-    assert "no VNNI" in saturating_integer_gemm(None, encoder, avx2)
-    assert saturating_integer_gemm(None, encoder, avx2 | {"avx512_vnni"}) is None
-    assert saturating_integer_gemm(None, encoder, avx2 | {"avx_vnni"}) is None
-    assert saturating_integer_gemm(None, encoder, None) is None  # not x86: other kernels
-    assert saturating_integer_gemm("cuda", encoder, avx2) is None  # cpu_kernels_on_gpu's case
-    fp32 = tiny_package("t5", "fp32")[0] / "encoder.onnx"
-    assert saturating_integer_gemm(None, fp32, avx2) is None
+    assert "no VNNI" in saturating_integer_gemm(None, int8_gemm, avx2)
+    assert saturating_integer_gemm(None, int8_gemm, avx2 | {"avx512_vnni"}) is None
+    assert saturating_integer_gemm(None, int8_gemm, avx2 | {"avx_vnni"}) is None
+    assert saturating_integer_gemm(None, int8_gemm, None) is None  # not x86: other kernels
+    assert saturating_integer_gemm("cuda", int8_gemm, avx2) is None  # cpu_kernels_on_gpu's case
+    fp32_gemm = uses_integer_gemm(tiny_package("t5", "fp32")[0] / "encoder.onnx")
+    assert saturating_integer_gemm(None, fp32_gemm, avx2) is None
