@@ -14,13 +14,21 @@ from __future__ import annotations
 
 import ntpath
 import posixpath
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edgeseq import names
 from edgeseq.errors import PackageError
+from edgeseq.onnx_wire import (ATTR_G, ATTR_GRAPHS, ATTR_NAME, ATTR_SPARSE_TENSOR,
+                               ATTR_SPARSE_TENSORS, ATTR_T, ATTR_TENSORS, ENTRY_KEY, ENTRY_VALUE,
+                               GRAPH_INITIALIZER, GRAPH_INPUT, GRAPH_NODE, GRAPH_OUTPUT,
+                               GRAPH_SPARSE_INITIALIZER, LENGTH, MODEL_FUNCTIONS, MODEL_GRAPH,
+                               MODEL_OPSET_IMPORT, NODE_ATTRIBUTE, NODE_DOMAIN, NODE_NAME,
+                               NODE_OP_TYPE, OPSET_DOMAIN, SPARSE_INDICES, SPARSE_VALUES,
+                               TENSOR_DATA_LOCATION, TENSOR_EXTERNAL_DATA,
+                               TENSOR_LOCATION_EXTERNAL, TENSOR_NAME, VALUE_INFO_NAME, VARINT,
+                               Malformed, fields, spans, string, text)
 
 # Every operator edgeseq's exporter emits, collected from the graphs it writes for each
 # family (T5 v1.0 / v1.1, BART, mBART, Marian, Whisper) in fp32, fp16, int8 and int4,
@@ -40,25 +48,6 @@ ALLOWED_OPS: dict[str, frozenset[str]] = {
     MS_DOMAIN: frozenset({"MatMulNBits", "MatMulIntegerToFloat", "MultiHeadAttention"}),
 }
 MAX_GRAPH_DEPTH = 16  # If branches nest; a deeper graph is refused, not recursed into
-
-# Field numbers of onnx.proto3 (only those read here).
-MODEL_GRAPH, MODEL_OPSET_IMPORT, MODEL_FUNCTIONS = 7, 8, 25
-OPSET_DOMAIN = 1
-GRAPH_NODE, GRAPH_NAME, GRAPH_INITIALIZER = 1, 2, 5
-GRAPH_INPUT, GRAPH_OUTPUT, GRAPH_SPARSE_INITIALIZER = 11, 12, 15
-NODE_NAME, NODE_OP_TYPE, NODE_ATTRIBUTE, NODE_DOMAIN = 3, 4, 5, 7
-ATTR_NAME, ATTR_T, ATTR_G, ATTR_TENSORS, ATTR_GRAPHS = 1, 5, 6, 10, 11
-ATTR_SPARSE_TENSOR, ATTR_SPARSE_TENSORS = 22, 23
-TENSOR_NAME, TENSOR_EXTERNAL_DATA, TENSOR_DATA_LOCATION = 8, 13, 14
-TENSOR_LOCATION_EXTERNAL = 1
-SPARSE_VALUES, SPARSE_INDICES = 1, 2
-ENTRY_KEY, ENTRY_VALUE = 1, 2
-VALUE_INFO_NAME = 1
-VARINT, FIXED64, LENGTH, FIXED32 = 0, 1, 2, 5
-
-
-class _Malformed(Exception):
-    """The bytes are not a well-formed protobuf message."""
 
 
 @dataclass(frozen=True)
@@ -87,77 +76,14 @@ class ModelSummary:
     functions: int = 0
 
 
-# -- protobuf wire format ----------------------------------------------------------------
-def _varint(buf: bytes, pos: int, end: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        if pos >= end:
-            raise _Malformed("a varint runs past the end of its message")
-        byte = buf[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, pos
-        shift += 7
-        if shift >= 70:
-            raise _Malformed("a varint is longer than 10 bytes")
-
-
-def _fields(buf: bytes, start: int, end: int) -> Iterator[tuple[int, int, Any]]:
-    """(field number, wire type, value) per field of buf[start:end]: an int for varints,
-    a (start, end) span for length-delimited fields, None for fixed-width ones."""
-    pos = start
-    while pos < end:
-        key, pos = _varint(buf, pos, end)
-        number, wire = key >> 3, key & 7
-        if number == 0:
-            raise _Malformed("field number 0")
-        if wire == VARINT:
-            value, pos = _varint(buf, pos, end)
-            yield number, wire, value
-            continue
-        if wire == LENGTH:
-            length, pos = _varint(buf, pos, end)
-            value, pos = (pos, pos + length), pos + length
-        elif wire in (FIXED64, FIXED32):
-            value, pos = None, pos + (8 if wire == FIXED64 else 4)
-        else:
-            raise _Malformed(f"wire type {wire} (groups are not used by ONNX)")
-        if pos > end:
-            raise _Malformed("a field runs past the end of its message")
-        yield number, wire, value
-
-
-def _spans(buf: bytes, span: tuple[int, int], number: int) -> Iterator[tuple[int, int]]:
-    """Spans of the length-delimited fields `number` of the message at `span`."""
-    for n, wire, value in _fields(buf, *span):
-        if n == number and wire == LENGTH:
-            yield value
-
-
-def _text(buf: bytes, span: tuple[int, int]) -> str:
-    try:
-        return buf[span[0]:span[1]].decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise _Malformed(f"a string field is not UTF-8: {err}") from err
-
-
-def _string(buf: bytes, span: tuple[int, int], number: int) -> str:
-    """The last string field `number` (protobuf: the last occurrence wins), or ""."""
-    value = ""
-    for s in _spans(buf, span, number):
-        value = _text(buf, s)
-    return value
-
-
 # -- ONNX messages -----------------------------------------------------------------------
 def _tensor(buf: bytes, span: tuple[int, int], where: str, out: ModelSummary) -> None:
     name, entries, external = "", {}, False
-    for n, wire, value in _fields(buf, *span):
+    for n, wire, value in fields(buf, *span):
         if n == TENSOR_NAME and wire == LENGTH:
-            name = _text(buf, value)
+            name = text(buf, value)
         elif n == TENSOR_EXTERNAL_DATA and wire == LENGTH:
-            entries[_string(buf, value, ENTRY_KEY)] = _string(buf, value, ENTRY_VALUE)
+            entries[string(buf, value, ENTRY_KEY)] = string(buf, value, ENTRY_VALUE)
         elif n == TENSOR_DATA_LOCATION and wire == VARINT:
             external = value == TENSOR_LOCATION_EXTERNAL
     if external or entries:
@@ -166,27 +92,27 @@ def _tensor(buf: bytes, span: tuple[int, int], where: str, out: ModelSummary) ->
 
 def _sparse(buf: bytes, span: tuple[int, int], where: str, out: ModelSummary) -> None:
     for part in (SPARSE_VALUES, SPARSE_INDICES):
-        for s in _spans(buf, span, part):
+        for s in spans(buf, span, part):
             _tensor(buf, s, where, out)
 
 
 def _node(buf: bytes, span: tuple[int, int], where: str, depth: int, out: ModelSummary) -> None:
     name, op_type, domain, attributes = "", "", "", []
-    for n, wire, value in _fields(buf, *span):
+    for n, wire, value in fields(buf, *span):
         if wire != LENGTH:
             continue
         if n == NODE_NAME:
-            name = _text(buf, value)
+            name = text(buf, value)
         elif n == NODE_OP_TYPE:
-            op_type = _text(buf, value)
+            op_type = text(buf, value)
         elif n == NODE_DOMAIN:
-            domain = _text(buf, value)
+            domain = text(buf, value)
         elif n == NODE_ATTRIBUTE:
             attributes.append(value)
     out.nodes.append(Node(name, op_type, domain, where))
     for attr in attributes:
-        attr_name = _string(buf, attr, ATTR_NAME)
-        for n, wire, value in _fields(buf, *attr):
+        attr_name = string(buf, attr, ATTR_NAME)
+        for n, wire, value in fields(buf, *attr):
             if wire != LENGTH:
                 continue
             if n in (ATTR_G, ATTR_GRAPHS):
@@ -200,9 +126,9 @@ def _node(buf: bytes, span: tuple[int, int], where: str, depth: int, out: ModelS
 def _graph(buf: bytes, span: tuple[int, int], where: str, depth: int,
            out: ModelSummary) -> None:
     if depth > MAX_GRAPH_DEPTH:
-        raise _Malformed(f"subgraphs nest deeper than {MAX_GRAPH_DEPTH} levels at {where}")
+        raise Malformed(f"subgraphs nest deeper than {MAX_GRAPH_DEPTH} levels at {where}")
     main = depth == 0
-    for n, wire, value in _fields(buf, *span):
+    for n, wire, value in fields(buf, *span):
         if wire != LENGTH:
             continue
         if n == GRAPH_NODE:
@@ -212,9 +138,9 @@ def _graph(buf: bytes, span: tuple[int, int], where: str, depth: int,
         elif n == GRAPH_SPARSE_INITIALIZER:
             _sparse(buf, value, where, out)
         elif main and n == GRAPH_INPUT:
-            out.inputs.append(_string(buf, value, VALUE_INFO_NAME))
+            out.inputs.append(string(buf, value, VALUE_INFO_NAME))
         elif main and n == GRAPH_OUTPUT:
-            out.outputs.append(_string(buf, value, VALUE_INFO_NAME))
+            out.outputs.append(string(buf, value, VALUE_INFO_NAME))
 
 
 def read_model(data: bytes, file: str = "the model") -> ModelSummary:
@@ -222,17 +148,17 @@ def read_model(data: bytes, file: str = "the model") -> ModelSummary:
     out = ModelSummary()
     graphs = 0
     try:
-        for n, wire, value in _fields(data, 0, len(data)):
+        for n, wire, value in fields(data, 0, len(data)):
             if wire != LENGTH:
                 continue
             if n == MODEL_GRAPH:
                 graphs += 1
                 _graph(data, value, "main", 0, out)
             elif n == MODEL_OPSET_IMPORT:
-                out.opset_domains.append(_string(data, value, OPSET_DOMAIN))
+                out.opset_domains.append(string(data, value, OPSET_DOMAIN))
             elif n == MODEL_FUNCTIONS:
                 out.functions += 1
-    except _Malformed as err:
+    except Malformed as err:
         raise PackageError(f"{file} is not a well-formed ONNX model: {err}") from err
     if graphs != 1:
         raise PackageError(f"{file} is not a well-formed ONNX model: it holds {graphs} main "
