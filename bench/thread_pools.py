@@ -27,8 +27,8 @@ def child(package: str, mode: str, threads: int, input_tokens: int, new_tokens: 
     import edgeseq.runtime.decoder as decoder
     if mode == "both spin":  # what edgeseq did before: the encoder's workers spin too
         make = decoder.make_session
-        decoder.make_session = lambda path, config, spin=None, threads=None, profile=None: \
-            make(path, config)
+        decoder.make_session = lambda path, config, spin=None, threads=None, profile=None, \
+            graph=None: make(path, config, graph=graph)
     encoder_threads = {"encoder 1 thread": 1, "shared pool": None}.get(mode, threads)
     engine = edgeseq.load(package, threads=threads, shared_pool=mode == "shared pool",
                           encoder_threads=encoder_threads)

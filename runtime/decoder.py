@@ -14,6 +14,8 @@ from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 from edgeseq import names
 from edgeseq.errors import ProviderFailure
 from edgeseq.manifest import Manifest
+from .integer_gemm import (cpu_kernels_on_gpu, unsigned_weight_graph,
+                           uses_integer_gemm, wants_unsigned_weights, x86_cpu_flags)
 from .kv_cache import KVCache
 from .providers import SessionConfig, encoder_thread_count, make_session
 
@@ -97,54 +99,6 @@ def device_memory(session: ort.InferenceSession) -> str | None:
 CUDA_MEMORY_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
 
 
-def uses_integer_gemm(encoder_graph: Path) -> bool:
-    """Whether an encoder multiplies in onnxruntime's integer GEMM (MatMulIntegerToFloat:
-    int8 packages' encoders, fastest on CPUs with VNNI)."""
-    return b"MatMulIntegerToFloat" in encoder_graph.read_bytes()
-
-
-def cpu_kernels_on_gpu(device: str | None, integer_gemm: bool) -> str | None:
-    """A warning when an integer-GEMM encoder (uses_integer_gemm) meets a session computing
-    in GPU memory (`device`, see device_memory): onnxruntime's CUDA provider (1.31) has no
-    kernel for it, so those products would run on the CPU with copies each way."""
-    if device is None or not integer_gemm:
-        return None
-    return ("this int8 package's encoder multiplies in an integer GEMM that onnxruntime's "
-            "CUDA provider lacks, so it runs on the CPU; for GPUs export with "
-            "`edgeseq export ... --int8-encoder blocks` (or use an fp16/fp32 package)")
-
-
-def integer_gemm_saturates(cpu_flags: set[str] | None) -> bool:
-    """Whether onnxruntime's uint8 x int8 GEMM saturates on this CPU (`cpu_flags`: its
-    x86 flags, None where unknown or not x86): without VNNI it sums pairs of products into
-    int16 (vpmaddubsw). An AMD EPYC with AVX2: 8.9% product error, GLEU of the default
-    package 0.3832 against 0.3901 (docs/results.md)."""
-    return cpu_flags is not None and not cpu_flags & {"avx512_vnni", "avx_vnni"}
-
-
-def saturating_integer_gemm(device: str | None, integer_gemm: bool,
-                            cpu_flags: set[str] | None) -> str | None:
-    """A warning when an integer-GEMM encoder runs on a CPU where that GEMM saturates."""
-    if device is not None or not integer_gemm or not integer_gemm_saturates(cpu_flags):
-        return None
-    return ("this CPU has no VNNI: onnxruntime's uint8 x int8 product in this int8 package's "
-            "encoder saturates here and costs accuracy; export with `--int8-encoder blocks` "
-            "(MatMulNBits) or use an fp16/fp32 package")
-
-
-def x86_cpu_flags() -> set[str] | None:
-    """The CPU's feature flags on Linux x86 (/proc/cpuinfo), else None."""
-    import platform
-    if platform.machine().lower() not in ("x86_64", "amd64"):
-        return None
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return None
-    line = next((line for line in text.splitlines() if line.startswith("flags")), None)
-    return set(line.split(":", 1)[1].split()) if line else None
-
-
 def run_session(session, outputs: list[str], feeds: dict) -> list:
     """session.run without its per-call Python checks (every input named, OrtValue
     ownership, graph capture) and its provider fallback (which would print and go on
@@ -163,32 +117,48 @@ def run_session(session, outputs: list[str], feeds: dict) -> list:
                               "load the package with provider='cpu' to decode on the CPU") from err
 
 
+@dataclass
+class Sessions:
+    """A package's encoder and decoder sessions, and what the encoder was loaded with when
+    its graph was rewritten in memory for this CPU (runtime/integer_gemm.py)."""
+    encoder: ort.InferenceSession
+    decoder: ort.InferenceSession
+    integer_gemm: bool  # the encoder multiplies in onnxruntime's integer GEMM
+    unsigned_weights: tuple[str, ...] = ()  # its int8 weights loaded as uint8
+    unsigned_weight_bytes: int = 0
+
+
 def open_sessions(directory: Path, config: SessionConfig, d_model: int,
-                  profile: Path | None = None) -> tuple[ort.InferenceSession, ort.InferenceSession]:
-    """A package's encoder and decoder sessions as the runner runs them; `profile`: a
-    folder for onnxruntime's traces (runtime/placement.py)."""
+                  profile: Path | None = None) -> Sessions:
+    """A package's sessions as the runner runs them; `profile`: a folder for onnxruntime's
+    traces (runtime/placement.py)."""
+    encoder_file = directory / names.ENCODER_FILE
+    integer_gemm = uses_integer_gemm(encoder_file)
+    cpu_flags = x86_cpu_flags() if integer_gemm and config.unsigned_int8_weights is None else None
+    graph = (unsigned_weight_graph(encoder_file)
+             if wants_unsigned_weights(config.unsigned_int8_weights, integer_gemm, cpu_flags)
+             else None)
     # The encoder runs once per request: spinning after it, its idle workers would take
     # the cores of the decoder steps that follow (bench/thread_pools.py).
-    encoder = make_session(directory / names.ENCODER_FILE, config, spin=False,
+    encoder = make_session(encoder_file, config, spin=False,
                            threads=encoder_thread_count(config, d_model),
-                           profile=profile and profile / "encoder")
+                           profile=profile and profile / "encoder", graph=graph)
     decoder = make_session(directory / names.DECODER_FILE, config,
                            profile=profile and profile / "decoder")
-    return encoder, decoder
+    if graph is None:
+        return Sessions(encoder, decoder, integer_gemm)
+    return Sessions(encoder, decoder, integer_gemm, graph.widened, graph.widened_bytes)
 
 
 class Seq2SeqRunner:
     def __init__(self, directory: Path, manifest: Manifest, config: SessionConfig):
         self.manifest = manifest
         self.arch = manifest.arch
-        self.encoder, self.decoder = open_sessions(directory, config, self.arch.d_model)
-        encoder_device = device_memory(self.encoder)
-        integer_gemm = uses_integer_gemm(directory / names.ENCODER_FILE)
-        cpu_flags = x86_cpu_flags() if integer_gemm and encoder_device is None else None
-        for warning in (cpu_kernels_on_gpu(encoder_device, integer_gemm),
-                        saturating_integer_gemm(encoder_device, integer_gemm, cpu_flags)):
-            if warning:
-                warnings.warn(warning, RuntimeWarning, stacklevel=3)
+        self.sessions = open_sessions(directory, config, self.arch.d_model)
+        self.encoder, self.decoder = self.sessions.encoder, self.sessions.decoder
+        warning = cpu_kernels_on_gpu(device_memory(self.encoder), self.sessions.integer_gemm)
+        if warning:
+            warnings.warn(warning, RuntimeWarning, stacklevel=3)
         self.device = device_memory(self.decoder)
         tensors = manifest.tensor_names()
         self._enc_outputs = tensors["encoder"]["outputs"]

@@ -93,9 +93,11 @@ class Engine:
     @classmethod
     def load(cls, package: str | Path, provider: str = "cpu", threads: int = 0,
              spin: bool = True, shared_pool: bool = False,
-             encoder_threads: int | None = None) -> "Engine":
+             encoder_threads: int | None = None,
+             unsigned_int8_weights: bool | None = None) -> "Engine":
         config = SessionConfig(provider=provider, threads=threads, spin=spin,
-                               shared_pool=shared_pool, encoder_threads=encoder_threads)
+                               shared_pool=shared_pool, encoder_threads=encoder_threads,
+                               unsigned_int8_weights=unsigned_int8_weights)
         directory = resolve_package(package)
         manifest = read_manifest(directory)
         verify_files(directory, manifest)
@@ -296,11 +298,15 @@ class Engine:
         if new): its summary() says what drafting has measured on this engine."""
         return self._controller(self._options(options))
 
+    def resident_weight_bytes(self) -> int:
+        """What the memory model counts for this engine's loaded weights."""
+        return package_weight_bytes(self.manifest, self.runner.sessions.unsigned_weight_bytes)
+
     def memory_plan(self, budget_mb: float, request: Request,
                     draft_arch: ArchSpec | None = None) -> Plan:
         """The SpecMemo plan for `request` under `budget_mb` (MemoryBudgetError if none);
         `draft_arch`: the draft model's shape when drafting with one."""
-        weights = package_weight_bytes(self.manifest)
+        weights = self.resident_weight_bytes()
         return plan(self.arch, weights, int(budget_mb * MB), request, draft_arch)
 
     def _apply_budget(self, opts: GenerationOptions, rows: list[list[int]]):
@@ -311,7 +317,7 @@ class Engine:
                          source_length=max(len(r) for r in rows),
                          max_new_tokens=opts.max_new_tokens,
                          draft=opts.max_draft if opts.draft is not None else 0,
-                         draft_model_bytes=package_weight_bytes(other) if other else 0,
+                         draft_model_bytes=opts.draft.resident_weight_bytes() if other else 0,
                          rerank_source=self._reranks(opts))
         chosen = self.memory_plan(opts.memory_budget_mb, wanted, other.arch if other else None)
         r = chosen.request

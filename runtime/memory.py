@@ -26,6 +26,11 @@ ALLOCATOR_OVERHEAD = 1.6
 # for some kernels; fp16 weights are cast up to fp32 at load. Measured on t5-small-shaped
 # packages after loading (bench/memory.py prints the measurement).
 WEIGHT_RESIDENCY = {"fp32": 1.15, "fp16": 2.3, "int8": 1.35, "int4": 1.5}
+# Resident bytes per byte of int8 encoder weights loaded as uint8 (x86 CPUs without VNNI,
+# runtime/integer_gemm.py): onnxruntime keeps the copy it takes of them besides their
+# packed form. t5-small int8 on an AMD EPYC: 21.0 MB of them, RSS after load +26 MB
+# (bench/integer_gemm.py prints both setups' RSS).
+UNSIGNED_WEIGHT_RESIDENCY = 1.3
 
 
 def held_logit_positions(source_length: int, draft: int) -> int:
@@ -65,8 +70,10 @@ class MemoryEstimate:
         return {**asdict(self), "total": self.total}
 
 
-def resident_weights(graph_weight_bytes: int, quant: str) -> int:
-    return int(graph_weight_bytes * WEIGHT_RESIDENCY.get(quant, 1.5))
+def resident_weights(graph_weight_bytes: int, quant: str, unsigned_weight_bytes: int = 0) -> int:
+    """`unsigned_weight_bytes`: int8 weights the encoder session was given as uint8."""
+    return int(graph_weight_bytes * WEIGHT_RESIDENCY.get(quant, 1.5)
+               + unsigned_weight_bytes * UNSIGNED_WEIGHT_RESIDENCY)
 
 
 def cache_bytes(arch: ArchSpec) -> tuple[int, int]:
@@ -77,9 +84,10 @@ def cache_bytes(arch: ArchSpec) -> tuple[int, int]:
     return 2 * arch.decoder_layers * per_layer, arch.decoder_layers * per_layer
 
 
-def package_weight_bytes(manifest: Manifest) -> int:
-    """A package's resident weights (the target's, or a draft model's)."""
-    return resident_weights(loaded_weight_bytes(manifest), manifest.quant)
+def package_weight_bytes(manifest: Manifest, unsigned_weight_bytes: int = 0) -> int:
+    """A package's resident weights (the target's, or a draft model's); see
+    resident_weights for `unsigned_weight_bytes`."""
+    return resident_weights(loaded_weight_bytes(manifest), manifest.quant, unsigned_weight_bytes)
 
 
 def estimate(arch: ArchSpec, weight_bytes: int, r: Request,

@@ -6,11 +6,15 @@ import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
 from edgeseq.errors import OptionsError, PackageError, ProviderError
+
+if TYPE_CHECKING:
+    from .integer_gemm import EncoderGraph
 
 PROVIDERS = {
     "cpu": "CPUExecutionProvider",
@@ -41,6 +45,11 @@ class SessionConfig:
     # decoder's still-spinning worker when calls come back to back (bench/thread_pools.py
     # measures a package).
     encoder_threads: int | None = None
+    # int8 encoders' weights as uint8 with zero point 128 (the same integers) for
+    # onnxruntime's integer GEMM, rewritten in memory at load. None: only on x86 CPUs
+    # without VNNI, where the stored uint8 x int8 product saturates and costs accuracy
+    # (runtime/integer_gemm.py); True / False: always / never.
+    unsigned_int8_weights: bool | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.provider, str):
@@ -48,6 +57,9 @@ class SessionConfig:
         if not _is_thread_count(self.threads):
             raise OptionsError(f"threads must be an int >= 0 (0: onnxruntime's default), "
                                f"got {self.threads!r}")
+        if self.unsigned_int8_weights not in (None, True, False):
+            raise OptionsError(f"unsigned_int8_weights must be None, True or False, "
+                               f"got {self.unsigned_int8_weights!r}")
         if self.encoder_threads is not None:
             if not _is_thread_count(self.encoder_threads):
                 raise OptionsError(f"encoder_threads must be an int >= 0 or None, "
@@ -134,8 +146,10 @@ SHARED_POOL = SharedThreadPool()
 
 
 def make_session(path: Path, config: SessionConfig, spin: bool | None = None,
-                 threads: int | None = None, profile: Path | None = None) -> ort.InferenceSession:
-    """A session for the graph at `path`; `spin` and `threads` override config.spin and
+                 threads: int | None = None, profile: Path | None = None,
+                 graph: "EncoderGraph | None" = None) -> ort.InferenceSession:
+    """A session for the graph at `path`, or for `graph`, that graph rewritten in memory
+    (runtime/integer_gemm.py); `spin` and `threads` override config.spin and
     config.threads for this session's own pool. `profile`: onnxruntime's profiler writes
     its trace under this file prefix (runtime/placement.py)."""
     spin = config.spin if spin is None else spin
@@ -158,8 +172,10 @@ def make_session(path: Path, config: SessionConfig, spin: bool | None = None,
     if profile is not None:
         opts.enable_profiling = True
         opts.profile_file_prefix = str(profile)
+    if graph is not None:
+        graph.session_options(opts)
     try:
-        return ort.InferenceSession(str(path), sess_options=opts,
+        return ort.InferenceSession(str(path) if graph is None else graph.model, sess_options=opts,
                                     providers=resolve_provider(config.provider))
     except ProviderError:
         raise

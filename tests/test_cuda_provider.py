@@ -121,7 +121,7 @@ def test_a_batch_on_cuda_decodes_each_row_as_alone(case, engines):
 
 def test_an_integer_gemm_encoder_on_cuda_is_named_with_the_export_option_that_avoids_it(
         tiny_package, tmp_path):
-    from edgeseq.runtime.decoder import cpu_kernels_on_gpu, uses_integer_gemm
+    from edgeseq.runtime.integer_gemm import cpu_kernels_on_gpu, uses_integer_gemm
     int8_gemm = uses_integer_gemm(tiny_package("t5", "int8")[0] / "encoder.onnx")
     warning = cpu_kernels_on_gpu("cuda", int8_gemm)
     assert warning is not None and "--int8-encoder blocks" in warning

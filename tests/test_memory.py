@@ -122,3 +122,18 @@ def test_a_draft_models_own_buffers_are_budgeted(engine, engine_arch):
     assert roomy["predicted"]["draft"] == estimate(arch, weights, asked, draft_arch=arch).draft
     assert roomy["predicted"]["draft"] > estimate(arch, weights, asked).draft
     assert tight["request"]["draft"] == 0 and tight["predicted"]["draft"] == 0
+
+
+def test_int8_encoder_weights_loaded_as_uint8_are_counted(tiny_package):
+    """On x86 CPUs without VNNI the encoder's int8 weights are handed to onnxruntime as
+    uint8 buffers, whose copy it keeps (runtime/integer_gemm.py): the plan counts them."""
+    from edgeseq.runtime.memory import UNSIGNED_WEIGHT_RESIDENCY
+    package = str(tiny_package("bart", "int8")[0])
+    stored = edgeseq.load(package, threads=1, unsigned_int8_weights=False)
+    unsigned = edgeseq.load(package, threads=1, unsigned_int8_weights=True)
+    widened = unsigned.runner.sessions.unsigned_weight_bytes
+    assert widened > 0 and stored.runner.sessions.unsigned_weight_bytes == 0
+    extra = unsigned.resident_weight_bytes() - stored.resident_weight_bytes()
+    assert abs(extra - widened * UNSIGNED_WEIGHT_RESIDENCY) <= 1
+    wanted = Request(1, 16, 8, 0)
+    assert unsigned.memory_plan(500, wanted).estimate.weights == unsigned.resident_weight_bytes()

@@ -11,17 +11,18 @@ from edgeseq.export.weight_formats import (INT4_BLOCK, LinearEmitter, Quant,
                                            dequantize_int4_blocks, dequantize_int8_blocks,
                                            quantize_int4_blocks, quantize_int8_blocks,
                                            quantize_int8_columns)
-from edgeseq.runtime.decoder import integer_gemm_saturates, uses_integer_gemm, x86_cpu_flags
+from edgeseq.runtime.integer_gemm import integer_gemm_saturates, x86_cpu_flags
 
 RNG = np.random.default_rng(0)
 
 
 # On an x86 CPU without VNNI (AVX2 only: this project's AMD EPYC machines) onnxruntime's
-# uint8 x int8 GEMM saturates: int8 encoders' products err by up to ~9% of their scale
-# there (measured), ~1% with VNNI or with uint8 weights. A known defect of int8 packages on
-# such CPUs, not of these tests (docs/results.md, "int8 encoders on AVX2-only CPUs").
+# uint8 x int8 GEMM saturates: the stored int8 encoder linear errs by up to ~9% of its scale
+# there (measured), ~1% with VNNI. The runtime therefore loads such encoders with uint8
+# weights on those CPUs (runtime/integer_gemm.py; tests/test_integer_gemm.py), so the
+# package bounds below hold everywhere; the single linear, run as stored, shows the defect.
 U8S8_SATURATES = integer_gemm_saturates(x86_cpu_flags())
-SATURATION = "uint8 x int8 GEMM saturates on x86 without VNNI (runtime/decoder.py integer_gemm_saturates)"
+SATURATION = "uint8 x int8 GEMM saturates on x86 without VNNI (runtime/integer_gemm.py)"
 
 
 def _run_single_op(node, inits, x):
@@ -168,10 +169,8 @@ def standard_checkpoints(tmp_path_factory):
 @pytest.mark.parametrize("family", ["t5", "bart"])
 @pytest.mark.parametrize("quant", ["int8", "int4", "fp16"])
 def test_quantized_logits_and_greedy_agreement_within_bounds(family, quant,
-                                                             standard_checkpoints, tmp_path, request):
+                                                             standard_checkpoints, tmp_path):
     from edgeseq.export import export_checkpoint
-    if quant == "int8" and U8S8_SATURATES:  # its integer-GEMM encoder: within bounds or not by luck
-        request.applymarker(pytest.mark.xfail(reason=SATURATION, strict=False))
     report = export_checkpoint(standard_checkpoints[family], tmp_path / quant, quant=quant)
     v = report.validation
     assert v["decoder_max_abs_diff"] <= BOUNDS[quant] * v["reference_logit_scale"]
@@ -192,16 +191,3 @@ def test_package_size_is_within_10_percent_of_its_parameters(quant, tmp_path):
     assert report.parameter_bytes <= report.package_bytes <= 1.10 * report.parameter_bytes
     embedding = 4096 * 256 * (4 if quant == "fp32" else 1)
     assert embedding < report.parameter_bytes < 2 * embedding + 3_000_000 * (4 if quant == "fp32" else 1)
-
-
-def test_an_integer_gemm_encoder_on_an_x86_cpu_without_vnni_is_warned_about(tiny_package):
-    from edgeseq.runtime.decoder import saturating_integer_gemm
-    int8_gemm = uses_integer_gemm(tiny_package("t5", "int8")[0] / "encoder.onnx")
-    avx2 = {"avx2", "fma"}
-    assert "no VNNI" in saturating_integer_gemm(None, int8_gemm, avx2)
-    assert saturating_integer_gemm(None, int8_gemm, avx2 | {"avx512_vnni"}) is None
-    assert saturating_integer_gemm(None, int8_gemm, avx2 | {"avx_vnni"}) is None
-    assert saturating_integer_gemm(None, int8_gemm, None) is None  # not x86: other kernels
-    assert saturating_integer_gemm("cuda", int8_gemm, avx2) is None  # cpu_kernels_on_gpu's case
-    fp32_gemm = uses_integer_gemm(tiny_package("t5", "fp32")[0] / "encoder.onnx")
-    assert saturating_integer_gemm(None, fp32_gemm, avx2) is None

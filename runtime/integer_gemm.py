@@ -1,0 +1,276 @@
+"""onnxruntime's integer GEMM (MatMulIntegerToFloat) in int8 packages' encoders, per CPU.
+
+Those encoders quantize each activation row to uint8 (zero point 128) and multiply it by
+int8 weights. On x86 CPUs with VNNI that is MLAS's fastest kernel. Without VNNI (AVX2
+only: AMD Zen 1-3, Intel before Ice Lake / Alder Lake) MLAS sums pairs of uint8 x int8
+products into int16 (vpmaddubsw), which saturates: one 512x512 linear erred by 8.9% of
+its scale on an AMD EPYC (docs/results.md, "int8 encoders on AVX2-only CPUs").
+
+The same weights stored as uint8 with zero point 128 (the sign bit flipped: w + 128) are
+the same integers, and MLAS multiplies uint8 x uint8 by widening to 16 bits first, which
+never saturates. So on such CPUs the runtime rewrites the encoder graph in memory at load
+(`unsigned_weight_graph`): each int8 weight becomes its uint8 twin inside the graph, each
+product gets the zero point, and every other tensor is still read from the package's
+weights file through a read-only mapping. The package on disk is never changed."""
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from edgeseq.errors import PackageError
+from edgeseq.onnx_wire import (DATA_TYPE_INT8, DATA_TYPE_UINT8, ENTRY_KEY, ENTRY_VALUE,
+                               GRAPH_INITIALIZER, GRAPH_NODE, GRAPH_VALUE_INFO, LENGTH,
+                               MODEL_GRAPH, NODE_DOMAIN, NODE_INPUT, NODE_OP_TYPE,
+                               TENSOR_DATA_LOCATION, TENSOR_DATA_TYPE, TENSOR_DIMS,
+                               TENSOR_EXTERNAL_DATA, TENSOR_LOCATION_EXTERNAL, TENSOR_NAME,
+                               TENSOR_RAW_DATA, VALUE_INFO_NAME, VARINT, Malformed,
+                               fields_with_extent, length_field, string, text, varint_field,
+                               varints)
+
+INTEGER_GEMM = "MatMulIntegerToFloat"
+MS_DOMAIN = "com.microsoft"
+B_ZERO_POINT = 5  # MatMulIntegerToFloat's inputs: A, B, a_scale, b_scale, a_zero_point, b_zero_point
+ZERO_POINT_NAME = "edgeseq.unsigned_weight_zero_point"
+# onnx.TensorProto data types -> numpy, for the tensors an edgeseq graph keeps outside
+NUMPY_TYPES = {1: np.float32, 2: np.uint8, 3: np.int8, 5: np.int16, 6: np.int32,
+               7: np.int64, 9: np.bool_, 10: np.float16, 11: np.float64}
+SUBGRAPH_OPS = ("If", "Loop", "Scan")  # could read a weight from an inner graph
+
+
+def uses_integer_gemm(encoder_graph: Path) -> bool:
+    """Whether an encoder multiplies in onnxruntime's integer GEMM (MatMulIntegerToFloat:
+    int8 packages' encoders, fastest on CPUs with VNNI)."""
+    return INTEGER_GEMM.encode() in encoder_graph.read_bytes()
+
+
+def integer_gemm_saturates(cpu_flags: set[str] | None) -> bool:
+    """Whether onnxruntime's uint8 x int8 GEMM saturates on this CPU (`cpu_flags`: its
+    x86 flags, None where unknown or not x86): without VNNI it sums pairs of products into
+    int16. ARM CPUs use other kernels (sdot/udot, or widening to 16 bits)."""
+    return cpu_flags is not None and not cpu_flags & {"avx512_vnni", "avx_vnni"}
+
+
+def x86_cpu_flags() -> set[str] | None:
+    """The CPU's feature flags on Linux x86 (/proc/cpuinfo), else None."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return None
+    try:
+        text_ = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    line = next((line for line in text_.splitlines() if line.startswith("flags")), None)
+    return set(line.split(":", 1)[1].split()) if line else None
+
+
+def wants_unsigned_weights(choice: bool | None, integer_gemm: bool,
+                           cpu_flags: set[str] | None) -> bool:
+    """Whether to load an encoder with unsigned weights: `choice` (SessionConfig's
+    unsigned_int8_weights) when set, else where its integer GEMM would saturate. The
+    products then run on the CPU whatever the provider (cpu_kernels_on_gpu), so the
+    host CPU decides."""
+    if not integer_gemm:
+        return False
+    return integer_gemm_saturates(cpu_flags) if choice is None else choice
+
+
+def cpu_kernels_on_gpu(device: str | None, integer_gemm: bool) -> str | None:
+    """A warning when an integer-GEMM encoder (uses_integer_gemm) meets a session computing
+    in GPU memory (`device`, see decoder.device_memory): onnxruntime's CUDA provider (1.31)
+    has no kernel for it, so those products would run on the CPU with copies each way."""
+    if device is None or not integer_gemm:
+        return None
+    return ("this int8 package's encoder multiplies in an integer GEMM that onnxruntime's "
+            "CUDA provider lacks, so it runs on the CPU; for GPUs export with "
+            "`edgeseq export ... --int8-encoder blocks` (or use an fp16/fp32 package)")
+
+
+# Where onnxruntime reads the external weights of a graph it is given as bytes.
+FOLDER_KEY = "session.model_external_initializers_file_folder_path"
+
+
+@dataclass
+class EncoderGraph:
+    """An encoder graph rewritten in memory: `model`, a serialized ModelProto whose
+    uint8 weights are handed to onnxruntime as buffers (`external`: name -> OrtValue) and
+    whose other external tensors onnxruntime reads from `folder`, as it would for the
+    file. onnxruntime copies the buffers when it makes the session (1.22 and 1.32: the
+    encoder's outputs stay identical after they are freed, and its memory grows by their
+    size), so they need not outlive that call; kept, they would cost their size twice."""
+    model: bytes
+    folder: Path
+    external: dict[str, ort.OrtValue]
+    widened: tuple[str, ...]  # the weights now stored as uint8
+
+    @property
+    def widened_bytes(self) -> int:
+        return sum(value.numpy().nbytes for value in self.external.values())
+
+    def session_options(self, opts: ort.SessionOptions) -> None:
+        opts.add_session_config_entry(FOLDER_KEY, str(self.folder))
+        opts.add_external_initializers(list(self.external), list(self.external.values()))
+
+
+@dataclass(frozen=True)
+class _Tensor:
+    name: str
+    data_type: int
+    dims: tuple[int, ...]
+    entries: dict[str, str]       # external data: location, offset, length
+    raw: tuple[int, int] | None   # span of raw_data inside the graph
+
+
+def unsigned_weight_graph(graph_file: Path) -> EncoderGraph:
+    """The graph at `graph_file` with every int8 weight of an integer GEMM stored as uint8
+    with zero point 128 (the same integers); the graph's other tensors in external files
+    are read from beside it. The file was already checked (graph_check: locations inside
+    the package and within their files)."""
+    data = graph_file.read_bytes()
+    try:
+        return _rewrite(data, graph_file.parent.resolve())
+    except (Malformed, ValueError, KeyError) as err:
+        raise PackageError(f"{graph_file.name} could not be rewritten for this CPU's integer "
+                           f"GEMM: {err}") from err
+
+
+def _rewrite(data: bytes, folder: Path) -> EncoderGraph:
+    top = list(fields_with_extent(data, 0, len(data)))
+    graph = next(value for n, wire, value, _ in top if n == MODEL_GRAPH and wire == LENGTH)
+    parts = list(fields_with_extent(data, *graph))
+    nodes = {extent: _node(data, value) for n, wire, value, extent in parts
+             if n == GRAPH_NODE and wire == LENGTH}
+    tensors = {extent: _tensor(data, value) for n, wire, value, extent in parts
+               if n == GRAPH_INITIALIZER and wire == LENGTH}
+    targets = _widenable(nodes.values(), {t.name: t for t in tensors.values()})
+    mapped = _Mapped(folder)
+    out, external = [], {}
+    for n, wire, value, extent in parts:
+        piece = data[extent[0]:extent[1]]
+        if extent in nodes and _reads_widened(nodes[extent], targets):
+            piece = _with_zero_point(data, value)
+        elif extent in tensors:
+            tensor = tensors[extent]
+            if tensor.name in targets and tensor.entries:  # given to onnxruntime as a buffer
+                piece = _retyped(data, value)
+                external[tensor.name] = ort.OrtValue.ortvalue_from_numpy(
+                    mapped.array(tensor).view(np.uint8) ^ 0x80)
+            elif tensor.name in targets:
+                piece = _uint8_twin(tensor, data[tensor.raw[0]:tensor.raw[1]])
+        elif n == GRAPH_VALUE_INFO and wire == LENGTH and \
+                string(data, value, VALUE_INFO_NAME) in targets:
+            piece = b""  # its declared type is int8
+        out.append(piece)
+    if targets:
+        out.append(length_field(GRAPH_INITIALIZER, length_field(TENSOR_NAME, ZERO_POINT_NAME)
+                                + varint_field(TENSOR_DATA_TYPE, DATA_TYPE_UINT8)
+                                + length_field(TENSOR_RAW_DATA, bytes([128]))))
+    new_graph = length_field(MODEL_GRAPH, b"".join(out))
+    model = b"".join(new_graph if n == MODEL_GRAPH and wire == LENGTH
+                     else data[extent[0]:extent[1]] for n, wire, _, extent in top)
+    return EncoderGraph(model, folder, external, tuple(sorted(targets)))
+
+
+def _node(buf: bytes, span: tuple[int, int]) -> tuple[str, str, list[str]]:
+    """(op_type, domain, inputs) of a NodeProto."""
+    op_type, domain, inputs = "", "", []
+    for n, wire, value, _ in fields_with_extent(buf, *span):
+        if wire != LENGTH:
+            continue
+        if n == NODE_INPUT:
+            inputs.append(text(buf, value))
+        elif n == NODE_OP_TYPE:
+            op_type = text(buf, value)
+        elif n == NODE_DOMAIN:
+            domain = text(buf, value)
+    return op_type, domain, inputs
+
+
+def _reads_widened(node: tuple[str, str, list[str]], targets: set[str]) -> bool:
+    op, _, inputs = node
+    return op == INTEGER_GEMM and len(inputs) > 1 and inputs[1] in targets
+
+
+def _tensor(buf: bytes, span: tuple[int, int]) -> _Tensor:
+    name, data_type, entries, external, raw = "", 0, {}, False, None
+    for n, wire, value, _ in fields_with_extent(buf, *span):
+        if n == TENSOR_NAME and wire == LENGTH:
+            name = text(buf, value)
+        elif n == TENSOR_DATA_TYPE and wire == VARINT:
+            data_type = value
+        elif n == TENSOR_RAW_DATA and wire == LENGTH:
+            raw = value
+        elif n == TENSOR_EXTERNAL_DATA and wire == LENGTH:
+            entries[string(buf, value, ENTRY_KEY)] = string(buf, value, ENTRY_VALUE)
+        elif n == TENSOR_DATA_LOCATION and wire == VARINT:
+            external = value == TENSOR_LOCATION_EXTERNAL
+    dims = tuple(varints(buf, span, TENSOR_DIMS))
+    return _Tensor(name, data_type, dims, entries if external else {}, raw)
+
+
+def _widenable(nodes, tensors: dict[str, _Tensor]) -> set[str]:
+    """Names of int8 weights that only integer GEMMs without a weight zero point read,
+    as their B input; none when an inner graph could read one unseen."""
+    nodes = list(nodes)
+    if any(op in SUBGRAPH_OPS for op, _, _ in nodes):
+        return set()
+    readers: dict[str, list[bool]] = {}
+    for op, domain, inputs in nodes:
+        plain_gemm = op == INTEGER_GEMM and domain == MS_DOMAIN and \
+            (len(inputs) <= B_ZERO_POINT or not inputs[B_ZERO_POINT])
+        for i, name in enumerate(inputs):
+            readers.setdefault(name, []).append(plain_gemm and i == 1)
+    return {name for name, ok in readers.items()
+            if all(ok) and name in tensors and tensors[name].data_type == DATA_TYPE_INT8
+            and (tensors[name].entries or tensors[name].raw is not None)}
+
+
+def _with_zero_point(buf: bytes, span: tuple[int, int]) -> bytes:
+    """The node with its inputs padded to b_zero_point, which is set to 128."""
+    kept, inputs = [], []
+    for n, wire, value, extent in fields_with_extent(buf, *span):
+        if n == NODE_INPUT and wire == LENGTH:
+            inputs.append(text(buf, value))
+        else:
+            kept.append(buf[extent[0]:extent[1]])
+    inputs = inputs + [""] * (B_ZERO_POINT - len(inputs)) + [ZERO_POINT_NAME]
+    return length_field(GRAPH_NODE, b"".join(length_field(NODE_INPUT, name) for name in inputs)
+                        + b"".join(kept))
+
+
+def _retyped(buf: bytes, span: tuple[int, int]) -> bytes:
+    """An external int8 initializer declared uint8 (its data comes as a buffer)."""
+    kept = b"".join(buf[e[0]:e[1]] for n, _, _, e in fields_with_extent(buf, *span)
+                    if n != TENSOR_DATA_TYPE)
+    return length_field(GRAPH_INITIALIZER, kept + varint_field(TENSOR_DATA_TYPE, DATA_TYPE_UINT8))
+
+
+def _uint8_twin(tensor: _Tensor, int8_bytes: bytes) -> bytes:
+    """An initializer inside the graph holding the int8 values + 128 as uint8."""
+    flipped = (np.frombuffer(int8_bytes, np.uint8) ^ 0x80).tobytes()
+    body = b"".join(varint_field(TENSOR_DIMS, d) for d in tensor.dims)
+    body += varint_field(TENSOR_DATA_TYPE, DATA_TYPE_UINT8) + length_field(TENSOR_NAME, tensor.name)
+    return length_field(GRAPH_INITIALIZER, body + length_field(TENSOR_RAW_DATA, flipped))
+
+
+class _Mapped:
+    """Read-only mappings of the external weight files, one per file."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.files: dict[str, np.memmap] = {}
+
+    def array(self, tensor: _Tensor) -> np.ndarray:
+        location = tensor.entries["location"]
+        if location not in self.files:
+            self.files[location] = np.memmap(self.folder / location, np.uint8, mode="r")
+        dtype = np.dtype(NUMPY_TYPES[tensor.data_type])
+        offset = int(tensor.entries.get("offset", 0))
+        count = int(np.prod(tensor.dims, dtype=np.int64))
+        length = int(tensor.entries.get("length", count * dtype.itemsize))
+        if length != count * dtype.itemsize:
+            raise ValueError(f"tensor {tensor.name!r} holds {length} bytes, not {count} values")
+        view = self.files[location][offset:offset + length]
+        return np.ndarray(tensor.dims, dtype, buffer=view)
