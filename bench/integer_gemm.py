@@ -5,6 +5,7 @@ in one run: encoder time, sentence time, memory, and what the product costs in a
     python -m bench.integer_gemm [PKG] [--data jfleg|random] [--limit 754] [--rounds 3]
         [--max-new-tokens 160] [--reference FP32_PKG] [--threads 2] [--out DIR]
     python -m bench.integer_gemm --shape t5-small   # exports random t5-small int8 + fp32
+    python -m bench.integer_gemm WHISPER_INT8 --data audio --reference WHISPER_FP32
 
 Each setup runs in its own child process, the two alternating round by round so drift on
 a shared machine hits both. A child loads the package, decodes every input once with the
@@ -39,11 +40,19 @@ def _rss_mb() -> float:
 
 def child(package: str, setup: str, data: str, limit: int, threads: int,
           reference: str | None, max_new_tokens: int) -> dict:
-    import numpy as np
-
     import edgeseq
     engine = edgeseq.load(package, threads=threads, unsigned_int8_weights=SETUPS[setup])
     loaded_mb = _rss_mb()
+    if data == "audio":
+        return transcribe_child(engine, loaded_mb, reference, threads)
+    return text_child(engine, loaded_mb, data, limit, reference, threads, max_new_tokens)
+
+
+def text_child(engine, loaded_mb: float, data: str, limit: int, reference: str | None,
+               threads: int, max_new_tokens: int) -> dict:
+    import numpy as np
+
+    import edgeseq
     inputs = load_inputs(data, limit, engine.arch.vocab_size, SHARED)
     engine.generate(inputs[0], max_new_tokens=max_new_tokens)  # onnxruntime's first runs of new shapes
     outputs, seconds = [], []
@@ -71,6 +80,41 @@ def child(package: str, setup: str, data: str, limit: int, threads: int,
             errors.append(max(float(np.abs(a - b).max() / np.abs(b).max()) for a, b in zip(got, want)))
         result["encoder_error_vs_fp32"] = statistics.median(errors)
     return result
+
+
+def transcribe_child(engine, loaded_mb: float, reference: str | None, threads: int) -> dict:
+    """Whisper: transcribe every shared clip (one warm-up first); the encoder's time per
+    30 s window, and with `reference` its error on each clip's first window and whether
+    the transcripts match the fp32 package's."""
+    import numpy as np
+
+    import edgeseq
+    from edgeseq.runtime.audio import load_audio, log_mel_frames
+    clips = sorted((SHARED / "data" / "audio").glob("*.wav"))
+    engine.transcribe(str(clips[0]))
+    texts, seconds, encoder_ms = [], [], []
+    for clip in clips:
+        result = engine.transcribe(str(clip))
+        texts.append(result.text)
+        seconds.append(result.stats.total_ms / 1e3)
+        encoder_ms.append(result.stats.encoder_ms / result.stats.windows)
+    out = {"sentence_ms": statistics.median(seconds) * 1e3, "total_s": sum(seconds),
+           "encode_ms": statistics.median(encoder_ms), "rss_loaded_mb": loaded_mb,
+           "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+           "outputs": texts}
+    if reference:
+        fp32 = edgeseq.load(reference, threads=threads)
+        n_mels = engine.manifest.generation["whisper"]["n_mels"]
+        errors = []
+        for clip in clips:
+            mel = log_mel_frames(load_audio(str(clip)), n_mels)
+            window = np.zeros((1, n_mels, 3000), np.float32)
+            window[0, :, :min(3000, mel.shape[1])] = mel[:, :3000]
+            got, want = engine.runner.encode_features(window).cross, fp32.runner.encode_features(window).cross
+            errors.append(max(float(np.abs(a - b).max() / np.abs(b).max()) for a, b in zip(got, want)))
+        out["encoder_error_vs_fp32"] = statistics.median(errors)
+        out["transcripts_as_fp32"] = sum(a == fp32.transcribe(str(c)).text for a, c in zip(texts, clips))
+    return out
 
 
 def export_shape(shape_name: str) -> tuple[Path, Path]:
@@ -103,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("package", nargs="?", default="default")
     ap.add_argument("--shape", help="export a random checkpoint of this shape (int8 + fp32 "
                     "reference) and measure it on random inputs")
-    ap.add_argument("--data", default="jfleg", choices=["jfleg", "random"])
+    ap.add_argument("--data", default="jfleg", choices=["jfleg", "random", "audio"],
+                    help="audio: a Whisper package transcribing ../shared/data/audio")
     ap.add_argument("--limit", type=int, default=754)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
@@ -142,13 +187,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{a.package}: {len(runs['stored'][0]['outputs'])} inputs ({a.data}), {a.threads} "
           f"threads, {a.rounds} rounds; CPU {machine['cpu_model']} {machine['cpu_flags']}; "
           f"the runtime picks '{default}' here")
-    print("| weights | encoder ms | sentence ms | total s | RSS after load MB | peak RSS MB "
-          "| GLEU | encoder error vs fp32 |")
-    print("|---|---|---|---|---|---|---|---|")
+    unit = "clip" if a.data == "audio" else "input"
+    print(f"| weights | encoder ms | ms per {unit} | total s | RSS after load MB | peak RSS MB "
+          "| GLEU | encoder error vs fp32 | transcripts as fp32 |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for setup, r in rows.items():
         print(f"| {setup} | {r['encode_ms']:.3f} | {r['sentence_ms']:.2f} | {r['total_s']:.2f} "
               f"| {r['rss_loaded_mb']:.1f} | {r['peak_rss_mb']:.1f} | {r.get('gleu', float('nan')):.4f} "
-              f"| {r.get('encoder_error_vs_fp32', float('nan')):.4f} |")
+              f"| {r.get('encoder_error_vs_fp32', float('nan')):.4f} "
+              f"| {r.get('transcripts_as_fp32', '-')} |")
     ratio = rows["stored"]["encode_ms"] / rows["unsigned"]["encode_ms"]
     total = rows["stored"]["total_s"] / rows["unsigned"]["total_s"]
     print(f"unsigned vs stored: encoder {ratio:.2f}x, whole run {total:.2f}x faster; "

@@ -156,7 +156,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
             "special_tokens": vars(m.special), "exits": m.exits,
             "size_bytes": sum(f["bytes"] for f in m.files.values()),
             "providers": engine.providers(), "validation": m.validation,
-            "generation": m.generation}
+            "generation": m.generation, "encoder_int8_weights": _int8_weights(engine)}
     if args.placement:
         info["placement"] = engine.placement()
     if args.json:
@@ -173,11 +173,23 @@ def _cmd_info(args: argparse.Namespace) -> int:
         print("  decoding defaults: " + ", ".join(f"{k} {v}" for k, v in defaults.items()))
     for graph, providers in info["providers"].items():
         print(f"  {graph} runs on: {', '.join(providers)}")
+    if info["encoder_int8_weights"] == "unsigned":
+        print("  encoder int8 weights: loaded as uint8 (this CPU has no VNNI, where the "
+              "stored uint8 x int8 product saturates)")
     if args.placement:
         from edgeseq.runtime.placement import summary
         for graph, ops in info["placement"].items():
             print("  operators, " + summary(graph, ops))
     return 0
+
+
+def _int8_weights(engine) -> str | None:
+    """How the encoder's integer GEMM got its int8 weights: "stored" or "unsigned"
+    (runtime/integer_gemm.py); None without an integer GEMM."""
+    sessions = engine.runner.sessions
+    if not sessions.integer_gemm:
+        return None
+    return "unsigned" if sessions.unsigned_weights else "stored"
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:

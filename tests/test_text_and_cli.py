@@ -68,6 +68,9 @@ def test_cli_generate_json_and_info(text_package, capsys):
     info = json.loads(capsys.readouterr().out)
     assert info["family"] == "t5" and info["quant"] == "int8" and info["tokenizer"] is True
     assert info["providers"]["decoder"] == ["CPUExecutionProvider"]
+    from edgeseq.runtime.integer_gemm import integer_gemm_saturates, x86_cpu_flags
+    assert info["encoder_int8_weights"] == \
+        ("unsigned" if integer_gemm_saturates(x86_cpu_flags()) else "stored")
     assert main(["info", "default"]) == 0
     assert "decoding defaults: no_repeat_ngram_size 3, rerank_source True, copy_bias 1.0, " \
         "draft input" in capsys.readouterr().out
