@@ -55,15 +55,39 @@ def integer_gemm_saturates(cpu_flags: set[str] | None) -> bool:
 
 
 def x86_cpu_flags() -> set[str] | None:
-    """The CPU's feature flags on Linux x86 (/proc/cpuinfo), else None."""
-    if platform.machine().lower() not in ("x86_64", "amd64"):
+    """The CPU's feature flags, named as Linux's /proc/cpuinfo names them, on x86; None
+    elsewhere or where unknown. Linux lists them all; other systems (Windows, macOS) get
+    the ones numpy's own CPU dispatch detected (numpy_cpu_flags)."""
+    if platform.machine().lower() not in ("x86_64", "amd64", "x86", "i686"):
         return None
     try:
         text_ = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return None
+        return numpy_cpu_flags()
     line = next((line for line in text_.splitlines() if line.startswith("flags")), None)
-    return set(line.split(":", 1)[1].split()) if line else None
+    return set(line.split(":", 1)[1].split()) if line else numpy_cpu_flags()
+
+
+# numpy's names for the features integer_gemm_saturates asks about. numpy does not detect
+# AVX-VNNI (the 256-bit form of Alder Lake and later without AVX-512): there such a CPU
+# counts as saturating, and gets the exact uint8 x uint8 product at its cost in speed.
+NUMPY_FLAGS = {"AVX2": "avx2", "AVX512F": "avx512f", "AVX512VNNI": "avx512_vnni"}
+
+
+def numpy_cpu_flags(features: dict[str, bool] | None = None) -> set[str] | None:
+    """/proc/cpuinfo-style flags from numpy's runtime CPU detection (`features`: its
+    __cpu_features__), None if numpy does not say."""
+    if features is None:
+        try:
+            from numpy._core._multiarray_umath import __cpu_features__ as features
+        except ImportError:
+            try:  # numpy 1.x
+                from numpy.core._multiarray_umath import __cpu_features__ as features
+            except ImportError:
+                return None
+    if not features.get("AVX2") and not features.get("SSE2"):
+        return None  # not what numpy reports for any x86 CPU: unknown
+    return {flag for name, flag in NUMPY_FLAGS.items() if features.get(name)}
 
 
 def wants_unsigned_weights(choice: bool | None, integer_gemm: bool,

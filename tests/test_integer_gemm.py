@@ -32,6 +32,17 @@ def test_unsigned_weights_are_chosen_where_the_stored_product_saturates():
     assert not wants_unsigned_weights(True, False, AVX2)  # no integer GEMM: nothing to rewrite
 
 
+def test_cpus_without_proc_cpuinfo_are_read_through_numpy():
+    """Windows and macOS have no /proc/cpuinfo; numpy's runtime dispatch knows the CPU."""
+    from edgeseq.runtime.integer_gemm import integer_gemm_saturates, numpy_cpu_flags
+    avx2_laptop = {"SSE2": True, "AVX2": True, "AVX512F": False, "AVX512VNNI": False}
+    assert integer_gemm_saturates(numpy_cpu_flags(avx2_laptop))
+    assert not integer_gemm_saturates(numpy_cpu_flags({**avx2_laptop, "AVX512F": True,
+                                                       "AVX512VNNI": True}))
+    assert numpy_cpu_flags({"NEON": True, "ASIMD": True}) is None  # not x86: unknown
+    assert numpy_cpu_flags() is None or numpy_cpu_flags() <= {"avx2", "avx512f", "avx512_vnni"}
+
+
 def test_the_choice_must_be_none_or_a_bool():
     with pytest.raises(OptionsError, match="unsigned_int8_weights"):
         SessionConfig(unsigned_int8_weights="yes")
