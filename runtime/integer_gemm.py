@@ -35,9 +35,6 @@ INTEGER_GEMM = "MatMulIntegerToFloat"
 MS_DOMAIN = "com.microsoft"
 B_ZERO_POINT = 5  # MatMulIntegerToFloat's inputs: A, B, a_scale, b_scale, a_zero_point, b_zero_point
 ZERO_POINT_NAME = "edgeseq.unsigned_weight_zero_point"
-# onnx.TensorProto data types -> numpy, for the tensors an edgeseq graph keeps outside
-NUMPY_TYPES = {1: np.float32, 2: np.uint8, 3: np.int8, 5: np.int16, 6: np.int32,
-               7: np.int64, 9: np.bool_, 10: np.float16, 11: np.float64}
 SUBGRAPH_OPS = ("If", "Loop", "Scan")  # could read a weight from an inner graph
 
 
@@ -169,7 +166,6 @@ def _rewrite(data: bytes, folder: Path) -> EncoderGraph:
     tensors = {extent: _tensor(data, value) for n, wire, value, extent in parts
                if n == GRAPH_INITIALIZER and wire == LENGTH}
     targets = _widenable(nodes.values(), {t.name: t for t in tensors.values()})
-    mapped = _Mapped(folder)
     out, external = [], {}
     for n, wire, value, extent in parts:
         piece = data[extent[0]:extent[1]]
@@ -180,9 +176,9 @@ def _rewrite(data: bytes, folder: Path) -> EncoderGraph:
             if tensor.name in targets and tensor.entries:  # given to onnxruntime as a buffer
                 piece = _retyped(data, value)
                 external[tensor.name] = ort.OrtValue.ortvalue_from_numpy(
-                    mapped.array(tensor).view(np.uint8) ^ 0x80)
+                    _flipped(tensor, data, folder))
             elif tensor.name in targets:
-                piece = _uint8_twin(tensor, data[tensor.raw[0]:tensor.raw[1]])
+                piece = _uint8_twin(tensor, _flipped(tensor, data, folder))
         elif n == GRAPH_VALUE_INFO and wire == LENGTH and \
                 string(data, value, VALUE_INFO_NAME) in targets:
             piece = b""  # its declared type is int8
@@ -271,30 +267,25 @@ def _retyped(buf: bytes, span: tuple[int, int]) -> bytes:
     return length_field(GRAPH_INITIALIZER, kept + varint_field(TENSOR_DATA_TYPE, DATA_TYPE_UINT8))
 
 
-def _uint8_twin(tensor: _Tensor, int8_bytes: bytes) -> bytes:
-    """An initializer inside the graph holding the int8 values + 128 as uint8."""
-    flipped = (np.frombuffer(int8_bytes, np.uint8) ^ 0x80).tobytes()
+def _uint8_twin(tensor: _Tensor, flipped: np.ndarray) -> bytes:
+    """An initializer inside the graph holding `flipped`, its uint8 values."""
     body = b"".join(varint_field(TENSOR_DIMS, d) for d in tensor.dims)
     body += varint_field(TENSOR_DATA_TYPE, DATA_TYPE_UINT8) + length_field(TENSOR_NAME, tensor.name)
-    return length_field(GRAPH_INITIALIZER, body + length_field(TENSOR_RAW_DATA, flipped))
+    return length_field(GRAPH_INITIALIZER, body + length_field(TENSOR_RAW_DATA, flipped.tobytes()))
 
 
-class _Mapped:
-    """Read-only mappings of the external weight files, one per file."""
-
-    def __init__(self, folder: Path):
-        self.folder = folder
-        self.files: dict[str, np.memmap] = {}
-
-    def array(self, tensor: _Tensor) -> np.ndarray:
-        location = tensor.entries["location"]
-        if location not in self.files:
-            self.files[location] = np.memmap(self.folder / location, np.uint8, mode="r")
-        dtype = np.dtype(NUMPY_TYPES[tensor.data_type])
-        offset = int(tensor.entries.get("offset", 0))
-        count = int(np.prod(tensor.dims, dtype=np.int64))
-        length = int(tensor.entries.get("length", count * dtype.itemsize))
-        if length != count * dtype.itemsize:
+def _flipped(tensor: _Tensor, data: bytes, folder: Path) -> np.ndarray:
+    """An int8 tensor's values + 128 as uint8 [dims] (the sign bit flipped), read from
+    its external file in `folder` or from its raw_data in `data`."""
+    count = int(np.prod(tensor.dims, dtype=np.int64))
+    if tensor.entries:
+        length = int(tensor.entries.get("length", count))
+        if length != count:
             raise ValueError(f"tensor {tensor.name!r} holds {length} bytes, not {count} values")
-        view = self.files[location][offset:offset + length]
-        return np.ndarray(tensor.dims, dtype, buffer=view)
+        raw = np.fromfile(folder / tensor.entries["location"], np.uint8, count,
+                          offset=int(tensor.entries.get("offset", 0)))
+    else:
+        raw = np.frombuffer(data, np.uint8, count, offset=tensor.raw[0])
+    if raw.size != count:
+        raise ValueError(f"tensor {tensor.name!r} is cut short")
+    return (raw ^ 0x80).reshape(tensor.dims)
