@@ -1,17 +1,18 @@
 """onnxruntime's integer GEMM (MatMulIntegerToFloat) in int8 packages' encoders, per CPU.
 
 Those encoders quantize each activation row to uint8 (zero point 128) and multiply it by
-int8 weights. On x86 CPUs with VNNI that is MLAS's fastest kernel. Without VNNI (AVX2
-only: AMD Zen 1-3, Intel before Ice Lake / Alder Lake) MLAS sums pairs of uint8 x int8
-products into int16 (vpmaddubsw), which saturates: one 512x512 linear erred by 8.9% of
-its scale on an AMD EPYC (docs/results.md, "int8 encoders on AVX2-only CPUs").
+int8 weights. On x86 CPUs with VNNI that is MLAS's fastest kernel. Without VNNI (AMD Zen
+1-3; Intel laptops and desktops before Ice Lake, servers before Cascade Lake) MLAS sums
+pairs of uint8 x int8 products into int16 (vpmaddubsw), which saturates: one 512x512
+linear erred by 8.9% of its scale on an AMD EPYC, a t5-small-shaped encoder by 14% against
+fp32 (docs/results.md, "int8 encoders on AVX2-only CPUs").
 
 The same weights stored as uint8 with zero point 128 (the sign bit flipped: w + 128) are
 the same integers, and MLAS multiplies uint8 x uint8 by widening to 16 bits first, which
 never saturates. So on such CPUs the runtime rewrites the encoder graph in memory at load
-(`unsigned_weight_graph`): each int8 weight becomes its uint8 twin inside the graph, each
-product gets the zero point, and every other tensor is still read from the package's
-weights file through a read-only mapping. The package on disk is never changed."""
+(`unsigned_weight_graph`): each int8 weight is declared uint8 and handed to onnxruntime as
+a buffer of its flipped bytes, each product gets the zero point, and every other tensor
+is still read by onnxruntime from the package folder. The package on disk is unchanged."""
 from __future__ import annotations
 
 import platform
@@ -58,10 +59,10 @@ def x86_cpu_flags() -> set[str] | None:
     if platform.machine().lower() not in ("x86_64", "amd64", "x86", "i686"):
         return None
     try:
-        text_ = Path("/proc/cpuinfo").read_text()
+        cpuinfo = Path("/proc/cpuinfo").read_text()
     except OSError:
         return numpy_cpu_flags()
-    line = next((line for line in text_.splitlines() if line.startswith("flags")), None)
+    line = next((line for line in cpuinfo.splitlines() if line.startswith("flags")), None)
     return set(line.split(":", 1)[1].split()) if line else numpy_cpu_flags()
 
 
@@ -118,7 +119,7 @@ class EncoderGraph:
     """An encoder graph rewritten in memory: `model`, a serialized ModelProto whose
     uint8 weights are handed to onnxruntime as buffers (`external`: name -> OrtValue) and
     whose other external tensors onnxruntime reads from `folder`, as it would for the
-    file. onnxruntime copies the buffers when it makes the session (1.22 and 1.32: the
+    file. onnxruntime copies the buffers when it makes the session (1.22 to 1.32: the
     encoder's outputs stay identical after they are freed, and its memory grows by their
     size), so they need not outlive that call; kept, they would cost their size twice."""
     model: bytes

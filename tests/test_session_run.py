@@ -19,6 +19,7 @@ def _add_one() -> ort.InferenceSession:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None])],
         [helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0])])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 10  # what edgeseq's exporter writes; the oldest onnxruntime it supports reads up to 10
     return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
 
 
