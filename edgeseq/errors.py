@@ -21,6 +21,10 @@ class ProviderError(EdgeseqError, ValueError):
     """An execution provider name edgeseq does not know."""
 
 
+class OnnxruntimeVersionError(EdgeseqError, RuntimeError):
+    """The installed onnxruntime is older than edgeseq supports."""
+
+
 class ProviderFailure(EdgeseqError, RuntimeError):
     """An execution provider failed while running a graph (out of GPU memory, say)."""
 

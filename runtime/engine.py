@@ -22,7 +22,7 @@ from .batching import BatchSchedule
 from .draft_control import DraftController
 from .draft_figures import DraftFigures
 from .drafters import NgramDrafter
-from .providers import SessionConfig
+from .providers import SessionConfig, check_onnxruntime
 from .rerank import PassScores, held_logit_bytes, prefer_source
 from .search import DecodeSession, beam_search, greedy, sample, token_chooser
 from .source_align import SourceAligner
@@ -95,6 +95,7 @@ class Engine:
              spin: bool = True, shared_pool: bool = False,
              encoder_threads: int | None = None,
              unsigned_int8_weights: bool | None = None) -> "Engine":
+        check_onnxruntime()
         config = SessionConfig(provider=provider, threads=threads, spin=spin,
                                shared_pool=shared_pool, encoder_threads=encoder_threads,
                                unsigned_int8_weights=unsigned_int8_weights)

@@ -2,6 +2,7 @@
 unavailable providers replaced by CPU with a warning, and what really ran reportable."""
 from __future__ import annotations
 
+import re
 import threading
 import warnings
 from dataclasses import dataclass
@@ -11,10 +12,27 @@ from typing import TYPE_CHECKING
 import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
-from edgeseq.errors import OptionsError, PackageError, ProviderError
+from edgeseq.errors import OnnxruntimeVersionError, OptionsError, PackageError, ProviderError
 
 if TYPE_CHECKING:
     from .integer_gemm import EncoderGraph
+
+# 1.22 lacks the process-wide thread pool's sizes (the CLI's shared pool) and 8-bit
+# MatMulNBits outside packed weights (layer skipping's If branches); the whole suite
+# passes on 1.23.2 (pyproject.toml says the same).
+MIN_ONNXRUNTIME = (1, 23)
+
+
+def check_onnxruntime(version: str | None = None) -> None:
+    """OnnxruntimeVersionError, saying what to install, if `version` (by default the
+    installed onnxruntime's) is too old."""
+    version = ort.__version__ if version is None else version
+    numbers = tuple(int(n) for n in re.findall(r"\d+", version)[:2])
+    if numbers < MIN_ONNXRUNTIME:
+        wanted = ".".join(map(str, MIN_ONNXRUNTIME))
+        raise OnnxruntimeVersionError(f"edgeseq needs onnxruntime {wanted} or later, found "
+                                      f"{version}: pip install -U 'onnxruntime>={wanted}'")
+
 
 PROVIDERS = {
     "cpu": "CPUExecutionProvider",

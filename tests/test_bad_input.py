@@ -155,3 +155,15 @@ def test_unknown_architecture_lists_supported(tmp_path):
     GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=50)).save_pretrained(tmp_path)
     with pytest.raises(UnsupportedModelError, match="t5, bart, mbart, marian"):
         export_checkpoint(tmp_path, tmp_path / "out")
+
+
+def test_an_onnxruntime_older_than_supported_is_named_with_what_to_install(monkeypatch):
+    from edgeseq.errors import OnnxruntimeVersionError
+    from edgeseq.runtime import providers
+    with pytest.raises(OnnxruntimeVersionError, match=r"1\.23 or later, found 1\.22\.1.*pip install"):
+        providers.check_onnxruntime("1.22.1")
+    for version in ("1.23.0", "1.32.0", "1.40.0.dev20270101", "2.0.0"):
+        providers.check_onnxruntime(version)
+    monkeypatch.setattr(providers.ort, "__version__", "1.20.1")
+    with pytest.raises(OnnxruntimeVersionError):
+        edgeseq.load("default")
