@@ -201,10 +201,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"unsigned vs stored: encoder {ratio:.2f}x, whole run {total:.2f}x faster; "
           f"{same}/{len(runs['stored'][0]['outputs'])} outputs identical")
     if a.out:
-        write_json(a.out, "integer_gemm", {"machine": machine, "package": a.package,
-                                           "data": a.data, "rounds": a.rounds, "rows": rows,
-                                           "runtime_default": default, "identical_outputs": same,
-                                           "encoder_speedup": ratio, "total_speedup": total})
+        write_json(a.out, "integer_gemm.json", {"machine": machine, "package": a.package,
+                                                "data": a.data, "rounds": a.rounds, "rows": rows,
+                                                "runtime_default": default, "identical_outputs": same,
+                                                "encoder_speedup": ratio, "total_speedup": total})
     return 0
 
 
