@@ -32,7 +32,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from bench import report
-from bench.machine import OthersLoad, machine_info, wait_for_quiet, write_json
+from bench.machine import OthersLoad, machine_info, rss_mb, wait_for_quiet, write_json
 from bench.peers import (DEFAULT_ENGINES, ENGINES, REPO_ROOT, EngineResult, PeerMissing, Stat,
                          make_engine, python_for)
 from bench.shapes import CACHE_DIR, SHAPES, ensure_checkpoint, get_shape, input_ids
@@ -93,16 +93,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # ---------------------------------------------------------------- child side
 
 
-def _rss_now_mb() -> float | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
-
-
 def _stat(values: list[float]) -> Stat:
     return Stat(statistics.median(values), min(values), max(values))
 
@@ -120,7 +110,7 @@ def _measure(engine, result: EngineResult, ids: list[int],
     start = time.perf_counter()
     engine.imports()
     result.import_s = time.perf_counter() - start
-    result.base_rss_mb = _rss_now_mb()
+    result.base_rss_mb = rss_mb()
     start = time.perf_counter()
     engine.load(args.threads)
     result.load_s = time.perf_counter() - start

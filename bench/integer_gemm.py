@@ -24,25 +24,18 @@ import time
 from pathlib import Path
 
 from bench.children import alternate
-from bench.machine import machine_info, write_json
+from bench.machine import machine_info, rss_mb, write_json
 from bench.speculative import SHARED, load_inputs
 
 SETUPS = {"stored": False, "unsigned": True}
 CACHE = Path(__file__).resolve().parent / ".cache" / "integer_gemm"
 
 
-def _rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def child(package: str, setup: str, data: str, limit: int, threads: int,
           reference: str | None, max_new_tokens: int) -> dict:
     import edgeseq
     engine = edgeseq.load(package, threads=threads, unsigned_int8_weights=SETUPS[setup])
-    loaded_mb = _rss_mb()
+    loaded_mb = rss_mb()
     if data == "audio":
         return transcribe_child(engine, loaded_mb, reference, threads)
     return text_child(engine, loaded_mb, data, limit, reference, threads, max_new_tokens)

@@ -72,6 +72,17 @@ def write_json(out: Path, name: str, data: dict) -> Path:
     return path
 
 
+def rss_mb() -> float | None:
+    """This process's resident memory now, in MiB (Linux /proc); None elsewhere."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
 def machine_info(threads: int, root: Path = REPO_ROOT) -> dict:
     """CPU, cores, memory, library versions and load: enough to tell two runs apart."""
     cpu = _cpuinfo()

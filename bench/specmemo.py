@@ -20,15 +20,13 @@ import sys
 import time
 from pathlib import Path
 
+from bench.machine import rss_mb
+
 
 # plain greedy, batched and one input at a time (what speculating row by row falls back to
 # when drafts miss); speculation with rows in lockstep, unplanned and planned; planned,
 # each row speculated on its own (speculate_rows)
 CONFIGS = ("plain", "plain_rows", "speculative", "planned", "rows")
-
-
-def _rss_mb() -> float:
-    return int(Path("/proc/self/statm").read_text().split()[1]) * 4096 / 2**20
 
 
 def _peak_mb() -> float:
@@ -53,7 +51,7 @@ def child(args: argparse.Namespace) -> dict:
     engine.generate(inputs[0], max_new_tokens=2)  # first-call allocations are the runtime's
     if not isinstance(draft, str):  # a draft model's engine
         draft.generate(inputs[0], max_new_tokens=2)
-    loaded = _rss_mb()
+    loaded = rss_mb()
     try:  # the peak (VmHWM) restarts from the current RSS
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:
