@@ -162,3 +162,19 @@ def test_an_int8_package_decodes_the_same_with_unsigned_weights_where_its_produc
                     strict=True):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-5 * np.abs(b).max())
     assert tokens == stored.generate(source, max_new_tokens=8).token_ids
+
+
+def test_a_weight_whose_bytes_do_not_match_its_shape_is_a_package_error(tiny_package, tmp_path):
+    import shutil
+
+    from edgeseq.errors import PackageError
+    package = tiny_package("t5", "int8")[0]
+    model = onnx.load(package / "encoder.onnx", load_external_data=False)
+    weight = next(n.input[1] for n in model.graph.node if n.op_type == "MatMulIntegerToFloat")
+    tensor = next(t for t in model.graph.initializer if t.name == weight)
+    length = next(e for e in tensor.external_data if e.key == "length")
+    length.value = str(int(length.value) - 1)
+    onnx.save(model, tmp_path / "encoder.onnx")
+    shutil.copy(package / "weights.bin", tmp_path / "weights.bin")
+    with pytest.raises(PackageError, match=rf"encoder.onnx could not be rewritten.*{weight}"):
+        unsigned_weight_graph(tmp_path / "encoder.onnx")
