@@ -95,6 +95,12 @@ class Engine:
              spin: bool = True, shared_pool: bool = False,
              encoder_threads: int | None = None,
              unsigned_int8_weights: bool | None = None) -> "Engine":
+        """A package directory, or "default" (the embedded model), checked against its
+        manifest before any session exists. The session options are SessionConfig's
+        (runtime/providers.py), where each is explained: `provider` ("cpu", "cuda", ...),
+        `threads` (0: onnxruntime's default), `spin`, `shared_pool`, `encoder_threads`,
+        and `unsigned_int8_weights` (None: int8 encoder weights as uint8 only on x86 CPUs
+        without VNNI, runtime/integer_gemm.py)."""
         check_onnxruntime()
         config = SessionConfig(provider=provider, threads=threads, spin=spin,
                                shared_pool=shared_pool, encoder_threads=encoder_threads,
