@@ -32,7 +32,7 @@ HOP_LENGTH = 160  # 10 ms hop
 CHUNK_SECONDS = 30  # Whisper's encoder always sees exactly 30 s
 N_SAMPLES = CHUNK_SECONDS * SAMPLE_RATE  # 480000
 N_FRAMES = N_SAMPLES // HOP_LENGTH  # 3000 mel frames per window
-_FFT_BLOCK = 4096  # frames per FFT block of log_mel_frames: bounds memory on long recordings
+_FFT_BLOCK = 4096  # frames per FFT block (_log_mel): bounds memory on long recordings
 
 _FORMAT_NAMES = {
     0x0001: "PCM", 0x0002: "Microsoft ADPCM", 0x0003: "IEEE float", 0x0006: "A-law",
@@ -303,15 +303,7 @@ def log_mel_spectrogram(samples: np.ndarray, n_mels: int = 80) -> np.ndarray:
     if n_mels not in (80, 128):
         raise ValueError(f"n_mels must be 80 or 128 (Whisper's feature sizes), got {n_mels}")
     x = _as_mono(samples).astype(np.float64)[:N_SAMPLES]
-    x = np.pad(x, (0, N_SAMPLES - x.size))
-    x = np.pad(x, N_FFT // 2, mode="reflect")  # centre frame t on sample t * hop
-    frames = np.lib.stride_tricks.sliding_window_view(x, N_FFT)[::HOP_LENGTH]  # [3001, 400]
-    spectrum = np.fft.rfft(frames * _hann_periodic(), axis=-1)
-    power = spectrum.real**2 + spectrum.imag**2  # [3001, 201]
-    mel = mel_filters(n_mels) @ power[:-1].T  # Whisper drops the last frame: [n_mels, 3000]
-    log_spec = np.log10(np.maximum(mel, 1e-10))
-    log_spec = np.maximum(log_spec, log_spec.max() - 8.0)
-    return ((log_spec + 4.0) / 4.0).astype(np.float32)
+    return _log_mel(np.pad(x, (0, N_SAMPLES - x.size)), n_mels)
 
 
 def log_mel_frames(samples: np.ndarray, n_mels: int) -> np.ndarray:
@@ -319,15 +311,23 @@ def log_mel_frames(samples: np.ndarray, n_mels: int) -> np.ndarray:
     own frames: float32 [n_mels, len(samples) // 160], normalised against the whole
     recording's loudest frame (log_mel_spectrogram normalises each 30 s window instead)."""
     x = np.pad(np.asarray(samples, np.float64), (0, N_SAMPLES))
+    return _log_mel(x, n_mels)[:, :len(samples) // HOP_LENGTH]
+
+
+def _log_mel(x: np.ndarray, n_mels: int) -> np.ndarray:
+    """Normalised log-mel features float32 [n_mels, frames] of float64 samples `x`: a
+    frame centred on every hop (Whisper drops the last one), FFTs in blocks that bound
+    memory on long recordings, levels clipped 8 below the loudest frame's."""
     x = np.pad(x, N_FFT // 2, mode="reflect")
     frames = np.lib.stride_tricks.sliding_window_view(x, N_FFT)[::HOP_LENGTH][:-1]
     mel = np.empty((n_mels, len(frames)))
     for start in range(0, len(frames), _FFT_BLOCK):
         spectrum = np.fft.rfft(frames[start:start + _FFT_BLOCK] * _hann_periodic(), axis=-1)
-        mel[:, start:start + _FFT_BLOCK] = mel_filters(n_mels) @ (np.abs(spectrum) ** 2).T
+        power = spectrum.real**2 + spectrum.imag**2
+        mel[:, start:start + _FFT_BLOCK] = mel_filters(n_mels) @ power.T
     log_spec = np.log10(np.maximum(mel, 1e-10))
     log_spec = np.maximum(log_spec, log_spec.max() - 8.0)
-    return ((log_spec[:, :len(samples) // HOP_LENGTH] + 4.0) / 4.0).astype(np.float32)
+    return ((log_spec + 4.0) / 4.0).astype(np.float32)
 
 
 def iter_windows(samples: np.ndarray, n_mels: int = 80) -> Iterator[tuple[float, np.ndarray]]:

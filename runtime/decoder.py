@@ -133,9 +133,10 @@ def open_sessions(directory: Path, config: SessionConfig, d_model: int,
     """A package's sessions as the runner runs them; `profile`: a folder for onnxruntime's
     traces (runtime/placement.py)."""
     encoder_file = directory / names.ENCODER_FILE
-    integer_gemm = uses_integer_gemm(encoder_file)
+    encoder_bytes = encoder_file.read_bytes()  # the graph alone: its weights are external
+    integer_gemm = uses_integer_gemm(encoder_bytes)
     cpu_flags = x86_cpu_flags() if integer_gemm and config.unsigned_int8_weights is None else None
-    graph = (unsigned_weight_graph(encoder_file)
+    graph = (unsigned_weight_graph(encoder_file, encoder_bytes)
              if wants_unsigned_weights(config.unsigned_int8_weights, integer_gemm, cpu_flags)
              else None)
     # The encoder runs once per request: spinning after it, its idle workers would take

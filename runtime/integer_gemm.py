@@ -39,10 +39,11 @@ ZERO_POINT_NAME = "edgeseq.unsigned_weight_zero_point"
 SUBGRAPH_OPS = ("If", "Loop", "Scan")  # could read a weight from an inner graph
 
 
-def uses_integer_gemm(encoder_graph: Path) -> bool:
-    """Whether an encoder multiplies in onnxruntime's integer GEMM (MatMulIntegerToFloat:
-    int8 packages' encoders, fastest on CPUs with VNNI)."""
-    return INTEGER_GEMM.encode() in encoder_graph.read_bytes()
+def uses_integer_gemm(encoder_graph: Path | bytes) -> bool:
+    """Whether an encoder (its file, or its bytes) multiplies in onnxruntime's integer GEMM
+    (MatMulIntegerToFloat: int8 packages' encoders, fastest on CPUs with VNNI)."""
+    data = encoder_graph if isinstance(encoder_graph, bytes) else encoder_graph.read_bytes()
+    return INTEGER_GEMM.encode() in data
 
 
 def integer_gemm_saturates(cpu_flags: set[str] | None) -> bool:
@@ -145,12 +146,13 @@ class _Tensor:
     raw: tuple[int, int] | None   # span of raw_data inside the graph
 
 
-def unsigned_weight_graph(graph_file: Path) -> EncoderGraph:
-    """The graph at `graph_file` with every int8 weight of an integer GEMM stored as uint8
-    with zero point 128 (the same integers); the graph's other tensors in external files
-    are read from beside it. The file was already checked (graph_check: locations inside
-    the package and within their files)."""
-    data = graph_file.read_bytes()
+def unsigned_weight_graph(graph_file: Path, data: bytes | None = None) -> EncoderGraph:
+    """The graph at `graph_file` (`data`: its bytes, when the caller has read them) with
+    every int8 weight of an integer GEMM stored as uint8 with zero point 128 (the same
+    integers); the graph's other tensors in external files are read from beside it. The
+    file was already checked (graph_check: locations inside the package and within their
+    files)."""
+    data = graph_file.read_bytes() if data is None else data
     try:
         return _rewrite(data, graph_file.parent.resolve())
     except (Malformed, ValueError, KeyError) as err:

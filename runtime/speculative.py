@@ -79,9 +79,11 @@ def _verify_one(logits: np.ndarray, drafts: list[int], rules: ScoreRules,
     """_verify_greedy for one row, in Python scalars: the raw argmax of a chunk of
     positions at once, the rules in full only where they may change it
     (ScoreRules.choose). The row's history is read, not forked: the accepted drafts
-    extend a copy of its sequence, and the n-grams they complete go to a set of their own."""
+    extend a copy of its sequence, and the n-grams they complete go to a set of their own;
+    the history's n-grams are copied at most once, when a rule first needs them all."""
     targets: list[int] = []
     n = history.n if history is not None else 0
+    merged = None  # seen | added, made by the first rule that reads the history
     if history is not None:
         history.sync()
         seq, seen, added = list(history.rows[0]), history.seen(0), set()
@@ -94,7 +96,10 @@ def _verify_one(logits: np.ndarray, drafts: list[int], rules: ScoreRules,
             gram = completed_ngram(seq, n, top) if n else None
             if rules.forces_or_bans(top, generated + j) or \
                     (gram is not None and (gram in seen or gram in added)):
-                view = NgramHistory.viewing(seq, n, seen | added) if history is not None else None
+                view = None
+                if history is not None:
+                    merged = seen | added if merged is None else merged
+                    view = NgramHistory.viewing(seq, n, merged)
                 top = int(rules.choose(logits[None, j], generated + j, view)[0])
                 gram = completed_ngram(seq, n, top) if n else None
             targets.append(top)
@@ -104,6 +109,8 @@ def _verify_one(logits: np.ndarray, drafts: list[int], rules: ScoreRules,
                 seq.append(top)
                 if gram is not None:
                     added.add(gram)
+                    if merged is not None:
+                        merged.add(gram)
     return np.array([targets], np.int64)
 
 
