@@ -19,6 +19,6 @@ def alternate(module: str, args: Callable[[str], list[str]], setups: list[str],
             out = subprocess.run([sys.executable, "-m", module, *args(setup)],
                                  capture_output=True, text=True, check=True)
             results[setup].append(json.loads(out.stdout.strip().splitlines()[-1]))
-            shown = {k: v for k, v in results[setup][-1].items() if not isinstance(v, list)}
+            shown = {k: v for k, v in results[setup][-1].items() if not isinstance(v, (list, dict))}
             print(f"[{r + 1}/{rounds}] {setup}: {shown}", flush=True)
     return results

@@ -18,7 +18,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from edgeseq.export import export_checkpoint
     report = export_checkpoint(args.src, args.out, quant=args.quant, tokenizer=args.tokenizer,
                                validate=not args.no_validate, exit_heads=args.exit_heads,
-                               int8_encoder=args.int8_encoder)
+                               int8_encoder=args.int8_encoder,
+                               row_invariant=not args.no_row_invariant)
     print(f"wrote {report.package} ({report.quant.value}): {report.package_bytes / 1e6:.2f} MB on "
           f"disk for {report.parameter_bytes / 1e6:.2f} MB of parameters")
     for key, value in report.validation.items():
@@ -156,7 +157,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
             "special_tokens": vars(m.special), "exits": m.exits,
             "size_bytes": sum(f["bytes"] for f in m.files.values()),
             "providers": engine.providers(), "validation": m.validation,
-            "generation": m.generation, "encoder_int8_weights": _int8_weights(engine)}
+            "generation": m.generation, "encoder_int8_weights": _int8_weights(engine),
+            "row_invariant_decoder": m.row_invariant_decoder}
     if args.placement:
         info["placement"] = engine.placement()
     if args.json:
@@ -173,6 +175,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
         print("  decoding defaults: " + ", ".join(f"{k} {v}" for k, v in defaults.items()))
     for graph, providers in info["providers"].items():
         print(f"  {graph} runs on: {', '.join(providers)}")
+    print("  greedy speculation: " + _exactness(m))
     if info["encoder_int8_weights"] == "unsigned":
         print("  encoder int8 weights: loaded as uint8 (this CPU has no VNNI, where the "
               "stored uint8 x int8 product saturates)")
@@ -181,6 +184,15 @@ def _cmd_info(args: argparse.Namespace) -> int:
         for graph, ops in info["placement"].items():
             print("  operators, " + summary(graph, ops))
     return 0
+
+
+def _exactness(m) -> str:
+    """What greedy speculation guarantees for this package (export/row_invariant.py)."""
+    if m.row_invariant_decoder:
+        return "plain greedy's tokens, bitwise (every row of a verify pass is the one-token pass)"
+    how = ("exported before row-invariant decoders: `python -m export.row_invariant PKG`"
+           if m.quant == "int8" else f"{m.quant} one-token passes round differently")
+    return f"plain greedy's tokens but at rare near-ties ({how})"
 
 
 def _int8_weights(engine) -> str | None:
@@ -317,6 +329,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="int8/int4 encoders: rows = per-row int8 integer GEMM (fastest on "
                    "CPUs), blocks = MatMulNBits in the package's bits (smallest; for CUDA, "
                    "whose provider lacks the integer GEMM)")
+    p.add_argument("--no-row-invariant", action="store_true",
+                   help="int8: keep one-token passes on onnxruntime's one-row attention kernel "
+                   "(faster plain greedy; greedy speculation may then differ from plain greedy "
+                   "at near-ties)")
     p.set_defaults(func=_cmd_export)
     p = sub.add_parser("generate", help="generate from text (streams to the terminal)")
     _add_runtime_args(p)

@@ -43,7 +43,7 @@ ALLOWED_OPS: dict[str, frozenset[str]] = {
         "Gelu", "Greater", "Identity", "If", "LayerNormalization", "MatMul", "Max", "Min",
         "Mul", "QuantizeLinear", "Range", "ReduceMax", "Relu", "Reshape", "ScatterElements",
         "Shape", "Sigmoid",
-        "SimplifiedLayerNormalization", "Slice", "Split", "Squeeze", "Sub", "Transpose",
+        "SimplifiedLayerNormalization", "Pad", "Slice", "Split", "Squeeze", "Sub", "Transpose",
         "Unsqueeze", "Where"}),
     MS_DOMAIN: frozenset({"MatMulNBits", "MatMulIntegerToFloat", "MultiHeadAttention"}),
 }

@@ -39,6 +39,9 @@ class Manifest:
     exits: dict[str, Any] = field(default_factory=dict)
     validation: dict[str, Any] = field(default_factory=dict)
     source: str = ""
+    # every attention query has 2+ rows: k-token passes are bitwise one-token passes
+    # (export/row_invariant.py)
+    row_invariant_decoder: bool = False
     schema_version: int = SCHEMA_VERSION
 
     def tensor_names(self) -> dict[str, Any]:
@@ -68,7 +71,8 @@ class Manifest:
                 "tensors": self.tensor_names(), "generation": self.generation,
                 "graph_weight_bytes": self.graph_weight_bytes,
                 "exits": self.exits,
-                "validation": self.validation, "source": self.source, "files": self.files}
+                "validation": self.validation, "source": self.source,
+                "row_invariant_decoder": self.row_invariant_decoder, "files": self.files}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Manifest":
@@ -84,7 +88,9 @@ class Manifest:
                            graph_weight_bytes=dict(data.get("graph_weight_bytes", {})),
                            exits=dict(data.get("exits", {})),
                            validation=dict(data.get("validation", {})),
-                           source=str(data.get("source", "")), schema_version=version)
+                           source=str(data.get("source", "")),
+                           row_invariant_decoder=data.get("row_invariant_decoder", False) is True,
+                           schema_version=version)
         except (KeyError, TypeError, ValueError) as err:
             raise PackageError(f"manifest is malformed: {err}") from err
         if data.get("tensors") != manifest.tensor_names():

@@ -46,7 +46,7 @@ def read_exits(src, decoder_layers: int) -> dict:
 def export_checkpoint(src: str | Path, out: str | Path, quant: str | Quant = Quant.INT8,
                       tokenizer: str | Path | None = None, validate: bool = True,
                       exit_heads: str | Path | None = None,
-                      int8_encoder: str = "rows") -> ExportReport:
+                      int8_encoder: str = "rows", row_invariant: bool = True) -> ExportReport:
     """Export a Hugging Face seq2seq checkpoint to an edgeseq package at `out`.
 
     Validation compares the package with PyTorch: fp32 must match logits within
@@ -57,16 +57,22 @@ def export_checkpoint(src: str | Path, out: str | Path, quant: str | Quant = Qua
     `int8_encoder`: "rows" (int8 and int4 packages' encoders multiply per-row int8
     activations and int8 weights in an integer GEMM: fastest on CPUs) or "blocks"
     (MatMulNBits in the package's own bits: smallest, and what onnxruntime's CUDA provider
-    runs; it has no kernel for the integer GEMM, see weight_formats)."""
+    runs; it has no kernel for the integer GEMM, see weight_formats). `row_invariant`
+    (int8): attention queries of two rows or more, so greedy speculation is bitwise plain
+    greedy (export/row_invariant.py); False keeps one-token passes on onnxruntime's faster
+    one-row kernel, and speculation may then differ from plain greedy at near-ties."""
+    from .row_invariant import applies_to
     from .whisper import export_whisper, is_whisper_source
     if is_whisper_source(src):
         return export_whisper(src, out, quant, validate=validate, tokenizer=tokenizer,
-                              exit_heads=exit_heads, int8_encoder=int8_encoder)
+                              exit_heads=exit_heads, int8_encoder=int8_encoder,
+                              row_invariant=row_invariant)
     quant = Quant(quant)
     check_int8_encoder(int8_encoder)
     with tempfile.TemporaryDirectory(prefix="edgeseq-export-") as work:
         return _export(src, Path(out), quant, tokenizer, validate, Path(work),
-                       Path(exit_heads) if exit_heads else None, int8_encoder == "rows")
+                       Path(exit_heads) if exit_heads else None, int8_encoder == "rows",
+                       row_invariant and applies_to(quant.value))
 
 
 def check_int8_encoder(value: str) -> None:
@@ -78,7 +84,7 @@ INT8_ENCODERS = ("rows", "blocks")
 
 
 def _export(src, out: Path, quant: Quant, tokenizer, validate: bool, work: Path,
-            exit_heads: Path | None, int8_rows: bool) -> ExportReport:
+            exit_heads: Path | None, int8_rows: bool, row_invariant: bool) -> ExportReport:
     from .checkpoint import load_checkpoint
     from .graphs import build_decoder, build_encoder
     from .onnx_builder import WeightStore
@@ -94,7 +100,8 @@ def _export(src, out: Path, quant: Quant, tokenizer, validate: bool, work: Path,
                                       ck.spec.vocab_size).items():
         store.put(name, head)
     graphs = {names.ENCODER_FILE: build_encoder(ck.spec, store, quant, int8_rows),
-              names.DECODER_FILE: build_decoder(ck.spec, store, quant)}
+              names.DECODER_FILE: build_decoder(ck.spec, store, quant,
+                                                row_invariant=row_invariant)}
     graph_bytes = {f: parameter_bytes(store, used) for f, (_, used) in graphs.items()}
     fields = dict(arch=ck.spec, quant=quant.value, special=ck.special, source=str(ck.source),
                   generation={"suppress_tokens": ck.suppress_tokens, "forced_bos": ck.forced_bos,
@@ -103,7 +110,8 @@ def _export(src, out: Path, quant: Quant, tokenizer, validate: bool, work: Path,
                               "rerank_source": ck.rerank_source, "copy_bias": ck.copy_bias,
                               "draft": ck.draft},
                   graph_weight_bytes=graph_bytes,
-                  exits=read_exits(exits_dir, ck.spec.decoder_layers))
+                  exits=read_exits(exits_dir, ck.spec.decoder_layers),
+                  row_invariant_decoder=row_invariant)
     write_package(out, graphs, store, fields, ck.tokenizer_file)
     used = [n for _, weights in graphs.values() for n in weights]
     report = ExportReport(package=out, quant=quant, parameter_bytes=parameter_bytes(store, used),

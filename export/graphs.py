@@ -15,6 +15,7 @@ from edgeseq.arch import ArchSpec, Positions
 from .blocks import Blocks, t5_distance_table
 from .exit_heads import exit_head_key
 from .onnx_builder import GraphBuilder, WeightStore
+from .row_invariant import pad_attention_queries
 from .weight_formats import LinearEmitter, Quant
 
 FLOAT, INT64, BOOL = TensorProto.FLOAT, TensorProto.INT64, TensorProto.BOOL
@@ -134,9 +135,10 @@ def _skipped_layer(b: Blocks, g: GraphBuilder, x: str, i: int, fill: str,
 
 
 def build_decoder(spec: ArchSpec, store: WeightStore, quant: Quant,
-                  gated: bool = True) -> BuiltGraph:
+                  gated: bool = True, row_invariant: bool = False) -> BuiltGraph:
     """gated=False inlines every layer without If nodes (no layer skipping); it exists
-    to measure what the gating costs (bench/layer_gating.py)."""
+    to measure what the gating costs (bench/layer_gating.py). row_invariant: attention
+    queries padded to two rows or more (export/row_invariant.py)."""
     g = GraphBuilder(store)
     b = Blocks(spec, LinearEmitter(quant))
     _prepare_position_tables(spec, store)
@@ -193,7 +195,10 @@ def build_decoder(spec: ArchSpec, store: WeightStore, quant: Quant,
     exits = [k for k in range(1, spec.decoder_layers) if f"{exit_head_key(k)}.w" in store]
     logits = _exit_heads(b, g, x, run, exits, spec) if exits else _model_head(b, g, x, spec)
     g.add_output(logits, names.DEC_LOGITS, FLOAT, ["batch", "new", spec.vocab_size])
-    return g.model("edgeseq_decoder"), list(g.used_weights)
+    model = g.model("edgeseq_decoder")
+    if row_invariant:
+        pad_attention_queries(model)
+    return model, list(g.used_weights)
 
 
 def _model_head(b: Blocks, g: GraphBuilder, x: str, spec: ArchSpec) -> str:

@@ -294,7 +294,7 @@ def _add_exit_heads(src: Path, spec: ArchSpec, store: WeightStore) -> dict[str, 
 def export_whisper(src: Source, out: str | Path, quant: str | Quant = Quant.INT8,
                    validate: bool = True, validation_audio: str | Path | None = None,
                    tokenizer: str | Path | None = None, exit_heads: str | Path | None = None,
-                   int8_encoder: str = "rows"):
+                   int8_encoder: str = "rows", row_invariant: bool = True):
     """Export a Whisper checkpoint to an edgeseq package at `out`; returns ExportReport.
 
     `src`: a HF directory, a CTranslate2 directory (model.bin or model.bin.part1..N), or
@@ -304,15 +304,17 @@ def export_whisper(src: Source, out: str | Path, quant: str | Quant = Quant.INT8
     (else ExportValidationError); quantized packages report greedy agreement.
     `exit_heads`: a directory with edgeseq_exits.json and separate exit heads for drafting
     (models/whisper_exits/train.py); the model's own weights and output are unchanged.
-    `int8_encoder`: as in export_checkpoint."""
+    `int8_encoder`, `row_invariant`: as in export_checkpoint."""
     from . import ExportReport
     from .graphs import build_decoder
     from .package import parameter_bytes, write_package
+    from .row_invariant import applies_to
     from .whisper_validate import validate_whisper_package
 
     from . import check_int8_encoder
     quant = Quant(quant)
     check_int8_encoder(int8_encoder)
+    row_invariant = row_invariant and applies_to(quant.value)
     ck = load_whisper(src, Path(tokenizer) if tokenizer else None)
     store = WeightStore(ck.weights)
     exits = {"exit_trained": False, "layers": list(range(1, ck.spec.decoder_layers + 1))}
@@ -320,11 +322,12 @@ def export_whisper(src: Source, out: str | Path, quant: str | Quant = Quant.INT8
         exits = _add_exit_heads(Path(exit_heads), ck.spec, store)
     graphs = {names.ENCODER_FILE: build_whisper_encoder(ck.spec, store, quant,
                                                         int8_encoder == "rows"),
-              names.DECODER_FILE: build_decoder(ck.spec, store, quant)}
+              names.DECODER_FILE: build_decoder(ck.spec, store, quant,
+                                                row_invariant=row_invariant)}
     fields = {"arch": ck.spec, "quant": quant.value, "special": ck.special, "source": ck.source,
               "generation": {"suppress_tokens": [], "forced_bos": None, "forced_eos": None,
                              "whisper": ck.whisper},
-              "exits": exits}
+              "exits": exits, "row_invariant_decoder": row_invariant}
     out = Path(out)
     write_package(out, graphs, store, fields, ck.tokenizer_file)
     used = [n for _, weights in graphs.values() for n in weights]

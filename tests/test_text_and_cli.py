@@ -71,9 +71,12 @@ def test_cli_generate_json_and_info(text_package, capsys):
     from edgeseq.runtime.integer_gemm import integer_gemm_saturates, x86_cpu_flags
     assert info["encoder_int8_weights"] == \
         ("unsigned" if integer_gemm_saturates(x86_cpu_flags()) else "stored")
+    assert info["row_invariant_decoder"] is True  # an int8 export
     assert main(["info", "default"]) == 0
+    shown = capsys.readouterr().out
     assert "decoding defaults: no_repeat_ngram_size 3, rerank_source True, copy_bias 1.0, " \
-        "draft input" in capsys.readouterr().out
+        "draft input" in shown
+    assert "greedy speculation: plain greedy's tokens, bitwise" in shown
 
 
 def test_cli_drafts_as_the_package_recommends_unless_told_otherwise(text_package, capsys):

@@ -418,3 +418,20 @@ def test_real_tiny_en_int8_agreement(tmp_path):
     for name in CLIPS:
         reference = faster_whisper_text(_tiny_en(), _clip(name))
         assert _word_error_rate(reference, engine.transcribe(_clip(name)).text) <= 0.02, name
+
+
+def test_an_int8_whisper_decoder_is_row_invariant(tiny, tmp_path):
+    """Every row of a multi-token pass is bitwise the one-token pass there
+    (export/row_invariant.py): layer drafting's verify passes give plain greedy's tokens
+    even at near-ties."""
+    from edgeseq.export import export_checkpoint
+    export_checkpoint(tiny[1], tmp_path / "int8", quant="int8")
+    engine = edgeseq.load(str(tmp_path / "int8"), threads=2)
+    assert engine.manifest.row_invariant_decoder
+    runner = engine.runner
+    state = runner.encode_features(_mel(4.0)[None])
+    tokens = np.random.default_rng(0).integers(0, WORDS, (1, 12)).astype(np.int64)
+    one_by_one, together = runner.new_cache(1, 13), runner.new_cache(1, 13)
+    single = np.stack([runner.step(tokens[:, i:i + 1], state, one_by_one)[0, 0] for i in range(12)])
+    runner.step(tokens[:, :3], state, together)
+    assert np.array_equal(runner.step(tokens[:, 3:], state, together)[0], single[3:])

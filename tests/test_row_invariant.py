@@ -1,0 +1,127 @@
+"""Quantized decoders are row-invariant: every row of a k-token pass is bit for bit the
+one-token pass at that position, so greedy speculation is exact even at near-ties
+(export/row_invariant.py)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+import edgeseq
+from edgeseq import names
+from edgeseq.export import export_checkpoint
+from edgeseq.export.row_invariant import pad_attention_queries, upgrade_package
+from scripted_drafter import SOURCES
+
+
+def pass_rows(engine, seed: int = 0, trials: int = 6, steps: int = 14):
+    """(one-token pass logits, the same positions' rows of multi-token passes) over
+    random sources and tokens: the prefix in one pass, then a pass of k >= 2 tokens."""
+    runner, rng = engine.runner, np.random.default_rng(seed)
+    vocab = engine.arch.vocab_size
+    for _ in range(trials):
+        ids = rng.integers(3, vocab, (1, int(rng.integers(3, 12)))).astype(np.int64)
+        state = runner.encode(ids, np.ones_like(ids))
+        tokens = rng.integers(3, vocab, (1, steps)).astype(np.int64)
+        one_by_one = runner.new_cache(1, steps + 1)
+        single = [runner.step(tokens[:, i:i + 1], state, one_by_one)[0, 0] for i in range(steps)]
+        together = runner.new_cache(1, steps + 1)
+        prefix = int(rng.integers(1, steps - 2))
+        runner.step(tokens[:, :prefix], state, together)
+        multi = runner.step(tokens[:, prefix:], state, together)[0]
+        yield np.stack(single[prefix:]), multi
+
+
+def decoder_ops(package) -> list[onnx.NodeProto]:
+    model = onnx.load(str(package / names.DECODER_FILE), load_external_data=False)
+
+    def walk(graph):
+        for node in graph.node:
+            yield node
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    yield from walk(attr.g)
+    return list(walk(model.graph))
+
+
+@pytest.mark.parametrize("family", ["t5", "bart", "marian"])
+def test_every_row_of_a_multi_token_pass_is_bitwise_the_one_token_pass(tiny_package, family):
+    package = tiny_package(family, "int8")[0]
+    engine = edgeseq.load(str(package), threads=2)
+    assert engine.manifest.row_invariant_decoder
+    for single, multi in pass_rows(engine):
+        assert np.array_equal(single, multi)
+
+
+def test_the_exporter_pads_the_attention_of_quantized_decoders_only(tiny_package):
+    int8, fp32 = tiny_package("t5", "int8")[0], tiny_package("t5", "fp32")[0]
+    ops = decoder_ops(int8)
+    attention = [n for n in ops if n.op_type == "MultiHeadAttention"]
+    padded = {n.output[0] for n in ops if n.op_type == "Pad"}
+    assert attention and all(n.input[0] in padded and n.input[5] in padded for n in attention)
+    # the two biases (self and cross) are padded once each, not once per layer
+    assert sum(n.op_type == "Pad" for n in ops) == len(attention) + 2
+    assert not any(n.op_type == "Pad" for n in decoder_ops(fp32))
+    assert not edgeseq.load(str(fp32)).manifest.row_invariant_decoder
+
+
+@pytest.fixture(scope="module")
+def unpadded_package(tiny_checkpoint, tmp_path_factory):
+    """An int8 package as the exporter wrote it before row invariance."""
+    out = tmp_path_factory.mktemp("old") / "pkg"
+    export_checkpoint(tiny_checkpoint("t5"), out, quant="int8", row_invariant=False)
+    data = json.loads((out / names.MANIFEST_FILE).read_text())
+    data.pop("row_invariant_decoder")  # manifests before it had no such field
+    (out / names.MANIFEST_FILE).write_text(json.dumps(data))
+    return out
+
+
+def test_upgrading_an_older_package_makes_its_passes_row_invariant(unpadded_package, tmp_path,
+                                                                  capsys):
+    import shutil
+
+    from edgeseq.cli import main
+    package = tmp_path / "pkg"
+    shutil.copytree(unpadded_package, package)
+    before = edgeseq.load(str(package), threads=2)
+    assert not before.manifest.row_invariant_decoder
+    assert main(["info", str(package)]) == 0
+    assert "near-ties (exported before row-invariant decoders: `python -m export.row_invariant " \
+        "PKG`)" in capsys.readouterr().out
+    assert upgrade_package(package) is True
+    after = edgeseq.load(str(package), threads=2)  # the manifest's sha256 matches the new graph
+    assert after.manifest.row_invariant_decoder
+    assert upgrade_package(package) is False  # done already
+    for (single, multi), (_, multi_before) in zip(pass_rows(after), pass_rows(before)):
+        assert np.array_equal(single, multi)
+        # multi-token passes compute what they did: only one-token passes changed
+        assert np.array_equal(multi, multi_before)
+    for ids in SOURCES:
+        plain = after.generate(ids, max_new_tokens=16, min_new_tokens=16)
+        assert after.generate(ids, draft="input", max_new_tokens=16,
+                              min_new_tokens=16).token_ids == plain.token_ids
+
+
+def test_fp32_int4_and_padded_graphs_are_left_alone(tiny_package, tmp_path):
+    import shutil
+    for quant in ("fp32", "int4"):  # one-row products round differently in their linears
+        copy = tmp_path / quant
+        shutil.copytree(tiny_package("t5", quant)[0], copy)
+        assert upgrade_package(copy) is False
+        assert not edgeseq.load(str(copy)).manifest.row_invariant_decoder
+    model = onnx.load(str(tiny_package("t5", "int8")[0] / names.DECODER_FILE),
+                      load_external_data=False)
+    with pytest.raises(ValueError, match="padded already"):
+        pad_attention_queries(model)
+
+
+def test_the_cli_exports_row_invariant_unless_told_not_to(tiny_checkpoint, tmp_path, capsys):
+    from edgeseq.cli import main
+    for flags, expected in (([], True), (["--no-row-invariant"], False)):
+        out = tmp_path / f"pkg{len(flags)}"
+        assert main(["export", str(tiny_checkpoint("t5")), str(out), "--no-validate", *flags]) == 0
+        assert edgeseq.load(str(out)).manifest.row_invariant_decoder is expected
+        assert any(n.op_type == "Pad" for n in decoder_ops(out)) is expected
+    capsys.readouterr()
