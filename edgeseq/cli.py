@@ -190,8 +190,9 @@ def _exactness(m) -> str:
     """What greedy speculation guarantees for this package (export/row_invariant.py)."""
     if m.row_invariant_decoder:
         return "plain greedy's tokens, bitwise (every row of a verify pass is the one-token pass)"
+    from edgeseq.manifest import ROW_INVARIANT_QUANTS
     how = ("exported before row-invariant decoders: `python -m export.row_invariant PKG`"
-           if m.quant == "int8" else f"{m.quant} one-token passes round differently")
+           if m.quant in ROW_INVARIANT_QUANTS else f"{m.quant} one-token passes round differently")
     return f"plain greedy's tokens but at rare near-ties ({how})"
 
 
@@ -330,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "CPUs), blocks = MatMulNBits in the package's bits (smallest; for CUDA, "
                    "whose provider lacks the integer GEMM)")
     p.add_argument("--no-row-invariant", action="store_true",
-                   help="int8: keep one-token passes on onnxruntime's one-row attention kernel "
+                   help="keep one-token passes on onnxruntime's one-row attention kernel "
                    "(faster plain greedy; greedy speculation may then differ from plain greedy "
                    "at near-ties)")
     p.set_defaults(func=_cmd_export)

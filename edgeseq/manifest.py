@@ -16,6 +16,9 @@ from .graph_check import check_graphs
 
 SCHEMA_VERSION = 1
 SUPPORTED_SCHEMAS = (1, 1)
+# quantizations whose linear layers compute each row alone, so a decoder padded to
+# 2+ query rows is row-invariant (export/row_invariant.py); int4's 4-bit kernel is not
+ROW_INVARIANT_QUANTS = ("fp32", "fp16", "int8")
 
 
 @dataclass(frozen=True)

@@ -7,17 +7,17 @@ which takes a separate kernel for a one-row product (M == 1 with alpha 1: the
 probabilities times V); its sums round differently from the many-row kernel, by ~1e-7.
 In an int8 decoder the next MatMulNBits quantizes its activations per row, and that
 difference can move one across a rounding step: on the default model, 2 of JFLEG's 754
-sentences came out differently with input drafting. Every other operator of an int8
-decoder computes each row alone (8-bit MatMulNBits rows are identical alone or among
-others; norms and element-wise operators are per row), so the attention is the one place
-to fix.
+sentences came out differently with input drafting. Every other operator of a decoder
+computes each row alone (8-bit MatMulNBits rows are identical alone or among others;
+fp32 MatMul multiplies by weights packed at load, a path without the one-row kernel;
+norms and element-wise operators are per row), so the attention is the one place to fix.
 The fix: give each attention query one more row (a copy of the last, with the last
 row's mask), so the kernel never sees a one-row query, and drop that row from the output.
-fp32 and fp16 decoders multiply with MatMul, which has the same one-row kernel for every
-linear layer, and an int4 decoder's rows still differed with padded queries (tested), so
-this alone does not make those exact; they are left as they are.
+Tested bitwise for fp32, fp16 and int8 decoders; an int4 decoder's rows still differ with
+padded queries (its 4-bit kernel rounds a lone row differently too), so int4 is left as
+it is.
 
-Applied by the exporter to int8 decoders, and to packages exported before
+Applied by the exporter to fp32, fp16 and int8 decoders, and to packages exported before
 (`python -m export.row_invariant PKG`, which rewrites decoder.onnx and the manifest)."""
 from __future__ import annotations
 
@@ -32,15 +32,14 @@ from onnx import helper, numpy_helper
 
 from edgeseq import names
 from edgeseq.errors import PackageError
-from edgeseq.manifest import describe_files, read_manifest
+from edgeseq.manifest import ROW_INVARIANT_QUANTS, describe_files, read_manifest
 
 PREFIX = "row_pad"  # names of the values this pass adds
-ROW_INVARIANT_LINEARS = ("int8",)  # 8-bit MatMulNBits: each row computed alone
 
 
 def applies_to(quant: str) -> bool:
     """Whether the exporter makes a decoder of this quantization row-invariant."""
-    return quant in ROW_INVARIANT_LINEARS
+    return quant in ROW_INVARIANT_QUANTS
 
 
 def _const(name: str, values: list[int]) -> onnx.NodeProto:
@@ -115,8 +114,8 @@ def pad_attention_queries(model: onnx.ModelProto) -> int:
 
 def upgrade_package(directory: Path) -> bool:
     """Make a package exported before this pass row-invariant, in place: its decoder graph
-    and the manifest's record of that file. False when there is nothing to do (fp32 or
-    fp16, or done already)."""
+    and the manifest's record of that file. False when there is nothing to do (int4,
+    or done already)."""
     directory = Path(directory)
     manifest = read_manifest(directory)
     if not applies_to(manifest.quant) or manifest.row_invariant_decoder:
