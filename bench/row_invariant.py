@@ -122,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     machine = machine_info(a.threads)
     print(f"\n{a.package}: {count} inputs ({a.data}), {a.threads} threads, median of "
           f"{a.rounds} rounds; CPU {machine['cpu_model']}")
-    print("| decoder | plain greedy s | input drafting s | input speedup | input identical to plain |")
+    print("| decoder | plain greedy s | input drafting s | input speedup "
+          "| input identical to plain |")
     print("|---|---|---|---|---|")
     for setup, r in rows.items():
         print(f"| {setup} | {r['plain_s']:.2f} | {r['input_s']:.2f} | {r['input_speedup']:.2f}x "

@@ -58,9 +58,10 @@ def export_checkpoint(src: str | Path, out: str | Path, quant: str | Quant = Qua
     activations and int8 weights in an integer GEMM: fastest on CPUs) or "blocks"
     (MatMulNBits in the package's own bits: smallest, and what onnxruntime's CUDA provider
     runs; it has no kernel for the integer GEMM, see weight_formats). `row_invariant`
-    (fp32, fp16, int8): attention queries of two rows or more, so greedy speculation is bitwise plain
-    greedy (export/row_invariant.py); False keeps one-token passes on onnxruntime's faster
-    one-row kernel, and speculation may then differ from plain greedy at near-ties."""
+    (fp32, fp16, int8): attention queries of two rows or more, so greedy speculation is
+    bitwise plain greedy (export/row_invariant.py); False keeps one-token passes on
+    onnxruntime's faster one-row kernel, and speculation may then differ from plain greedy
+    at near-ties."""
     from .row_invariant import applies_to
     from .whisper import export_whisper, is_whisper_source
     if is_whisper_source(src):

@@ -47,6 +47,11 @@ def _const(name: str, values: list[int]) -> onnx.NodeProto:
                             value=numpy_helper.from_array(np.array(values, np.int64), name))
 
 
+def _pad(value: str, pads: str, out: str) -> onnx.NodeProto:
+    """`value` with its query axis one row longer: the new row repeats the last."""
+    return helper.make_node("Pad", [value, pads], [out], mode="edge")
+
+
 def _graphs_of(node: onnx.NodeProto) -> list[onnx.GraphProto]:
     return [a.g for a in node.attribute if a.type == onnx.AttributeProto.GRAPH]
 
@@ -79,14 +84,14 @@ def pad_attention_queries(model: onnx.ModelProto) -> int:
             tag = f"{PREFIX}.{count}"
             count += 1
             inputs, outputs = list(node.input), list(node.output)
-            nodes.append(helper.make_node("Pad", [inputs[0], q_pads], [f"{tag}.query"], mode="edge"))
+            nodes.append(_pad(inputs[0], q_pads, f"{tag}.query"))
             inputs[0] = f"{tag}.query"
             bias = inputs[5] if len(inputs) > 5 else ""
             if bias and bias in made_in_main:
                 hoisted.setdefault(bias, f"{PREFIX}.bias.{len(hoisted)}")
                 inputs[5] = hoisted[bias]
             elif bias:  # made inside this branch: padded here
-                nodes.append(helper.make_node("Pad", [bias, bias_pads], [f"{tag}.bias"], mode="edge"))
+                nodes.append(_pad(bias, bias_pads, f"{tag}.bias"))
                 inputs[5] = f"{tag}.bias"
             attention = onnx.NodeProto()
             attention.CopyFrom(node)
@@ -101,8 +106,7 @@ def pad_attention_queries(model: onnx.ModelProto) -> int:
     rewrite(main)
     if not count:
         return 0
-    pads = {bias: helper.make_node("Pad", [bias, bias_pads], [padded], mode="edge")
-            for bias, padded in hoisted.items()}
+    pads = {bias: _pad(bias, bias_pads, padded) for bias, padded in hoisted.items()}
     nodes = constants + [pads.pop(i.name) for i in main.input if i.name in pads]
     for node in main.node:
         nodes.append(node)
