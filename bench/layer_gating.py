@@ -44,7 +44,9 @@ def main() -> None:
     store = WeightStore(ck.weights)
     from edgeseq.export.graphs import build_encoder
     graphs = {names.ENCODER_FILE: build_encoder(ck.spec, store, "int8"),
-              names.DECODER_FILE: build_decoder(ck.spec, store, "int8", gated=False)}
+              # padded as the exported "gated" decoder is (export/row_invariant.py)
+              names.DECODER_FILE: build_decoder(ck.spec, store, "int8", gated=False,
+                                                row_invariant=True)}
     manifest = read_manifest(work / "gated")
     write_package(work / "inline", graphs, store,
                   dict(arch=ck.spec, quant="int8", special=ck.special), None)
