@@ -5,6 +5,7 @@ on each, and how many drafted outputs equal plain greedy's.
     python -m bench.row_invariant PKG [--before OLD_PKG] [--data jfleg|ids] [--limit 754]
         [--rounds 3] [--max-new-tokens 160] [--threads 2] [--out DIR]
     python -m bench.row_invariant --shape t5-small   # random t5-small int8, random ids
+    python -m bench.row_invariant WHISPER_PKG --before OLD --data audio   # layer drafting
 
 PKG not yet row-invariant: it is the "before", and a rewritten copy (in a temporary
 folder) the "after". PKG row-invariant already (the shipped default): give the package
@@ -15,7 +16,9 @@ alternate over chunks of 25 inputs, so drift hits all four alike. Decoding as in
 bench.speculative (no rerank). `--shape`: a random checkpoint of that shape (bench/shapes.py)
 exported int8 without the rewrite into bench/.cache, on 100 random inputs of 32 ids with
 32 new tokens (input drafts of random weights are rarely accepted: this measures what
-the passes cost)."""
+the passes cost). `--data audio`: a Whisper package transcribes ../shared/data/audio,
+plain and with layer drafting (clip by clip, alternating), and the transcripts are
+compared."""
 from __future__ import annotations
 
 import argparse
@@ -32,7 +35,7 @@ from bench.machine import machine_info, write_json
 from bench.speculative import SHARED, load_inputs
 
 CHUNK = 25
-DRAFTS = {"plain": None, "input": "input"}
+DRAFTER = {"jfleg": "input", "ids": "input", "audio": "layers"}  # what each data drafts with
 CACHE = Path(__file__).resolve().parent / ".cache" / "row_invariant"
 
 
@@ -48,23 +51,48 @@ def export_shape(shape_name: str) -> Path:
     return out
 
 
+def drafts(data: str) -> dict[str, str | None]:
+    return {"plain": None, DRAFTER[data]: DRAFTER[data]}
+
+
 def child(package: str, data: str, limit: int, threads: int, max_new_tokens: int) -> dict:
     import edgeseq
     engine = edgeseq.load(package, threads=threads)
+    if data == "audio":
+        return audio_child(engine)
+    modes = drafts(data)
     inputs = load_inputs(data, limit, engine.arch.vocab_size, SHARED)
     options = dict(max_new_tokens=max_new_tokens, rerank_source=False)
-    for draft in DRAFTS.values():  # onnxruntime's first runs of new shapes
+    for draft in modes.values():  # onnxruntime's first runs of new shapes
         engine.generate(inputs[0], draft=draft, **options)
-    seconds = {name: 0.0 for name in DRAFTS}
-    outputs: dict[str, list] = {name: [] for name in DRAFTS}
+    seconds = {name: 0.0 for name in modes}
+    outputs: dict[str, list] = {name: [] for name in modes}
     for start in range(0, len(inputs), CHUNK):
-        order = list(DRAFTS) if start // CHUNK % 2 == 0 else list(reversed(DRAFTS))
+        order = list(modes) if start // CHUNK % 2 == 0 else list(reversed(modes))
         for name in order:
             began = time.perf_counter()
-            got = [engine.generate(x, draft=DRAFTS[name], **options).token_ids
+            got = [engine.generate(x, draft=modes[name], **options).token_ids
                    for x in inputs[start:start + CHUNK]]
             seconds[name] += time.perf_counter() - began
             outputs[name] += [list(ids) for ids in got]
+    return {"row_invariant": engine.manifest.row_invariant_decoder,
+            **{f"{name}_s": s for name, s in seconds.items()}, "outputs": outputs}
+
+
+def audio_child(engine) -> dict:
+    """Every shared clip transcribed plain and with layer drafting, the order turning
+    clip by clip (after one warm-up of each)."""
+    clips = sorted((SHARED / "data" / "audio").glob("*.wav"))
+    modes = drafts("audio")
+    for draft in modes.values():
+        engine.transcribe(str(clips[0]), draft=draft)
+    seconds = {name: 0.0 for name in modes}
+    outputs: dict[str, list] = {name: [] for name in modes}
+    for i, clip in enumerate(clips):
+        for name in (list(modes) if i % 2 == 0 else list(reversed(modes))):
+            began = time.perf_counter()
+            outputs[name].append(engine.transcribe(str(clip), draft=modes[name]).text)
+            seconds[name] += time.perf_counter() - began
     return {"row_invariant": engine.manifest.row_invariant_decoder,
             **{f"{name}_s": s for name, s in seconds.items()}, "outputs": outputs}
 
@@ -74,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("package", nargs="?")
     ap.add_argument("--shape", help="export a random checkpoint of this shape and measure it")
     ap.add_argument("--before", help="the same package as exported before the rewrite")
-    ap.add_argument("--data", default="jfleg", choices=["jfleg", "ids"])
+    ap.add_argument("--data", default="jfleg", choices=list(DRAFTER))
     ap.add_argument("--limit", type=int, default=754)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
@@ -105,31 +133,32 @@ def main(argv: list[str] | None = None) -> int:
             return [packages[setup], "--child", "--data", a.data, "--limit", str(a.limit),
                     "--threads", str(a.threads), "--max-new-tokens", str(a.max_new_tokens)]
         runs = alternate("bench.row_invariant", args, list(packages), a.rounds)
-    rows = {}
+    drafter, rows = DRAFTER[a.data], {}
     for setup, results in runs.items():
         outputs = results[0]["outputs"]
         rows[setup] = {"row_invariant": results[0]["row_invariant"],
                        **{f"{name}_s": statistics.median(r[f"{name}_s"] for r in results)
-                          for name in DRAFTS},
-                       "input_identical_to_plain": sum(
-                           x == y for x, y in zip(outputs["input"], outputs["plain"])),
+                          for name in drafts(a.data)},
+                       f"{drafter}_identical_to_plain": sum(
+                           x == y for x, y in zip(outputs[drafter], outputs["plain"])),
                        "outputs_same_every_round": all(r["outputs"] == outputs for r in results)}
-        rows[setup]["input_speedup"] = rows[setup]["plain_s"] / rows[setup]["input_s"]
+        rows[setup][f"{drafter}_speedup"] = rows[setup]["plain_s"] / rows[setup][f"{drafter}_s"]
     count = len(runs["before"][0]["outputs"]["plain"])
     same_plain = sum(x == y for x, y in zip(runs["before"][0]["outputs"]["plain"],
                                             runs["after"][0]["outputs"]["plain"]))
-    cost = {name: rows["after"][f"{name}_s"] / rows["before"][f"{name}_s"] for name in DRAFTS}
+    cost = {name: rows["after"][f"{name}_s"] / rows["before"][f"{name}_s"]
+            for name in drafts(a.data)}
     machine = machine_info(a.threads)
     print(f"\n{a.package}: {count} inputs ({a.data}), {a.threads} threads, median of "
           f"{a.rounds} rounds; CPU {machine['cpu_model']}")
-    print("| decoder | plain greedy s | input drafting s | input speedup "
-          "| input identical to plain |")
+    print(f"| decoder | plain greedy s | {drafter} drafting s | {drafter} speedup "
+          f"| {drafter} identical to plain |")
     print("|---|---|---|---|---|")
     for setup, r in rows.items():
-        print(f"| {setup} | {r['plain_s']:.2f} | {r['input_s']:.2f} | {r['input_speedup']:.2f}x "
-              f"| {r['input_identical_to_plain']}/{count} |")
-    print(f"after / before time: plain greedy {cost['plain']:.3f}, input drafting "
-          f"{cost['input']:.3f}; plain greedy outputs equal before and after: {same_plain}/{count}")
+        print(f"| {setup} | {r['plain_s']:.2f} | {r[f'{drafter}_s']:.2f} "
+              f"| {r[f'{drafter}_speedup']:.2f}x | {r[f'{drafter}_identical_to_plain']}/{count} |")
+    print(f"after / before time: plain greedy {cost['plain']:.3f}, {drafter} drafting "
+          f"{cost[drafter]:.3f}; plain greedy outputs equal before and after: {same_plain}/{count}")
     if a.out:
         write_json(a.out, "row_invariant.json", {
             "machine": machine, "package": a.package, "data": a.data, "inputs": count,
