@@ -435,3 +435,15 @@ def test_an_int8_whisper_decoder_is_row_invariant(tiny, tmp_path):
     single = np.stack([runner.step(tokens[:, i:i + 1], state, one_by_one)[0, 0] for i in range(12)])
     runner.step(tokens[:, :3], state, together)
     assert np.array_equal(runner.step(tokens[:, 3:], state, together)[0], single[3:])
+
+
+def test_the_row_invariance_benchmark_transcribes_plain_and_with_layer_drafting(tiny, tmp_path):
+    """bench.row_invariant --data audio: every shared clip, both ways, transcripts kept."""
+    from bench.row_invariant import SHARED, audio_child
+    if not sorted((SHARED / "data" / "audio").glob("*.wav")):
+        pytest.skip("the shared audio clips are absent")
+    from edgeseq.export import export_checkpoint
+    export_checkpoint(tiny[1], tmp_path / "int8", quant="int8")
+    result = audio_child(edgeseq.load(str(tmp_path / "int8"), threads=2))
+    assert result["row_invariant"] is True and result["plain_s"] > 0 and result["layers_s"] > 0
+    assert result["outputs"]["layers"] == result["outputs"]["plain"]
