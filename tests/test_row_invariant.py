@@ -131,3 +131,10 @@ def test_the_cli_exports_row_invariant_unless_told_not_to(tiny_checkpoint, tmp_p
         assert edgeseq.load(str(out)).manifest.row_invariant_decoder is expected
         assert any(n.op_type == "Pad" for n in decoder_ops(out)) is expected
     capsys.readouterr()
+
+
+def test_the_shipped_default_package_is_row_invariant():
+    engine = edgeseq.load("default", threads=2)
+    assert engine.manifest.row_invariant_decoder
+    for single, multi in pass_rows(engine, trials=4):
+        assert np.array_equal(single, multi)
