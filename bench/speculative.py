@@ -147,9 +147,9 @@ class OracleDrafter:
     """Proposes the rest of the package's own greedy output (known from a plain run), as a
     caller's drafter: every draft is accepted, so what remains is the encoder, verify
     passes over the whole output and the bookkeeping: the ceiling of drafting here.
-    Where a verify pass chose differently from the plain run (an int8 near-tie, see the
-    exactness caveat in docs/design.md) the output has left the known one, and it proposes
-    nothing more: one such sentence that ran to max_new_tokens once cost 94 rejected
+    Where a verify pass chose differently from the plain run (a near-tie of a decoder that
+    is not row-invariant, see "Exactness" in docs/design.md) the output has left the known
+    one, and it proposes nothing more: one such sentence that ran to max_new_tokens once cost 94 rejected
     verify passes."""
 
     def __init__(self, engine, inputs: list, outputs: list[list[int]]):
