@@ -14,8 +14,8 @@ norms and element-wise operators are per row), so the attention is the one place
 The fix: give each attention query one more row (a copy of the last, with the last
 row's mask), so the kernel never sees a one-row query, and drop that row from the output.
 Tested bitwise for fp32, fp16 and int8 decoders; an int4 decoder's rows still differ with
-padded queries (its 4-bit kernel rounds a lone row differently too), so int4 is left as
-it is.
+padded queries (4-bit MatMulNBits has a one-row kernel too: every linear would need the
+extra row), so int4 is left as it is.
 
 Applied by the exporter to fp32, fp16 and int8 decoders, and to packages exported before
 (`python -m export.row_invariant PKG`, which rewrites decoder.onnx and the manifest)."""
