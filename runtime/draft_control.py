@@ -90,7 +90,7 @@ class DraftController:
     probe_every: int = 8           # plain passes before the first probe once off
     # rounds of drafts (or of a drafter proposing nothing) before drafting may switch off:
     # two early misses (an edited first word, say) must not end a fresh engine's drafting
-    min_rounds: int = 6
+    min_rounds: int = 6  # (unless the prior predicts no gain: _prior_off)
     max_probe_gap: int = 128       # probes back off (doubling) up to this many passes
     ways: dict[int, WayStats] = field(default_factory=dict)  # kept across calls
     situations: dict[int, WayStats] = field(default_factory=dict)  # the drafter's, see above
@@ -109,6 +109,10 @@ class DraftController:
     _round_extra_s: float = 0.0  # seconds a round with drafts costs beyond base * (1 + beta k)
     _observed: int = 0
     _rounds: int = 0                             # rounds with drafts or empty proposals
+    # the prior predicted no gain at all: drafting starts off and is only probed (not
+    # forced for min_rounds: Whisper base's own head on its layers drafted 6 rounds of
+    # exit 1, none accepted, on a fresh engine's first 10 s clip)
+    _prior_off: bool = False
     _empty: int = 0                              # rounds the drafter proposed nothing
     _best: DraftPlan | None = None               # the plan, until the next fit
     _lengths: np.ndarray | None = None           # 0 .. max_draft, the lengths plan() weighs
@@ -293,7 +297,10 @@ class DraftController:
             k = int(rate.argmax())
             if rate[k] > best_rate * 1.02:  # a deeper way (dearer steps) must win clearly
                 best, best_rate = DraftPlan(way, k), float(rate[k])
-        if self._rounds < self.min_rounds:  # too little seen to give up: the best length
+        if self._rounds == 0:  # what the prior alone predicts, until drafts are seen
+            self._prior_off = best.length == 0
+        if self._rounds < self.min_rounds and not self._prior_off:
+            # too little seen to give up on a drafter expected to pay: the best length
             if best.length == 0:
                 best = DraftPlan(best.way, 1 + int(rates[best.way][1:].argmax()))
             return best

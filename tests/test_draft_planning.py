@@ -43,6 +43,20 @@ def test_a_fresh_controller_keeps_drafting_through_its_first_misses():
     assert control.plan().length >= 2
 
 
+def test_a_drafter_its_prior_expects_nothing_from_starts_off_and_is_probed():
+    """Draft steps that cost most of a pass (Whisper base's own head on its layers): the
+    prior predicts no gain, so a fresh controller does not force min_rounds rounds of
+    drafts on the first call; it decodes plainly and probes once per gap."""
+    control = DraftController(max_draft=8)
+    control.use_ways({1: 0.6, 3: 0.8})
+    limits = _never_pays(control, 40)
+    assert limits[:control.probe_every - 1] == [0] * (control.probe_every - 1)
+    assert sum(k > 0 for k in limits) <= 2 and max(limits) <= PROBE_LENGTH
+    cheap = DraftController(max_draft=8)  # cheap steps: expected to pay, so drafted at once
+    cheap.use_ways({1: 0.05})
+    assert cheap.plan().length >= 1
+
+
 def _lengths_through_a_collapse() -> list[int]:
     """Draft lengths planned after 72 rounds of accepted drafts, once every draft starts
     being wrong (a drafted token costing a pass)."""
