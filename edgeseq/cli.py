@@ -191,7 +191,8 @@ def _exactness(m) -> str:
     if m.row_invariant_decoder:
         return "plain greedy's tokens, bitwise (every row of a verify pass is the one-token pass)"
     from edgeseq.manifest import ROW_INVARIANT_QUANTS
-    how = ("exported before row-invariant decoders: `python -m export.row_invariant PKG`"
+    how = ("exported without row-invariant attention: `python -m export.row_invariant PKG` "
+           "adds it"
            if m.quant in ROW_INVARIANT_QUANTS else f"{m.quant} one-token passes round differently")
     return f"plain greedy's tokens but at rare near-ties ({how})"
 

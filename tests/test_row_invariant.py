@@ -95,8 +95,8 @@ def test_upgrading_an_older_package_makes_its_passes_row_invariant(unpadded_pack
     before = edgeseq.load(str(package), threads=2)
     assert not before.manifest.row_invariant_decoder
     assert main(["info", str(package)]) == 0
-    assert "near-ties (exported before row-invariant decoders: `python -m export.row_invariant " \
-        "PKG`)" in capsys.readouterr().out
+    assert "near-ties (exported without row-invariant attention: `python -m " \
+        "export.row_invariant PKG` adds it)" in capsys.readouterr().out
     assert upgrade_package(package) is True
     after = edgeseq.load(str(package), threads=2)  # the manifest's sha256 matches the new graph
     assert after.manifest.row_invariant_decoder
