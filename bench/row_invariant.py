@@ -1,6 +1,7 @@
 """What a row-invariant decoder (export/row_invariant.py) costs and what it buys, in one
-run: the same int8 package before and after the rewrite, plain greedy and input drafting
-on each, and how many drafted outputs equal plain greedy's.
+run: the same package before and after the rewrite, plain greedy and a drafter (input
+drafting; layer drafting for Whisper) on each, and how many drafted outputs equal plain
+greedy's.
 
     python -m bench.row_invariant PKG [--before OLD_PKG] [--data jfleg|ids] [--limit 754]
         [--rounds 3] [--max-new-tokens 160] [--threads 2] [--out DIR]
@@ -58,40 +59,27 @@ def drafts(data: str) -> dict[str, str | None]:
 def child(package: str, data: str, limit: int, threads: int, max_new_tokens: int) -> dict:
     import edgeseq
     engine = edgeseq.load(package, threads=threads)
-    if data == "audio":
-        return audio_child(engine)
     modes = drafts(data)
-    inputs = load_inputs(data, limit, engine.arch.vocab_size, SHARED)
-    options = dict(max_new_tokens=max_new_tokens, rerank_source=False)
+    if data == "audio":  # every shared clip, one at a time
+        chunks = [[clip] for clip in sorted((SHARED / "data" / "audio").glob("*.wav"))]
+
+        def run(clip, draft):
+            return engine.transcribe(str(clip), draft=draft).text
+    else:
+        inputs = load_inputs(data, limit, engine.arch.vocab_size, SHARED)
+        chunks = [inputs[start:start + CHUNK] for start in range(0, len(inputs), CHUNK)]
+        options = dict(max_new_tokens=max_new_tokens, rerank_source=False)
+
+        def run(item, draft):
+            return list(engine.generate(item, draft=draft, **options).token_ids)
     for draft in modes.values():  # onnxruntime's first runs of new shapes
-        engine.generate(inputs[0], draft=draft, **options)
+        run(chunks[0][0], draft)
     seconds = {name: 0.0 for name in modes}
     outputs: dict[str, list] = {name: [] for name in modes}
-    for start in range(0, len(inputs), CHUNK):
-        order = list(modes) if start // CHUNK % 2 == 0 else list(reversed(modes))
-        for name in order:
-            began = time.perf_counter()
-            got = [engine.generate(x, draft=modes[name], **options).token_ids
-                   for x in inputs[start:start + CHUNK]]
-            seconds[name] += time.perf_counter() - began
-            outputs[name] += [list(ids) for ids in got]
-    return {"row_invariant": engine.manifest.row_invariant_decoder,
-            **{f"{name}_s": s for name, s in seconds.items()}, "outputs": outputs}
-
-
-def audio_child(engine) -> dict:
-    """Every shared clip transcribed plain and with layer drafting, the order turning
-    clip by clip (after one warm-up of each)."""
-    clips = sorted((SHARED / "data" / "audio").glob("*.wav"))
-    modes = drafts("audio")
-    for draft in modes.values():
-        engine.transcribe(str(clips[0]), draft=draft)
-    seconds = {name: 0.0 for name in modes}
-    outputs: dict[str, list] = {name: [] for name in modes}
-    for i, clip in enumerate(clips):
+    for i, chunk in enumerate(chunks):  # the order turns chunk by chunk
         for name in (list(modes) if i % 2 == 0 else list(reversed(modes))):
             began = time.perf_counter()
-            outputs[name].append(engine.transcribe(str(clip), draft=modes[name]).text)
+            outputs[name] += [run(item, modes[name]) for item in chunk]
             seconds[name] += time.perf_counter() - began
     return {"row_invariant": engine.manifest.row_invariant_decoder,
             **{f"{name}_s": s for name, s in seconds.items()}, "outputs": outputs}
@@ -126,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             after = Path(tmp) / "after"
             shutil.copytree(a.package, after)
             if not upgrade_package(after):
-                sys.exit(f"{a.package} is row-invariant already or not int8: give --before")
+                sys.exit(f"{a.package} is row-invariant already (give --before) or int4")
             packages = {"before": a.package, "after": str(after)}
 
         def args(setup: str) -> list[str]:

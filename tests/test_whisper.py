@@ -439,11 +439,11 @@ def test_an_int8_whisper_decoder_is_row_invariant(tiny, tmp_path):
 
 def test_the_row_invariance_benchmark_transcribes_plain_and_with_layer_drafting(tiny, tmp_path):
     """bench.row_invariant --data audio: every shared clip, both ways, transcripts kept."""
-    from bench.row_invariant import SHARED, audio_child
+    from bench.row_invariant import SHARED, child
     if not sorted((SHARED / "data" / "audio").glob("*.wav")):
         pytest.skip("the shared audio clips are absent")
     from edgeseq.export import export_checkpoint
     export_checkpoint(tiny[1], tmp_path / "int8", quant="int8")
-    result = audio_child(edgeseq.load(str(tmp_path / "int8"), threads=2))
+    result = child(str(tmp_path / "int8"), "audio", 0, 2, 0)
     assert result["row_invariant"] is True and result["plain_s"] > 0 and result["layers_s"] > 0
     assert result["outputs"]["layers"] == result["outputs"]["plain"]
