@@ -31,8 +31,8 @@ import onnx
 from onnx import helper, numpy_helper
 
 from edgeseq import names
-from edgeseq.errors import PackageError
-from edgeseq.manifest import ROW_INVARIANT_QUANTS, describe_files, read_manifest
+from edgeseq.errors import EdgeseqError, PackageError
+from edgeseq.manifest import ROW_INVARIANT_QUANTS, describe_files, read_manifest, verify_files
 
 PREFIX = "row_pad"  # names of the values this pass adds
 
@@ -122,6 +122,7 @@ def upgrade_package(directory: Path) -> bool:
     or done already)."""
     directory = Path(directory)
     manifest = read_manifest(directory)
+    verify_files(directory, manifest)  # only a package whose files are what it lists
     if not applies_to(manifest.quant) or manifest.row_invariant_decoder:
         return False
     path = directory / names.DECODER_FILE
@@ -149,7 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("packages", nargs="+", type=Path)
     args = parser.parse_args(argv)
     for package in args.packages:
-        done = upgrade_package(package)
+        try:
+            done = upgrade_package(package)
+        except EdgeseqError as err:  # one line, as the edgeseq CLI prints it
+            print(f"error: {err}", file=sys.stderr)
+            return 1
         print(f"{package}: " + ("decoder made row-invariant" if done else "nothing to do"))
     return 0
 

@@ -138,3 +138,21 @@ def test_the_shipped_default_package_is_row_invariant():
     assert engine.manifest.row_invariant_decoder
     for single, multi in pass_rows(engine, trials=4):
         assert np.array_equal(single, multi)
+
+
+def test_the_upgrade_command_refuses_a_folder_that_is_no_package_in_one_line(tmp_path, capsys):
+    from edgeseq.export.row_invariant import main
+    assert main([str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "no manifest.json" in err and "Traceback" not in err
+
+
+def test_the_upgrade_refuses_a_package_whose_decoder_is_corrupt(unpadded_package, tmp_path):
+    import shutil
+
+    from edgeseq.errors import PackageError
+    package = tmp_path / "pkg"
+    shutil.copytree(unpadded_package, package)
+    (package / names.DECODER_FILE).write_bytes(b"not a graph")
+    with pytest.raises(PackageError, match="decoder.onnx"):
+        upgrade_package(package)
