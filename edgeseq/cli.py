@@ -191,8 +191,7 @@ def _exactness(m) -> str:
     if m.row_invariant_decoder:
         return "plain greedy's tokens, bitwise (every row of a verify pass is the one-token pass)"
     from edgeseq.manifest import ROW_INVARIANT_QUANTS
-    how = ("exported without row-invariant attention: `python -m export.row_invariant PKG` "
-           "adds it"
+    how = ("exported without row-invariant attention: `edgeseq upgrade PKG` adds it"
            if m.quant in ROW_INVARIANT_QUANTS else f"{m.quant} one-token passes round differently")
     return f"plain greedy's tokens but at rare near-ties ({how})"
 
@@ -204,6 +203,14 @@ def _int8_weights(engine) -> str | None:
     if not sessions.integer_gemm:
         return None
     return "unsigned" if sessions.unsigned_weights else "stored"
+
+
+def _cmd_upgrade(args: argparse.Namespace) -> int:
+    from edgeseq.export.row_invariant import upgrade_package
+    for package in args.packages:
+        done = upgrade_package(package)
+        print(f"{package}: " + ("decoder made row-invariant" if done else "nothing to do"))
+    return 0
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
@@ -344,6 +351,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_generation_args(p)
     p.set_defaults(func=_cmd_generate)
     sub.add_parser("bench", help="benchmark suites (see `edgeseq bench --help`)", add_help=False)
+    p = sub.add_parser("upgrade", help="make packages exported before row-invariant decoders "
+                       "row-invariant (greedy speculation then bitwise plain greedy)")
+    p.add_argument("packages", nargs="+", type=Path)
+    p.set_defaults(func=_cmd_upgrade)
     p = sub.add_parser("plan", help="what fits a memory budget, with predicted bytes")
     _add_runtime_args(p)
     p.add_argument("--memory-budget", type=float, required=True, metavar="MB")

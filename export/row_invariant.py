@@ -18,12 +18,11 @@ padded queries (4-bit MatMulNBits has a one-row kernel too: every linear would n
 extra row), so int4 is left as it is.
 
 Applied by the exporter to fp32, fp16 and int8 decoders, and to packages exported before
-(`python -m export.row_invariant PKG`, which rewrites decoder.onnx and the manifest)."""
+(`edgeseq upgrade PKG`, which rewrites decoder.onnx and the manifest)."""
 from __future__ import annotations
 
-import argparse
 import json
-import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +30,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from edgeseq import names
-from edgeseq.errors import EdgeseqError, PackageError
+from edgeseq.errors import PackageError
 from edgeseq.manifest import ROW_INVARIANT_QUANTS, describe_files, read_manifest, verify_files
 
 PREFIX = "row_pad"  # names of the values this pass adds
@@ -52,8 +51,17 @@ def _pad(value: str, pads: str, out: str) -> onnx.NodeProto:
     return helper.make_node("Pad", [value, pads], [out], mode="edge")
 
 
-def _graphs_of(node: onnx.NodeProto) -> list[onnx.GraphProto]:
+def subgraphs(node: onnx.NodeProto) -> list[onnx.GraphProto]:
+    """The graphs a node holds (an If's branches)."""
     return [a.g for a in node.attribute if a.type == onnx.AttributeProto.GRAPH]
+
+
+def all_nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
+    """Every node of `graph`, its If branches' included."""
+    for node in graph.node:
+        yield node
+        for sub in subgraphs(node):
+            yield from all_nodes(sub)
 
 
 def pad_attention_queries(model: onnx.ModelProto) -> int:
@@ -76,7 +84,7 @@ def pad_attention_queries(model: onnx.ModelProto) -> int:
         nonlocal count
         nodes = []
         for node in graph.node:
-            for sub in _graphs_of(node):
+            for sub in subgraphs(node):
                 rewrite(sub)
             if node.op_type != "MultiHeadAttention":
                 nodes.append(node)
@@ -143,21 +151,3 @@ def _replace(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(data)
     tmp.replace(path)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("packages", nargs="+", type=Path)
-    args = parser.parse_args(argv)
-    for package in args.packages:
-        try:
-            done = upgrade_package(package)
-        except EdgeseqError as err:  # one line, as the edgeseq CLI prints it
-            print(f"error: {err}", file=sys.stderr)
-            return 1
-        print(f"{package}: " + ("decoder made row-invariant" if done else "nothing to do"))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

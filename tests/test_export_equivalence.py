@@ -85,14 +85,9 @@ def test_the_embedding_gather_reads_the_tied_head_bytes_under_its_own_initialize
     decoder = onnx.load(str(package / "decoder.onnx"), load_external_data=False)
     where = {t.name: {e.key: e.value for e in t.external_data} for t in decoder.graph.initializer}
 
-    def nodes(graph):
-        for node in graph.node:
-            yield node
-            for attr in node.attribute:
-                if attr.type == onnx.AttributeProto.GRAPH:
-                    yield from nodes(attr.g)
-    gathered = {n.input[0] for n in nodes(decoder.graph) if n.op_type == "Gather"} & set(where)
-    multiplied = {n.input[1] for n in nodes(decoder.graph) if n.op_type == "MatMulNBits"}
+    from edgeseq.export.row_invariant import all_nodes
+    gathered = {n.input[0] for n in all_nodes(decoder.graph) if n.op_type == "Gather"} & set(where)
+    multiplied = {n.input[1] for n in all_nodes(decoder.graph) if n.op_type == "MatMulNBits"}
     assert gathered and not gathered & multiplied
     head = "embed.tokens.w_int8"
     assert head in multiplied and f"{head}.rows" in gathered

@@ -12,7 +12,7 @@ import pytest
 import edgeseq
 from edgeseq import names
 from edgeseq.export import export_checkpoint
-from edgeseq.export.row_invariant import pad_attention_queries, upgrade_package
+from edgeseq.export.row_invariant import all_nodes, pad_attention_queries, upgrade_package
 from scripted_drafter import SOURCES
 
 
@@ -36,14 +36,7 @@ def pass_rows(engine, seed: int = 0, trials: int = 6, steps: int = 14):
 
 def decoder_ops(package) -> list[onnx.NodeProto]:
     model = onnx.load(str(package / names.DECODER_FILE), load_external_data=False)
-
-    def walk(graph):
-        for node in graph.node:
-            yield node
-            for attr in node.attribute:
-                if attr.type == onnx.AttributeProto.GRAPH:
-                    yield from walk(attr.g)
-    return list(walk(model.graph))
+    return list(all_nodes(model.graph))
 
 
 @pytest.mark.parametrize("family", ["t5", "bart", "marian"])
@@ -95,9 +88,10 @@ def test_upgrading_an_older_package_makes_its_passes_row_invariant(unpadded_pack
     before = edgeseq.load(str(package), threads=2)
     assert not before.manifest.row_invariant_decoder
     assert main(["info", str(package)]) == 0
-    assert "near-ties (exported without row-invariant attention: `python -m " \
-        "export.row_invariant PKG` adds it)" in capsys.readouterr().out
-    assert upgrade_package(package) is True
+    assert "near-ties (exported without row-invariant attention: `edgeseq upgrade PKG` " \
+        "adds it)" in capsys.readouterr().out
+    assert main(["upgrade", str(package)]) == 0
+    assert "decoder made row-invariant" in capsys.readouterr().out
     after = edgeseq.load(str(package), threads=2)  # the manifest's sha256 matches the new graph
     assert after.manifest.row_invariant_decoder
     assert upgrade_package(package) is False  # done already
@@ -141,10 +135,11 @@ def test_the_shipped_default_package_is_row_invariant():
 
 
 def test_the_upgrade_command_refuses_a_folder_that_is_no_package_in_one_line(tmp_path, capsys):
-    from edgeseq.export.row_invariant import main
-    assert main([str(tmp_path)]) == 1
+    from edgeseq.cli import main
+    assert main(["upgrade", str(tmp_path)]) != 0
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and "no manifest.json" in err and "Traceback" not in err
+    assert err.startswith("edgeseq: error: ") and "no manifest.json" in err
+    assert "Traceback" not in err
 
 
 def test_the_upgrade_refuses_a_package_whose_decoder_is_corrupt(unpadded_package, tmp_path):
