@@ -170,9 +170,24 @@ def test_resample_accuracy(rates: tuple[int, int]) -> None:
     assert np.abs(dc[dst // 10 : -dst // 10] - 0.25).max() < 1e-5
 
 
+@pytest.mark.parametrize("down", [2, 3, 6])
+def test_decimating_by_an_integer_is_the_generic_filter(down: int) -> None:
+    """48, 32, 96 kHz -> 16 kHz take the decimator: the same filter and alignment as the
+    polyphase path, in float32 (lengths across its blocks and shorter than its taps)."""
+    rng = np.random.default_rng(down)
+    for n in (1, 2, 7, 100, 3001, down * audio._DECIMATE_BLOCK + 5):
+        x = rng.uniform(-1, 1, n)
+        fast, generic = audio.resample(x, 16000 * down, 16000), audio._resample_polyphase(x, 1, down)
+        assert fast.dtype == np.float32 and fast.shape == generic.shape == (-(-n // down),)
+        np.testing.assert_allclose(fast, generic, atol=2e-6)
+
+
 def test_resample_removes_aliases_and_handles_tiny_inputs() -> None:
     t = np.arange(44100) / 44100
     aliased = audio.resample(np.sin(2 * np.pi * 9000 * t), 44100, SR)  # above 8 kHz Nyquist
+    assert np.sqrt(np.mean(aliased[1600:-1600] ** 2)) < 1e-3
+    t = np.arange(48000) / 48000
+    aliased = audio.resample(np.sin(2 * np.pi * 9000 * t), 48000, SR)  # the decimator's too
     assert np.sqrt(np.mean(aliased[1600:-1600] ** 2)) < 1e-3
     for n in range(0, 5):
         for src in (8000, 44100, 48000):
