@@ -299,6 +299,13 @@ class DraftController:
                 best, best_rate = DraftPlan(way, k), float(rate[k])
         if self._rounds == 0:  # what the prior alone predicts, until drafts are seen
             self._prior_off = best.length == 0
+            if self._prior_off and not self._probe_gap:
+                # the first probe, too, within PROBE_SHARE of plain decoding's time, at its
+                # prior cost: probes after 8 and 16 passes cost Whisper base's first short
+                # clip one futile probe (exit steps at 0.6 of a pass, none accepted)
+                way = max(ways, key=lambda w: self.survival(w)[0])
+                self._probe_gap = max(self.probe_every,
+                                      int(self._prior_probe_passes(way) / PROBE_SHARE))
         if self._rounds < self.min_rounds and not self._prior_off:
             # too little seen to give up on a drafter expected to pay: the best length
             if best.length == 0:
@@ -309,6 +316,12 @@ class DraftController:
         if best.length == 0 or best_rate * self._plain_s < ON_GAIN:
             best = DraftPlan(max(ways, key=lambda w: self.survival(w)[0]), 0)
         return best
+
+    def _prior_probe_passes(self, way: int) -> float:
+        """What the prior predicts a probe of `way` costs beyond the tokens it gives, in
+        plain passes (as observe() measures a probe's cost)."""
+        k = min(PROBE_LENGTH, self.max_draft)
+        return max(float(self.cost(k, way)) / self._plain_s - self.expected_tokens(way)[k], 0.0)
 
     def _longest_gap(self) -> int:
         """max_probe_gap, or as many plain passes as keep the measured cost of a probe

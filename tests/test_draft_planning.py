@@ -57,6 +57,21 @@ def test_a_drafter_its_prior_expects_nothing_from_starts_off_and_is_probed():
     assert cheap.plan().length >= 1
 
 
+def test_a_drafter_its_prior_expects_nothing_from_is_first_probed_within_the_probe_share():
+    """Its first probe, like later ones, may cost PROBE_SHARE of plain decoding's time at
+    the prior's price: not after probe_every passes (Whisper base's first 10 s clip paid
+    a futile probe there)."""
+    from edgeseq.runtime.draft_control import PROBE_SHARE
+    control = DraftController(max_draft=8)
+    control.use_ways({1: 0.6, 3: 0.8})
+    prior_cost = 0.6 * PROBE_LENGTH + (1 + control.beta * PROBE_LENGTH) - \
+        control.expected_tokens(1)[PROBE_LENGTH]  # drafts at exit 1, verified, less its tokens
+    limits = _never_pays(control, 400)
+    first = limits.index(next(k for k in limits if k > 0))
+    assert first >= int(prior_cost / PROBE_SHARE) - 1 > control.probe_every
+    assert sum(k > 0 for k in limits) <= 3  # and later probes back off from there
+
+
 def _lengths_through_a_collapse() -> list[int]:
     """Draft lengths planned after 72 rounds of accepted drafts, once every draft starts
     being wrong (a drafted token costing a pass)."""
