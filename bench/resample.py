@@ -45,9 +45,10 @@ def compare(rate: int, seconds: float, repeats: int) -> dict:
 def transcriptions(package: str, rate: int, repeats: int) -> dict:
     """The shared 44 s clip brought to `rate` (by the generic path, up), then transcribed
     with each way of resampling it back to 16 kHz, alternating, median of repeats."""
+    from edgeseq.runtime import audio
+
     import edgeseq
     from bench.whisper_clips import AUDIO
-    from edgeseq.runtime import audio
     clip = AUDIO / "two_cities.wav"
     if not clip.is_file():
         raise SystemExit(f"--package needs the shared clip {clip}")
