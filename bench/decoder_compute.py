@@ -16,10 +16,11 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+
+from bench.timing import alternating_seconds
 
 CONFIGS = {"plain": None, "input": "input"}
 
@@ -91,25 +92,18 @@ def run(package: str, inputs: list, rounds: int, threads: int, max_new_tokens: i
         dequantized = fp32_decoder(engines["fp32"].directory, Path(tmp))
         runner = engines["fp32"].runner
         runner.decoder = runner.sessions.decoder = make_session(dequantized, engines["fp32"].config)
-        times: dict[tuple[str, str], list[float]] = {}
-        outputs: dict[tuple[str, str], list] = {}
+        def decode(engine, draft, items):
+            return [engine.generate(item, max_new_tokens=max_new_tokens, draft=draft).token_ids
+                    for item in items]
+        ways = {f"{name}/{config}": (lambda e=engine, d=draft: decode(e, d, inputs))
+                for name, engine in engines.items() for config, draft in CONFIGS.items()}
         for engine in engines.values():  # warm-up: onnxruntime allocates for new shapes
-            for item in inputs[:20]:
-                for draft in CONFIGS.values():
-                    engine.generate(item, max_new_tokens=max_new_tokens, draft=draft)
-        for i in range(rounds):
-            order = list(engines) if i % 2 == 0 else list(engines)[::-1]
-            for name in order:
-                for config, draft in CONFIGS.items():
-                    began = time.perf_counter()
-                    outputs[name, config] = [engines[name].generate(item, max_new_tokens=max_new_tokens,
-                                                                    draft=draft).token_ids
-                                             for item in inputs]
-                    times.setdefault((name, config), []).append(time.perf_counter() - began)
-    seconds = {f"{n}/{c}": statistics.median(t) for (n, c), t in times.items()}
-    same = lambda a, b: sum(x == y for x, y in zip(outputs[a], outputs[b]))
-    return {"inputs": len(inputs), "rounds": rounds, "seconds": seconds,
-            "rounds_s": {f"{n}/{c}": t for (n, c), t in times.items()},
+            for draft in CONFIGS.values():
+                decode(engine, draft, inputs[:20])
+        times, outputs = alternating_seconds(ways, rounds)
+    seconds = {way: statistics.median(t) for way, t in times.items()}
+    same = lambda a, b: sum(x == y for x, y in zip(outputs["/".join(a)], outputs["/".join(b)]))
+    return {"inputs": len(inputs), "rounds": rounds, "seconds": seconds, "rounds_s": times,
             "fp32_over_int8_time": {c: seconds[f"fp32/{c}"] / seconds[f"int8/{c}"] for c in CONFIGS},
             "input_speedup": {n: seconds[f"{n}/plain"] / seconds[f"{n}/input"] for n in engines},
             "input_vs_int8_plain": seconds["int8/plain"] / seconds["fp32/input"],

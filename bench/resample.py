@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from pathlib import Path
 
 import numpy as np
+
+from bench.timing import alternating_seconds
 
 TARGET_RATE = 16000
 
@@ -29,13 +30,9 @@ def compare(rate: int, seconds: float, repeats: int) -> dict:
     down = rate // TARGET_RATE
     ways = {"generic": lambda: audio._resample_polyphase(signal.astype(np.float64), 1, down),
             "decimator": lambda: audio.resample(signal, rate, TARGET_RATE)}
-    outputs = {name: run() for name, run in ways.items()}  # warm-up, and the outputs compared
-    times: dict[str, list[float]] = {name: [] for name in ways}
-    for i in range(repeats):
-        for name in (list(ways) if i % 2 == 0 else list(ways)[::-1]):
-            began = time.perf_counter()
-            ways[name]()
-            times[name].append(time.perf_counter() - began)
+    for run in ways.values():  # warm-up
+        run()
+    times, outputs = alternating_seconds(ways, repeats)
     generic, decimator = (statistics.median(times[n]) * 1e3 for n in ways)
     return {"rate": rate, "seconds": seconds, "generic_ms": generic, "decimator_ms": decimator,
             "speedup": generic / decimator,
@@ -57,14 +54,11 @@ def transcriptions(package: str, rate: int, repeats: int) -> dict:
     down = rate // TARGET_RATE
     ways = {"generic": lambda: audio._resample_polyphase(signal.astype(np.float64), 1, down),
             "decimator": lambda: audio.resample(signal, rate, TARGET_RATE)}
-    texts = {name: engine.transcribe(way()).text for name, way in ways.items()}  # warm-up
+    transcribe = {name: (lambda way=way: engine.transcribe(way()).text) for name, way in ways.items()}
+    for run in transcribe.values():  # warm-up
+        run()
     original = engine.transcribe(audio.load_audio(clip)).text
-    times: dict[str, list[float]] = {name: [] for name in ways}
-    for i in range(repeats):
-        for name in (list(ways) if i % 2 == 0 else list(ways)[::-1]):
-            began = time.perf_counter()
-            engine.transcribe(ways[name]())
-            times[name].append(time.perf_counter() - began)
+    times, texts = alternating_seconds(transcribe, repeats)
     generic, decimator = (statistics.median(times[n]) * 1e3 for n in ways)
     return {"rate": rate, "package": package, "generic_ms": generic, "decimator_ms": decimator,
             "speedup": generic / decimator, "same_transcript": texts["generic"] == texts["decimator"],

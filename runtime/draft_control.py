@@ -303,9 +303,8 @@ class DraftController:
                 # the first probe, too, within PROBE_SHARE of plain decoding's time, at its
                 # prior cost: probes after 8 and 16 passes cost Whisper base's first short
                 # clip one futile probe (exit steps at 0.6 of a pass, none accepted)
-                way = max(ways, key=lambda w: self.survival(w)[0])
-                self._probe_gap = max(self.probe_every,
-                                      int(self._prior_probe_passes(way) / PROBE_SHARE))
+                self._probe_gap = max(self.probe_every, int(
+                    self._prior_probe_passes(self._likeliest(ways)) / PROBE_SHARE))
         if self._rounds < self.min_rounds and not self._prior_off:
             # too little seen to give up on a drafter expected to pay: the best length
             if best.length == 0:
@@ -314,8 +313,12 @@ class DraftController:
         # draft only for a predicted gain of 8% or more: estimates are noisy, and a wrong
         # "on" costs more than a wrong "off"
         if best.length == 0 or best_rate * self._plain_s < ON_GAIN:
-            best = DraftPlan(max(ways, key=lambda w: self.survival(w)[0]), 0)
+            best = DraftPlan(self._likeliest(ways), 0)
         return best
+
+    def _likeliest(self, ways: list[int]) -> int:
+        """The way whose first draft is likeliest accepted: the one probed while off."""
+        return max(ways, key=lambda w: self.survival(w)[0])
 
     def _prior_probe_passes(self, way: int) -> float:
         """What the prior predicts a probe of `way` costs beyond the tokens it gives, in
