@@ -51,14 +51,21 @@ def _onnxruntime_version() -> str:
 
 
 def _git_commit(root: Path) -> str | None:
+    """HEAD's short hash, with "+changes" when Python files differ from it (a run of code
+    not yet committed must not pass for the commit's)."""
     try:
         out = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
             text=True, timeout=10,
         )
+        changed = subprocess.run(["git", "status", "--porcelain", "--", "*.py"], cwd=root,
+                                 capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return out.stdout.strip() or None
+    commit = out.stdout.strip()
+    if not commit:
+        return None
+    return commit + "+changes" if changed.stdout.strip() else commit
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

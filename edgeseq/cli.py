@@ -30,7 +30,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _load(args: argparse.Namespace):
     import edgeseq
     return edgeseq.load(args.package, provider=args.provider, threads=args.threads,
-                        spin=not args.no_spin, shared_pool=args.shared_pool)
+                        spin=not args.no_spin, shared_pool=args.shared_pool,
+                        fp32_decoder_products=DECODER_PRODUCTS[args.decoder_products])
+
+
+# --decoder-products: how an int8 decoder multiplies (runtime/decoder_products.py)
+DECODER_PRODUCTS = {"auto": None, "int8": False, "fp32": True}
 
 
 def _draft(value: str | None, args: argparse.Namespace):
@@ -40,7 +45,8 @@ def _draft(value: str | None, args: argparse.Namespace):
     if value.startswith("model:"):
         import edgeseq
         return edgeseq.load(value[len("model:"):], provider=args.provider, threads=args.threads,
-                            shared_pool=args.shared_pool)
+                            shared_pool=args.shared_pool,
+                            fp32_decoder_products=DECODER_PRODUCTS[args.decoder_products])
     return value
 
 
@@ -158,6 +164,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
             "size_bytes": sum(f["bytes"] for f in m.files.values()),
             "providers": engine.providers(), "validation": m.validation,
             "generation": m.generation, "encoder_int8_weights": _int8_weights(engine),
+            "decoder_products": _decoder_products(engine),
             "row_invariant_decoder": m.row_invariant_decoder}
     if args.placement:
         info["placement"] = engine.placement()
@@ -179,6 +186,9 @@ def _cmd_info(args: argparse.Namespace) -> int:
     if info["encoder_int8_weights"] == "unsigned":
         print("  encoder int8 weights: loaded as uint8 (this CPU has no VNNI, where the "
               "stored uint8 x int8 product saturates)")
+    if info["decoder_products"] == "fp32":
+        print(f"  decoder int8 weights: multiplied in fp32 "
+              f"({engine.runner.sessions.fp32_product_bytes / 1e6:.1f} MB dequantized at load)")
     if args.placement:
         from edgeseq.runtime.placement import summary
         for graph, ops in info["placement"].items():
@@ -203,6 +213,12 @@ def _int8_weights(engine) -> str | None:
     if not sessions.integer_gemm:
         return None
     return "unsigned" if sessions.unsigned_weights else "stored"
+
+
+def _decoder_products(engine) -> str:
+    """How the decoder multiplies: "fp32" where its int8 weights were dequantized at load
+    (runtime/decoder_products.py), else as the package stores them."""
+    return "fp32" if engine.runner.sessions.fp32_products else "stored"
 
 
 def _cmd_upgrade(args: argparse.Namespace) -> int:
@@ -277,6 +293,10 @@ def _add_runtime_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=0, help="intra-op threads (0: all cores)")
     p.add_argument("--no-spin", action="store_true",
                    help="idle threads sleep instead of spinning (better on busy cores)")
+    p.add_argument("--decoder-products", choices=list(DECODER_PRODUCTS), default="auto",
+                   help="an int8 decoder multiplies in int8, or in fp32 over its weights "
+                        "dequantized at load (auto: fp32 for small decoders on x86 CPUs "
+                        "without VNNI)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 

@@ -5,7 +5,11 @@ keeps and encoding the few it changes."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 VARINT, FIXED64, LENGTH, FIXED32 = 0, 1, 2, 5
 
@@ -14,13 +18,14 @@ MODEL_GRAPH, MODEL_OPSET_IMPORT, MODEL_FUNCTIONS = 7, 8, 25
 OPSET_DOMAIN = 1
 GRAPH_NODE, GRAPH_NAME, GRAPH_INITIALIZER, GRAPH_VALUE_INFO = 1, 2, 5, 13
 GRAPH_INPUT, GRAPH_OUTPUT, GRAPH_SPARSE_INITIALIZER = 11, 12, 15
-NODE_INPUT, NODE_NAME, NODE_OP_TYPE, NODE_ATTRIBUTE, NODE_DOMAIN = 1, 3, 4, 5, 7
+NODE_INPUT, NODE_OUTPUT, NODE_NAME, NODE_OP_TYPE, NODE_ATTRIBUTE, NODE_DOMAIN = 1, 2, 3, 4, 5, 7
+ATTR_I = 3
 ATTR_NAME, ATTR_T, ATTR_G, ATTR_TENSORS, ATTR_GRAPHS = 1, 5, 6, 10, 11
 ATTR_SPARSE_TENSOR, ATTR_SPARSE_TENSORS = 22, 23
 TENSOR_DIMS, TENSOR_DATA_TYPE, TENSOR_NAME, TENSOR_RAW_DATA = 1, 2, 8, 9
 TENSOR_EXTERNAL_DATA, TENSOR_DATA_LOCATION = 13, 14
 TENSOR_LOCATION_EXTERNAL = 1
-DATA_TYPE_UINT8, DATA_TYPE_INT8 = 2, 3
+DATA_TYPE_FLOAT, DATA_TYPE_UINT8, DATA_TYPE_INT8 = 1, 2, 3
 SPARSE_VALUES, SPARSE_INDICES = 1, 2
 ENTRY_KEY, ENTRY_VALUE = 1, 2
 VALUE_INFO_NAME = 1
@@ -114,6 +119,75 @@ def varints(buf: bytes, span: tuple[int, int], number: int) -> list[int]:
                 item, pos = read_varint(buf, pos, end)
                 out.append(item)
     return out
+
+
+@dataclass(frozen=True)
+class WireTensor:
+    """A TensorProto's header, as read from the wire."""
+    name: str
+    data_type: int
+    dims: tuple[int, ...]
+    entries: dict[str, str]       # external data: location, offset, length
+    raw: tuple[int, int] | None   # span of raw_data inside the graph
+
+
+def read_tensor(buf: bytes, span: tuple[int, int]) -> WireTensor:
+    name, data_type, entries, external, raw = "", 0, {}, False, None
+    for n, wire, value, _ in fields_with_extent(buf, *span):
+        if n == TENSOR_NAME and wire == LENGTH:
+            name = text(buf, value)
+        elif n == TENSOR_DATA_TYPE and wire == VARINT:
+            data_type = value
+        elif n == TENSOR_RAW_DATA and wire == LENGTH:
+            raw = value
+        elif n == TENSOR_EXTERNAL_DATA and wire == LENGTH:
+            entries[string(buf, value, ENTRY_KEY)] = string(buf, value, ENTRY_VALUE)
+        elif n == TENSOR_DATA_LOCATION and wire == VARINT:
+            external = value == TENSOR_LOCATION_EXTERNAL
+    dims = tuple(varints(buf, span, TENSOR_DIMS))
+    return WireTensor(name, data_type, dims, entries if external else {}, raw)
+
+
+def tensor_data(tensor: WireTensor, data: bytes, folder: Path, nbytes: int) -> np.ndarray:
+    """A tensor's `nbytes` bytes (uint8), read from its external file in `folder` or from
+    its raw_data in `data` (the graph's bytes). ValueError where the stored length differs
+    or the data is cut short."""
+    if tensor.entries:
+        length = int(tensor.entries.get("length", nbytes))
+        if length != nbytes:
+            raise ValueError(f"tensor {tensor.name!r} holds {length} bytes, not {nbytes}")
+        raw = np.fromfile(folder / tensor.entries["location"], np.uint8, nbytes,
+                          offset=int(tensor.entries.get("offset", 0)))
+    elif tensor.raw is not None:
+        raw = np.frombuffer(data, np.uint8, min(nbytes, tensor.raw[1] - tensor.raw[0]),
+                            offset=tensor.raw[0])
+    else:
+        raise ValueError(f"tensor {tensor.name!r} holds no raw or external data")
+    if raw.size != nbytes:
+        raise ValueError(f"tensor {tensor.name!r} is cut short")
+    return raw
+
+
+@dataclass(frozen=True)
+class WireNode:
+    """A NodeProto's op_type, domain and inputs."""
+    op_type: str
+    domain: str
+    inputs: tuple[str, ...]
+
+
+def read_node(buf: bytes, span: tuple[int, int]) -> WireNode:
+    op_type, domain, inputs = "", "", []
+    for n, wire, value, _ in fields_with_extent(buf, *span):
+        if wire != LENGTH:
+            continue
+        if n == NODE_INPUT:
+            inputs.append(text(buf, value))
+        elif n == NODE_OP_TYPE:
+            op_type = text(buf, value)
+        elif n == NODE_DOMAIN:
+            domain = text(buf, value)
+    return WireNode(op_type, domain, tuple(inputs))
 
 
 # -- writing -----------------------------------------------------------------------------

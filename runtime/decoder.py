@@ -14,6 +14,7 @@ from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 from edgeseq import names
 from edgeseq.errors import ProviderFailure
 from edgeseq.manifest import Manifest
+from .decoder_products import fp32_product_bytes, fp32_product_graph, wants_fp32_products
 from .integer_gemm import (cpu_kernels_on_gpu, unsigned_weight_graph,
                            uses_integer_gemm, wants_unsigned_weights, x86_cpu_flags)
 from .kv_cache import KVCache
@@ -119,43 +120,58 @@ def run_session(session, outputs: list[str], feeds: dict) -> list:
 
 @dataclass
 class Sessions:
-    """A package's encoder and decoder sessions, and what the encoder was loaded with when
-    its graph was rewritten in memory for this CPU (runtime/integer_gemm.py)."""
+    """A package's encoder and decoder sessions, and what each was loaded with when its
+    graph was rewritten in memory for this CPU (runtime/integer_gemm.py,
+    runtime/decoder_products.py)."""
     encoder: ort.InferenceSession
     decoder: ort.InferenceSession
     integer_gemm: bool  # the encoder multiplies in onnxruntime's integer GEMM
     unsigned_weights: tuple[str, ...] = ()  # its int8 weights loaded as uint8
     unsigned_weight_bytes: int = 0
+    # the decoder's int8 weights multiplied as fp32 (runtime/decoder_products.py)
+    fp32_products: tuple[str, ...] = ()
+    fp32_product_bytes: int = 0
 
 
-def open_sessions(directory: Path, config: SessionConfig, d_model: int,
+def open_sessions(directory: Path, config: SessionConfig, manifest: Manifest,
                   profile: Path | None = None) -> Sessions:
     """A package's sessions as the runner runs them; `profile`: a folder for onnxruntime's
-    traces (runtime/placement.py)."""
+    traces (runtime/placement.py). Only int8 packages' decoders may multiply in fp32 (an
+    int4 package's 8-bit products stay as they are: unmeasured)."""
     encoder_file = directory / names.ENCODER_FILE
     encoder_bytes = encoder_file.read_bytes()  # the graph alone: its weights are external
     integer_gemm = uses_integer_gemm(encoder_bytes)
-    cpu_flags = x86_cpu_flags() if integer_gemm and config.unsigned_int8_weights is None else None
+    cpu_flags = x86_cpu_flags()
     graph = (unsigned_weight_graph(encoder_file, encoder_bytes)
              if wants_unsigned_weights(config.unsigned_int8_weights, integer_gemm, cpu_flags)
              else None)
     # The encoder runs once per request: spinning after it, its idle workers would take
     # the cores of the decoder steps that follow (bench/thread_pools.py).
     encoder = make_session(encoder_file, config, spin=False,
-                           threads=encoder_thread_count(config, d_model),
+                           threads=encoder_thread_count(config, manifest.arch.d_model),
                            profile=profile and profile / "encoder", graph=graph)
-    decoder = make_session(directory / names.DECODER_FILE, config,
-                           profile=profile and profile / "decoder")
-    if graph is None:
-        return Sessions(encoder, decoder, integer_gemm)
-    return Sessions(encoder, decoder, integer_gemm, graph.widened, graph.widened_bytes)
+    decoder_file = directory / names.DECODER_FILE
+    decoder_bytes = decoder_file.read_bytes()
+    fp32_bytes = fp32_product_bytes(decoder_bytes) if manifest.quant == "int8" else 0
+    products = (fp32_product_graph(decoder_file, decoder_bytes)
+                if wants_fp32_products(config.fp32_decoder_products, config.provider, cpu_flags,
+                                       fp32_bytes)
+                else None)
+    decoder = make_session(decoder_file, config, profile=profile and profile / "decoder",
+                           graph=products)
+    sessions = Sessions(encoder, decoder, integer_gemm)
+    if graph is not None:
+        sessions.unsigned_weights, sessions.unsigned_weight_bytes = graph.weights, graph.buffer_bytes
+    if products is not None:
+        sessions.fp32_products, sessions.fp32_product_bytes = products.weights, products.buffer_bytes
+    return sessions
 
 
 class Seq2SeqRunner:
     def __init__(self, directory: Path, manifest: Manifest, config: SessionConfig):
         self.manifest = manifest
         self.arch = manifest.arch
-        self.sessions = open_sessions(directory, config, self.arch.d_model)
+        self.sessions = open_sessions(directory, config, manifest)
         self.encoder, self.decoder = self.sessions.encoder, self.sessions.decoder
         warning = cpu_kernels_on_gpu(device_memory(self.encoder), self.sessions.integer_gemm)
         if warning:

@@ -94,17 +94,21 @@ class Engine:
     def load(cls, package: str | Path, provider: str = "cpu", threads: int = 0,
              spin: bool = True, shared_pool: bool = False,
              encoder_threads: int | None = None,
-             unsigned_int8_weights: bool | None = None) -> "Engine":
+             unsigned_int8_weights: bool | None = None,
+             fp32_decoder_products: bool | None = None) -> "Engine":
         """A package directory, or "default" (the embedded model), checked against its
         manifest before any session exists. The session options are SessionConfig's
         (runtime/providers.py), where each is explained: `provider` ("cpu", "cuda", ...),
         `threads` (0: onnxruntime's default), `spin`, `shared_pool`, `encoder_threads`,
-        and `unsigned_int8_weights` (None: int8 encoder weights as uint8 only on x86 CPUs
-        without VNNI, runtime/integer_gemm.py)."""
+        `unsigned_int8_weights` (None: int8 encoder weights as uint8 only on x86 CPUs
+        without VNNI, runtime/integer_gemm.py) and `fp32_decoder_products` (None: a small
+        int8 decoder multiplies in fp32 on x86 CPUs without VNNI,
+        runtime/decoder_products.py)."""
         check_onnxruntime()
         config = SessionConfig(provider=provider, threads=threads, spin=spin,
                                shared_pool=shared_pool, encoder_threads=encoder_threads,
-                               unsigned_int8_weights=unsigned_int8_weights)
+                               unsigned_int8_weights=unsigned_int8_weights,
+                               fp32_decoder_products=fp32_decoder_products)
         directory = resolve_package(package)
         manifest = read_manifest(directory)
         verify_files(directory, manifest)
@@ -307,7 +311,9 @@ class Engine:
 
     def resident_weight_bytes(self) -> int:
         """What the memory model counts for this engine's loaded weights."""
-        return package_weight_bytes(self.manifest, self.runner.sessions.unsigned_weight_bytes)
+        sessions = self.runner.sessions
+        return package_weight_bytes(self.manifest, sessions.unsigned_weight_bytes,
+                                    sessions.fp32_product_bytes)
 
     def memory_plan(self, budget_mb: float, request: Request,
                     draft_arch: ArchSpec | None = None) -> Plan:

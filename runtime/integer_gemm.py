@@ -16,21 +16,20 @@ is still read by onnxruntime from the package folder. The package on disk is unc
 from __future__ import annotations
 
 import platform
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
 from edgeseq.errors import PackageError
-from edgeseq.onnx_wire import (DATA_TYPE_INT8, DATA_TYPE_UINT8, ENTRY_KEY, ENTRY_VALUE,
-                               GRAPH_INITIALIZER, GRAPH_NODE, GRAPH_VALUE_INFO, LENGTH,
-                               MODEL_GRAPH, NODE_DOMAIN, NODE_INPUT, NODE_OP_TYPE,
-                               TENSOR_DATA_LOCATION, TENSOR_DATA_TYPE, TENSOR_DIMS,
-                               TENSOR_EXTERNAL_DATA, TENSOR_LOCATION_EXTERNAL, TENSOR_NAME,
-                               TENSOR_RAW_DATA, VALUE_INFO_NAME, VARINT, Malformed,
-                               fields_with_extent, length_field, string, text, varint_field,
-                               varints)
+from edgeseq.onnx_wire import (DATA_TYPE_INT8, DATA_TYPE_UINT8, GRAPH_INITIALIZER, GRAPH_NODE,
+                               GRAPH_VALUE_INFO, LENGTH, NODE_INPUT, TENSOR_DATA_TYPE,
+                               TENSOR_DIMS, TENSOR_NAME, TENSOR_RAW_DATA, VALUE_INFO_NAME,
+                               Malformed, WireNode, WireTensor, fields_with_extent,
+                               length_field, read_node, read_tensor, string, tensor_data, text,
+                               varint_field)
+
+from .rewritten_graph import RewrittenGraph, model_graph, with_graph
 
 INTEGER_GEMM = "MatMulIntegerToFloat"
 MS_DOMAIN = "com.microsoft"
@@ -110,43 +109,7 @@ def cpu_kernels_on_gpu(device: str | None, integer_gemm: bool) -> str | None:
             "CUDA provider lacks, so it runs on the CPU; for GPUs export with "
             "`edgeseq export ... --int8-encoder blocks` (or use an fp16/fp32 package)")
 
-
-# Where onnxruntime reads the external weights of a graph it is given as bytes.
-FOLDER_KEY = "session.model_external_initializers_file_folder_path"
-
-
-@dataclass
-class EncoderGraph:
-    """An encoder graph rewritten in memory: `model`, a serialized ModelProto whose
-    uint8 weights are handed to onnxruntime as buffers (`external`: name -> OrtValue) and
-    whose other external tensors onnxruntime reads from `folder`, as it would for the
-    file. onnxruntime copies the buffers when it makes the session (1.22 to 1.32: the
-    encoder's outputs stay identical after they are freed, and its memory grows by their
-    size), so they need not outlive that call; kept, they would cost their size twice."""
-    model: bytes
-    folder: Path
-    external: dict[str, ort.OrtValue]
-    widened: tuple[str, ...]  # the weights now stored as uint8
-
-    @property
-    def widened_bytes(self) -> int:
-        return sum(value.numpy().nbytes for value in self.external.values())
-
-    def session_options(self, opts: ort.SessionOptions) -> None:
-        opts.add_session_config_entry(FOLDER_KEY, str(self.folder))
-        opts.add_external_initializers(list(self.external), list(self.external.values()))
-
-
-@dataclass(frozen=True)
-class _Tensor:
-    name: str
-    data_type: int
-    dims: tuple[int, ...]
-    entries: dict[str, str]       # external data: location, offset, length
-    raw: tuple[int, int] | None   # span of raw_data inside the graph
-
-
-def unsigned_weight_graph(graph_file: Path, data: bytes | None = None) -> EncoderGraph:
+def unsigned_weight_graph(graph_file: Path, data: bytes | None = None) -> RewrittenGraph:
     """The graph at `graph_file` (`data`: its bytes, when the caller has read them) with
     every int8 weight of an integer GEMM stored as uint8 with zero point 128 (the same
     integers); the graph's other tensors in external files are read from beside it. The
@@ -160,13 +123,12 @@ def unsigned_weight_graph(graph_file: Path, data: bytes | None = None) -> Encode
                            f"GEMM: {err}") from err
 
 
-def _rewrite(data: bytes, folder: Path) -> EncoderGraph:
-    top = list(fields_with_extent(data, 0, len(data)))
-    graph = next(value for n, wire, value, _ in top if n == MODEL_GRAPH and wire == LENGTH)
-    parts = list(fields_with_extent(data, *graph))
-    nodes = {extent: _node(data, value) for n, wire, value, extent in parts
+
+def _rewrite(data: bytes, folder: Path) -> RewrittenGraph:
+    parts = list(fields_with_extent(data, *model_graph(data)))
+    nodes = {extent: read_node(data, value) for n, wire, value, extent in parts
              if n == GRAPH_NODE and wire == LENGTH}
-    tensors = {extent: _tensor(data, value) for n, wire, value, extent in parts
+    tensors = {extent: read_tensor(data, value) for n, wire, value, extent in parts
                if n == GRAPH_INITIALIZER and wire == LENGTH}
     targets = _widenable(nodes.values(), {t.name: t for t in tensors.values()})
     out, external = [], {}
@@ -190,60 +152,24 @@ def _rewrite(data: bytes, folder: Path) -> EncoderGraph:
         out.append(length_field(GRAPH_INITIALIZER, length_field(TENSOR_NAME, ZERO_POINT_NAME)
                                 + varint_field(TENSOR_DATA_TYPE, DATA_TYPE_UINT8)
                                 + length_field(TENSOR_RAW_DATA, bytes([128]))))
-    new_graph = length_field(MODEL_GRAPH, b"".join(out))
-    model = b"".join(new_graph if n == MODEL_GRAPH and wire == LENGTH
-                     else data[extent[0]:extent[1]] for n, wire, _, extent in top)
-    return EncoderGraph(model, folder, external, tuple(sorted(targets)))
+    return RewrittenGraph(with_graph(data, b"".join(out)), folder, external, tuple(sorted(targets)))
 
 
-def _node(buf: bytes, span: tuple[int, int]) -> tuple[str, str, list[str]]:
-    """(op_type, domain, inputs) of a NodeProto."""
-    op_type, domain, inputs = "", "", []
-    for n, wire, value, _ in fields_with_extent(buf, *span):
-        if wire != LENGTH:
-            continue
-        if n == NODE_INPUT:
-            inputs.append(text(buf, value))
-        elif n == NODE_OP_TYPE:
-            op_type = text(buf, value)
-        elif n == NODE_DOMAIN:
-            domain = text(buf, value)
-    return op_type, domain, inputs
+def _reads_widened(node: WireNode, targets: set[str]) -> bool:
+    return node.op_type == INTEGER_GEMM and len(node.inputs) > 1 and node.inputs[1] in targets
 
 
-def _reads_widened(node: tuple[str, str, list[str]], targets: set[str]) -> bool:
-    op, _, inputs = node
-    return op == INTEGER_GEMM and len(inputs) > 1 and inputs[1] in targets
-
-
-def _tensor(buf: bytes, span: tuple[int, int]) -> _Tensor:
-    name, data_type, entries, external, raw = "", 0, {}, False, None
-    for n, wire, value, _ in fields_with_extent(buf, *span):
-        if n == TENSOR_NAME and wire == LENGTH:
-            name = text(buf, value)
-        elif n == TENSOR_DATA_TYPE and wire == VARINT:
-            data_type = value
-        elif n == TENSOR_RAW_DATA and wire == LENGTH:
-            raw = value
-        elif n == TENSOR_EXTERNAL_DATA and wire == LENGTH:
-            entries[string(buf, value, ENTRY_KEY)] = string(buf, value, ENTRY_VALUE)
-        elif n == TENSOR_DATA_LOCATION and wire == VARINT:
-            external = value == TENSOR_LOCATION_EXTERNAL
-    dims = tuple(varints(buf, span, TENSOR_DIMS))
-    return _Tensor(name, data_type, dims, entries if external else {}, raw)
-
-
-def _widenable(nodes, tensors: dict[str, _Tensor]) -> set[str]:
+def _widenable(nodes, tensors: dict[str, WireTensor]) -> set[str]:
     """Names of int8 weights that only integer GEMMs without a weight zero point read,
     as their B input; none when an inner graph could read one unseen."""
     nodes = list(nodes)
-    if any(op in SUBGRAPH_OPS for op, _, _ in nodes):
+    if any(node.op_type in SUBGRAPH_OPS for node in nodes):
         return set()
     readers: dict[str, list[bool]] = {}
-    for op, domain, inputs in nodes:
-        plain_gemm = op == INTEGER_GEMM and domain == MS_DOMAIN and \
-            (len(inputs) <= B_ZERO_POINT or not inputs[B_ZERO_POINT])
-        for i, name in enumerate(inputs):
+    for node in nodes:
+        plain_gemm = node.op_type == INTEGER_GEMM and node.domain == MS_DOMAIN and \
+            (len(node.inputs) <= B_ZERO_POINT or not node.inputs[B_ZERO_POINT])
+        for i, name in enumerate(node.inputs):
             readers.setdefault(name, []).append(plain_gemm and i == 1)
     return {name for name, ok in readers.items()
             if all(ok) and name in tensors and tensors[name].data_type == DATA_TYPE_INT8
@@ -270,25 +196,15 @@ def _retyped(buf: bytes, span: tuple[int, int]) -> bytes:
     return length_field(GRAPH_INITIALIZER, kept + varint_field(TENSOR_DATA_TYPE, DATA_TYPE_UINT8))
 
 
-def _uint8_twin(tensor: _Tensor, flipped: np.ndarray) -> bytes:
+def _uint8_twin(tensor: WireTensor, flipped: np.ndarray) -> bytes:
     """An initializer inside the graph holding `flipped`, its uint8 values."""
     body = b"".join(varint_field(TENSOR_DIMS, d) for d in tensor.dims)
     body += varint_field(TENSOR_DATA_TYPE, DATA_TYPE_UINT8) + length_field(TENSOR_NAME, tensor.name)
     return length_field(GRAPH_INITIALIZER, body + length_field(TENSOR_RAW_DATA, flipped.tobytes()))
 
 
-def _flipped(tensor: _Tensor, data: bytes, folder: Path) -> np.ndarray:
+def _flipped(tensor: WireTensor, data: bytes, folder: Path) -> np.ndarray:
     """An int8 tensor's values + 128 as uint8 [dims] (the sign bit flipped), read from
     its external file in `folder` or from its raw_data in `data`."""
     count = int(np.prod(tensor.dims, dtype=np.int64))
-    if tensor.entries:
-        length = int(tensor.entries.get("length", count))
-        if length != count:
-            raise ValueError(f"tensor {tensor.name!r} holds {length} bytes, not {count} values")
-        raw = np.fromfile(folder / tensor.entries["location"], np.uint8, count,
-                          offset=int(tensor.entries.get("offset", 0)))
-    else:
-        raw = np.frombuffer(data, np.uint8, count, offset=tensor.raw[0])
-    if raw.size != count:
-        raise ValueError(f"tensor {tensor.name!r} is cut short")
-    return (raw ^ 0x80).reshape(tensor.dims)
+    return (tensor_data(tensor, data, folder, count) ^ 0x80).reshape(tensor.dims)

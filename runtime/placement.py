@@ -23,7 +23,7 @@ def operator_placement(engine) -> Placement:
     runner, config = engine.runner, engine.config
     with tempfile.TemporaryDirectory(prefix="edgeseq-placement-") as tmp:
         profiled = copy.copy(runner)  # the engine's own sessions stay as they are
-        sessions = open_sessions(engine.directory, config, engine.arch.d_model, profile=Path(tmp))
+        sessions = open_sessions(engine.directory, config, engine.manifest, profile=Path(tmp))
         profiled.encoder, profiled.decoder = sessions.encoder, sessions.decoder
         _one_pass(profiled, engine)
         return {name: _count(Path(getattr(profiled, name).end_profiling()))

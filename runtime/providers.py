@@ -15,7 +15,7 @@ from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 from edgeseq.errors import OnnxruntimeVersionError, OptionsError, PackageError, ProviderError
 
 if TYPE_CHECKING:
-    from .integer_gemm import EncoderGraph
+    from .rewritten_graph import RewrittenGraph
 
 # 1.22 lacks the process-wide thread pool's sizes (the CLI's shared pool) and 8-bit
 # MatMulNBits outside packed weights (layer skipping's If branches); the whole suite
@@ -68,6 +68,11 @@ class SessionConfig:
     # without VNNI, where the stored uint8 x int8 product saturates and costs accuracy
     # (runtime/integer_gemm.py); True / False: always / never.
     unsigned_int8_weights: bool | None = None
+    # int8 decoders' 8-bit products as fp32 products over the same weights, dequantized
+    # at load. None: on the CPU provider of x86 CPUs without VNNI, for decoders whose
+    # dequantized weights take at most 8 MB, where measured faster (speculation's
+    # many-row passes most: runtime/decoder_products.py); True / False: always / never.
+    fp32_decoder_products: bool | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.provider, str):
@@ -78,6 +83,9 @@ class SessionConfig:
         if self.unsigned_int8_weights not in (None, True, False):
             raise OptionsError(f"unsigned_int8_weights must be None, True or False, "
                                f"got {self.unsigned_int8_weights!r}")
+        if self.fp32_decoder_products not in (None, True, False):
+            raise OptionsError(f"fp32_decoder_products must be None, True or False, "
+                               f"got {self.fp32_decoder_products!r}")
         if self.encoder_threads is not None:
             if not _is_thread_count(self.encoder_threads):
                 raise OptionsError(f"encoder_threads must be an int >= 0 or None, "
@@ -165,9 +173,9 @@ SHARED_POOL = SharedThreadPool()
 
 def make_session(path: Path, config: SessionConfig, spin: bool | None = None,
                  threads: int | None = None, profile: Path | None = None,
-                 graph: "EncoderGraph | None" = None) -> ort.InferenceSession:
+                 graph: "RewrittenGraph | None" = None) -> ort.InferenceSession:
     """A session for the graph at `path`, or for `graph`, that graph rewritten in memory
-    (runtime/integer_gemm.py); `spin` and `threads` override config.spin and
+    (runtime/rewritten_graph.py); `spin` and `threads` override config.spin and
     config.threads for this session's own pool. `profile`: onnxruntime's profiler writes
     its trace under this file prefix (runtime/placement.py)."""
     spin = config.spin if spin is None else spin

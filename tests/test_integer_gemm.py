@@ -80,7 +80,7 @@ def test_a_rewritten_integer_gemm_is_the_exact_integer_product(tmp_path, externa
     w = RNG.standard_normal((512, 96)).astype(np.float32)
     x = RNG.standard_normal((40, 512)).astype(np.float32)
     graph = unsigned_weight_graph(_row_int8_linear_file(tmp_path, w, external))
-    assert graph.widened == ("lin.w_int8c",)
+    assert graph.weights == ("lin.w_int8c",)
     assert bool(graph.external) == external  # the other tensors stay in the weights file
     opts = ort.SessionOptions()
     graph.session_options(opts)
@@ -98,7 +98,7 @@ def test_the_rewrite_changes_only_the_int8_weights_and_their_products(tiny_packa
     rewritten = onnx.load_from_string(graph.model)
 
     gemms = [n for n in stored.graph.node if n.op_type == "MatMulIntegerToFloat"]
-    assert sorted(graph.widened) == sorted(n.input[1] for n in gemms) and gemms
+    assert sorted(graph.weights) == sorted(n.input[1] for n in gemms) and gemms
     for before, after in zip(stored.graph.node, rewritten.graph.node, strict=True):
         if before.op_type == "MatMulIntegerToFloat":
             assert list(after.input) == list(before.input) + [""] * (5 - len(before.input)) \
@@ -111,7 +111,7 @@ def test_the_rewrite_changes_only_the_int8_weights_and_their_products(tiny_packa
             assert numpy_helper.to_array(tensor).tolist() == 128
             continue
         assert tensor.data_location == TensorProto.EXTERNAL  # none moved into the graph
-        if tensor.name in graph.widened:  # handed over as a buffer
+        if tensor.name in graph.weights:  # handed over as a buffer
             uint8 = graph.external[tensor.name].numpy()
             assert tensor.data_type == TensorProto.UINT8 and uint8.dtype == np.uint8
             assert np.array_equal(uint8.astype(np.int16) - 128, int8[tensor.name])

@@ -137,3 +137,18 @@ def test_int8_encoder_weights_loaded_as_uint8_are_counted(tiny_package):
     assert abs(extra - widened * UNSIGNED_WEIGHT_RESIDENCY) <= 1
     wanted = Request(1, 16, 8, 0)
     assert unsigned.memory_plan(500, wanted).estimate.weights == unsigned.resident_weight_bytes()
+
+
+def test_an_int8_decoders_weights_dequantized_for_fp32_products_are_counted(tiny_package):
+    """A decoder multiplying in fp32 holds its int8 weights dequantized, and onnxruntime
+    keeps its copy of them besides their packed form (runtime/decoder_products.py)."""
+    from edgeseq.runtime.memory import FP32_PRODUCT_RESIDENCY
+    package = str(tiny_package("t5", "int8")[0])
+    stored = edgeseq.load(package, threads=1, fp32_decoder_products=False)
+    fp32 = edgeseq.load(package, threads=1, fp32_decoder_products=True)
+    dequantized = fp32.runner.sessions.fp32_product_bytes
+    assert dequantized > 0 and stored.runner.sessions.fp32_product_bytes == 0
+    extra = fp32.resident_weight_bytes() - stored.resident_weight_bytes()
+    assert abs(extra - dequantized * FP32_PRODUCT_RESIDENCY) <= 1
+    wanted = Request(1, 16, 8, 0)
+    assert fp32.memory_plan(500, wanted).estimate.weights == fp32.resident_weight_bytes()

@@ -11,7 +11,7 @@ from edgeseq.runtime.placement import summary
 
 
 def test_on_cpu_every_operator_of_both_graphs_runs_on_the_cpu_provider():
-    engine = edgeseq.load("default", threads=1)
+    engine = edgeseq.load("default", threads=1, fp32_decoder_products=False)
     placement = engine.placement()
     assert set(placement) == {"encoder", "decoder"}
     for ops in placement.values():
@@ -19,6 +19,14 @@ def test_on_cpu_every_operator_of_both_graphs_runs_on_the_cpu_provider():
     # the profile counts real kernels: 4 layers' projections, MLPs and the head
     assert placement["decoder"]["MatMulNBits"]["CPUExecutionProvider"] >= 4 * 7 + 1
     assert placement["encoder"]["MultiHeadAttention"]["CPUExecutionProvider"] == 3
+
+
+def test_a_decoder_multiplying_in_fp32_is_profiled_as_it_runs():
+    engine = edgeseq.load("default", threads=1, fp32_decoder_products=True)
+    decoder = engine.placement()["decoder"]
+    assert "MatMulNBits" not in decoder
+    assert sum(decoder.get(op, {}).get("CPUExecutionProvider", 0)
+               for op in ("MatMul", "FusedMatMul", "Gemm")) >= 4 * 7 + 1
 
 
 def test_profiling_uses_copies_and_leaves_the_engine_as_it_was():
@@ -35,7 +43,8 @@ def test_a_whisper_package_is_profiled_from_audio_features(tmp_path):
     from edgeseq.export import export_checkpoint
     _build_tiny(tmp_path / "hf")
     export_checkpoint(tmp_path / "hf", tmp_path / "pkg", quant="int8")
-    placement = edgeseq.load(str(tmp_path / "pkg"), threads=1).placement()
+    placement = edgeseq.load(str(tmp_path / "pkg"), threads=1,
+                             fp32_decoder_products=False).placement()
     assert "Conv" in placement["encoder"]  # the audio front end ran
     assert placement["decoder"]["MatMulNBits"]["CPUExecutionProvider"] > 0
 

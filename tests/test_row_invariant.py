@@ -40,12 +40,15 @@ def decoder_ops(package) -> list[onnx.NodeProto]:
 
 
 @pytest.mark.parametrize("family", ["t5", "bart", "marian"])
-@pytest.mark.parametrize("quant", ["fp32", "fp16", "int8"])
+@pytest.mark.parametrize("quant", ["fp32", "fp16", "int8", "int8/fp32-products"])
 def test_every_row_of_a_multi_token_pass_is_bitwise_the_one_token_pass(tiny_package, family,
                                                                        quant):
-    package = tiny_package(family, quant)[0]
-    engine = edgeseq.load(str(package), threads=2)
+    """int8/fp32-products: an int8 decoder multiplying in fp32 (runtime/decoder_products.py)."""
+    stored, _, products = quant.partition("/")
+    engine = edgeseq.load(str(tiny_package(family, stored)[0]), threads=2,
+                          fp32_decoder_products=bool(products))
     assert engine.manifest.row_invariant_decoder
+    assert bool(engine.runner.sessions.fp32_products) == bool(products)
     for single, multi in pass_rows(engine):
         assert np.array_equal(single, multi)
 

@@ -14,12 +14,17 @@ from edgeseq.runtime.drafters import CheckedDrafter, Draft, InputDrafter
 from edgeseq.runtime.speculative import SpecStats, _wanted, speculative
 from scripted_drafter import SOURCES, ScriptedDrafter
 
-CASES = [(f, q) for f in ("t5", "bart", "marian") for q in ("fp32", "int8")]
+# int8 decoders multiply in int8 or, dequantized at load, in fp32 (runtime/decoder_products.py)
+CASES = [(f, q) for f in ("t5", "bart", "marian") for q in ("fp32", "int8", "int8/fp32-products")]
 
 
 @pytest.fixture(scope="module")
 def engines(tiny_package):
-    return {case: edgeseq.load(str(tiny_package(*case)[0]), threads=1) for case in CASES}
+    def load(family, quant):
+        stored, _, products = quant.partition("/")
+        return edgeseq.load(str(tiny_package(family, stored)[0]), threads=1,
+                            fp32_decoder_products=bool(products))
+    return {case: load(*case) for case in CASES}
 
 
 @pytest.mark.parametrize("case", CASES)
