@@ -93,8 +93,8 @@ def wants_fp32_products(choice: bool | None, provider: str, cpu_flags: set[str] 
                         fp32_bytes: int) -> bool:
     """Whether to load an int8 decoder with fp32 products: `choice` (SessionConfig's
     fp32_decoder_products) when set, else on the CPU provider of an x86 CPU without VNNI
-    (the CPUs whose integer GEMM saturates: the same kernels' family) for decoders whose
-    dequantized weights (`fp32_bytes`) stay within AUTO_LIMIT."""
+    (integer_gemm_saturates tells those apart) for decoders whose dequantized weights
+    (`fp32_bytes`) stay within AUTO_LIMIT."""
     if not fp32_bytes:
         return False
     if choice is not None:
