@@ -56,10 +56,10 @@ def _git_commit(root: Path) -> str | None:
     try:
         out = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
-            text=True, timeout=10,
+            text=True, timeout=10, check=False,
         )
         changed = subprocess.run(["git", "status", "--porcelain", "--", "*.py"], cwd=root,
-                                 capture_output=True, text=True, timeout=10)
+                                 capture_output=True, text=True, timeout=10, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return None
     commit = out.stdout.strip()

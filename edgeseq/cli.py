@@ -232,17 +232,24 @@ def _cmd_upgrade(args: argparse.Namespace) -> int:
 def _cmd_plan(args: argparse.Namespace) -> int:
     from edgeseq.manifest import read_manifest
     from edgeseq.runtime.engine import resolve_package
-    from edgeseq.runtime.memory import MB, Request, package_weight_bytes
+    from edgeseq.manifest import verify_files
+    from edgeseq.runtime.decoder import planned_weight_bytes
+    from edgeseq.runtime.memory import MB, Request
     from edgeseq.runtime.spec_setup import check_draft_model
     engine = _load(args)
     # a draft model's manifest says what it holds: no sessions are needed to plan
-    other = read_manifest(resolve_package(args.draft_model)) if args.draft_model else None
-    if other is not None:
+    draft_bytes = 0
+    if args.draft_model:
+        directory = resolve_package(args.draft_model)
+        other = read_manifest(directory)
         check_draft_model(engine.manifest, other)
+        verify_files(directory, other)  # its graphs are parsed below
+        draft_bytes = planned_weight_bytes(directory, other, engine.config)
     wanted = Request(batch=args.batch, source_length=args.source_length,
                      max_new_tokens=args.max_new_tokens, draft=args.max_draft,
-                     draft_model_bytes=package_weight_bytes(other) if other else 0)
-    chosen = engine.memory_plan(args.memory_budget, wanted, other.arch if other else None)
+                     draft_model_bytes=draft_bytes)
+    chosen = engine.memory_plan(args.memory_budget, wanted,
+                                other.arch if args.draft_model else None)
     if args.json:
         print(json.dumps(chosen.to_json(), indent=1))
         return 0

@@ -14,10 +14,11 @@ from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 from edgeseq import names
 from edgeseq.errors import ProviderFailure
 from edgeseq.manifest import Manifest
-from .decoder_products import fp32_product_bytes, fp32_product_graph, wants_fp32_products
-from .integer_gemm import (cpu_kernels_on_gpu, unsigned_weight_graph,
+from .decoder_products import fp32_product_graph, wanted_fp32_bytes
+from .integer_gemm import (cpu_kernels_on_gpu, unsigned_buffer_bytes, unsigned_weight_graph,
                            uses_integer_gemm, wants_unsigned_weights, x86_cpu_flags)
 from .kv_cache import KVCache
+from .memory import package_weight_bytes
 from .providers import SessionConfig, encoder_thread_count, make_session
 
 
@@ -136,8 +137,7 @@ class Sessions:
 def open_sessions(directory: Path, config: SessionConfig, manifest: Manifest,
                   profile: Path | None = None) -> Sessions:
     """A package's sessions as the runner runs them; `profile`: a folder for onnxruntime's
-    traces (runtime/placement.py). Only int8 packages' decoders may multiply in fp32 (an
-    int4 package's 8-bit products stay as they are: unmeasured)."""
+    traces (runtime/placement.py)."""
     encoder_file = directory / names.ENCODER_FILE
     encoder_bytes = encoder_file.read_bytes()  # the graph alone: its weights are external
     integer_gemm = uses_integer_gemm(encoder_bytes)
@@ -152,11 +152,8 @@ def open_sessions(directory: Path, config: SessionConfig, manifest: Manifest,
                            profile=profile and profile / "encoder", graph=graph)
     decoder_file = directory / names.DECODER_FILE
     decoder_bytes = decoder_file.read_bytes()
-    fp32_bytes = fp32_product_bytes(decoder_bytes) if manifest.quant == "int8" else 0
     products = (fp32_product_graph(decoder_file, decoder_bytes)
-                if wants_fp32_products(config.fp32_decoder_products, config.provider, cpu_flags,
-                                       fp32_bytes)
-                else None)
+                if wanted_fp32_bytes(decoder_bytes, manifest.quant, config, cpu_flags) else None)
     decoder = make_session(decoder_file, config, profile=profile and profile / "decoder",
                            graph=products)
     sessions = Sessions(encoder, decoder, integer_gemm)
@@ -165,6 +162,19 @@ def open_sessions(directory: Path, config: SessionConfig, manifest: Manifest,
     if products is not None:
         sessions.fp32_products, sessions.fp32_product_bytes = products.weights, products.buffer_bytes
     return sessions
+
+
+def planned_weight_bytes(directory: Path, manifest: Manifest, config: SessionConfig) -> int:
+    """What the memory model counts for a package's weights once loaded under `config` on
+    this CPU (Engine.resident_weight_bytes), without loading it: a draft model in
+    `edgeseq plan`. Its graphs are parsed, not run."""
+    cpu_flags = x86_cpu_flags()
+    encoder = (directory / names.ENCODER_FILE).read_bytes()
+    widened = wants_unsigned_weights(config.unsigned_int8_weights, uses_integer_gemm(encoder),
+                                     cpu_flags)
+    fp32 = wanted_fp32_bytes((directory / names.DECODER_FILE).read_bytes(), manifest.quant,
+                             config, cpu_flags)
+    return package_weight_bytes(manifest, unsigned_buffer_bytes(encoder) if widened else 0, fp32)
 
 
 class Seq2SeqRunner:

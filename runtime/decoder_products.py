@@ -40,6 +40,7 @@ from edgeseq.onnx_wire import (ATTR_G, ATTR_GRAPHS, ATTR_I, ATTR_NAME, DATA_TYPE
                                string, tensor_data, text, varint_field)
 
 from .integer_gemm import integer_gemm_saturates
+from .providers import SessionConfig
 from .rewritten_graph import RewrittenGraph, model_graph, with_graph
 
 MB = 1 << 20
@@ -100,6 +101,21 @@ def wants_fp32_products(choice: bool | None, provider: str, cpu_flags: set[str] 
     if choice is not None:
         return choice
     return provider == "cpu" and integer_gemm_saturates(cpu_flags) and fp32_bytes <= AUTO_LIMIT
+
+
+def wanted_fp32_bytes(decoder_graph: bytes, quant: str, config: SessionConfig,
+                      cpu_flags: set[str] | None) -> int:
+    """Bytes of dequantized weights a package's decoder (its graph's bytes; `quant`, the
+    package's) is loaded with under `config` on a CPU with `cpu_flags`; 0 where it
+    multiplies as stored. Only int8 packages: an int4 package's few 8-bit products stay
+    (its time goes to the 4-bit ones; unmeasured)."""
+    if quant != "int8":
+        return 0
+    fp32_bytes = fp32_product_bytes(decoder_graph)
+    if not wants_fp32_products(config.fp32_decoder_products, config.provider, cpu_flags,
+                               fp32_bytes):
+        return 0
+    return fp32_bytes
 
 
 def fp32_product_graph(graph_file: Path, data: bytes | None = None) -> RewrittenGraph:

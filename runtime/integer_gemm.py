@@ -124,13 +124,29 @@ def unsigned_weight_graph(graph_file: Path, data: bytes | None = None) -> Rewrit
 
 
 
-def _rewrite(data: bytes, folder: Path) -> RewrittenGraph:
+def unsigned_buffer_bytes(graph: bytes) -> int:
+    """Bytes of the int8 weights unsigned_weight_graph would hand onnxruntime as buffers
+    (what the memory model counts), for an encoder graph's bytes."""
+    try:
+        _, _, tensors, targets = _parts(graph)
+    except (Malformed, ValueError) as err:
+        raise PackageError(f"the encoder graph could not be read: {err}") from err
+    return sum(int(np.prod(t.dims, dtype=np.int64)) for t in tensors.values()
+               if t.name in targets and t.entries)
+
+
+def _parts(data: bytes):
+    """The graph's fields, its nodes and initializers (by span) and the weights to widen."""
     parts = list(fields_with_extent(data, *model_graph(data)))
     nodes = {extent: read_node(data, value) for n, wire, value, extent in parts
              if n == GRAPH_NODE and wire == LENGTH}
     tensors = {extent: read_tensor(data, value) for n, wire, value, extent in parts
                if n == GRAPH_INITIALIZER and wire == LENGTH}
-    targets = _widenable(nodes.values(), {t.name: t for t in tensors.values()})
+    return parts, nodes, tensors, _widenable(nodes.values(), {t.name: t for t in tensors.values()})
+
+
+def _rewrite(data: bytes, folder: Path) -> RewrittenGraph:
+    parts, nodes, tensors, targets = _parts(data)
     out, external = [], {}
     for n, wire, value, extent in parts:
         piece = data[extent[0]:extent[1]]

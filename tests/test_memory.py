@@ -77,6 +77,9 @@ def test_cli_plan_prints_the_plan(tiny_package, capsys):
     assert main(["plan", pkg, "--memory-budget", "500", "--draft-model", pkg, "--json"]) == 0
     drafting = json.loads(capsys.readouterr().out)
     assert drafting["request"]["draft_model_bytes"] > 0
+    # as that package would load on this CPU (its load-time rewrites included)
+    assert drafting["request"]["draft_model_bytes"] == \
+        edgeseq.load(pkg, threads=1).resident_weight_bytes()
     assert drafting["predicted"]["draft"] > drafting["request"]["draft_model_bytes"]
     assert main(["plan", pkg, "--memory-budget", "500", "--draft-model", "/nonexistent"]) == 2
     assert "not a model package" in capsys.readouterr().err
@@ -152,3 +155,19 @@ def test_an_int8_decoders_weights_dequantized_for_fp32_products_are_counted(tiny
     assert abs(extra - dequantized * FP32_PRODUCT_RESIDENCY) <= 1
     wanted = Request(1, 16, 8, 0)
     assert fp32.memory_plan(500, wanted).estimate.weights == fp32.resident_weight_bytes()
+
+
+@pytest.mark.parametrize("rewrites", [False, True])
+def test_a_packages_weights_are_planned_as_they_will_load_without_loading_it(tiny_package,
+                                                                           rewrites):
+    """`edgeseq plan --draft-model` counts a draft model's weights from its files: what
+    loading it under the same options on this CPU would hold."""
+    from edgeseq.manifest import read_manifest
+    from edgeseq.runtime.decoder import planned_weight_bytes
+    package = tiny_package("t5", "int8")[0]
+    engine = edgeseq.load(str(package), threads=1, unsigned_int8_weights=rewrites,
+                          fp32_decoder_products=rewrites)
+    sessions = engine.runner.sessions
+    assert bool(sessions.unsigned_weight_bytes) == bool(sessions.fp32_product_bytes) == rewrites
+    assert planned_weight_bytes(package, read_manifest(package), engine.config) == \
+        engine.resident_weight_bytes()
