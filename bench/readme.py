@@ -201,6 +201,24 @@ def specmemo_table(data: dict) -> str:
         data["machine"]))
 
 
+def decoder_compute_table(data: dict) -> str:
+    """bench/decoder_compute.py: the int8 decoder against its fp32 products, plain and drafted."""
+    n, quality = data["inputs"], data.get("quality", {})
+    rows = [[name, f"{data['seconds'][name + '/plain']:.2f}", f"{data['seconds'][name + '/input']:.2f}",
+             f"{data['input_speedup'][name]:.2f}x", f"{data['input_identical_to_plain'][name]}/{n}",
+             f"{quality[name + '/plain']:.4f}" if name + "/plain" in quality else "-"]
+            for name in ("int8", "fp32")]
+    ratio = data["fp32_over_int8_time"]
+    lines = _table(f"{n} inputs, `{data['package']}`, median of {data['rounds']} rounds.",
+                   ["decoder computes in", "plain s", "input s", "input speedup",
+                    "input identical to plain", "GLEU"], rows, data["machine"])
+    lines[-2:-2] = ["", f"fp32 / int8 time: plain {ratio['plain']:.2f}x, input drafting "
+                    f"{ratio['input']:.2f}x; fp32 input drafting against int8 plain greedy "
+                    f"{data['input_vs_int8_plain']:.2f}x; fp32 plain outputs as int8's: "
+                    f"{data['fp32_plain_as_int8_plain']}/{n}."]
+    return "\n".join(lines)
+
+
 SOURCES = {  # section name -> (JSON under the results folder, table maker)
     "decode": ("decode/results.json", decode_table),
     "whisper": ("transcribe/results.json", whisper_table),
@@ -218,6 +236,7 @@ SOURCES = {  # section name -> (JSON under the results folder, table maker)
     "scaling": ("scaling/scaling.json", scaling_table),
     "specmemo": ("specmemo/specmemo.json", specmemo_table),
     "specmemo_model": ("specmemo-model/specmemo.json", specmemo_table),
+    "decoder_compute": ("decoder-compute/decoder_compute.json", decoder_compute_table),
 }
 
 

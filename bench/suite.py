@@ -6,8 +6,10 @@ plots). Suites:
   transcribe   Whisper: edgeseq vs faster-whisper on the same weights (bench/transcribe.py)
   speculative  drafters vs plain greedy on the same package (bench/speculative.py); each
                drafter, a one-layer draft model included (bench/draft_models.py), on the
-               t5-small shape once the decode suite has exported it; and layer drafting
-               on Whisper base once the transcribe suite has (bench/speculative_whisper.py)
+               t5-small shape once the decode suite has exported it; layer drafting
+               on Whisper base once the transcribe suite has (bench/speculative_whisper.py);
+               and for an int8 package, its decoder in int8 against in fp32 over the same
+               weights, the choice the runtime makes per CPU (bench/decoder_compute.py)
   skip         exits, unified skipping, confidence exit: quality vs speed (bench/skip.py)
   scaling      input length, output length, batch, threads (bench/scaling.py)"""
 from __future__ import annotations
@@ -56,11 +58,26 @@ def commands(args: argparse.Namespace) -> dict[str, list[list[str]]]:
              "--data", "ids", "--limit", "10" if args.quick else "30",
              "--drafters", f"input,ngram,layers,skip:2+3,model:{draft}",
              "--out", str(out / "speculative-t5-small")]]
+    if _quant(pkg) == "int8":  # whether fp32 decoder products pay on this device
+        cmds["speculative"].append([py, "-m", "bench.decoder_compute", pkg, "--threads", threads,
+                                    "--out", str(out / "decoder-compute")]
+                                   + (["--limit", "40", "--rounds", "1"] if args.quick else []))
     if WHISPER_BASE.is_dir():
         cmds["speculative"].append([py, "-m", "bench.speculative_whisper", str(WHISPER_BASE), "--threads",
                                     threads, "--exits", "3,5", "--out", str(out / "speculative")]
                                    + (["--repeats", "1"] if args.quick else []))
     return cmds
+
+
+def _quant(package: str) -> str | None:
+    """A package's quantization, None where it cannot be read (the benchmark says why)."""
+    from edgeseq.errors import EdgeseqError
+    from edgeseq.manifest import read_manifest
+    from edgeseq.runtime.engine import resolve_package
+    try:
+        return read_manifest(resolve_package(package)).quant
+    except EdgeseqError:
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:

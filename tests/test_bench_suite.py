@@ -43,3 +43,12 @@ def test_the_t5_small_drafters_run_with_a_draft_model_once_decode_has_exported_t
     t5 = [c for c in runs if str(Path("/tmp/results") / "speculative-t5-small") in c][0]
     assert runs.index(made) < runs.index(t5)  # the draft package exists before it is used
     assert f"model:{made[made.index(str(tmp_path / 'hf')) + 1]}" in t5[t5.index("--drafters") + 1]
+
+
+def test_an_int8_package_gets_its_decoder_measured_in_int8_and_in_fp32(tiny_package):
+    """Whether fp32 decoder products pay is a property of the device: the suite measures it."""
+    runs = suite.commands(_args())["speculative"]  # the default package: int8
+    compute = [c for c in runs if "bench.decoder_compute" in c]
+    assert len(compute) == 1 and str(Path("/tmp/results") / "decoder-compute") in compute[0]
+    fp32 = suite.commands(_args(package=str(tiny_package("t5", "fp32")[0])))["speculative"]
+    assert not any("bench.decoder_compute" in c for c in fp32)
