@@ -20,10 +20,11 @@ position alone is rejected at its first token 57% of the time, one that goes on 
 fully accepted draft 3%."""
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from .pass_costs import PassCosts
 
 DECAY = 0.95        # per verify pass: acceptance statistics of about the last 20 passes
 PSEUDO_COUNT = 2.0  # weight of the pooled rate at a position (prior + shrinkage)
@@ -84,29 +85,20 @@ class DraftController:
     adaptive: bool = True
     alpha: float = 0.6           # prior per-token acceptance, optimistic so drafting is tried
     prior_weight: float = 1.0    # how many drafted positions of evidence the prior is worth
-    # verify-pass cost grows ~6% per extra token on a t5-small-shaped int8 decoder, 2 threads
-    # (measured with a verify pass of k tokens vs 1); refitted online from pass timings
-    beta: float = 0.06
     probe_every: int = 8           # plain passes before the first probe once off
     # rounds of drafts (or of a drafter proposing nothing) before drafting may switch off:
     # two early misses (an edited first word, say) must not end a fresh engine's drafting
     min_rounds: int = 6  # (unless the prior predicts no gain: _prior_off)
     max_probe_gap: int = 128       # probes back off (doubling) up to this many passes
+    costs: PassCosts = field(default_factory=PassCosts)  # a verify pass's seconds by its drafts
     ways: dict[int, WayStats] = field(default_factory=dict)  # kept across calls
     situations: dict[int, WayStats] = field(default_factory=dict)  # the drafter's, see above
     _situation_lengths: dict = field(default_factory=dict)  # situation -> length, until re-planned
     _call_passes: float | None = None  # tokens a call generates (moving average)
-    _base_s: float | None = None   # seconds of a pass with no drafts (EMA)
     _off_rounds: int = 0
     _probe_gap: int = 0                          # current passes between probes (0: unset)
     _probing: bool = False                       # the last plan() was a probe
     _probe_cost: float = 0.0  # the last probe's cost beyond the tokens it gave, in plain passes
-    _points: deque = field(default_factory=lambda: deque(maxlen=32))  # (k, seconds) of recent passes
-    # n, k, t, k^2, k*t of the _points with drafts; n, t of those without (Python floats:
-    # they change every few passes, and numpy arrays this small cost more than they save)
-    _sums: list = field(default_factory=lambda: [0.0] * 5)
-    _plain_sums: list = field(default_factory=lambda: [0.0] * 2)
-    _round_extra_s: float = 0.0  # seconds a round with drafts costs beyond base * (1 + beta k)
     _observed: int = 0
     _rounds: int = 0                             # rounds with drafts or empty proposals
     # the prior predicted no gain at all: drafting starts off and is only probed (not
@@ -191,14 +183,14 @@ class DraftController:
     def _step_s(self, way: int) -> float:
         s = self._seen(way)
         return s.step_s if s.step_s is not None and self.adaptive else \
-            s.prior_step * (self._base_s or 1.0)
+            s.prior_step * (self.costs.base_s or 1.0)
 
     def _cost_curve(self, way: int) -> np.ndarray:
         """cost(k, way) for k = 0 .. max_draft, as a line (three array operations: planning
         computes it every round)."""
         plain = self._plain_s
-        curve = self._lengths * (plain * self.beta + self._step_s(way))
-        curve += plain + self._round_extra_s
+        curve = self._lengths * (plain * self.costs.beta + self._step_s(way))
+        curve += plain + self.costs.round_extra_s
         curve[0] = plain
         return curve
 
@@ -207,16 +199,16 @@ class DraftController:
         plain pass before any timing): a round of drafts pays a fixed extra (verification,
         statistics) that a plain pass does not, which on a tiny model decides whether
         drafting pays."""
-        return self._plain_s * (1 + self.beta * k) + self._round_extra_s * (np.asarray(k) > 0)
+        return self._plain_s * (1 + self.costs.beta * k) + self.costs.round_extra_s * (np.asarray(k) > 0)
 
     @property
     def _plain_s(self) -> float:
         """verify_cost(0), without array arithmetic: a plain pass's seconds."""
-        return self._base_s or 1.0
+        return self.costs.base_s or 1.0
 
     @property
     def timed(self) -> bool:
-        return self._base_s is not None
+        return self.costs.base_s is not None
 
     def plan(self, situation: int | None = None) -> DraftPlan:
         """What to draft this pass: the best plan (its length the situation's best, when
@@ -338,8 +330,8 @@ class DraftController:
         drafted token and the chance that drafts survive to positions 1-4."""
         best = self._best
         return {"plan": None if best is None else {"way": best.way, "length": best.length},
-                "plain_pass_ms": None if self._base_s is None else self._base_s * 1e3,
-                "beta": self.beta, "round_extra_ms": self._round_extra_s * 1e3,
+                "plain_pass_ms": None if self.costs.base_s is None else self.costs.base_s * 1e3,
+                "beta": self.costs.beta, "round_extra_ms": self.costs.round_extra_s * 1e3,
                 "probe_gap": self.probe_gap, "probe_cost_passes": self._probe_cost,
                 "rounds": self._rounds,
                 "ways": {str(way): {"step_ms": None if s.step_s is None else s.step_s * 1e3,
@@ -389,10 +381,10 @@ class DraftController:
     def observe_plain(self, seconds: float) -> None:
         """A pass without drafts: the baseline cost. Refitted every 32 such passes only,
         so decoding with drafting off costs what plain decoding does."""
-        self._add_point(0, seconds)
         self._observed += 1
-        if self._observed % 32 == 0 or self._base_s is None:
-            self._fit()
+        self.costs.add(0, seconds)
+        if self._observed % 32 == 0 or self.costs.base_s is None:
+            self.costs.fit(self._rounds >= self.min_rounds)
             self._derived.clear()
             self._best = None
 
@@ -427,12 +419,12 @@ class DraftController:
                 s.step_s = step if s.step_s is None else 0.7 * s.step_s + 0.3 * step
             elif s.step_s is None:  # nothing else measured yet: the start-up's own rate
                 s.step_s = draft_s / drafted
-        if self._probing and self._base_s:
-            self._probe_cost = max((verify_s + draft_s) / self._base_s - accepted - 1, 0.0)
-        self._add_point(drafted, verify_s)
+        if self._probing and self.costs.base_s:
+            self._probe_cost = max((verify_s + draft_s) / self.costs.base_s - accepted - 1, 0.0)
         self._observed += 1
-        if drafted or self._observed % 8 == 0 or self._base_s is None:
-            self._fit()  # refit after drafts, and every 8 plain passes
+        self.costs.add(drafted, verify_s)
+        if drafted or self._observed % 8 == 0 or self.costs.base_s is None:
+            self.costs.fit(self._rounds >= self.min_rounds)  # after drafts, every 8 plain passes
             if self._replan_due(drafted):
                 self._best = None
 
@@ -444,64 +436,3 @@ class DraftController:
         best = self._best
         return (not drafted or best is None or best.length == 0 or self._probing
                 or self._rounds <= SETTLING_ROUNDS or self._rounds % REPLAN_EVERY == 0)
-
-    def _add_point(self, k: int, seconds: float) -> None:
-        """A round of k drafts (k = 0: a plain pass) took `seconds`: into the window and its
-        running sums (the fit runs after every verify round, so it must not walk the
-        window)."""
-        if len(self._points) == self._points.maxlen:
-            self._count(*self._points[0], sign=-1.0)
-        self._points.append((k, seconds))
-        self._count(k, seconds, sign=1.0)
-        if self._observed % 1024 == 0:  # now and then exactly, so rounding cannot pile up
-            self._sums, self._plain_sums = [0.0] * 5, [0.0] * 2
-            for k_, t_ in self._points:
-                self._count(k_, t_, sign=1.0)
-
-    def _count(self, k: int, seconds: float, sign: float) -> None:
-        if k:
-            sums = self._sums
-            sums[0] += sign
-            sums[1] += sign * k
-            sums[2] += sign * seconds
-            sums[3] += sign * k * k
-            sums[4] += sign * k * seconds
-        else:
-            self._plain_sums[0] += sign
-            self._plain_sums[1] += sign * seconds
-
-    def _fit(self) -> None:
-        """seconds = base * (1 + beta * k) + extra * (k > 0): base from plain passes, beta
-        and the extra from rounds with drafts (a line over their k; with one k only, the
-        previous two scaled to its level). Without plain passes, the line's intercept is
-        the base and the extra 0. Not before min_rounds rounds of drafts: a fresh engine's
-        first verify passes also pay for onnxruntime's allocations for new shapes, which
-        read as a steep beta (and plans from the prior's cost ratios do not depend on
-        timings at all)."""
-        n0, sum_t0 = self._plain_sums
-        n, sum_k, sum_t, sum_kk, sum_kt = self._sums
-        if n0 >= 0.5:
-            self._base_s = max(sum_t0 / n0, 1e-6)
-        if n < 0.5 or self._rounds < self.min_rounds:
-            return
-        mean_k, mean_t = sum_k / n, sum_t / n
-        var = sum_kk - n * mean_k * mean_k
-        slope = (sum_kt - n * mean_k * mean_t) / var if var > 1e-9 else None
-        if n0 < 0.5:  # no plain pass in the window: the line alone
-            if slope is None:
-                self._base_s = mean_t / (1 + self.beta * mean_k)
-                return
-            self._base_s = max(mean_t - slope * mean_k, 1e-6)
-            self.beta, self._round_extra_s = min(max(slope / self._base_s, 0.0), 1.0), 0.0
-            return
-        base = self._base_s
-        if slope is not None:
-            self.beta = min(max(slope / base, 0.0), 1.0)
-            self._round_extra_s = max(mean_t - base * self.beta * mean_k - base, 0.0)
-            return
-        # one draft length only: its level is known, not how it splits between beta and the
-        # extra, so both are scaled to meet it
-        excess, modeled = max(mean_t - base, 0.0), base * self.beta * mean_k + self._round_extra_s
-        scale = excess / modeled if modeled > 0 else 0.0
-        self.beta = min(self.beta * scale if modeled > 0 else excess / (base * mean_k), 1.0)
-        self._round_extra_s *= scale

@@ -64,7 +64,7 @@ def test_a_drafter_its_prior_expects_nothing_from_is_first_probed_within_the_pro
     from edgeseq.runtime.draft_control import PROBE_SHARE
     control = DraftController(max_draft=8)
     control.use_ways({1: 0.6, 3: 0.8})
-    prior_cost = 0.6 * PROBE_LENGTH + (1 + control.beta * PROBE_LENGTH) - \
+    prior_cost = 0.6 * PROBE_LENGTH + (1 + control.costs.beta * PROBE_LENGTH) - \
         control.expected_tokens(1)[PROBE_LENGTH]  # drafts at exit 1, verified, less its tokens
     limits = _never_pays(control, 400)
     first = limits.index(next(k for k in limits if k > 0))
