@@ -302,8 +302,8 @@ def _add_runtime_args(p: argparse.ArgumentParser) -> None:
                    help="idle threads sleep instead of spinning (better on busy cores)")
     p.add_argument("--decoder-products", choices=list(DECODER_PRODUCTS), default="auto",
                    help="an int8 decoder multiplies in int8, or in fp32 over its weights "
-                        "dequantized at load (auto: fp32 for small decoders on x86 CPUs "
-                        "without VNNI)")
+                        "dequantized at load (auto: fp32 for small decoders of packages "
+                        "that recommend a drafter, on x86 CPUs without VNNI)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 

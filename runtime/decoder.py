@@ -153,7 +153,7 @@ def open_sessions(directory: Path, config: SessionConfig, manifest: Manifest,
     decoder_file = directory / names.DECODER_FILE
     decoder_bytes = decoder_file.read_bytes()
     products = (fp32_product_graph(decoder_file, decoder_bytes)
-                if wanted_fp32_bytes(decoder_bytes, manifest.quant, config, cpu_flags) else None)
+                if wanted_fp32_bytes(decoder_bytes, manifest, config, cpu_flags) else None)
     decoder = make_session(decoder_file, config, profile=profile and profile / "decoder",
                            graph=products)
     sessions = Sessions(encoder, decoder, integer_gemm)
@@ -172,8 +172,8 @@ def planned_weight_bytes(directory: Path, manifest: Manifest, config: SessionCon
     encoder = (directory / names.ENCODER_FILE).read_bytes()
     widened = wants_unsigned_weights(config.unsigned_int8_weights, uses_integer_gemm(encoder),
                                      cpu_flags)
-    fp32 = wanted_fp32_bytes((directory / names.DECODER_FILE).read_bytes(), manifest.quant,
-                             config, cpu_flags)
+    fp32 = wanted_fp32_bytes((directory / names.DECODER_FILE).read_bytes(), manifest, config,
+                             cpu_flags)
     return package_weight_bytes(manifest, unsigned_buffer_bytes(encoder) if widened else 0, fp32)
 
 

@@ -9,8 +9,10 @@ by MLAS's fp32 GEMM, decode faster: on the default model (JFLEG dev, AMD EPYC, 2
 input drafting took 0.755x the time and plain greedy 0.94x-1.0x (bench/decoder_compute.py).
 For small decoders only: random-weight T5 decoders with 22, 71 and 147 MB of dequantized
 weights (d_model 256, 384, 512) decoded 1.6-1.7x slower that way, their one-token passes
-reading 4x the bytes of int8 weights. So by default the rewrite applies only to decoders
-within AUTO_LIMIT.
+reading 4x the bytes of int8 weights. And for speculation: even the default model's
+one-token passes are ~15% slower in fp32 (passes of 5 tokens and more faster). So by
+default the rewrite applies to decoders within AUTO_LIMIT of packages that recommend a
+drafter (the default model's: input drafting).
 
 The rewrite happens in memory at load (`fp32_product_graph`): each 8-bit MatMulNBits
 without zero points, If branches included, becomes a MatMul whose weight [K, N] is handed
@@ -29,6 +31,7 @@ import numpy as np
 import onnxruntime as ort
 
 from edgeseq.errors import PackageError
+from edgeseq.manifest import Manifest
 from edgeseq.onnx_wire import (ATTR_G, ATTR_GRAPHS, ATTR_I, ATTR_NAME, DATA_TYPE_FLOAT,
                                DATA_TYPE_UINT8, ENTRY_KEY, ENTRY_VALUE, GRAPH_INITIALIZER,
                                GRAPH_INPUT, GRAPH_NODE, GRAPH_OUTPUT, LENGTH, NODE_ATTRIBUTE,
@@ -91,29 +94,33 @@ def fp32_product_bytes(data: bytes) -> int:
 
 
 def wants_fp32_products(choice: bool | None, provider: str, cpu_flags: set[str] | None,
-                        fp32_bytes: int) -> bool:
+                        fp32_bytes: int, drafts: bool) -> bool:
     """Whether to load an int8 decoder with fp32 products: `choice` (SessionConfig's
     fp32_decoder_products) when set, else on the CPU provider of an x86 CPU without VNNI
     (integer_gemm_saturates tells those apart) for decoders whose dequantized weights
-    (`fp32_bytes`) stay within AUTO_LIMIT."""
+    (`fp32_bytes`) stay within AUTO_LIMIT, of packages that recommend a drafter (`drafts`):
+    one-token passes are ~15% slower in fp32, passes of 5 tokens and more faster, so the
+    gain is speculation's (and plain greedy decoding pays)."""
     if not fp32_bytes:
         return False
     if choice is not None:
         return choice
-    return provider == "cpu" and integer_gemm_saturates(cpu_flags) and fp32_bytes <= AUTO_LIMIT
+    return (drafts and provider == "cpu" and integer_gemm_saturates(cpu_flags)
+            and fp32_bytes <= AUTO_LIMIT)
 
 
-def wanted_fp32_bytes(decoder_graph: bytes, quant: str, config: SessionConfig,
+def wanted_fp32_bytes(decoder_graph: bytes, manifest: Manifest, config: SessionConfig,
                       cpu_flags: set[str] | None) -> int:
-    """Bytes of dequantized weights a package's decoder (its graph's bytes; `quant`, the
-    package's) is loaded with under `config` on a CPU with `cpu_flags`; 0 where it
-    multiplies as stored. Only int8 packages: an int4 package's few 8-bit products stay
-    (its time goes to the 4-bit ones; unmeasured)."""
-    if quant != "int8":
+    """Bytes of dequantized weights a package's decoder (its graph's bytes) is loaded with
+    under `config` on a CPU with `cpu_flags`; 0 where it multiplies as stored. Only int8
+    packages: an int4 package's few 8-bit products stay (its time goes to the 4-bit ones;
+    unmeasured)."""
+    if manifest.quant != "int8":
         return 0
     fp32_bytes = fp32_product_bytes(decoder_graph)
+    drafts = manifest.generation.get("draft") not in (None, "none")
     if not wants_fp32_products(config.fp32_decoder_products, config.provider, cpu_flags,
-                               fp32_bytes):
+                               fp32_bytes, drafts):
         return 0
     return fp32_bytes
 

@@ -70,8 +70,9 @@ class SessionConfig:
     unsigned_int8_weights: bool | None = None
     # int8 decoders' 8-bit products as fp32 products over the same weights, dequantized
     # at load. None: on the CPU provider of x86 CPUs without VNNI, for decoders whose
-    # dequantized weights take at most 8 MB, where measured faster (speculation's
-    # many-row passes most: runtime/decoder_products.py); True / False: always / never.
+    # dequantized weights take at most 8 MB, of packages that recommend a drafter
+    # (speculation's many-token passes are faster that way, one-token passes slower:
+    # runtime/decoder_products.py); True / False: always / never.
     fp32_decoder_products: bool | None = None
 
     def __post_init__(self) -> None:

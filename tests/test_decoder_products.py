@@ -137,23 +137,28 @@ def test_packages_other_than_int8_load_as_stored(tiny_package, quant):
     assert engine.runner.sessions.fp32_products == ()
 
 
-def test_by_default_only_small_decoders_on_cpus_without_vnni_multiply_in_fp32():
+def test_by_default_only_small_drafting_decoders_on_cpus_without_vnni_multiply_in_fp32():
     small, large = int(6.5 * MB), 22 * MB  # measured faster / 1.7x slower in fp32
-    assert wants_fp32_products(None, "cpu", NO_VNNI, small)
-    assert wants_fp32_products(None, "cpu", NO_VNNI, AUTO_LIMIT)
-    assert not wants_fp32_products(None, "cpu", NO_VNNI, AUTO_LIMIT + 1)
-    assert not wants_fp32_products(None, "cpu", NO_VNNI, large)
-    assert not wants_fp32_products(None, "cpu", VNNI, small)     # unmeasured: as stored
-    assert not wants_fp32_products(None, "cpu", None, small)     # ARM, or unknown
-    assert not wants_fp32_products(None, "cuda", NO_VNNI, small)
-    assert wants_fp32_products(True, "cpu", VNNI, large)
-    assert not wants_fp32_products(False, "cpu", NO_VNNI, small)
-    assert not wants_fp32_products(True, "cpu", NO_VNNI, 0)      # nothing to rewrite
+    auto = lambda cpu, flags, size, drafts=True: wants_fp32_products(None, cpu, flags, size, drafts)
+    assert auto("cpu", NO_VNNI, small)
+    assert auto("cpu", NO_VNNI, AUTO_LIMIT)
+    assert not auto("cpu", NO_VNNI, AUTO_LIMIT + 1)
+    assert not auto("cpu", NO_VNNI, large)
+    assert not auto("cpu", NO_VNNI, small, drafts=False)  # one-token passes: slower in fp32
+    assert not auto("cpu", VNNI, small)     # unmeasured: as stored
+    assert not auto("cpu", None, small)     # ARM, or unknown
+    assert not auto("cuda", NO_VNNI, small)
+    assert wants_fp32_products(True, "cpu", VNNI, large, False)
+    assert not wants_fp32_products(False, "cpu", NO_VNNI, small, True)
+    assert not wants_fp32_products(True, "cpu", NO_VNNI, 0, True)  # nothing to rewrite
 
 
-def test_the_default_follows_this_cpu(tiny_package):
+def test_the_default_follows_this_cpu_and_the_packages_recommended_drafter(tiny_package):
+    """The default model recommends input drafting; the tiny test packages no drafter."""
+    saturates = integer_gemm_saturates(x86_cpu_flags())
+    assert bool(edgeseq.load("default", threads=1).runner.sessions.fp32_products) == saturates
     engine = edgeseq.load(str(tiny_package("t5", "int8")[0]), threads=1)
-    assert bool(engine.runner.sessions.fp32_products) == integer_gemm_saturates(x86_cpu_flags())
+    assert not engine.runner.sessions.fp32_products
 
 
 def test_a_bad_choice_is_named(tiny_package):
