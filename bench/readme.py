@@ -212,10 +212,11 @@ def decoder_compute_table(data: dict) -> str:
     lines = _table(f"{n} inputs, `{data['package']}`, median of {data['rounds']} rounds.",
                    ["decoder computes in", "plain s", "input s", "input speedup",
                     "input identical to plain", "GLEU"], rows, data["machine"])
-    lines[-2:-2] = ["", f"fp32 / int8 time: plain {ratio['plain']:.2f}x, input drafting "
-                    f"{ratio['input']:.2f}x; fp32 input drafting against int8 plain greedy "
-                    f"{data['input_vs_int8_plain']:.2f}x; fp32 plain outputs as int8's: "
-                    f"{data['fp32_plain_as_int8_plain']}/{n}."]
+    summary = (f"fp32 / int8 time: plain {ratio['plain']:.2f}x, input drafting "
+               f"{ratio['input']:.2f}x; fp32 input drafting against int8 plain greedy "
+               f"{data['input_vs_int8_plain']:.2f}x; fp32 plain outputs as int8's: "
+               f"{data['fp32_plain_as_int8_plain']}/{n}.")
+    lines[-2:-2] = ["", summary]
     return "\n".join(lines)
 
 
