@@ -6,7 +6,8 @@ before Ice Lake / Cascade Lake) that kernel's cost grows with the rows of a pass
 than fp32 GEMM's does: a verify pass of 17 tokens costs ~3x a one-token pass. Speculation
 verifies many rows per pass, so there the same weights, dequantized at load and multiplied
 by MLAS's fp32 GEMM, decode faster: on the default model (JFLEG dev, AMD EPYC, 2 threads)
-input drafting took 0.755x the time and plain greedy 0.94x-1.0x (bench/decoder_compute.py).
+input drafting took 0.80-0.88x the time in three runs, plain greedy 0.90-1.09x
+(bench/decoder_compute.py).
 For small decoders only: random-weight T5 decoders with 22, 71 and 147 MB of dequantized
 weights (d_model 256, 384, 512) decoded 1.6-1.7x slower that way, their one-token passes
 reading 4x the bytes of int8 weights. And for speculation: even the default model's
