@@ -7,12 +7,14 @@ import json
 import shutil
 
 import numpy as np
+import onnx
 import pytest
 import torch
 
 import edgeseq
 from edgeseq.errors import UnsupportedModelError
 from edgeseq.export import export_checkpoint
+from edgeseq.export.row_invariant import all_nodes
 from edgeseq.runtime.decoder import LayerPlan
 from tiny_models import VOCAB
 
@@ -156,3 +158,23 @@ def test_exit_heads_from_a_directory_without_their_manifest_are_refused(tiny_che
     with pytest.raises(UnsupportedModelError, match="has no edgeseq_exits.json"):
         export_checkpoint(tiny_checkpoint("t5v11"), tmp_path / "pkg", quant="fp32", validate=False,
                           exit_heads=tmp_path / "heads")
+
+
+@pytest.mark.parametrize("vocab", [None, DRAFT_VOCAB])
+def test_int8_exit_heads_multiplying_in_fp32_keep_layer_drafting_plain_greedy(
+        tiny_checkpoint, tmp_path, vocab):
+    """Each exit's head sits in its own If branch: the load-time fp32 rewrite
+    (runtime/decoder_products.py) reaches them all, and drafting stays exact."""
+    src, _ = _with_exit_heads(tiny_checkpoint("t5v11"), tmp_path / "ck", vocab=vocab)
+    export_checkpoint(src, tmp_path / "pkg", quant="int8", validate=False)
+    engine = edgeseq.load(str(tmp_path / "pkg"), threads=1, fp32_decoder_products=True)
+    stored = onnx.load(str(tmp_path / "pkg" / "decoder.onnx"), load_external_data=False)
+    weights = {n.input[1] for n in all_nodes(stored.graph) if n.op_type == "MatMulNBits"}
+    assert {f"exit_head.{k}.w_int8" for k in (1, 2)} <= weights  # in their own If branches
+    assert set(engine.runner.sessions.fp32_products) == weights  # every one rewritten
+    plain = engine.generate(SOURCE, max_new_tokens=24)
+    for exit_layer in (1, 2):
+        drafted = engine.generate(SOURCE, max_new_tokens=24, draft="layers", adaptive_draft=False,
+                                  exit_layer=exit_layer, max_draft=3)
+        assert drafted.token_ids == plain.token_ids
+        assert drafted.stats.speculation["drafted"] > 0
