@@ -109,6 +109,7 @@ def cpu_kernels_on_gpu(device: str | None, integer_gemm: bool) -> str | None:
             "CUDA provider lacks, so it runs on the CPU; for GPUs export with "
             "`edgeseq export ... --int8-encoder blocks` (or use an fp16/fp32 package)")
 
+
 def unsigned_weight_graph(graph_file: Path, data: bytes | None = None) -> RewrittenGraph:
     """The graph at `graph_file` (`data`: its bytes, when the caller has read them) with
     every int8 weight of an integer GEMM stored as uint8 with zero point 128 (the same
@@ -121,7 +122,6 @@ def unsigned_weight_graph(graph_file: Path, data: bytes | None = None) -> Rewrit
     except (Malformed, ValueError, KeyError) as err:
         raise PackageError(f"{graph_file.name} could not be rewritten for this CPU's integer "
                            f"GEMM: {err}") from err
-
 
 
 def unsigned_buffer_bytes(graph: bytes) -> int:
