@@ -14,7 +14,7 @@ from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 from edgeseq import names
 from edgeseq.errors import ProviderFailure
 from edgeseq.manifest import Manifest
-from .decoder_products import fp32_product_graph, wanted_fp32_bytes
+from .decoder_products import fp32_product_graph, wanted_products
 from .integer_gemm import (cpu_kernels_on_gpu, unsigned_buffer_bytes, unsigned_weight_graph,
                            uses_integer_gemm, wants_unsigned_weights, x86_cpu_flags)
 from .kv_cache import KVCache
@@ -152,8 +152,9 @@ def open_sessions(directory: Path, config: SessionConfig, manifest: Manifest,
                            profile=profile and profile / "encoder", graph=graph)
     decoder_file = directory / names.DECODER_FILE
     decoder_bytes = decoder_file.read_bytes()
-    products = (fp32_product_graph(decoder_file, decoder_bytes)
-                if wanted_fp32_bytes(decoder_bytes, manifest, config, cpu_flags) else None)
+    scan = wanted_products(decoder_bytes, manifest, config, cpu_flags)
+    products = (fp32_product_graph(decoder_file, decoder_bytes, scan) if scan is not None
+                else None)
     decoder = make_session(decoder_file, config, profile=profile and profile / "decoder",
                            graph=products)
     sessions = Sessions(encoder, decoder, integer_gemm)
@@ -172,8 +173,9 @@ def planned_weight_bytes(directory: Path, manifest: Manifest, config: SessionCon
     encoder = (directory / names.ENCODER_FILE).read_bytes()
     widened = wants_unsigned_weights(config.unsigned_int8_weights, uses_integer_gemm(encoder),
                                      cpu_flags)
-    fp32 = wanted_fp32_bytes((directory / names.DECODER_FILE).read_bytes(), manifest, config,
-                             cpu_flags)
+    scan = wanted_products((directory / names.DECODER_FILE).read_bytes(), manifest, config,
+                           cpu_flags)
+    fp32 = scan.fp32_bytes if scan is not None else 0
     return package_weight_bytes(manifest, unsigned_buffer_bytes(encoder) if widened else 0, fp32)
 
 

@@ -76,22 +76,33 @@ class Product:
 
 
 @dataclass
-class _Scan:
-    """What the rewrite needs to know of a decoder graph, read once."""
+class ProductScan:
+    """What the rewrite needs to know of a decoder graph, read once (deciding whether to
+    rewrite and rewriting share it)."""
     tensors: dict[str, WireTensor] = field(default_factory=dict)  # the main graph's initializers
     readers: dict[str, int] = field(default_factory=dict)   # value name -> nodes reading it
     products: dict[tuple[int, int], Product] = field(default_factory=dict)  # node span -> product
+    holders: set[tuple[int, int]] = field(default_factory=set)  # spans of nodes holding graphs
     boundary: set[str] = field(default_factory=set)  # the main graph's inputs and outputs
+
+    @property
+    def fp32_bytes(self) -> int:
+        """Bytes the dequantized weights would take: 0 without 8-bit MatMulNBits to rewrite."""
+        return sum(p.fp32_bytes for p in _weights(self).values())
+
+
+def scan_products(data: bytes) -> ProductScan:
+    """The rewritable products of a decoder graph (its serialized bytes)."""
+    try:
+        return _scan(data)
+    except (Malformed, ValueError) as err:
+        raise PackageError(f"the decoder graph could not be read: {err}") from err
 
 
 def fp32_product_bytes(data: bytes) -> int:
     """Bytes the dequantized weights of a decoder graph (its serialized bytes) would take:
     0 when it has no 8-bit MatMulNBits to rewrite."""
-    try:
-        scan = _scan(data)
-    except (Malformed, ValueError) as err:
-        raise PackageError(f"the decoder graph could not be read: {err}") from err
-    return sum(p.fp32_bytes for p in _weights(scan).values())
+    return scan_products(data).fp32_bytes
 
 
 def wants_fp32_products(choice: bool | None, provider: str, cpu_flags: set[str] | None,
@@ -110,37 +121,37 @@ def wants_fp32_products(choice: bool | None, provider: str, cpu_flags: set[str] 
             and fp32_bytes <= AUTO_LIMIT)
 
 
-def wanted_fp32_bytes(decoder_graph: bytes, manifest: Manifest, config: SessionConfig,
-                      cpu_flags: set[str] | None) -> int:
-    """Bytes of dequantized weights a package's decoder (its graph's bytes) is loaded with
-    under `config` on a CPU with `cpu_flags`; 0 where it multiplies as stored. Only int8
+def wanted_products(decoder_graph: bytes, manifest: Manifest, config: SessionConfig,
+                    cpu_flags: set[str] | None) -> ProductScan | None:
+    """The products a package's decoder (its graph's bytes) is loaded multiplying in fp32
+    under `config` on a CPU with `cpu_flags`; None where it multiplies as stored. Only int8
     packages: an int4 package's few 8-bit products stay (its time goes to the 4-bit ones;
     unmeasured)."""
     if manifest.quant != "int8":
-        return 0
-    fp32_bytes = fp32_product_bytes(decoder_graph)
+        return None
+    scan = scan_products(decoder_graph)
     drafts = manifest.generation.get("draft") not in (None, "none")
     if not wants_fp32_products(config.fp32_decoder_products, config.provider, cpu_flags,
-                               fp32_bytes, drafts):
-        return 0
-    return fp32_bytes
+                               scan.fp32_bytes, drafts):
+        return None
+    return scan
 
 
-def fp32_product_graph(graph_file: Path, data: bytes | None = None) -> RewrittenGraph:
-    """The decoder graph at `graph_file` (`data`: its bytes) with every 8-bit MatMulNBits
-    without zero points a MatMul over its dequantized fp32 weights [K, N], handed over as
-    buffers; the graph's other external tensors are read from beside it (already checked
-    by graph_check)."""
+def fp32_product_graph(graph_file: Path, data: bytes | None = None,
+                       scan: ProductScan | None = None) -> RewrittenGraph:
+    """The decoder graph at `graph_file` (`data`: its bytes; `scan`: scan_products' of
+    them, when the caller has it) with every 8-bit MatMulNBits without zero points a MatMul
+    over its dequantized fp32 weights [K, N], handed over as buffers; the graph's other
+    external tensors are read from beside it (already checked by graph_check)."""
     data = graph_file.read_bytes() if data is None else data
     try:
-        return _rewrite(data, graph_file.parent.resolve())
+        return _rewrite(data, graph_file.parent.resolve(), scan if scan is not None else _scan(data))
     except (Malformed, ValueError, KeyError, OSError) as err:
         raise PackageError(f"{graph_file.name} could not be rewritten with fp32 products: "
                            f"{err}") from err
 
 
-def _rewrite(data: bytes, folder: Path) -> RewrittenGraph:
-    scan = _scan(data)
+def _rewrite(data: bytes, folder: Path, scan: ProductScan) -> RewrittenGraph:
     weights = _weights(scan)
     taken = set(scan.tensors) | scan.boundary
     clash = sorted(w + SUFFIX for w in weights if w + SUFFIX in taken)
@@ -160,8 +171,8 @@ def _rewrite(data: bytes, folder: Path) -> RewrittenGraph:
     return RewrittenGraph(with_graph(data, graph), folder, external, tuple(sorted(weights)))
 
 
-def _scan(data: bytes) -> _Scan:
-    scan = _Scan()
+def _scan(data: bytes) -> ProductScan:
+    scan = ProductScan()
     main = model_graph(data)
     for n, wire, value, _ in fields_with_extent(data, *main):
         if n == GRAPH_INITIALIZER and wire == LENGTH:
@@ -173,7 +184,7 @@ def _scan(data: bytes) -> _Scan:
     return scan
 
 
-def _scan_nodes(data: bytes, graph: tuple[int, int], scan: _Scan) -> None:
+def _scan_nodes(data: bytes, graph: tuple[int, int], scan: ProductScan) -> None:
     for n, wire, value, _ in fields_with_extent(data, *graph):
         if n != GRAPH_NODE or wire != LENGTH:
             continue
@@ -181,6 +192,8 @@ def _scan_nodes(data: bytes, graph: tuple[int, int], scan: _Scan) -> None:
         for name in node.inputs:
             scan.readers[name] = scan.readers.get(name, 0) + 1
         ints, inner = _attributes(data, value)
+        if inner:
+            scan.holders.add(value)
         for sub in inner:
             _scan_nodes(data, sub, scan)
         product = _product(node.op_type, node.domain, node.inputs, ints, scan.tensors)
@@ -222,12 +235,12 @@ def _product(op_type: str, domain: str, inputs: tuple[str, ...], ints: dict[str,
     return Product(weight.name, scales.name, k, n, block)
 
 
-def _weights(scan: _Scan) -> dict[str, Product]:
+def _weights(scan: ProductScan) -> dict[str, Product]:
     """One product per stored weight (a weight read by several products is dequantized once)."""
     return {p.weight: p for p in scan.products.values()}
 
 
-def _dequantized(p: Product, scan: _Scan, data: bytes, folder: Path) -> np.ndarray:
+def _dequantized(p: Product, scan: ProductScan, data: bytes, folder: Path) -> np.ndarray:
     """[K, N] float32: what MatMulNBits multiplies by, (stored - 128) x its block's scale."""
     blocks = -(-p.k // p.block_size)
     stored = tensor_data(scan.tensors[p.weight], data, folder, p.n * blocks * p.block_size)
@@ -247,7 +260,7 @@ def _declaration(name: str, p: Product) -> bytes:
     return length_field(GRAPH_INITIALIZER, body)
 
 
-def _graph_bytes(data: bytes, graph: tuple[int, int], scan: _Scan, dropped: set[str]) -> bytes:
+def _graph_bytes(data: bytes, graph: tuple[int, int], scan: ProductScan, dropped: set[str]) -> bytes:
     """A GraphProto's fields with its products rewritten, its inner graphs' too, and the
     `dropped` initializers left out."""
     out = []
@@ -257,7 +270,7 @@ def _graph_bytes(data: bytes, graph: tuple[int, int], scan: _Scan, dropped: set[
             product = scan.products.get(value)
             if product is not None:
                 piece = _matmul(data, value, product)
-            elif _attributes(data, value)[1]:
+            elif value in scan.holders:
                 piece = _with_inner_graphs(data, value, scan, dropped)
         elif n == GRAPH_INITIALIZER and wire == LENGTH and \
                 string(data, value, TENSOR_NAME) in dropped:
@@ -278,7 +291,7 @@ def _matmul(data: bytes, node: tuple[int, int], p: Product) -> bytes:
     return length_field(GRAPH_NODE, body + b"".join(kept) + length_field(NODE_OP_TYPE, "MatMul"))
 
 
-def _with_inner_graphs(data: bytes, node: tuple[int, int], scan: _Scan, dropped: set[str]) -> bytes:
+def _with_inner_graphs(data: bytes, node: tuple[int, int], scan: ProductScan, dropped: set[str]) -> bytes:
     """A node that holds graphs (an If's branches) with those graphs rewritten."""
     out = []
     for n, wire, value, extent in fields_with_extent(data, *node):

@@ -127,34 +127,25 @@ def test_a_draft_models_own_buffers_are_budgeted(engine, engine_arch):
     assert tight["request"]["draft"] == 0 and tight["predicted"]["draft"] == 0
 
 
-def test_int8_encoder_weights_loaded_as_uint8_are_counted(tiny_package):
-    """On x86 CPUs without VNNI the encoder's int8 weights are handed to onnxruntime as
-    uint8 buffers, whose copy it keeps (runtime/integer_gemm.py): the plan counts them."""
-    from edgeseq.runtime.memory import UNSIGNED_WEIGHT_RESIDENCY
-    package = str(tiny_package("bart", "int8")[0])
-    stored = edgeseq.load(package, threads=1, unsigned_int8_weights=False)
-    unsigned = edgeseq.load(package, threads=1, unsigned_int8_weights=True)
-    widened = unsigned.runner.sessions.unsigned_weight_bytes
-    assert widened > 0 and stored.runner.sessions.unsigned_weight_bytes == 0
-    extra = unsigned.resident_weight_bytes() - stored.resident_weight_bytes()
-    assert abs(extra - widened * UNSIGNED_WEIGHT_RESIDENCY) <= 1
+@pytest.mark.parametrize("option, family, held, residency", [
+    # x86 CPUs without VNNI: the encoder's int8 weights handed to onnxruntime as uint8
+    # buffers, whose copy it keeps (runtime/integer_gemm.py)
+    ("unsigned_int8_weights", "bart", "unsigned_weight_bytes", "UNSIGNED_WEIGHT_RESIDENCY"),
+    # a decoder multiplying in fp32 holds its int8 weights dequantized, onnxruntime's copy
+    # besides their packed form (runtime/decoder_products.py)
+    ("fp32_decoder_products", "t5", "fp32_product_bytes", "FP32_PRODUCT_RESIDENCY"),
+])
+def test_weights_rewritten_at_load_are_counted(tiny_package, option, family, held, residency):
+    from edgeseq.runtime import memory
+    package = str(tiny_package(family, "int8")[0])
+    stored = edgeseq.load(package, threads=1, **{option: False})
+    rewritten = edgeseq.load(package, threads=1, **{option: True})
+    added = getattr(rewritten.runner.sessions, held)
+    assert added > 0 and getattr(stored.runner.sessions, held) == 0
+    extra = rewritten.resident_weight_bytes() - stored.resident_weight_bytes()
+    assert abs(extra - added * getattr(memory, residency)) <= 1
     wanted = Request(1, 16, 8, 0)
-    assert unsigned.memory_plan(500, wanted).estimate.weights == unsigned.resident_weight_bytes()
-
-
-def test_an_int8_decoders_weights_dequantized_for_fp32_products_are_counted(tiny_package):
-    """A decoder multiplying in fp32 holds its int8 weights dequantized, and onnxruntime
-    keeps its copy of them besides their packed form (runtime/decoder_products.py)."""
-    from edgeseq.runtime.memory import FP32_PRODUCT_RESIDENCY
-    package = str(tiny_package("t5", "int8")[0])
-    stored = edgeseq.load(package, threads=1, fp32_decoder_products=False)
-    fp32 = edgeseq.load(package, threads=1, fp32_decoder_products=True)
-    dequantized = fp32.runner.sessions.fp32_product_bytes
-    assert dequantized > 0 and stored.runner.sessions.fp32_product_bytes == 0
-    extra = fp32.resident_weight_bytes() - stored.resident_weight_bytes()
-    assert abs(extra - dequantized * FP32_PRODUCT_RESIDENCY) <= 1
-    wanted = Request(1, 16, 8, 0)
-    assert fp32.memory_plan(500, wanted).estimate.weights == fp32.resident_weight_bytes()
+    assert rewritten.memory_plan(500, wanted).estimate.weights == rewritten.resident_weight_bytes()
 
 
 @pytest.mark.parametrize("rewrites", [False, True])
