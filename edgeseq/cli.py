@@ -74,8 +74,10 @@ def _generation_options(args: argparse.Namespace) -> dict:
     if args.exit_threshold is not None:
         opts["exit_measure"] = args.exit_measure
     if args.sample:
-        opts.update(do_sample=True, temperature=args.temperature, top_k=args.top_k,
-                    top_p=args.top_p, seed=args.seed)
+        opts["do_sample"] = True
+    for name in ("temperature", "top_k", "top_p", "seed"):  # without --sample: refused
+        if getattr(args, name) is not None:
+            opts[name] = getattr(args, name)
     return opts
 
 
@@ -186,9 +188,14 @@ def _cmd_info(args: argparse.Namespace) -> int:
     if info["encoder_int8_weights"] == "unsigned":
         print("  encoder int8 weights: loaded as uint8 (this CPU has no VNNI, where the "
               "stored uint8 x int8 product saturates)")
+    elif info["encoder_int8_weights"] == "stored":
+        print("  encoder int8 weights: as stored")
     if info["decoder_products"] == "fp32":
+        from edgeseq.runtime.memory import MB  # the unit of memory budgets
         print(f"  decoder int8 weights: multiplied in fp32 "
-              f"({engine.runner.sessions.fp32_product_bytes / 1e6:.1f} MB dequantized at load)")
+              f"({engine.runner.sessions.fp32_product_bytes / MB:.1f} MB dequantized at load)")
+    elif m.quant == "int8":
+        print("  decoder int8 weights: multiplied in int8, as stored")
     if args.placement:
         from edgeseq.runtime.placement import summary
         for graph, ops in info["placement"].items():
@@ -296,7 +303,8 @@ def _cmd_bench(rest: list[str]) -> int:
 def _add_runtime_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("package", help='model package directory, or "default"')
     p.add_argument("--provider", default="cpu",
-                   help="cpu, cuda, coreml, qnn, openvino, directml, xnnpack (falls back to cpu)")
+                   help="cpu, cuda, tensorrt, coreml, qnn, openvino, directml, xnnpack "
+                        "(one the installed onnxruntime lacks falls back to cpu)")
     p.add_argument("--threads", type=int, default=0, help="intra-op threads (0: all cores)")
     p.add_argument("--no-spin", action="store_true",
                    help="idle threads sleep instead of spinning (better on busy cores)")
@@ -323,10 +331,10 @@ def _add_generation_args(p: argparse.ArgumentParser) -> None:
                         "would write next (default: the package's; 0: off)")
     p.add_argument("--num-beams", type=int, default=1)
     p.add_argument("--sample", action="store_true", help="sample instead of greedy")
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--top-k", type=int, default=0)
-    p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--temperature", type=float, default=None, help="with --sample (default 1.0)")
+    p.add_argument("--top-k", type=int, default=None, help="with --sample (default 0: off)")
+    p.add_argument("--top-p", type=float, default=None, help="with --sample (default 1.0: off)")
+    p.add_argument("--seed", type=int, default=None, help="with --sample")
     p.add_argument("--draft", default="auto",
                    help="speculative decoding: auto (the package's recommended drafter, for "
                         "greedy search; the default model's is input), none, input, layers, "

@@ -174,7 +174,7 @@ class GenerationOptions:
                          "top_p": self.top_p != 1.0, "seed": self.seed is not None}
         if not self.do_sample and any(sampling_only.values()):
             used = [k for k, v in sampling_only.items() if v]
-            raise OptionsError(f"{', '.join(used)} only apply when do_sample=True")
+            raise OptionsError(f"{', '.join(used)} only apply when sampling (do_sample=True; CLI --sample)")
 
 
 def _check_type(name: str, annotation: object, value: object) -> None:

@@ -188,3 +188,14 @@ def test_the_cli_says_and_chooses_how_the_decoder_multiplies(tiny_package, capsy
     assert "decoder int8 weights: multiplied in fp32" in capsys.readouterr().out
     assert main(["info", package, "--json", "--decoder-products", "int8"]) == 0
     assert json.loads(capsys.readouterr().out)["decoder_products"] == "stored"
+    assert main(["info", package, "--decoder-products", "int8"]) == 0
+    assert "decoder int8 weights: multiplied in int8, as stored" in capsys.readouterr().out
+    weights = {}
+    for choice in ("int8", "fp32"):  # generate takes it, and plan counts the dequantized weights
+        assert main(["generate", package, "5 9 13 2", "--ids", "--max-new-tokens", "4",
+                     "--decoder-products", choice]) == 0
+        capsys.readouterr()
+        assert main(["plan", package, "--memory-budget", "400", "--json",
+                     "--decoder-products", choice]) == 0
+        weights[choice] = json.loads(capsys.readouterr().out)["predicted"]["weights"]
+    assert weights["fp32"] > weights["int8"]

@@ -88,8 +88,12 @@ def test_bad_skip_options_are_named(engine, kw, name):
 
 
 def test_unified_skipping_works_with_beam_search_and_batches(engine):
-    outs = engine.generate(SOURCES, max_new_tokens=8, num_beams=2, skip_ratio=2.0)
-    assert len(outs) == 2 and all(o.token_ids for o in outs)
+    """A batch decodes as its rows one by one, through fewer layers than the full model."""
+    kw = dict(max_new_tokens=8, num_beams=2, skip_ratio=2.0)
+    outs = engine.generate(SOURCES, **kw)
+    assert [o.token_ids for o in outs] == [engine.generate(s, **kw).token_ids for s in SOURCES]
+    assert all(o.token_ids for o in outs)
+    assert all(o.stats.layers_per_pass < engine.arch.decoder_layers for o in outs)
 
 
 def test_a_pass_through_the_first_layers_reads_no_other_layer_cache(engine):

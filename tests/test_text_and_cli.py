@@ -104,8 +104,24 @@ def test_cli_layer_drafting_with_a_skip_set_equals_plain(text_package, capsys):
     assert bad.value.code == 2 and "layer indices" in capsys.readouterr().err
 
 
+def test_cli_sampling_options_need_sample_and_a_seed_repeats_a_draw(text_package, capsys):
+    args = ["generate", str(text_package), "hello", "--max-new-tokens", "6", "--json"]
+    assert main(args + ["--top-p", "0.9", "--seed", "1"]) == 2  # not silently greedy
+    assert "top_p, seed only apply when sampling" in capsys.readouterr().err
+    draws = []
+    for seed in ("1", "1", "2"):
+        assert main(args + ["--sample", "--temperature", "3", "--top-k", "40", "--top-p", "0.95",
+                            "--seed", seed]) == 0
+        draws.append(json.loads(capsys.readouterr().out)["token_ids"])
+    assert draws[0] == draws[1] != draws[2]  # fixed seeds: deterministic, and really sampled
+
+
 def test_cli_streams_and_reports_errors_without_tracebacks(text_package, capsys, tmp_path):
-    assert main(["generate", str(text_package), "hello", "--max-new-tokens", "3"]) == 0
+    args = ["generate", str(text_package), "hello", "--max-new-tokens", "3"]
+    assert main(args + ["--json"]) == 0
+    whole = json.loads(capsys.readouterr().out)["text"]
+    assert main(args) == 0  # streamed piece by piece: the same text, one line
+    assert capsys.readouterr().out == whole + "\n"
     assert main(["generate", str(tmp_path), "hello"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("edgeseq: error:") and "Traceback" not in err
