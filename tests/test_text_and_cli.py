@@ -161,3 +161,64 @@ def test_cli_reads_one_input_per_line_of_stdin_and_writes_one_line_each(text_pac
     assert main(args[:2] + ["-"] + args[2:]) == 2
     err = capsys.readouterr().err
     assert err.startswith("edgeseq: error: line 2 is not UTF-8 text") and "Traceback" not in err
+
+
+def _cli_generate(package: str, flags: list[str], capsys) -> dict:
+    args = ["generate", package, "5 9 13 22 40 7 2", "--ids", "--json", "--max-new-tokens", "8"]
+    assert main(args + flags) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+# each generation flag of the CLI against the Python option it stands for
+FLAG_CASES = {
+    "min-new-tokens": (["--min-new-tokens", "8"], dict(min_new_tokens=8)),
+    "no-repeat-ngram-size": (["--no-repeat-ngram-size", "1"], dict(no_repeat_ngram_size=1)),
+    "skip-ratio": (["--skip-ratio", "3"], dict(skip_ratio=3.0)),
+    "exit-after": (["--exit-after", "1"], dict(exit_after=1)),
+    "exit-threshold": (["--exit-threshold", "0.3", "--exit-measure", "margin"],
+                       dict(exit_threshold=0.3, exit_measure="margin")),
+    "num-beams": (["--num-beams", "3"], dict(num_beams=3)),
+}
+
+
+@pytest.mark.parametrize("name", FLAG_CASES)
+def test_each_cli_generation_flag_decodes_as_its_python_option(name, tiny_package, capsys):
+    package = str(tiny_package("bart", "int8")[0])  # ends this input at once: EOS shows
+    flags, options = FLAG_CASES[name]
+    engine = edgeseq.load(package, threads=1)
+    expected = engine.generate([5, 9, 13, 22, 40, 7, 2], max_new_tokens=8, **options)
+    printed = _cli_generate(package, flags + ["--threads", "1", "--no-spin"], capsys)
+    assert printed["token_ids"] == expected.token_ids
+    assert printed["stats"]["layers_per_pass"] == expected.stats.layers_per_pass
+    plain = engine.generate([5, 9, 13, 22, 40, 7, 2], max_new_tokens=8)
+    changed = (expected.token_ids != plain.token_ids
+               or expected.stats.layers_per_pass != plain.stats.layers_per_pass)
+    assert changed or name == "num-beams"  # the option is felt (beams may agree with greedy)
+
+
+@pytest.mark.parametrize("flags", [["--draft", "ngram"], ["--draft", "input", "--max-draft", "2"],
+                                   ["--draft", "layers", "--exit-layer", "1", "--max-draft", "2",
+                                    "--draft-confidence", "0.2"],
+                                   ["--draft", "layers", "--memory-budget", "400"],
+                                   ["--draft", "model:SELF"]])
+def test_cli_drafting_flags_draft_and_keep_plain_greedys_tokens(flags, tiny_package, capsys):
+    package = str(tiny_package("t5", "int8")[0])
+    flags = [f"model:{package}" if f == "model:SELF" else f for f in flags]
+    plain = _cli_generate(package, ["--draft", "none"], capsys)
+    assert plain["stats"]["speculation"] is None
+    fast = _cli_generate(package, flags, capsys)
+    assert fast["token_ids"] == plain["token_ids"]
+    figures = fast["stats"]["speculation"]
+    assert figures is not None and figures["verify_passes"] >= 1
+    if "--max-draft" in flags:
+        assert max(map(int, figures["accepted_histogram"]), default=0) <= 2
+    if "--memory-budget" in flags:
+        assert fast["stats"]["memory_plan"] is not None
+
+
+def test_an_impossible_memory_budget_on_the_cli_names_the_lower_bound(tiny_package, capsys):
+    package = str(tiny_package("t5", "int8")[0])
+    args = ["generate", package, "5 9 13 2", "--ids", "--draft", "layers", "--memory-budget", "1"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("edgeseq: error:") and "Traceback" not in err and "MB" in err

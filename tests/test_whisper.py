@@ -213,6 +213,33 @@ def test_long_audio_is_cut_into_windows(tiny):
     assert stamped.segments and all(s.start <= s.end for s in stamped.segments)
 
 
+def test_the_cli_transcribes_a_wav_file_as_the_python_api_does(tiny, tmp_path, capsys):
+    import wave
+
+    from edgeseq.cli import main
+    from edgeseq.export.whisper_validate import synthetic_audio
+    package = str(tiny[3]["hf"][0])
+    samples = synthetic_audio(6.0)
+    path = tmp_path / "clip.wav"
+    with wave.open(str(path), "wb") as out:  # 16-bit PCM, as recorders write it
+        out.setnchannels(1), out.setsampwidth(2), out.setframerate(16000)
+        out.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+    expected = edgeseq.load(package, threads=1).transcribe(str(path), language="en")
+    args = ["transcribe", package, str(path), "--language", "en"]
+    assert main(args + ["--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert (printed["text"], printed["language"]) == (expected.text, "en")
+    assert main(args + ["--draft", "layers"]) == 0  # greedy speculation: the same words
+    assert capsys.readouterr().out == expected.text.strip() + "\n"
+    assert main(args + ["--timestamps"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines and all(line.startswith("[") and " -> " in line for line in lines)
+    (tmp_path / "noise.wav").write_bytes(b"RIFF not a wave file")
+    assert main(["transcribe", package, str(tmp_path / "noise.wav")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("edgeseq: error:") and "Traceback" not in err
+
+
 @pytest.mark.parametrize("exit_layer", [None, 1])
 def test_layer_drafting_gives_the_plain_greedy_tokens(tiny, exit_layer):
     mel = _mel(6.0)
