@@ -58,6 +58,16 @@ def _layer_list(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected layer indices like 1,2; got {text!r}") from None
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a TCP port is 0..65535, got {text!r}")
+    return port
+
+
 def _generation_options(args: argparse.Namespace) -> dict:
     opts = dict(max_new_tokens=args.max_new_tokens, min_new_tokens=args.min_new_tokens,
                 num_beams=args.num_beams, draft=_draft(args.draft, args),
@@ -419,7 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_info)
     p = sub.add_parser("demo", help="offline assistant: a local web page (or --tui terminal)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: localhost only)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=_port, default=8000, help="0..65535 (0: any free port)")
     p.add_argument("--models", default="models", help="folder of model packages to offer")
     p.add_argument("--tui", action="store_true", help="plain terminal mode, for headless devices")
     p.set_defaults(func=_cmd_demo)

@@ -19,7 +19,7 @@ from .integer_gemm import (cpu_kernels_on_gpu, unsigned_buffer_bytes, unsigned_w
                            uses_integer_gemm, wants_unsigned_weights, x86_cpu_flags)
 from .kv_cache import KVCache
 from .memory import package_weight_bytes
-from .providers import SessionConfig, encoder_thread_count, make_session
+from .providers import SessionConfig, encoder_thread_count, make_session, resolve_provider
 
 
 @dataclass(frozen=True)
@@ -147,16 +147,18 @@ def open_sessions(directory: Path, config: SessionConfig, manifest: Manifest,
              else None)
     # The encoder runs once per request: spinning after it, its idle workers would take
     # the cores of the decoder steps that follow (bench/thread_pools.py).
+    providers = resolve_provider(config.provider)
     encoder = make_session(encoder_file, config, spin=False,
                            threads=encoder_thread_count(config, manifest.arch.d_model),
-                           profile=profile and profile / "encoder", graph=graph)
+                           profile=profile and profile / "encoder", graph=graph,
+                           providers=providers)
     decoder_file = directory / names.DECODER_FILE
     decoder_bytes = decoder_file.read_bytes()
     scan = wanted_products(decoder_bytes, manifest, config, cpu_flags)
     products = (fp32_product_graph(decoder_file, decoder_bytes, scan) if scan is not None
                 else None)
     decoder = make_session(decoder_file, config, profile=profile and profile / "decoder",
-                           graph=products)
+                           graph=products, providers=providers)
     sessions = Sessions(encoder, decoder, integer_gemm)
     if graph is not None:
         sessions.unsigned_weights, sessions.unsigned_weight_bytes = graph.weights, graph.buffer_bytes

@@ -237,10 +237,25 @@ class CheckedDrafter:
             raise OptionsError(f"{name}.propose: draft tokens must be in 0..{self.vocab_size - 1} "
                                f"(-1: none), got {int(tokens.min())}..{int(tokens.max())}")
         probs = draft.probs
-        if probs is not None and np.shape(probs) != (*tokens.shape, self.vocab_size):
+        if probs is not None:
+            self._check_probs(name, tokens, probs)
+        return Draft(tokens.astype(np.int64, copy=False), probs)
+
+    def _check_probs(self, name: str, tokens: np.ndarray, probs) -> None:
+        """Rejection sampling divides by the draft's probability of its token and
+        resamples from max(p - q, 0): q must be a distribution giving its token mass."""
+        if np.shape(probs) != (*tokens.shape, self.vocab_size):
             raise OptionsError(f"{name}.propose: Draft.probs must be [batch, k, vocab="
                                f"{self.vocab_size}], got {list(np.shape(probs))}")
-        return Draft(tokens.astype(np.int64, copy=False), probs)
+        probs = np.asarray(probs)
+        drafted = tokens >= 0
+        q = probs[drafted]
+        if not (np.isfinite(q).all() and (q >= 0).all() and
+                np.allclose(q.sum(axis=-1), 1.0, atol=1e-3)):
+            raise OptionsError(f"{name}.propose: each drafted position's Draft.probs must be a "
+                               "probability distribution (finite, >= 0, summing to 1)")
+        if (np.take_along_axis(q, tokens[drafted][:, None], axis=-1) <= 0).any():
+            raise OptionsError(f"{name}.propose: Draft.probs gives a drafted token probability 0")
 
     def update(self, drafted: int, accepted: int) -> None:
         self.drafter.update(drafted, accepted)

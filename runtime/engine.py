@@ -10,13 +10,13 @@ from typing import Iterator
 import numpy as np
 
 from edgeseq import names
-from edgeseq.arch import ArchSpec, Positions
+from edgeseq.arch import ArchSpec, Family, Positions
 from edgeseq.errors import InputError, OptionsError, PackageError
 from edgeseq.manifest import Manifest, read_manifest, verify_files
 from .decoder import LayerPlan, Seq2SeqRunner
 from .early_exit import confident_exit, unified_skip_plan
 from .logits import ScoreRules
-from .memory import MB, Plan, Request, package_weight_bytes, plan
+from .memory import MB, Plan, Request, check_caches_fit, package_weight_bytes, plan
 from .options import GenerationOptions, is_engine, resolve_auto_draft
 from .batching import BatchSchedule
 from .draft_control import DraftController
@@ -58,6 +58,8 @@ class GenerationResult:
 
 
 def resolve_package(package: str | Path) -> Path:
+    if not isinstance(package, (str, Path)):
+        raise PackageError(f"a package is a directory path or \"default\", got {package!r}")
     if str(package) == "default":
         default = Path(str(resources.files("edgeseq") / "default_model"))
         if not (default / names.MANIFEST_FILE).is_file():
@@ -126,6 +128,16 @@ class Engine:
         return operator_placement(self)
 
     # -- inputs ---------------------------------------------------------------------
+    def _batch_row(self, index: int, item: str | list[int], opts: GenerationOptions,
+                   is_batch: bool) -> list[int]:
+        """_source_ids, an error naming which input of a batch it is about."""
+        try:
+            return self._source_ids(item, opts)
+        except InputError as err:
+            if not is_batch:
+                raise
+            raise InputError(f"input {index}: {err}") from None
+
     def _source_ids(self, item: str | list[int], opts: GenerationOptions) -> list[int]:
         ids = self.codec.encode(item) if isinstance(item, str) else item
         if not ids:
@@ -143,6 +155,9 @@ class Engine:
         return ids
 
     def _options(self, options: dict) -> GenerationOptions:
+        if self.arch.family == Family.WHISPER:  # its decoder takes audio features, not text
+            raise InputError(f"{self.directory} is a Whisper package: transcribe audio with "
+                             "engine.transcribe(...) (CLI: edgeseq transcribe PKG audio.wav)")
         known = set(GenerationOptions.__dataclass_fields__)
         unknown = sorted(set(options) - known)
         if unknown:
@@ -207,6 +222,10 @@ class Engine:
 
     def _layer_plan(self, opts: GenerationOptions) -> LayerPlan | None:
         layers = self.arch.decoder_layers
+        if opts.exit_layers is not None and not (
+                opts.exit_layers and all(1 <= e <= layers for e in opts.exit_layers)):
+            raise OptionsError(f"exit_layers must name decoder layers in 1..{layers}, "
+                               f"got {opts.exit_layers}")
         if opts.skip_ratio is not None:
             return unified_skip_plan(layers, opts.skip_ratio)
         if opts.exit_after is not None:
@@ -264,7 +283,7 @@ class Engine:
         self._check_target_length(opts)
         items, is_batch = normalise_inputs(inputs)
         started = time.perf_counter()
-        rows = [self._source_ids(item, opts) for item in items]
+        rows = [self._batch_row(i, item, opts, is_batch) for i, item in enumerate(items)]
         opts, batch, chosen = self._apply_budget(opts, rows)
         results: list[GenerationResult] = []
         while len(results) < len(rows):
@@ -319,11 +338,18 @@ class Engine:
                     draft_arch: ArchSpec | None = None) -> Plan:
         """The SpecMemo plan for `request` under `budget_mb` (MemoryBudgetError if none);
         `draft_arch`: the draft model's shape when drafting with one."""
+        if isinstance(budget_mb, bool) or not isinstance(budget_mb, (int, float)) or \
+                not 0 < budget_mb < float("inf"):
+            raise OptionsError(f"a memory budget must be a finite number of MB > 0, got {budget_mb!r}")
+        if request.max_new_tokens > MAX_NEW_TOKENS:
+            raise OptionsError(f"max_new_tokens must be <= {MAX_NEW_TOKENS}")
         weights = self.resident_weight_bytes()
         return plan(self.arch, weights, int(budget_mb * MB), request, draft_arch)
 
     def _apply_budget(self, opts: GenerationOptions, rows: list[list[int]]):
         if opts.memory_budget_mb is None:
+            check_caches_fit(self.arch, len(rows) * opts.num_beams, max(len(r) for r in rows),
+                             opts.max_new_tokens)
             return opts, len(rows), None
         other = opts.draft.manifest if is_engine(opts.draft) else None
         wanted = Request(batch=1 if opts.speculate_rows else len(rows) * opts.num_beams,

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from edgeseq.arch import ArchSpec
-from edgeseq.errors import MemoryBudgetError
+from edgeseq.errors import MemoryBudgetError, OptionsError
 from edgeseq.manifest import Manifest, loaded_weight_bytes
 
 F32 = 4
@@ -55,6 +55,13 @@ class Request:
     draft_model_bytes: int = 0   # a draft model's resident weights (its shape: estimate's draft_arch)
     rerank_source: bool = False  # a scoring pass over source and output after decoding
 
+    def __post_init__(self) -> None:
+        for name, least in (("batch", 1), ("source_length", 1), ("max_new_tokens", 1),
+                            ("draft", 0), ("draft_model_bytes", 0)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                raise OptionsError(f"{name} must be an int >= {least}, got {value!r}")
+
 
 @dataclass(frozen=True)
 class MemoryEstimate:
@@ -91,6 +98,30 @@ def cache_bytes(arch: ArchSpec) -> tuple[int, int]:
     source token (the cross-attention K/V of every layer)."""
     per_layer = 2 * arch.num_heads * arch.head_dim * F32  # a key and a value
     return 2 * arch.decoder_layers * per_layer, arch.decoder_layers * per_layer
+
+
+def physical_memory_bytes() -> int | None:
+    """This machine's RAM, where the OS says (None elsewhere)."""
+    import os
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_caches_fit(arch: ArchSpec, rows: int, source_length: int, max_new_tokens: int) -> None:
+    """Without a budget a call's inputs decode together with their caches allocated up
+    front: refuse one whose caches alone exceed this machine's memory, before trying (a
+    few thousand rows x 8k tokens asked numpy for terabytes)."""
+    total = physical_memory_bytes()
+    per_position, per_source = cache_bytes(arch)
+    need = rows * ((max_new_tokens + 1) * per_position + source_length * per_source)
+    if total and need > total:
+        raise MemoryBudgetError(
+            f"this call's KV caches need {need / MB:.0f} MB ({rows} decoder rows x "
+            f"{max_new_tokens} new tokens), more than this machine's {total / MB:.0f} MB: pass "
+            f"fewer inputs or beams, fewer max_new_tokens, or memory_budget_mb to decode "
+            f"the inputs in batches that fit")
 
 
 def package_weight_bytes(manifest: Manifest, unsigned_weight_bytes: int = 0,
@@ -163,7 +194,7 @@ def plan(arch: ArchSpec, weight_bytes: int, budget_bytes: int, wanted: Request,
                                                  rerank_source=wanted.rerank_source))
     if floor.total > budget_bytes:
         raise MemoryBudgetError(
-            f"a memory budget of {budget_bytes / MB:.0f} MB is below the "
+            f"a memory budget of {budget_bytes / MB:.3g} MB is below the "
             f"{floor.total / MB:.0f} MB that plain decoding of one {wanted.source_length}-token "
             f"input needs (weights {floor.weights / MB:.0f} MB, runtime "
             f"{floor.runtime / MB:.0f} MB); raise the budget or use a smaller / int4 package")

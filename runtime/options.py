@@ -124,8 +124,9 @@ class GenerationOptions:
                                "beam search (num_beams > 1)")
         if self.speculate_rows is not None and self.draft is None:
             raise OptionsError("speculate_rows applies with draft= (speculative decoding) only")
-        if self.memory_budget_mb is not None and not self.memory_budget_mb > 0:
-            raise OptionsError(f"memory_budget_mb must be > 0, got {self.memory_budget_mb}")
+        if self.memory_budget_mb is not None and not 0 < self.memory_budget_mb < float("inf"):
+            raise OptionsError(f"memory_budget_mb must be a finite number > 0, "
+                               f"got {self.memory_budget_mb}")
         if not 1 <= self.max_draft <= MAX_DRAFT:
             raise OptionsError(f"max_draft must be in 1..{MAX_DRAFT}, got {self.max_draft}")
         if self.seed is not None and self.seed < 0:

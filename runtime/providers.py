@@ -79,8 +79,11 @@ class SessionConfig:
         if not isinstance(self.provider, str):
             raise ProviderError(f"provider must be a name such as 'cpu', got {self.provider!r}")
         if not _is_thread_count(self.threads):
-            raise OptionsError(f"threads must be an int >= 0 (0: onnxruntime's default), "
-                               f"got {self.threads!r}")
+            raise OptionsError(f"threads must be an int in 0..{MAX_THREADS} (0: onnxruntime's "
+                               f"default), got {self.threads!r}")
+        for name in ("spin", "shared_pool"):
+            if not isinstance(getattr(self, name), bool):
+                raise OptionsError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.unsigned_int8_weights not in (None, True, False):
             raise OptionsError(f"unsigned_int8_weights must be None, True or False, "
                                f"got {self.unsigned_int8_weights!r}")
@@ -89,7 +92,7 @@ class SessionConfig:
                                f"got {self.fp32_decoder_products!r}")
         if self.encoder_threads is not None:
             if not _is_thread_count(self.encoder_threads):
-                raise OptionsError(f"encoder_threads must be an int >= 0 or None, "
+                raise OptionsError(f"encoder_threads must be an int in 0..{MAX_THREADS} or None, "
                                    f"got {self.encoder_threads!r}")
             if self.shared_pool:
                 raise OptionsError("encoder_threads sets the encoder's own pool; with "
@@ -113,9 +116,14 @@ def encoder_thread_count(config: SessionConfig, d_model: int) -> int:
     return config.threads
 
 
+# more threads than any device here has cores: onnxruntime would try to create them all
+# (10**9 ends in std::bad_alloc, reported as if the package were at fault)
+MAX_THREADS = 1024
+
+
 def _is_thread_count(value: object) -> bool:
-    """An int >= 0 (a bool is not a count)."""
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    """An int in 0..MAX_THREADS (a bool is not a count)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_THREADS
 
 
 # CUDA runs fp32 matrix products in TF32 by default (10-bit mantissas): measured on an H100,
@@ -174,11 +182,13 @@ SHARED_POOL = SharedThreadPool()
 
 def make_session(path: Path, config: SessionConfig, spin: bool | None = None,
                  threads: int | None = None, profile: Path | None = None,
-                 graph: "RewrittenGraph | None" = None) -> ort.InferenceSession:
+                 graph: "RewrittenGraph | None" = None,
+                 providers: list | None = None) -> ort.InferenceSession:
     """A session for the graph at `path`, or for `graph`, that graph rewritten in memory
     (runtime/rewritten_graph.py); `spin` and `threads` override config.spin and
     config.threads for this session's own pool. `profile`: onnxruntime's profiler writes
-    its trace under this file prefix (runtime/placement.py)."""
+    its trace under this file prefix (runtime/placement.py). `providers`: resolve_provider's
+    list, when a package's sessions resolve it once (its CPU fallback warned about once)."""
     spin = config.spin if spin is None else spin
     threads = config.threads if threads is None else threads
     opts = ort.SessionOptions()
@@ -203,7 +213,7 @@ def make_session(path: Path, config: SessionConfig, spin: bool | None = None,
         graph.session_options(opts)
     try:
         return ort.InferenceSession(str(path) if graph is None else graph.model, sess_options=opts,
-                                    providers=resolve_provider(config.provider))
+                                    providers=providers or resolve_provider(config.provider))
     except ProviderError:
         raise
     except Exception as err:  # onnxruntime raises its own untyped errors

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from edgeseq import names
 from edgeseq.errors import OptionsError
 from edgeseq.manifest import Manifest
 from .draft_control import DraftController
@@ -54,6 +55,11 @@ def check_draft_model(mine: Manifest, theirs: Manifest) -> None:
     if theirs.arch.vocab_size != mine.arch.vocab_size or theirs.special != mine.special:
         raise OptionsError("the draft model must share the target's vocabulary and special "
                            "tokens (same tokenizer)")
+    tokenizers = [m.files.get(names.TOKENIZER_FILE, {}).get("sha256") for m in (mine, theirs)]
+    if all(tokenizers) and tokenizers[0] != tokenizers[1]:  # maybe the same ids, maybe not
+        warnings.warn("the draft model's tokenizer.json differs from the target's: where their "
+                      "vocabularies differ its drafts are rejected (the output stays the "
+                      "target's own)", RuntimeWarning, stacklevel=2)
 
 
 def make_drafter(engine: "Engine", opts: GenerationOptions, session: "DecodeSession",

@@ -137,10 +137,22 @@ def test_too_many_new_tokens_for_learned_positions(engine):
     (dict(num_beams=0), "num_beams"), (dict(do_sample=True, temperature=0), "temperature"),
     (dict(do_sample=True, top_k=-2), "top_k"), (dict(top_k=5), "top_k only apply"),
     (dict(do_sample=True, num_beams=2), "beam"),
+    (dict(exit_threshold=0.5, exit_layers=(99,)), "exit_layers"),
+    (dict(exit_threshold=0.5, exit_layers=(0,)), "exit_layers"),
+    (dict(exit_threshold=0.5, exit_layers=()), "exit_layers"),
 ])
 def test_options_are_validated_up_front_and_named(engine, options, name):
     with pytest.raises(OptionsError, match=name):
         engine.generate([5, 6], **options)
+
+
+def test_a_call_whose_caches_exceed_the_machines_memory_is_refused_up_front(engine, monkeypatch):
+    from edgeseq.errors import MemoryBudgetError
+    from edgeseq.runtime import memory
+    monkeypatch.setattr(memory, "physical_memory_bytes", lambda: 64 * memory.MB)
+    with pytest.raises(MemoryBudgetError, match="KV caches need .* more than this machine's 64 MB"):
+        engine.generate([[5, 6]] * 200, num_beams=4, max_new_tokens=64)
+    assert engine.generate([[5, 6]] * 2, num_beams=4, max_new_tokens=8)  # small calls go on
 
 
 def test_text_on_ids_only_package_says_so(engine):
@@ -167,3 +179,31 @@ def test_an_onnxruntime_older_than_supported_is_named_with_what_to_install(monke
     monkeypatch.setattr(providers.ort, "__version__", "1.20.1")
     with pytest.raises(OnnxruntimeVersionError):
         edgeseq.load("default")
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--memory-budget", "inf"], "finite number of MB"), (["--memory-budget", "nan"], "finite"),
+    (["--memory-budget", "-5"], "finite number of MB > 0"),
+    (["--memory-budget", "300", "--batch", "0"], "batch must be an int >= 1"),
+    (["--memory-budget", "300", "--source-length", "-100"], "source_length must be an int >= 1"),
+    (["--memory-budget", "300", "--max-new-tokens", "1000000"], "max_new_tokens must be <= 8192"),
+    (["--memory-budget", "300", "--max-draft", "-3"], "draft must be an int >= 0"),
+])
+def test_plan_refuses_numbers_that_mean_nothing(tiny_package, flags, message, capsys):
+    from edgeseq.cli import main
+    assert main(["plan", str(tiny_package("bart", "fp32")[0])] + flags) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_a_generation_budget_must_be_finite(engine):
+    with pytest.raises(OptionsError, match="memory_budget_mb must be a finite number"):
+        engine.generate([5, 6], memory_budget_mb=float("inf"))
+
+
+@pytest.mark.parametrize("port", ["70000", "-1", "http"])
+def test_the_demo_refuses_a_port_that_cannot_exist(port, capsys):
+    from edgeseq.cli import main
+    with pytest.raises(SystemExit) as usage:  # argparse's usage error, before any model loads
+        main(["demo", "--port", port])
+    assert usage.value.code == 2 and "a TCP port is 0..65535" in capsys.readouterr().err

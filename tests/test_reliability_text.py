@@ -179,10 +179,16 @@ def test_wrong_types_and_values_name_the_option(ids_engine, options, message):
         ids_engine.generate([5, 6, 2], **options)
 
 
-@pytest.mark.parametrize("threads", [-1, 1.5, True, "2"])
+@pytest.mark.parametrize("threads", [-1, 1.5, True, "2", 10**9])
 def test_bad_thread_counts_are_refused_by_name(tiny_package, threads):
-    with pytest.raises(OptionsError, match="threads must be an int >= 0"):
+    with pytest.raises(OptionsError, match=r"threads must be an int in 0\.\.1024"):
         edgeseq.load(str(tiny_package("bart", "fp32")[0]), threads=threads)
+
+
+@pytest.mark.parametrize("name", ["spin", "shared_pool"])
+def test_thread_pool_switches_must_be_booleans(tiny_package, name):
+    with pytest.raises(OptionsError, match=f"{name} must be True or False"):
+        edgeseq.load(str(tiny_package("bart", "fp32")[0]), **{name: "no"})
 
 
 # -- cancellation ------------------------------------------------------------------------

@@ -202,6 +202,16 @@ def test_a_callers_drafter_that_proposes_nonsense_is_named(engines):
         engine.generate([5, 6], draft=_Broken(Draft(np.array([[7, vocab]]))))
     with pytest.raises(OptionsError, match="an object with propose"):
         engine.generate([5, 6], draft=object())
+    sample = dict(do_sample=True, seed=0, max_new_tokens=4, adaptive_draft=False)
+    uniform = np.full((1, 2, vocab), 1.0 / vocab, np.float32)
+    for probs, message in ((np.full((1, 2, vocab), np.nan), "a probability distribution"),
+                           (-uniform, "a probability distribution"),
+                           (uniform * 2, "a probability distribution"),
+                           (np.eye(vocab, dtype=np.float32)[[[1, 2]]], "probability 0"),
+                           (uniform[:, :, :-1], r"\[batch, k, vocab")):
+        with pytest.raises(OptionsError, match=message):
+            engine.generate([5, 6], draft=_Broken(Draft(np.array([[7, 8]]), probs)), **sample)
+    engine.generate([5, 6], draft=_Broken(Draft(np.array([[7, 8]]), uniform)), **sample)
 
 
 def test_a_drafter_switched_off_decodes_as_plain_greedy_until_a_probe_is_due(engines, monkeypatch):
@@ -500,3 +510,24 @@ def test_a_drafter_that_scans_the_source_first_drafts_it_whole_while_drafting_is
     scanning = SimpleNamespace(propose=None, update=None, scans_source_first=True)
     assert CheckedDrafter(scanning, vocab_size=10).scans_source_first
     assert not CheckedDrafter(SimpleNamespace(propose=None, update=None), vocab_size=10).scans_source_first
+
+
+def test_a_draft_model_whose_tokenizer_file_differs_is_warned_about(tmp_path):
+    import json
+    import shutil
+
+    from edgeseq.manifest import sha256_file
+    target = edgeseq.load("default", threads=1, shared_pool=False)
+    copy = tmp_path / "draft"
+    shutil.copytree(target.directory, copy)
+    tokenizer = copy / "tokenizer.json"
+    tokenizer.write_text(json.dumps(json.loads(tokenizer.read_text()), indent=2))  # same ids
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["files"]["tokenizer.json"] = {"sha256": sha256_file(tokenizer),
+                                           "bytes": tokenizer.stat().st_size}
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    drafter = edgeseq.load(str(copy), threads=1, spin=False)
+    text = "She go to school every days."
+    with pytest.warns(RuntimeWarning, match="tokenizer.json differs"):
+        fast = target.generate(text, draft=drafter, max_draft=3)
+    assert fast.token_ids == target.generate(text, draft=None).token_ids

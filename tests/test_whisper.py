@@ -213,6 +213,19 @@ def test_long_audio_is_cut_into_windows(tiny):
     assert stamped.segments and all(s.start <= s.end for s in stamped.segments)
 
 
+def test_text_generation_on_a_whisper_package_points_to_transcribe(tiny, capsys):
+    from edgeseq.cli import main
+    from edgeseq.errors import InputError
+    package = str(tiny[3]["hf"][0])
+    engine = edgeseq.load(package, threads=1)
+    for call in (lambda: engine.generate("hello"), lambda: engine.generate([50257, 50362]),
+                 lambda: next(engine.stream("hello"))):
+        with pytest.raises(InputError, match="Whisper package: transcribe"):
+            call()
+    assert main(["generate", package, "hello"]) == 2
+    assert "transcribe" in capsys.readouterr().err
+
+
 def test_the_cli_transcribes_a_wav_file_as_the_python_api_does(tiny, tmp_path, capsys):
     import wave
 
