@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 from dataclasses import dataclass
 from typing import Any
+
+from .errors import PackageError
 
 
 class Family(str, enum.Enum):
@@ -76,11 +79,70 @@ class ArchSpec:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "ArchSpec":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
+        """The manifest's `arch` section, every field checked: PackageError naming it."""
+        if not isinstance(data, dict):
+            raise PackageError(f"manifest arch must be a JSON object, got {data!r:.40}")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = set(data) - set(fields)
         if unknown:
-            raise ValueError(f"unknown architecture fields {sorted(unknown)}")
-        enums = {"family": Family, "norm": Norm, "activation": Activation,
-                 "positions": Positions}
-        values = {k: (enums[k](v) if k in enums else v) for k, v in data.items()}
+            raise PackageError(f"manifest arch has unknown fields {sorted(unknown)}")
+        values = {}
+        for name, f in fields.items():
+            if name not in data:
+                if f.default is dataclasses.MISSING:
+                    raise PackageError(f"manifest is malformed: arch.{name} is missing")
+                continue
+            value, where = data[name], f"arch.{name}"
+            if name in ENUMS:
+                known = [e.value for e in ENUMS[name]]
+                if value not in known:
+                    raise PackageError(f"manifest {where} must be one of {known}, got {value!r}")
+                value = ENUMS[name](value)
+            elif f.type == "int":
+                check_int(value, where, 1 if name in SIZES else 0)
+            elif f.type == "float":
+                check_real(value, where)
+            elif f.type == "bool":
+                check_bool(value, where)
+            values[name] = value
         return cls(**values)
+
+
+ENUMS: dict[str, type[enum.Enum]] = {"family": Family, "norm": Norm, "activation": Activation,
+                                     "positions": Positions}
+# sizes and counts that are at least 1; the other int fields are at least 0
+SIZES = frozenset({"d_model", "num_heads", "head_dim", "d_ff", "encoder_layers",
+                   "decoder_layers", "vocab_size", "max_source_positions",
+                   "max_target_positions"})
+
+
+# -- manifest field checks (bool is not an int, an int not a float) -------------------------
+def check_int(value: Any, where: str, low: int = 0, high: int | None = None) -> int:
+    """`value` if it is an int in low..high; else PackageError naming manifest field `where`."""
+    span = f"{low}..{high}" if high is not None else f">= {low}"
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or \
+            (high is not None and value > high):
+        raise PackageError(f"manifest {where} must be an integer {span}, got {value!r:.40}")
+    return value
+
+
+def check_real(value: Any, where: str, low: float = -math.inf, high: float = math.inf) -> float:
+    """`value` if it is a finite number in [low, high] (an int counts as one)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+            not _finite(value) or not low <= value <= high:
+        bounds = "" if (low, high) == (-math.inf, math.inf) else f" in {low:g}..{high:g}"
+        raise PackageError(f"manifest {where} must be a finite number{bounds}, got {value!r:.40}")
+    return value
+
+
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
+
+
+def check_bool(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise PackageError(f"manifest {where} must be true or false, got {value!r:.40}")
+    return value

@@ -33,6 +33,10 @@ class InputError(EdgeseqError, ValueError):
     """A generation input that the model cannot take (empty, too long, text without tokenizer)."""
 
 
+class AudioError(InputError):
+    """Audio that cannot be read or used (a missing file, a corrupt WAV, an odd array)."""
+
+
 class OptionsError(EdgeseqError, ValueError):
     """Generation options that are out of range or conflict; the message names the option."""
 

@@ -9,7 +9,9 @@ entries and the model's opset imports. A graph is refused when it
   operator edgeseq's exporter never emits (ALLOWED_OPS), or defines model-local functions;
 - points a tensor's external data at an absolute path, a path with "..", or a file the
   manifest does not list, or past the end of that file;
-- has inputs or outputs other than those the manifest declares."""
+- has inputs or outputs other than those the manifest declares, or whose element type or
+  static sizes differ from what the runtime feeds and reads for the manifest's arch
+  (graph_signatures)."""
 from __future__ import annotations
 
 import ntpath
@@ -19,16 +21,20 @@ from pathlib import Path
 from typing import Any
 
 from edgeseq import names
+from edgeseq.arch import ArchSpec, Family
 from edgeseq.errors import PackageError
 from edgeseq.onnx_wire import (ATTR_G, ATTR_GRAPHS, ATTR_NAME, ATTR_SPARSE_TENSOR,
-                               ATTR_SPARSE_TENSORS, ATTR_T, ATTR_TENSORS, ENTRY_KEY, ENTRY_VALUE,
+                               ATTR_SPARSE_TENSORS, ATTR_T, ATTR_TENSORS, DATA_TYPE_BOOL,
+                               DATA_TYPE_FLOAT, DATA_TYPE_FLOAT16, DATA_TYPE_INT32,
+                               DATA_TYPE_INT64, DIM_PARAM, DIM_VALUE, ENTRY_KEY, ENTRY_VALUE,
                                GRAPH_INITIALIZER, GRAPH_INPUT, GRAPH_NODE, GRAPH_OUTPUT,
                                GRAPH_SPARSE_INITIALIZER, LENGTH, MODEL_FUNCTIONS, MODEL_GRAPH,
                                MODEL_OPSET_IMPORT, NODE_ATTRIBUTE, NODE_DOMAIN, NODE_NAME,
-                               NODE_OP_TYPE, OPSET_DOMAIN, SPARSE_INDICES, SPARSE_VALUES,
-                               TENSOR_DATA_LOCATION, TENSOR_EXTERNAL_DATA,
-                               TENSOR_LOCATION_EXTERNAL, TENSOR_NAME, VALUE_INFO_NAME, VARINT,
-                               Malformed, fields, spans, string, text)
+                               NODE_OP_TYPE, OPSET_DOMAIN, SHAPE_DIM, SPARSE_INDICES,
+                               SPARSE_VALUES, TENSOR_DATA_LOCATION, TENSOR_EXTERNAL_DATA,
+                               TENSOR_LOCATION_EXTERNAL, TENSOR_NAME, TENSOR_TYPE_ELEM,
+                               TENSOR_TYPE_SHAPE, TYPE_TENSOR, VALUE_INFO_NAME, VALUE_INFO_TYPE,
+                               VARINT, Malformed, fields, spans, string, text)
 
 # Every operator edgeseq's exporter emits, collected from the graphs it writes for each
 # family (T5 v1.0 / v1.1, BART, mBART, Marian, Whisper) in fp32, fp16, int8 and int4,
@@ -65,11 +71,20 @@ class ExternalTensor:
     graph: str
 
 
+@dataclass(frozen=True)
+class TensorType:
+    """A graph input's or output's declared type. dims: None when no shape is declared;
+    an int per static axis, a str (or None) per named or unknown one."""
+    elem_type: int  # 0 when the value is not a tensor
+    dims: tuple[int | str | None, ...] | None
+
+
 @dataclass
 class ModelSummary:
     """What the checks need from a ModelProto."""
     inputs: list[str] = field(default_factory=list)    # the main graph's
     outputs: list[str] = field(default_factory=list)
+    types: dict[str, TensorType] = field(default_factory=dict)  # of those inputs and outputs
     nodes: list[Node] = field(default_factory=list)    # every graph's, subgraphs included
     external: list[ExternalTensor] = field(default_factory=list)
     opset_domains: list[str] = field(default_factory=list)
@@ -88,6 +103,29 @@ def _tensor(buf: bytes, span: tuple[int, int], where: str, out: ModelSummary) ->
             external = value == TENSOR_LOCATION_EXTERNAL
     if external or entries:
         out.external.append(ExternalTensor(name, entries, where))
+
+
+def _dim(buf: bytes, span: tuple[int, int]) -> int | str | None:
+    size: int | str | None = None
+    for n, wire, value in fields(buf, *span):
+        if n == DIM_VALUE and wire == VARINT:
+            size = value - (1 << 64) if value >= 1 << 63 else value  # int64
+        elif n == DIM_PARAM and wire == LENGTH:
+            size = text(buf, value)
+    return size
+
+
+def _value_type(buf: bytes, span: tuple[int, int]) -> TensorType:
+    """The TensorType of a ValueInfoProto (protobuf: the last occurrence of a field wins)."""
+    elem, dims = 0, None
+    for type_span in spans(buf, span, VALUE_INFO_TYPE):
+        for tensor in spans(buf, type_span, TYPE_TENSOR):
+            for n, wire, value in fields(buf, *tensor):
+                if n == TENSOR_TYPE_ELEM and wire == VARINT:
+                    elem = value
+                elif n == TENSOR_TYPE_SHAPE and wire == LENGTH:
+                    dims = tuple(_dim(buf, d) for d in spans(buf, value, SHAPE_DIM))
+    return TensorType(elem, dims)
 
 
 def _sparse(buf: bytes, span: tuple[int, int], where: str, out: ModelSummary) -> None:
@@ -137,10 +175,10 @@ def _graph(buf: bytes, span: tuple[int, int], where: str, depth: int,
             _tensor(buf, value, where, out)
         elif n == GRAPH_SPARSE_INITIALIZER:
             _sparse(buf, value, where, out)
-        elif main and n == GRAPH_INPUT:
-            out.inputs.append(string(buf, value, VALUE_INFO_NAME))
-        elif main and n == GRAPH_OUTPUT:
-            out.outputs.append(string(buf, value, VALUE_INFO_NAME))
+        elif main and n in (GRAPH_INPUT, GRAPH_OUTPUT):
+            name = string(buf, value, VALUE_INFO_NAME)
+            (out.inputs if n == GRAPH_INPUT else out.outputs).append(name)
+            out.types[name] = _value_type(buf, value)
 
 
 def read_model(data: bytes, file: str = "the model") -> ModelSummary:
@@ -236,25 +274,104 @@ def check_io(graph: str, got: dict[str, list[str]], expected: dict[str, list[str
                                + (f", repeated {repeated})" if repeated else ")"))
 
 
+# -- types and sizes ---------------------------------------------------------------------
+# One expected axis: (the manifest field that fixes its size, that size), or None where
+# any size goes (batch, source, new and past tokens: named axes in the exporter's graphs).
+Axis = tuple[str, int] | None
+Signature = dict[str, tuple[int, tuple[Axis, ...]]]  # tensor -> (element type, axes)
+TYPE_NAMES = {DATA_TYPE_FLOAT: "float32", DATA_TYPE_FLOAT16: "float16",
+              DATA_TYPE_INT32: "int32", DATA_TYPE_INT64: "int64", DATA_TYPE_BOOL: "bool"}
+
+
+def graph_signatures(arch: ArchSpec) -> dict[str, Signature]:
+    """Per graph role, the type and sizes of each input and output as the runtime feeds
+    and reads them (runtime/decoder.py, kv_cache.py; shapes documented in names.py)."""
+    F, I64, B = DATA_TYPE_FLOAT, DATA_TYPE_INT64, DATA_TYPE_BOOL
+    heads, head_dim = ("arch.num_heads", arch.num_heads), ("arch.head_dim", arch.head_dim)
+    d_model, layers = ("arch.d_model", arch.d_model), ("arch.decoder_layers", arch.decoder_layers)
+    whisper = arch.family == Family.WHISPER
+    # Whisper's encoder always sees 30 s: its source length is fixed by the graph
+    source = ("arch.max_source_positions", arch.max_source_positions) if whisper else None
+    cross = (F, (None, heads, source, head_dim))
+    kv = (F, (None, heads, None, head_dim))
+    if whisper:
+        encoder: Signature = {names.ENC_INPUT_FEATURES: (F, (
+            None, ("arch.num_mel_bins", arch.num_mel_bins),
+            ("2 x arch.max_source_positions", 2 * arch.max_source_positions)))}
+    else:
+        encoder = {names.ENC_INPUT_IDS: (I64, (None, None)),
+                   names.ENC_ATTENTION_MASK: (I64, (None, None))}
+    decoder: Signature = {
+        names.DEC_INPUT_IDS: (I64, (None, None)), names.DEC_PAST_LENGTH: (I64, ()),
+        names.DEC_ENCODER_BIAS: (F, (None, None, None, source)),
+        names.DEC_LAYER_RUN: (B, (layers,)), names.DEC_LAYER_FILL: (B, (layers,)),
+        names.DEC_HIDDEN_IN: (F, (None, None, d_model)), names.DEC_USE_HIDDEN: (B, ()),
+        names.DEC_LOGITS: (F, (None, None, ("arch.vocab_size", arch.vocab_size))),
+        names.DEC_HIDDEN_OUT: (F, (None, None, d_model))}
+    for i in range(arch.decoder_layers):
+        for name in (names.cross_key(i), names.cross_value(i)):
+            encoder[name] = decoder[name] = cross
+        for name in (names.past_key(i), names.past_value(i), names.new_key(i), names.new_value(i)):
+            decoder[name] = kv
+    return {"encoder": encoder, "decoder": decoder}
+
+
+def _type_name(elem_type: int) -> str:
+    if elem_type == 0:
+        return "not a tensor"
+    return TYPE_NAMES.get(elem_type, f"ONNX type {elem_type}")
+
+
+def check_types(where: str, model: ModelSummary, expected: Signature) -> None:
+    """Each input's and output's element type, rank and static sizes must be those of
+    `expected` (a static size where a named axis is expected is left to onnxruntime)."""
+    for name, (elem_type, axes) in expected.items():
+        got = model.types.get(name)
+        if got is None:  # check_io has already named what is missing
+            continue
+        tensor = f"{where} {'input' if name in model.inputs else 'output'} {name!r}"
+        if got.elem_type != elem_type:
+            raise PackageError(f"{tensor} is {_type_name(got.elem_type)}; edgeseq's runtime "
+                               f"uses {_type_name(elem_type)}")
+        if got.dims is None:
+            continue
+        if len(got.dims) != len(axes):
+            raise PackageError(f"{tensor} has {len(got.dims)} dimensions; edgeseq's runtime "
+                               f"uses {len(axes)}")
+        for axis, (size, want) in enumerate(zip(got.dims, axes)):
+            if want is not None and isinstance(size, int) and size != want[1]:
+                raise PackageError(f"{tensor} has size {size} in dimension {axis}, but the "
+                                   f"manifest's {want[0]} is {want[1]}")
+
+
 GRAPH_ROLES = {names.ENCODER_FILE: "encoder", names.DECODER_FILE: "decoder"}
 
 
 def check_graph(file: str, data: bytes, files: dict[str, dict[str, Any]],
-                tensors: dict[str, dict[str, list[str]]]) -> ModelSummary:
+                tensors: dict[str, dict[str, list[str]]],
+                signatures: dict[str, Signature] | None = None,
+                package: str = "") -> ModelSummary:
     """Refuse graph `file` (its bytes `data`) unless it passes every check above.
-    files: the manifest's file table; tensors: manifest.tensor_names()."""
+    files: the manifest's file table; tensors: manifest.tensor_names(); signatures:
+    graph_signatures(manifest.arch) (None: types and sizes unchecked); package: the
+    package directory, for the messages."""
     model = read_model(data, file)
     _check_operators(file, model)
     _check_external(file, model, files)
     role = GRAPH_ROLES.get(file)
     if role is not None:
         check_io(role, {"inputs": model.inputs, "outputs": model.outputs}, tensors[role])
+        if signatures is not None:
+            check_types(f"{package}: {file}" if package else file, model, signatures[role])
     return model
 
 
 def check_graphs(directory: Path, files: dict[str, dict[str, Any]],
-                 tensors: dict[str, dict[str, list[str]]]) -> None:
-    """check_graph for every .onnx file the manifest lists (paths already verified)."""
+                 tensors: dict[str, dict[str, list[str]]], arch: ArchSpec | None = None) -> None:
+    """check_graph for every .onnx file the manifest lists (paths already verified);
+    with `arch`, the graphs' types and sizes are checked against it too."""
+    signatures = graph_signatures(arch) if arch is not None else None
     for file in files:
         if file.endswith(".onnx"):
-            check_graph(file, (Path(directory) / file).read_bytes(), files, tensors)
+            check_graph(file, (Path(directory) / file).read_bytes(), files, tensors,
+                        signatures, str(directory))

@@ -6,11 +6,18 @@ numpy only (no torch, no scipy) so it runs wherever the onnxruntime runtime runs
 ``librosa.filters.mel(sr=16000, n_fft=400, n_mels=...)``; CTranslate2 checkpoints do
 not store them), log10 with a 1e-10 floor, an 8 dB dynamic-range floor below the
 window's maximum, then ``(x + 4) / 4``.
+
+Audio comes as a WAV file path, WAV bytes or a numpy array (``load_audio``). Arrays are
+float samples in [-1, 1] or int16 / int32 PCM (scaled as WAV files of those formats),
+shaped [n], [n, channels] or [channels, n] (the channel axis is the short one, at most
+MAX_CHANNELS long). Sample rates are whole numbers of Hz in MIN_SAMPLE_RATE..MAX_SAMPLE_RATE
+(a whole float such as 22050.0 is taken; 44100.5, a bool or a string is refused).
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import struct
 from collections.abc import Iterator
@@ -20,8 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeseq.errors import AudioError
+
 __all__ = [
-    "AudioError", "HOP_LENGTH", "N_FFT", "N_FRAMES", "N_SAMPLES", "SAMPLE_RATE",
+    "AudioError", "HOP_LENGTH", "MAX_CHANNELS", "MAX_SAMPLE_RATE", "MIN_SAMPLE_RATE",
+    "N_FFT", "N_FRAMES", "N_SAMPLES", "SAMPLE_RATE",
     "iter_windows", "load_audio", "log_mel_frames", "log_mel_spectrogram", "mel_filters",
     "read_wav", "resample",
 ]
@@ -33,12 +43,17 @@ CHUNK_SECONDS = 30  # Whisper's encoder always sees exactly 30 s
 N_SAMPLES = CHUNK_SECONDS * SAMPLE_RATE  # 480000
 N_FRAMES = N_SAMPLES // HOP_LENGTH  # 3000 mel frames per window
 _FFT_BLOCK = 4096  # frames per FFT block (_log_mel): bounds memory on long recordings
+# Below 1 kHz little of the speech band survives; above 768 kHz no recorder writes, and the
+# resampler's filter grows with the rate (a 0xFFFFFFFF header rate asked for 410 GiB).
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1_000, 768_000
+MAX_CHANNELS = 8  # an array axis this short holds channels; the longer one is time
 
 _FORMAT_NAMES = {
     0x0001: "PCM", 0x0002: "Microsoft ADPCM", 0x0003: "IEEE float", 0x0006: "A-law",
     0x0007: "mu-law", 0x0011: "IMA ADPCM", 0x0055: "MPEG layer 3", 0xFFFE: "extensible",
 }
 _PCM, _FLOAT, _EXTENSIBLE = 0x0001, 0x0003, 0xFFFE
+_STREAMED = 0xFFFFFFFF  # the size a writer that cannot seek back (a pipe) leaves in place
 _CONVERT_HINT = "convert it with e.g. `ffmpeg -i INPUT -ac 1 -ar 16000 -c:a pcm_s16le OUT.wav`"
 
 # Resampler: Kaiser-windowed sinc, cut off at 97% of the lower Nyquist frequency with
@@ -53,8 +68,17 @@ _RESAMPLE_BLOCK = 8192  # output rows per matrix-vector product (bounds memory)
 _DECIMATE_BLOCK = 16384
 
 
-class AudioError(ValueError):
-    """Audio input that cannot be decoded or used; the message says what to do."""
+def _check_rate(rate: object, what: str) -> int:
+    """`rate` as an int of Hz within MIN_SAMPLE_RATE..MAX_SAMPLE_RATE. A whole float
+    (22050.0, from arithmetic) is taken; a bool, a string or 44100.5 is not."""
+    real = isinstance(rate, numbers.Real) and not isinstance(rate, (bool, np.bool_))
+    if not real or not float(rate).is_integer():
+        raise AudioError(f"{what} must be a whole number of Hz, got {rate!r} "
+                         f"({type(rate).__name__})")
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise AudioError(f"{what} must be in {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz, "
+                         f"got {rate}")
+    return int(rate)
 
 
 @dataclass(frozen=True)
@@ -83,6 +107,7 @@ def _parse_fmt(body: bytes, name: str) -> _WavFormat:
                          f"only uncompressed PCM and IEEE float are read; {_CONVERT_HINT}")
     if channels == 0 or rate == 0:
         raise AudioError(f"{name}: corrupt WAV header: {channels} channels at {rate} Hz")
+    _check_rate(rate, f"{name}: the WAV header's sample rate")
     if tag == _PCM and bits == 8:
         raise AudioError(f"{name}: 8-bit PCM WAV is not supported (too coarse for speech "
                          f"recognition); {_CONVERT_HINT}")
@@ -105,6 +130,8 @@ def _find_chunks(data: bytes, name: str) -> tuple[_WavFormat, memoryview]:
         if chunk_id == b"data":
             if fmt is None:
                 raise AudioError(f"{name}: corrupt WAV: data chunk before the fmt chunk")
+            if size == _STREAMED:  # the data runs to the end, cut to whole frames
+                end = start + (len(data) - start) // fmt.block_align * fmt.block_align
             if end > len(data):
                 raise AudioError(f"{name}: truncated WAV: data chunk declares {size} bytes but "
                                  f"only {len(data) - start} are present")
@@ -119,17 +146,37 @@ def _find_chunks(data: bytes, name: str) -> tuple[_WavFormat, memoryview]:
     raise AudioError(f"{name}: corrupt or truncated WAV: no {missing} chunk")
 
 
+def _scale_ints(ints: np.ndarray) -> np.ndarray:
+    """Signed 16- or 32-bit PCM samples (WAV files, arrays) to float32 in [-1, 1)."""
+    return (ints / float(2 ** (8 * ints.dtype.itemsize - 1))).astype(np.float32)
+
+
 def _decode_frames(pcm: memoryview, fmt: _WavFormat) -> np.ndarray:
     if fmt.tag == _FLOAT:
         return np.frombuffer(pcm, dtype="<f4" if fmt.bits == 32 else "<f8").astype(np.float32)
-    if fmt.bits == 16:
-        return np.frombuffer(pcm, dtype="<i2").astype(np.float32) / np.float32(2**15)
-    if fmt.bits == 32:
-        return (np.frombuffer(pcm, dtype="<i4") / 2.0**31).astype(np.float32)
+    if fmt.bits in (16, 32):
+        return _scale_ints(np.frombuffer(pcm, dtype=f"<i{fmt.bits // 8}"))
     raw = np.frombuffer(pcm, dtype=np.uint8).reshape(-1, 3).astype(np.uint32)
     # Place the 3 bytes in the top of a 32-bit word; viewing it as int32 sign-extends.
     words = (raw[:, 0] << 8) | (raw[:, 1] << 16) | (raw[:, 2] << 24)
-    return (words.view(np.int32) / 2.0**31).astype(np.float32)
+    return _scale_ints(words.view(np.int32))
+
+
+def _wav_data(source: str | os.PathLike[str] | bytes | bytearray | memoryview) -> tuple[bytes, str]:
+    """The bytes of a WAV path or buffer and a name for messages; OS errors become AudioError."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source), "<WAV bytes>"
+    if not isinstance(source, (str, os.PathLike)):
+        raise AudioError(f"a WAV file is read from a path or its bytes, got "
+                         f"{type(source).__name__}")
+    try:
+        return Path(source).read_bytes(), str(source)
+    except FileNotFoundError:
+        raise AudioError(f"{source}: no such audio file; check the path") from None
+    except IsADirectoryError:
+        raise AudioError(f"{source}: is a directory; pass a WAV file in it") from None
+    except (OSError, ValueError) as err:  # permissions, a NUL in the path, ...
+        raise AudioError(f"{source}: cannot read the audio file ({err})") from None
 
 
 def read_wav(
@@ -138,12 +185,11 @@ def read_wav(
     """Decode a WAV file (path or its bytes) to mono float32 in [-1, 1] and its sample rate.
 
     Reads 16/24/32-bit integer PCM and 32/64-bit float, plain or WAVE_FORMAT_EXTENSIBLE.
-    Several channels are averaged into one. Returns (samples [n] float32, sample_rate).
+    Several channels are averaged into one. A data chunk of size 0xFFFFFFFF (written to a
+    pipe by ffmpeg or arecord) runs to the end of the file; the RIFF size is not read.
+    Returns (samples [n] float32, sample_rate).
     """
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        data, name = bytes(source), "<WAV bytes>"
-    else:
-        data, name = Path(source).read_bytes(), str(source)
+    data, name = _wav_data(source)
     if not data:
         raise AudioError(f"{name}: file is empty")
     if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
@@ -189,8 +235,8 @@ def resample(samples: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
 
     Output length is ceil(len * target_sr / orig_sr), aligned so sample 0 stays at t = 0.
     """
-    if orig_sr <= 0 or target_sr <= 0:
-        raise AudioError(f"sample rates must be positive, got {orig_sr} -> {target_sr}")
+    orig_sr = _check_rate(orig_sr, "the source sample rate")
+    target_sr = _check_rate(target_sr, "the target sample rate")
     x = np.asarray(samples)
     if x.ndim != 1:
         raise AudioError(f"resample expects mono audio [n], got shape {x.shape}")
@@ -265,15 +311,37 @@ def _decimate(x: np.ndarray, down: int) -> np.ndarray:
     return out
 
 
-def _as_mono(samples: np.ndarray) -> np.ndarray:
-    x = np.asarray(samples)
+def _as_float(x: np.ndarray) -> np.ndarray:
+    """float32 samples of a float or int16 / int32 PCM array (scaled as in WAV files)."""
+    kind, bits = x.dtype.kind, 8 * x.dtype.itemsize
+    if kind == "f":
+        return x.astype(np.float32)
+    if kind == "i" and bits in (16, 32):
+        return _scale_ints(x)
+    if kind == "u" and bits == 8:  # as read_wav refuses 8-bit PCM
+        raise AudioError("8-bit audio is not supported (too coarse for speech recognition); "
+                         "pass float32 samples in [-1, 1] or int16 PCM")
+    hint = " (16-bit values in a wider array: .astype(np.int16))" if kind in "iu" else ""
+    raise AudioError(f"audio samples must be floats in [-1, 1] or int16 / int32 PCM, got "
+                     f"dtype {x.dtype}{hint}")
+
+
+def _mix_down(x: np.ndarray) -> np.ndarray:
+    """[n], [n, channels] or [channels, n] float32 -> [n]: the short axis is channels."""
+    if x.ndim == 1:
+        return x
     if x.ndim == 2:
-        x = x.mean(axis=1, dtype=np.float64)  # [frames, channels], as read_wav lays it out
-    if x.ndim != 1:
-        raise AudioError(f"expected audio of shape [n] or [n, channels], got {x.shape}")
-    if x.dtype.kind not in "fiu":
-        raise AudioError(f"expected numeric audio samples, got dtype {x.dtype}")
-    x = x.astype(np.float32)
+        rows, cols = x.shape
+        if 0 < rows <= MAX_CHANNELS and cols > rows:
+            return x.mean(axis=0, dtype=np.float64).astype(np.float32)
+        if 0 < cols <= MAX_CHANNELS and rows > cols:
+            return x.mean(axis=1, dtype=np.float64).astype(np.float32)
+    raise AudioError(f"audio arrays are shaped [n], [n, channels] or [channels, n] with at "
+                     f"most {MAX_CHANNELS} channels (fewer than samples); got shape {x.shape}")
+
+
+def _as_mono(samples: np.ndarray) -> np.ndarray:
+    x = _mix_down(_as_float(np.asarray(samples)))
     if not np.isfinite(x).all():
         raise AudioError("audio contains NaN or infinite samples")
     return x
@@ -287,14 +355,25 @@ def load_audio(
 ) -> np.ndarray:
     """Mono float32 audio at ``sr`` Hz from a WAV path, WAV bytes or an array.
 
-    An array is taken to be at ``source_rate`` Hz (default: already at ``sr``), shaped
-    [n] or [n, channels].
+    An array is taken to be at ``source_rate`` Hz (default: already at ``sr``); its
+    layouts and dtypes are in the module docstring. A WAV file states its own rate, so
+    ``source_rate`` with one is refused rather than ignored.
     """
     if isinstance(source, np.ndarray):
-        samples, rate = _as_mono(source), sr if source_rate is None else source_rate
-    else:
+        rate = sr if source_rate is None else _check_rate(source_rate, "the array's sample rate")
+        samples = _as_mono(source)
+        if not samples.size:  # as read_wav refuses a zero-length data chunk
+            raise AudioError("the audio array holds no samples")
+    elif isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview)):
+        if source_rate is not None:
+            raise AudioError("a sample rate applies to arrays only: a WAV file states its "
+                             "own; leave sample_rate out")
         samples, rate = read_wav(source)
         samples = _as_mono(samples)
+    else:
+        hint = " (np.asarray(samples, np.float32) makes one)" if isinstance(source, list) else ""
+        raise AudioError(f"audio must be a WAV file path, WAV bytes or a numpy array of "
+                         f"samples, got {type(source).__name__}{hint}")
     return resample(samples, rate, sr)
 
 

@@ -144,6 +144,10 @@ class Engine:
             raise InputError("input has no tokens")
         vocab = self.arch.vocab_size
         if min(ids) < 0 or max(ids) >= vocab:
+            if isinstance(item, str):  # a few checkpoints' tokenizers outgrow their embeddings
+                raise InputError(f"the package's tokenizer gave token id {max(ids)}, past the "
+                                 f"model's vocabulary of {vocab}: its tokenizer.json does not "
+                                 "match the model")
             raise InputError(f"token ids must be in 0..{vocab - 1}")
         limit = self.arch.max_source_positions
         if len(ids) > limit:
@@ -460,7 +464,8 @@ class Engine:
 
     def transcribe(self, audio: "str | Path | bytes | np.ndarray", sample_rate: int | None = None,
                    **options) -> "TranscriptionResult":  # noqa: F821 (imported below)
-        """Speech to text with a Whisper package: a WAV path or bytes, or a float array at
-        `sample_rate` Hz (default 16000). Options: runtime.transcribe.TranscribeOptions."""
+        """Speech to text with a Whisper package: a WAV path or bytes (at the rate the WAV
+        states), or an array at `sample_rate` Hz (default 16000; dtypes and layouts:
+        runtime/audio.py). Options: runtime.transcribe.TranscribeOptions."""
         from .transcribe import transcribe
         return transcribe(self, audio, sample_rate, **options)

@@ -3,25 +3,28 @@ from __future__ import annotations
 
 import numbers
 import re
+import unicodedata
 from functools import cached_property
 from pathlib import Path
 from typing import Sequence
 
-from edgeseq.errors import InputError
+from edgeseq.errors import InputError, PackageError
 from .token_shapes import TokenShapes
 
 Inputs = str | Sequence[str] | Sequence[int] | Sequence[Sequence[int]]
 # A surrogate code point that is not half of a high+low pair: a str can hold one (from
 # errors="surrogateescape" or a broken UTF-16 source) but no UTF-8 tokenizer can take it.
 _LONE_SURROGATE = re.compile("[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]")
+# Unicode categories of characters that show nothing: format (zero-width, bidi marks,
+# tags) and separators; control characters are text a caller may mean, and decode
+_INVISIBLE = frozenset({"Cf", "Zs", "Zl", "Zp"})
 
 
 class TextCodec:
     def __init__(self, tokenizer_file: Path | None):
         self._tok = None
         if tokenizer_file is not None:
-            from tokenizers import Tokenizer
-            self._tok = Tokenizer.from_file(str(tokenizer_file))
+            self._tok = _read_tokenizer(Path(tokenizer_file))
 
     @property
     def has_tokenizer(self) -> bool:
@@ -36,6 +39,10 @@ class TextCodec:
         text = valid_text(text)
         if not text.strip():
             raise InputError("input text is empty or whitespace only")
+        if all(unicodedata.category(ch) in _INVISIBLE for ch in text):  # some tokenizers
+            # map these to a word mark and <unk>, which the mask check below does not see
+            raise InputError("input text has no visible characters (zero-width or other "
+                             "format characters and spaces only)")
         encoding = self._tok.encode(text)
         if all(encoding.special_tokens_mask):
             raise InputError("input text is empty once the tokenizer drops the characters it "
@@ -55,6 +62,17 @@ class TextCodec:
         if self._tok is None:
             return ""
         return self._tok.decode(list(ids), skip_special_tokens=True)
+
+
+def _read_tokenizer(path: Path):
+    from tokenizers import Tokenizer
+    try:
+        tok = Tokenizer.from_file(str(path))
+    except Exception as err:  # tokenizers raises a bare Exception for any unreadable file
+        reason = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
+        raise PackageError(f"{path.parent}: {path.name} is not a tokenizer the `tokenizers` "
+                           f"library can read ({reason}); re-export the package") from err
+    return tok
 
 
 def valid_text(text: str) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import enum
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,12 +31,14 @@ from .audio import (
 )
 from .decoder import LayerPlan
 from .early_exit import confident_exit, unified_skip_plan
+from .engine import MAX_BEAMS
 from .kv_cache import KVCache
 from .logits import NEG, log_softmax, softmax
-from .options import GenerationOptions
+from .options import MAX_DRAFT, GenerationOptions, _check_type
 from .search import DecodeSession, beam_search, greedy
 from .spec_setup import self_drafter
 from .speculative import SpecStats, speculative
+from .whisper_tokens import WhisperTokens
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -73,12 +75,19 @@ class TranscribeOptions:
     exit_threshold: float | None = None  # CALM: exit when the top probability >= this
 
     def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is not f.default:  # a default is valid (and most fields keep theirs)
+                _check_type(f.name, f.type, value)
+        if self.language is not None and not isinstance(self.language, str):
+            raise OptionsError(f"language must be a code such as 'en', or None to detect it; "
+                               f"got {self.language!r}")
         try:
             object.__setattr__(self, "task", Task(self.task))
         except ValueError:
             raise OptionsError(f"task must be 'transcribe' or 'translate', got {self.task!r}") from None
-        if self.num_beams < 1:
-            raise OptionsError(f"num_beams must be >= 1, got {self.num_beams}")
+        if not 1 <= self.num_beams <= MAX_BEAMS:  # the cache holds every beam up front
+            raise OptionsError(f"num_beams must be in 1..{MAX_BEAMS}, got {self.num_beams}")
         if self.max_new_tokens is not None and self.max_new_tokens < 1:
             raise OptionsError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
         if self.max_initial_timestamp is not None and self.max_initial_timestamp < 0:
@@ -89,12 +98,35 @@ class TranscribeOptions:
             object.__setattr__(self, "draft", None)
         if self.draft and (self.timestamps or self.num_beams > 1):
             raise OptionsError("draft='layers' needs greedy decoding without timestamps")
-        if self.max_draft < 1:
-            raise OptionsError(f"max_draft must be >= 1, got {self.max_draft}")
+        if not 1 <= self.max_draft <= MAX_DRAFT:
+            raise OptionsError(f"max_draft must be in 1..{MAX_DRAFT}, got {self.max_draft}")
+        if self.exit_layer is not None and self.exit_layer < 1:
+            raise OptionsError(f"exit_layer must be >= 1, got {self.exit_layer}")
+        self._check_skipping()
+
+    def _check_skipping(self) -> None:
+        """The lossy layer-skipping options, with GenerationOptions' ranges (but see
+        exit_threshold)."""
         lossy = [n for n in ("skip_ratio", "exit_after", "exit_threshold") if getattr(self, n) is not None]
         if len(lossy) > 1 or (lossy and (self.draft or self.timestamps or self.num_beams > 1)):
             raise OptionsError("one of skip_ratio, exit_after, exit_threshold, with greedy decoding "
                                "without timestamps or drafting")
+        if self.skip_ratio is not None and not self.skip_ratio >= 1:
+            raise OptionsError(f"skip_ratio must be >= 1, got {self.skip_ratio}")
+        if self.exit_after is not None and self.exit_after < 1:
+            raise OptionsError(f"exit_after must be >= 1, got {self.exit_after}")
+        # 0 is taken (unlike generate's (0, 1]): every token exits at the first exit
+        if self.exit_threshold is not None and not 0 <= self.exit_threshold <= 1:
+            raise OptionsError(f"exit_threshold must be in [0, 1], got {self.exit_threshold}")
+
+    @classmethod
+    def from_kwargs(cls, options: dict[str, Any]) -> TranscribeOptions:
+        """Options passed by keyword; an unknown name is refused, listing the known ones."""
+        known = sorted(f.name for f in fields(cls))
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            raise OptionsError(f"unknown transcription option(s) {unknown}; known: {known}")
+        return cls(**options)
 
 
 @dataclass(frozen=True)
@@ -139,42 +171,6 @@ class TranscriptionResult:
 class WindowResult:
     tokens: list[int]        # generated ids without <|endoftext|>
     language: str | None
-
-
-@dataclass(frozen=True)
-class WhisperTokens:
-    """The manifest's generation["whisper"] section."""
-    sot: int
-    eot: int
-    no_timestamps: int
-    transcribe: int
-    translate: int
-    timestamp_begin: int
-    languages: dict[str, int]
-    is_multilingual: bool
-    suppress_tokens: tuple[int, ...]
-    begin_suppress_tokens: tuple[int, ...]
-    n_mels: int
-    max_target_positions: int
-    time_precision: float
-    input_stride: int
-
-    @classmethod
-    def from_manifest(cls, generation: dict[str, Any]) -> WhisperTokens:
-        w = generation.get("whisper")
-        if not isinstance(w, dict):
-            raise PackageError("this package has no Whisper section in its manifest; export it "
-                               "from a Whisper checkpoint to transcribe audio")
-        try:
-            return cls(**{k: w[k] for k in ("sot", "eot", "no_timestamps", "transcribe",
-                                            "translate", "timestamp_begin", "is_multilingual",
-                                            "n_mels", "max_target_positions",
-                                            "time_precision", "input_stride")},
-                       languages=dict(w["languages"]),
-                       suppress_tokens=tuple(w["suppress_tokens"]),
-                       begin_suppress_tokens=tuple(w["begin_suppress_tokens"]))
-        except (KeyError, TypeError) as err:
-            raise PackageError(f"the manifest's Whisper section is malformed: {err}") from err
 
 
 # -- decoding: token history for the timestamp rules -----------------------------------
@@ -273,11 +269,13 @@ class Transcriber:
                                "transcription needs a Whisper package")
         self.engine = engine
         self.runner = engine.runner
-        self.tokens = WhisperTokens.from_manifest(engine.manifest.generation)
+        self.tokens = WhisperTokens.from_manifest(engine.manifest.generation, engine.arch,
+                                                  engine.directory)
 
     def transcribe(self, audio: Audio, sample_rate: int | None = None,
                    options: TranscribeOptions | None = None) -> TranscriptionResult:
-        """Audio (WAV path or bytes, or a float array at `sample_rate`, default 16 kHz)."""
+        """Audio: a WAV path or bytes (at the rate the WAV states), or an array at
+        `sample_rate` Hz (default 16 kHz; see runtime/audio.py for dtypes and layouts)."""
         opts = options or TranscribeOptions()
         language = self._check_language(opts)
         started = time.perf_counter()
@@ -478,4 +476,4 @@ class Transcriber:
 def transcribe(engine: Engine, audio: Audio, sample_rate: int | None = None,
                **options: Any) -> TranscriptionResult:
     """Transcribe `audio` with a Whisper package. Options: TranscribeOptions fields."""
-    return Transcriber(engine).transcribe(audio, sample_rate, TranscribeOptions(**options))
+    return Transcriber(engine).transcribe(audio, sample_rate, TranscribeOptions.from_kwargs(options))

@@ -73,15 +73,25 @@ def test_the_tokenizer_round_trip_stays_in_the_vocabulary(engine, text):
 
 
 @pytest.mark.parametrize("text", ["\x00", "\x00\x01\x1f\x7f", "\u0301", "\ufffe", "\U0010ffff",
-                                  "\U000e0001", "\U0001f600" * 5, "\uffff\ufffd", "a\x00b"])
+                                  "a\U000e0001", "\U0001f600" * 5, "\uffff\ufffd", "a\x00b"])
 def test_control_characters_and_every_plane_decode(engine, text):
     _check_result(engine, engine.generate(text, max_new_tokens=2), 2)
 
 
-@pytest.mark.parametrize("text", ["", " ", "\n\t\r ", "\u3000\u2003", "\u200b", "\ufeff\u200b"])
+@pytest.mark.parametrize("text", ["", " ", "\n\t\r ", "\u3000\u2003", "\u200b", "\ufeff\u200b",
+                                  "\u2060", "\u00ad", "\u202e", "\u180e", "\U000e0001"])
 def test_empty_whitespace_and_invisible_only_text_is_refused(engine, text):
-    with pytest.raises(InputError, match="empty"):
+    with pytest.raises(InputError, match="empty|no visible characters"):
         engine.generate(text)
+
+
+def test_invisible_only_text_is_refused_where_the_tokenizer_gives_it_tokens():
+    """The default model's tokenizer maps a zero-width space to a word mark and <unk>."""
+    engine = edgeseq.load("default", threads=1)
+    for text in ("\u200b", "\ufeff \u2060"):
+        with pytest.raises(InputError, match="no visible characters"):
+            engine.generate(text)
+    assert engine.generate("\u200bhi", max_new_tokens=4).token_ids  # visible text around them
 
 
 def test_lone_surrogates_are_refused_and_pairs_are_joined(engine):
