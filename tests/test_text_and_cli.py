@@ -222,3 +222,22 @@ def test_an_impossible_memory_budget_on_the_cli_names_the_lower_bound(tiny_packa
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("edgeseq: error:") and "Traceback" not in err and "MB" in err
+
+
+def test_the_edgeseq_program_runs_on_the_process_wide_pool_as_called_from_python():
+    """Run as a program (its own process) the CLI puts every session on onnxruntime's
+    shared pool, a draft model's too; the tokens are those main() gives in-process."""
+    import subprocess
+    import sys
+    text = "She go to school every days."
+    args = ["generate", "default", text, "--json", "--max-new-tokens", "12"]
+    ran = []
+    for extra in ([], ["--draft", "model:default"]):
+        proc = subprocess.run([sys.executable, "-m", "edgeseq", *args, *extra], capture_output=True,
+                              text=True, timeout=120, stdin=subprocess.DEVNULL)
+        assert proc.returncode == 0, proc.stderr
+        assert "Traceback" not in proc.stderr and "warning" not in proc.stderr  # one pool
+        ran.append(json.loads(proc.stdout))
+    in_process = edgeseq.load("default", threads=1).generate(text, max_new_tokens=12)
+    assert ran[0]["token_ids"] == ran[1]["token_ids"] == in_process.token_ids
+    assert ran[1]["stats"]["speculation"]["verify_passes"] >= 1
