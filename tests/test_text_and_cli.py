@@ -241,3 +241,21 @@ def test_the_edgeseq_program_runs_on_the_process_wide_pool_as_called_from_python
     in_process = edgeseq.load("default", threads=1).generate(text, max_new_tokens=12)
     assert ran[0]["token_ids"] == ran[1]["token_ids"] == in_process.token_ids
     assert ran[1]["stats"]["speculation"]["verify_passes"] >= 1
+
+
+def test_the_export_command_quantizes_validates_and_takes_a_tokenizer(tiny_checkpoint, tmp_path,
+                                                                       capsys, t5_tokenizer_file):
+    from tiny_models import build_t5_text_checkpoint
+    for quant in ("fp16", "int4"):
+        out = tmp_path / quant
+        assert main(["export", str(tiny_checkpoint("bart")), str(out), "--quant", quant]) == 0
+        printed = capsys.readouterr().out
+        assert f"wrote {out} ({quant})" in printed and "greedy" in printed  # its validation
+        assert edgeseq.load(str(out), threads=1).manifest.quant == quant
+    checkpoint = build_t5_text_checkpoint(tmp_path / "t5-32k")
+    out = tmp_path / "with-tokenizer"
+    assert main(["export", str(checkpoint), str(out), "--no-validate",
+                 "--tokenizer", str(t5_tokenizer_file)]) == 0
+    assert edgeseq.load(str(out), threads=1).generate("hello", max_new_tokens=2).text is not None
+    assert main(["export", str(tmp_path / "nowhere"), str(tmp_path / "x")]) == 2
+    assert "Traceback" not in capsys.readouterr().err
