@@ -27,6 +27,9 @@ def test_the_encoder_session_sleeps_when_idle_and_the_decoder_spins(tiny_package
     assert encoder.get_session_config_entry(SPIN) == "0"
     with pytest.raises(RuntimeError, match="does not have configuration"):
         decoder.get_session_config_entry(SPIN)  # unset: onnxruntime's default, spinning
+    quiet = edgeseq.load(str(package), threads=2, spin=False)  # both sleep
+    for session in (quiet.runner.encoder, quiet.runner.decoder):
+        assert session.get_session_options().get_session_config_entry(SPIN) == "0"
 
 
 def test_the_encoder_can_have_its_own_thread_count_and_gives_the_same_tokens(tiny_package):
