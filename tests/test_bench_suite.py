@@ -24,7 +24,7 @@ def test_every_suite_runs_its_benchmark_module_with_the_threads_and_output_folde
             assert first[first.index("--threads") + 1] == "4"
 
 
-def test_the_memory_budget_of_a_profile_reaches_the_speculative_suite():
+def test_a_memory_budget_reaches_the_speculative_suite():
     spec = suite.commands(_args())["speculative"][0]
     assert spec[spec.index("--memory-budget") + 1] == "1500.0"
     assert "--memory-budget" not in suite.commands(_args(memory_budget=None))["speculative"][0]
@@ -52,3 +52,26 @@ def test_an_int8_package_gets_its_decoder_measured_in_int8_and_in_fp32(tiny_pack
     assert len(compute) == 1 and str(Path("/tmp/results") / "decoder-compute") in compute[0]
     fp32 = suite.commands(_args(package=str(tiny_package("t5", "fp32")[0])))["speculative"]
     assert not any("bench.decoder_compute" in c for c in fp32)
+
+
+def test_a_profile_sets_threads_budget_and_folder_and_a_failing_suite_is_reported(
+        tmp_path, monkeypatch, capsys):
+    """`edgeseq bench --suite S --profile P`: the suite's commands (recorded, not run) get
+    the profile's threads and memory budget and write under OUT/P; exit 1 names a failure."""
+    import subprocess
+    ran = []
+
+    def record(cmd, cwd):
+        ran.append(cmd)
+        return subprocess.CompletedProcess(cmd, 1 if "bench.specmemo" in cmd else 0)
+    monkeypatch.setattr(suite.subprocess, "run", record)
+    assert suite.main(["--suite", "speculative", "--profile", "pi4", "--out", str(tmp_path)]) == 1
+    assert "suites that failed: speculative" in capsys.readouterr().out
+    first = ran[0]
+    assert first[first.index("--threads") + 1] == "4"
+    assert float(first[first.index("--memory-budget") + 1]) == 1500
+    assert str(tmp_path / "pi4" / "speculative") in first
+    assert (tmp_path / "pi4").is_dir()
+    ran.clear()
+    assert suite.main(["--suite", "skip", "--threads", "3", "--out", str(tmp_path)]) == 0
+    assert all(c[c.index("--threads") + 1] == "3" for c in ran)
