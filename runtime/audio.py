@@ -63,6 +63,11 @@ _RESAMPLE_ZERO_CROSSINGS = 32
 _RESAMPLE_CUTOFF = 0.97
 _RESAMPLE_KAISER_BETA = 9.0
 _RESAMPLE_BLOCK = 8192  # output rows per matrix-vector product (bounds memory)
+# The filter has 64 taps per unit of the larger ratio term, built in float64 arrays (about
+# 2.5 kB per unit): every real rate (8k-768k, 44.1k family included) stays below 1,000;
+# a rate sharing almost no factor with 16 kHz (767,999 Hz: 4 GB, 17 s for 2 s of audio)
+# is refused rather than run
+_MAX_RATIO_TERM = 50_000
 # outputs per block of the decimator's products: its [taps / down, block] float32 partial
 # sums (~4 MB at 48 kHz) stay in cache (bench/resample.py: 8192 to 32768 alike, 131072 3x slower)
 _DECIMATE_BLOCK = 16384
@@ -244,6 +249,10 @@ def resample(samples: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
         return x.astype(np.float32)
     g = math.gcd(orig_sr, target_sr)
     up, down = target_sr // g, orig_sr // g
+    if max(up, down) > _MAX_RATIO_TERM:
+        raise AudioError(f"{orig_sr} Hz -> {target_sr} Hz is the ratio {up}/{down}: its exact "
+                         f"resampling filter would take {64 * 8 * 5 * max(up, down) / 2**20:.0f} "
+                         f"MB; {_CONVERT_HINT}")
     if up == 1:  # 48, 32 kHz -> 16 kHz: the same filter, as dense products
         return _decimate(x.astype(np.float32, copy=False), down)
     return _resample_polyphase(x.astype(np.float64, copy=False), up, down)

@@ -72,6 +72,14 @@ def test_a_whole_float_sample_rate_is_taken_as_an_int() -> None:
     assert audio.load_audio(SECOND[:8000], source_rate=8000.0).shape == (SR,)
 
 
+def test_a_rate_sharing_almost_no_factor_with_16_khz_is_refused_not_run() -> None:
+    """767,999 Hz: an exact filter of ~2 GB (it took 4 GB and 17 s); real rates resample."""
+    with pytest.raises(AudioError, match="ratio 16000/767999"):
+        audio.load_audio(SECOND[:1000], source_rate=767_999)
+    for rate in (11_025, 22_050, 44_100, 88_200, 176_400, 352_800, 705_600, 768_000):
+        assert audio.load_audio(np.zeros(rate // 10, np.float32), source_rate=rate).shape == (1600,)
+
+
 def test_a_wav_header_rate_beyond_768_khz_is_refused() -> None:
     with pytest.raises(AudioError, match="the WAV header's sample rate must be in"):
         audio.read_wav(_wav(bytes(4), rate=0xFFFFFFFF))
