@@ -107,6 +107,24 @@ def test_input_drafting_scores_both_candidates_on_the_way_and_chooses_as_plain(g
     assert [(r.token_ids, r.source_kept) for r in batch] == [(r.token_ids, r.source_kept) for r in drafted]
 
 
+@pytest.mark.parametrize("draft", ["layers", "ngram"])
+def test_a_call_whose_drafting_is_off_decodes_and_reranks_as_plain_greedy(grammar, draft,
+                                                                           monkeypatch):
+    """Off for the call, a drafter costs nothing: plain greedy's loop, and rerank_source's
+    one scoring pass after it, no logits held pass by pass."""
+    import edgeseq.runtime.rerank as rerank
+    plain = [grammar.generate(s, rerank_source=True) for s in SENTENCES]
+    monkeypatch.setattr(type(grammar), "_drafting_off", lambda self, opts, batch: True)
+
+    def no_held_logits(*args, **kwargs):
+        raise AssertionError("a pass's logits were held for the rerank")
+    monkeypatch.setattr(rerank.PassScores, "add_pass", no_held_logits)
+    off = [grammar.generate(s, rerank_source=True, draft=draft) for s in SENTENCES]
+    assert [(r.token_ids, r.source_kept) for r in off] == \
+           [(r.token_ids, r.source_kept) for r in plain]
+    assert any(r.source_kept for r in off)
+
+
 def test_scores_seen_while_drafting_equal_teacher_forced_ones(t5, monkeypatch):
     import edgeseq.runtime.engine as engine_module
     engine, _ = t5
