@@ -261,7 +261,17 @@ def read_manifest(directory: Path) -> Manifest:
 def verify_files(directory: Path, manifest: Manifest) -> None:
     """Check every listed file exists and matches its sha256, then check every graph's
     operators, external data and inputs/outputs (graph_check), before any graph reaches
-    onnxruntime: a package that fails here never gets a session."""
+    onnxruntime: a package that fails here never gets a session. Errors name the package
+    (a caller loading a target and a draft model sees which one failed)."""
+    try:
+        _verify_files(directory, manifest)
+    except PackageError as err:
+        if str(directory) in str(err):
+            raise
+        raise PackageError(f"{directory}: {err}") from err
+
+
+def _verify_files(directory: Path, manifest: Manifest) -> None:
     required = {names.ENCODER_FILE, names.DECODER_FILE, names.WEIGHTS_FILE}
     if manifest.has_tokenizer:  # the engine loads it: it must be listed, so it is hashed
         required.add(names.TOKENIZER_FILE)
@@ -286,7 +296,7 @@ def verify_files(directory: Path, manifest: Manifest) -> None:
     layers = manifest.arch.decoder_layers
     past = [e for e in manifest.exits.get("layers", []) if e > layers]
     if past:
-        raise PackageError(f"{directory}: manifest exits.layers {past} are past the model's "
+        raise PackageError(f"manifest exits.layers {past} are past the model's "
                            f"arch.decoder_layers {layers}")
 
 

@@ -41,8 +41,9 @@ def test_corrupt_file_fails_its_hash_and_is_named(package_copy):
     data = bytearray((package_copy / "weights.bin").read_bytes())
     data[len(data) // 2] ^= 0xFF
     (package_copy / "weights.bin").write_bytes(bytes(data))
-    with pytest.raises(PackageError, match="weights.bin does not match its sha256"):
+    with pytest.raises(PackageError, match="weights.bin does not match its sha256") as err:
         edgeseq.load(str(package_copy))
+    assert str(err.value).startswith(f"{package_copy}: ")  # which package, of a target and a draft
 
 
 def test_truncated_file_is_reported(package_copy):
