@@ -9,6 +9,11 @@ class UnsupportedModelError(EdgeseqError, ValueError):
     """The checkpoint's architecture is not one edgeseq can export."""
 
 
+class ExportError(EdgeseqError, ValueError):
+    """An export that cannot be done as asked (its package would replace the checkpoint,
+    or a folder that is not an edgeseq package)."""
+
+
 class ExportValidationError(EdgeseqError):
     """The exported graphs do not match PyTorch within the stated tolerance."""
 

@@ -62,8 +62,10 @@ def export_checkpoint(src: str | Path, out: str | Path, quant: str | Quant = Qua
     bitwise plain greedy (export/row_invariant.py); False keeps one-token passes on
     onnxruntime's faster one-row kernel, and speculation may then differ from plain greedy
     at near-ties."""
+    from .package import check_export_target
     from .row_invariant import applies_to
     from .whisper import export_whisper, is_whisper_source
+    check_export_target(out, src)  # before minutes of work, not when writing
     if is_whisper_source(src):
         return export_whisper(src, out, quant, validate=validate, tokenizer=tokenizer,
                               exit_heads=exit_heads, int8_encoder=int8_encoder,

@@ -13,6 +13,7 @@ import onnx
 from onnx import external_data_helper, numpy_helper
 
 from edgeseq import names
+from edgeseq.errors import ExportError
 from edgeseq.manifest import Manifest, describe_files
 from .onnx_builder import WeightStore
 
@@ -45,9 +46,30 @@ def _attach(model: onnx.ModelProto, used: list[str], store: WeightStore,
         model.graph.initializer.append(tensor)
 
 
+def check_export_target(out: str | Path, src: str | Path | None = None) -> None:
+    """Refuse a package folder whose replacement would destroy what is not a package: the
+    checkpoint `src` itself or a folder holding it, or an existing folder with files and no
+    manifest. An edgeseq package there is replaced (a re-export)."""
+    target = Path(out).resolve()
+    if src is not None and Path(src).exists():
+        source = Path(src).resolve()
+        if target == source or target in source.parents:
+            raise ExportError(f"the package folder {target} would replace the checkpoint at "
+                              f"{source}: choose a folder outside it")
+    if target.exists() and not target.is_dir():
+        raise ExportError(f"{target} exists and is not a folder: choose a new or empty folder")
+    if target.is_dir() and not (target / names.MANIFEST_FILE).is_file():
+        held = sorted(p.name for p in target.iterdir())
+        if held:
+            raise ExportError(f"{target} is not an edgeseq package (it holds "
+                              f"{', '.join(held[:3])}{', ...' if len(held) > 3 else ''}) and "
+                              "export replaces its folder whole: choose a new or empty folder")
+
+
 def write_package(out: Path, graphs: dict[str, tuple[onnx.ModelProto, list[str]]],
                   store: WeightStore, manifest_fields: dict, tokenizer: Path | None) -> Manifest:
     """graphs: file name -> (model without initializers, names of the weights it uses)."""
+    check_export_target(out)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))

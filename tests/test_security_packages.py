@@ -352,3 +352,30 @@ def test_an_export_interrupted_during_validation_leaves_nothing_that_loads(
     with pytest.raises(KeyboardInterrupt):
         export_checkpoint(tiny_checkpoint("bart"), out, quant="int8")
     assert not out.exists() and _leftovers(tmp_path) == []
+
+
+def test_an_export_never_replaces_its_checkpoint_or_a_folder_that_is_no_package(tiny_checkpoint,
+                                                                                 tmp_path):
+    """Export replaces its output folder whole: into the checkpoint (`export ck ck`), a
+    folder holding it, or a folder of other files it would have deleted them (it did)."""
+    import shutil
+
+    from edgeseq.errors import ExportError
+    from edgeseq.export import export_checkpoint
+    checkpoint = tmp_path / "ck"
+    shutil.copytree(tiny_checkpoint("bart"), checkpoint)
+    kept = {p.name: sha256_file(p) for p in checkpoint.iterdir()}
+    for out in (checkpoint, tmp_path):
+        with pytest.raises(ExportError, match="would replace the checkpoint"):
+            export_checkpoint(checkpoint, out, quant="int8", validate=False)
+    notes = tmp_path / "mine"
+    notes.mkdir()
+    (notes / "notes.txt").write_text("precious")
+    with pytest.raises(ExportError, match="not an edgeseq package .*holds notes.txt"):
+        export_checkpoint(checkpoint, notes, quant="int8", validate=False)
+    assert {p.name: sha256_file(p) for p in checkpoint.iterdir()} == kept
+    assert (notes / "notes.txt").read_text() == "precious"
+    (tmp_path / "empty").mkdir()  # an empty folder, or a package (a re-export), is fine
+    for out in (tmp_path / "empty", tmp_path / "empty", checkpoint / "pkg"):
+        export_checkpoint(checkpoint, out, quant="int8", validate=False)
+        assert edgeseq.load(str(out)).manifest.quant == "int8"
