@@ -5,7 +5,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import json
-import shutil
 import tempfile
 
 from edgeseq import names
@@ -91,7 +90,7 @@ def _export(src, out: Path, quant: Quant, tokenizer, validate: bool, work: Path,
     from .checkpoint import load_checkpoint
     from .graphs import build_decoder, build_encoder
     from .onnx_builder import WeightStore
-    from .package import parameter_bytes, record_validation, write_package
+    from .package import parameter_bytes, record_validation, replacing, write_package
     from .validate import validate_package
 
     ck = load_checkpoint(src, Path(tokenizer) if tokenizer else None, work)
@@ -115,15 +114,14 @@ def _export(src, out: Path, quant: Quant, tokenizer, validate: bool, work: Path,
                   graph_weight_bytes=graph_bytes,
                   exits=read_exits(exits_dir, ck.spec.decoder_layers),
                   row_invariant_decoder=row_invariant)
-    write_package(out, graphs, store, fields, ck.tokenizer_file)
-    used = [n for _, weights in graphs.values() for n in weights]
-    report = ExportReport(package=out, quant=quant, parameter_bytes=parameter_bytes(store, used),
-                          package_bytes=sum(p.stat().st_size for p in out.iterdir()))
-    if validate:
-        try:
+    # failed or interrupted: no unvalidated package is left, and one there before is kept
+    with replacing(out):
+        write_package(out, graphs, store, fields, ck.tokenizer_file)
+        used = [n for _, weights in graphs.values() for n in weights]
+        report = ExportReport(package=out, quant=quant,
+                              parameter_bytes=parameter_bytes(store, used),
+                              package_bytes=sum(p.stat().st_size for p in out.iterdir()))
+        if validate:
             report.validation = validate_package(ck, out, quant)
-        except BaseException:  # failed or interrupted: never leave an unvalidated package
-            shutil.rmtree(out, ignore_errors=True)
-            raise
-        record_validation(out, report.validation)
+            record_validation(out, report.validation)
     return report

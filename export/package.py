@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +15,8 @@ import onnx
 from onnx import external_data_helper, numpy_helper
 
 from edgeseq import names
-from edgeseq.errors import ExportError
-from edgeseq.manifest import Manifest, describe_files
+from edgeseq.errors import ExportError, PackageError
+from edgeseq.manifest import Manifest, describe_files, read_manifest
 from .onnx_builder import WeightStore
 
 ALIGN = 64
@@ -48,8 +50,9 @@ def _attach(model: onnx.ModelProto, used: list[str], store: WeightStore,
 
 def check_export_target(out: str | Path, src: str | Path | None = None) -> None:
     """Refuse a package folder whose replacement would destroy what is not a package: the
-    checkpoint `src` itself or a folder holding it, or an existing folder with files and no
-    manifest. An edgeseq package there is replaced (a re-export)."""
+    checkpoint `src` itself or a folder holding it, an existing folder whose manifest.json
+    is not an edgeseq manifest (a web app's, say), or files a package there does not list
+    (a user's notes beside it). An empty folder is used; a package is replaced."""
     target = Path(out).resolve()
     if src is not None and Path(src).exists():
         source = Path(src).resolve()
@@ -58,12 +61,43 @@ def check_export_target(out: str | Path, src: str | Path | None = None) -> None:
                               f"{source}: choose a folder outside it")
     if target.exists() and not target.is_dir():
         raise ExportError(f"{target} exists and is not a folder: choose a new or empty folder")
-    if target.is_dir() and not (target / names.MANIFEST_FILE).is_file():
-        held = sorted(p.name for p in target.iterdir())
-        if held:
-            raise ExportError(f"{target} is not an edgeseq package (it holds "
-                              f"{', '.join(held[:3])}{', ...' if len(held) > 3 else ''}) and "
-                              "export replaces its folder whole: choose a new or empty folder")
+    if not target.is_dir():
+        return
+    held = sorted(p.name for p in target.iterdir())
+    if not held:
+        return
+    try:
+        listed = set(read_manifest(target).files) | {names.MANIFEST_FILE}
+    except PackageError:
+        listed = set()
+    others = [name for name in held if name not in listed]
+    if others:
+        names_held = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+        what = (f"holds {names_held}, which its package does not list" if listed else
+                f"is not an edgeseq package (it holds {names_held})")
+        raise ExportError(f"{target} {what}, and export replaces the folder whole: choose a "
+                          "new or empty folder, or move those files out")
+
+
+@contextmanager
+def replacing(out: Path) -> Iterator[None]:
+    """While the body writes (and validates) a package at `out`, the package there before
+    is kept aside: restored if the body fails or is interrupted (the new one removed),
+    dropped once it succeeds."""
+    aside = None
+    if out.exists():
+        aside = Path(tempfile.mkdtemp(prefix=f".{out.name}.previous-", dir=out.parent))
+        aside.rmdir()
+        out.rename(aside)
+    try:
+        yield
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        if aside is not None:
+            aside.rename(out)
+        raise
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 def write_package(out: Path, graphs: dict[str, tuple[onnx.ModelProto, list[str]]],

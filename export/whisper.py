@@ -307,7 +307,7 @@ def export_whisper(src: Source, out: str | Path, quant: str | Quant = Quant.INT8
     `int8_encoder`, `row_invariant`: as in export_checkpoint."""
     from . import ExportReport
     from .graphs import build_decoder
-    from .package import parameter_bytes, write_package
+    from .package import parameter_bytes, replacing, write_package
     from .row_invariant import applies_to
     from .whisper_validate import validate_whisper_package
 
@@ -329,10 +329,12 @@ def export_whisper(src: Source, out: str | Path, quant: str | Quant = Quant.INT8
                              "whisper": ck.whisper},
               "exits": exits, "row_invariant_decoder": row_invariant}
     out = Path(out)
-    write_package(out, graphs, store, fields, ck.tokenizer_file)
-    used = [n for _, weights in graphs.values() for n in weights]
-    report = ExportReport(package=out, quant=quant, parameter_bytes=parameter_bytes(store, used),
-                          package_bytes=sum(p.stat().st_size for p in out.iterdir()))
-    if validate:
-        report.validation = validate_whisper_package(ck, out, quant, validation_audio)
+    with replacing(out):  # as export_checkpoint: a failed validation keeps the old package
+        write_package(out, graphs, store, fields, ck.tokenizer_file)
+        used = [n for _, weights in graphs.values() for n in weights]
+        report = ExportReport(package=out, quant=quant,
+                              parameter_bytes=parameter_bytes(store, used),
+                              package_bytes=sum(p.stat().st_size for p in out.iterdir()))
+        if validate:
+            report.validation = validate_whisper_package(ck, out, quant, validation_audio)
     return report

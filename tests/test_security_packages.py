@@ -371,7 +371,7 @@ def test_an_export_never_replaces_its_checkpoint_or_a_folder_that_is_no_package(
     notes = tmp_path / "mine"
     notes.mkdir()
     (notes / "notes.txt").write_text("precious")
-    with pytest.raises(ExportError, match="not an edgeseq package .*holds notes.txt"):
+    with pytest.raises(ExportError, match=r"not an edgeseq package \(it holds notes.txt\)"):
         export_checkpoint(checkpoint, notes, quant="int8", validate=False)
     assert {p.name: sha256_file(p) for p in checkpoint.iterdir()} == kept
     assert (notes / "notes.txt").read_text() == "precious"
@@ -379,3 +379,29 @@ def test_an_export_never_replaces_its_checkpoint_or_a_folder_that_is_no_package(
     for out in (tmp_path / "empty", tmp_path / "empty", checkpoint / "pkg"):
         export_checkpoint(checkpoint, out, quant="int8", validate=False)
         assert edgeseq.load(str(out)).manifest.quant == "int8"
+    webapp = tmp_path / "webapp"  # a manifest.json that is not an edgeseq manifest
+    webapp.mkdir()
+    (webapp / "manifest.json").write_text('{"name": "my app"}')
+    (webapp / "index.html").write_text("<html>")
+    with pytest.raises(ExportError, match=r"not an edgeseq package \(it holds index.html, manifest.json\)"):
+        export_checkpoint(checkpoint, webapp, quant="int8", validate=False)
+    (tmp_path / "empty" / "NOTES.md").write_text("mine")  # beside a package it replaces
+    with pytest.raises(ExportError, match="holds NOTES.md, which its package does not list"):
+        export_checkpoint(checkpoint, tmp_path / "empty", quant="int8", validate=False)
+    assert (webapp / "index.html").is_file() and (tmp_path / "empty" / "NOTES.md").is_file()
+
+
+def test_a_re_export_that_fails_validation_keeps_the_package_there_before(tiny_checkpoint,
+                                                                          tmp_path, monkeypatch):
+    from edgeseq.export import export_checkpoint, validate
+    out = tmp_path / "pkg"
+    export_checkpoint(tiny_checkpoint("bart"), out, quant="int8", validate=False)
+    before = {p.name: sha256_file(p) for p in out.iterdir()}
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt("simulated interruption during validation")
+    monkeypatch.setattr(validate, "validate_package", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        export_checkpoint(tiny_checkpoint("bart"), out, quant="fp32")
+    assert {p.name: sha256_file(p) for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pkg"]  # nothing left aside
