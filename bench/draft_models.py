@@ -19,6 +19,22 @@ from pathlib import Path
 
 TOKENIZER_FILES = ("tokenizer.json", "spiece.model", "tokenizer_config.json",
                    "special_tokens_map.json", "generation_config.json")
+# what truncated_checkpoint writes: a folder holding anything else is not replaced
+WRITTEN = frozenset({"config.json", "model.safetensors", *TOKENIZER_FILES})
+
+
+def _check_replaceable(folder: Path, checkpoint: Path) -> None:
+    """A truncated checkpoint's folder is replaced whole: not the checkpoint or a folder
+    holding it, nor a folder with files this script does not write."""
+    from edgeseq.errors import ExportError
+    target, source = folder.resolve(), checkpoint.resolve()
+    if target == source or target in source.parents:
+        raise ExportError(f"{folder} would replace the checkpoint {checkpoint}: choose another OUT")
+    others = sorted(p.name for p in folder.iterdir() if p.name not in WRITTEN) \
+        if folder.is_dir() else []
+    if others:
+        raise ExportError(f"{folder} holds {', '.join(others[:3])}, which this script does not "
+                          "write: choose another OUT")
 
 
 def truncated_checkpoint(checkpoint: Path, out: Path, decoder_layers: int) -> Path:
@@ -36,6 +52,7 @@ def truncated_checkpoint(checkpoint: Path, out: Path, decoder_layers: int) -> Pa
                          f"{len(layers)})")
     setattr(decoder, field, layers[:decoder_layers])
     setattr(model.config, count, decoder_layers)
+    _check_replaceable(out, checkpoint)
     shutil.rmtree(out, ignore_errors=True)
     model.save_pretrained(out)
     for name in TOKENIZER_FILES:
@@ -49,8 +66,9 @@ def draft_package(checkpoint: Path, out: Path, decoder_layers: int, quant: str =
     """The exported draft package (the truncated checkpoint kept beside it).
     `int8_encoder`: as `edgeseq export --int8-encoder` ("blocks" for a CUDA session)."""
     from edgeseq.export import export_checkpoint
+    from edgeseq.export.package import check_export_target
+    check_export_target(out, checkpoint)  # before the truncated copy is written beside it
     truncated = truncated_checkpoint(checkpoint, out.with_name(out.name + "-hf"), decoder_layers)
-    shutil.rmtree(out, ignore_errors=True)
     export_checkpoint(truncated, out, quant=quant, validate=True, int8_encoder=int8_encoder)
     return out
 

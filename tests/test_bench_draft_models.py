@@ -44,3 +44,23 @@ def test_a_draft_for_a_gpu_keeps_block_quantized_encoder_products(tiny_checkpoin
     out = draft_package(tiny_checkpoint("t5"), tmp_path / "draft", 1, int8_encoder="blocks")
     ops = {n.op_type for n in onnx.load(str(out / "encoder.onnx"), load_external_data=False).graph.node}
     assert "MatMulNBits" in ops and "MatMulIntegerToFloat" not in ops
+
+
+def test_a_draft_package_never_replaces_its_checkpoint_or_other_files(tiny_checkpoint, tmp_path):
+    import shutil
+
+    from edgeseq.errors import ExportError
+    checkpoint = tmp_path / "ck"
+    shutil.copytree(tiny_checkpoint("t5"), checkpoint)
+    with pytest.raises(ExportError, match="would replace the checkpoint"):
+        draft_package(checkpoint, checkpoint, 1)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.txt").write_text("precious")
+    with pytest.raises(ExportError, match="thesis.txt"):
+        draft_package(checkpoint, tmp_path / "mine", 1)
+    (tmp_path / "d-hf").mkdir()
+    (tmp_path / "d-hf" / "notes.txt").write_text("precious")
+    with pytest.raises(ExportError, match="notes.txt, which this script does not write"):
+        draft_package(checkpoint, tmp_path / "d", 1)
+    assert (tmp_path / "mine" / "thesis.txt").is_file() and (tmp_path / "d-hf" / "notes.txt").is_file()
+    assert (checkpoint / "config.json").is_file()
