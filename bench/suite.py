@@ -92,6 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     ap.add_argument("--quick", action="store_true", help="smoke-test sizes")
     args = ap.parse_args(argv)
+    # the suites run from the repository root: the caller's relative paths, made absolute
+    args.out = args.out.resolve()
+    if Path(args.package).exists():
+        args.package = str(Path(args.package).resolve())
     if args.profile:
         profile = PROFILES[args.profile]
         args.threads = args.threads or profile.threads

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from dataclasses import asdict
@@ -307,7 +308,10 @@ def _cmd_bench(rest: list[str]) -> int:
     root = Path(__file__).resolve().parents[1]
     if not (root / "bench" / "suite.py").is_file():
         raise EdgeseqError("edgeseq bench runs from a source checkout (git clone the project)")
-    return subprocess.run([sys.executable, "-m", "bench.suite", *rest], cwd=root).returncode
+    # run from the caller's folder (relative --out and --package are theirs), bench/ importable
+    path = os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))
+    return subprocess.run([sys.executable, "-m", "bench.suite", *rest],
+                          env={**os.environ, "PYTHONPATH": path}).returncode
 
 
 def _add_runtime_args(p: argparse.ArgumentParser) -> None:

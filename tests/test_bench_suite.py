@@ -75,3 +75,17 @@ def test_a_profile_sets_threads_budget_and_folder_and_a_failing_suite_is_reporte
     ran.clear()
     assert suite.main(["--suite", "skip", "--threads", "3", "--out", str(tmp_path)]) == 0
     assert all(c[c.index("--threads") + 1] == "3" for c in ran)
+
+
+def test_relative_out_and_package_paths_are_the_callers(tmp_path, monkeypatch):
+    """The suites run from the repository root; a relative --out or --package names a
+    folder in the caller's working directory, not in the repository."""
+    import subprocess
+    ran = []
+    monkeypatch.setattr(suite.subprocess, "run",
+                        lambda cmd, cwd: ran.append(cmd) or subprocess.CompletedProcess(cmd, 0))
+    (tmp_path / "mypkg").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert suite.main(["--suite", "skip", "--out", "results", "--package", "mypkg"]) == 0
+    assert (tmp_path / "results").is_dir()
+    assert str(tmp_path / "results" / "skip") in ran[0] and str(tmp_path / "mypkg") in ran[0]
