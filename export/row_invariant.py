@@ -21,7 +21,10 @@ Applied by the exporter to fp32, fp16 and int8 decoders, and to packages exporte
 (`edgeseq upgrade PKG`, which rewrites decoder.onnx and the manifest)."""
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,7 +34,7 @@ from onnx import helper, numpy_helper
 
 from edgeseq import names
 from edgeseq.errors import PackageError
-from edgeseq.manifest import ROW_INVARIANT_QUANTS, describe_files, read_manifest, verify_files
+from edgeseq.manifest import ROW_INVARIANT_QUANTS, read_manifest, verify_files
 
 PREFIX = "row_pad"  # names of the values this pass adds
 
@@ -137,17 +140,37 @@ def upgrade_package(directory: Path) -> bool:
     model = onnx.load(str(path), load_external_data=False)
     if not pad_attention_queries(model):
         raise PackageError(f"{path} has no MultiHeadAttention to make row-invariant")
-    _replace(path, model.SerializeToString())
+    graph = model.SerializeToString()
     manifest_path = directory / names.MANIFEST_FILE
     data = json.loads(manifest_path.read_text())
-    data["files"].update(describe_files(directory, [names.DECODER_FILE]))
+    data["files"][names.DECODER_FILE] = {"sha256": hashlib.sha256(graph).hexdigest(),
+                                         "bytes": len(graph)}
     data["row_invariant_decoder"] = True
-    _replace(manifest_path, json.dumps(data, indent=1).encode())
+    # both files written in full before either replaces its original: an interruption or
+    # a full disk leaves the package as it was (only the two renames run back to back)
+    staged = []
+    try:
+        for target, content in ((path, graph), (manifest_path, json.dumps(data, indent=1).encode())):
+            staged.append((_staged(target, content), target))
+        for tmp, target in staged:
+            tmp.replace(target)
+    except OSError as err:
+        raise PackageError(f"{directory}: could not write the upgraded package: {err}") from err
+    finally:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
     return True
 
 
-def _replace(path: Path, data: bytes) -> None:
-    """Write through a temporary sibling: a reader sees the old file or the new one."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+def _staged(path: Path, data: bytes) -> Path:
+    """`data` in a new temporary file beside `path` (a unique name: two upgrades of one
+    package do not write into each other's)."""
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(name)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp

@@ -154,3 +154,35 @@ def test_the_upgrade_refuses_a_package_whose_decoder_is_corrupt(unpadded_package
     (package / names.DECODER_FILE).write_bytes(b"not a graph")
     with pytest.raises(PackageError, match="decoder.onnx"):
         upgrade_package(package)
+
+
+def test_an_upgrade_interrupted_while_writing_leaves_the_package_as_it_was(unpadded_package,
+                                                                          tmp_path, monkeypatch):
+    """Both files are written in full before either replaces its original: interrupted
+    (or out of disk) while writing the manifest, the package still loads, unchanged, with
+    no temporary file left in it, and a later upgrade succeeds."""
+    import os
+    import shutil
+
+    import edgeseq.export.row_invariant as row_invariant
+    from edgeseq.errors import PackageError
+    from edgeseq.manifest import sha256_file
+    package = tmp_path / "pkg"
+    shutil.copytree(unpadded_package, package)
+    before = {p.name: sha256_file(p) for p in package.iterdir()}
+    real_fdopen = os.fdopen
+
+    def full_disk_on_the_manifest(handle, mode):
+        out = real_fdopen(handle, mode)
+        if len(list(package.glob(".*.tmp"))) > 1:  # the decoder's is staged: now the manifest's
+            out.close()
+            raise OSError(28, "No space left on device")
+        return out
+    monkeypatch.setattr(row_invariant.os, "fdopen", full_disk_on_the_manifest)
+    with pytest.raises(PackageError, match="could not write the upgraded package"):
+        upgrade_package(package)
+    monkeypatch.undo()
+    assert {p.name: sha256_file(p) for p in package.iterdir()} == before
+    assert not edgeseq.load(str(package)).manifest.row_invariant_decoder
+    assert upgrade_package(package) and edgeseq.load(str(package)).manifest.row_invariant_decoder
+    assert not list(package.glob(".*"))
