@@ -77,6 +77,21 @@ def export_checkpoint(src: str | Path, out: str | Path, quant: str | Quant = Qua
                        row_invariant and applies_to(quant.value))
 
 
+def _warn_if_tokenizer_outgrows(tokenizer: Path | None, vocab_size: int) -> None:
+    """A tokenizer with more tokens than the model has embeddings: some text would get ids
+    the model cannot read (refused then, naming the tokenizer). A warning, not an error:
+    a few checkpoints ship such tokenizers and most text never meets those tokens."""
+    if tokenizer is None:
+        return
+    import warnings
+
+    from tokenizers import Tokenizer
+    tokens = Tokenizer.from_file(str(tokenizer)).get_vocab_size(with_added_tokens=True)
+    if tokens > vocab_size:
+        warnings.warn(f"{tokenizer} has {tokens} tokens but the model only {vocab_size}: is it "
+                      "this model's tokenizer?", RuntimeWarning, stacklevel=3)
+
+
 def check_int8_encoder(value: str) -> None:
     if value not in INT8_ENCODERS:
         raise OptionsError(f"int8_encoder must be one of {INT8_ENCODERS}, got {value!r}")
@@ -94,6 +109,7 @@ def _export(src, out: Path, quant: Quant, tokenizer, validate: bool, work: Path,
     from .validate import validate_package
 
     ck = load_checkpoint(src, Path(tokenizer) if tokenizer else None, work)
+    _warn_if_tokenizer_outgrows(ck.tokenizer_file, ck.spec.vocab_size)
     store = WeightStore(ck.weights)
     if exit_heads is not None and not (exit_heads / EXITS_FILE).is_file():
         raise UnsupportedModelError(f"--exit-heads {exit_heads} has no {EXITS_FILE}")

@@ -259,3 +259,11 @@ def test_the_export_command_quantizes_validates_and_takes_a_tokenizer(tiny_check
     assert edgeseq.load(str(out), threads=1).generate("hello", max_new_tokens=2).text is not None
     assert main(["export", str(tmp_path / "nowhere"), str(tmp_path / "x")]) == 2
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_exporting_with_a_tokenizer_larger_than_the_model_warns(tiny_checkpoint, tmp_path):
+    from edgeseq.export import export_checkpoint
+    tokenizer = edgeseq.load("default").directory / "tokenizer.json"  # 4,000 tokens, model 96
+    with pytest.warns(RuntimeWarning, match="has 4000 tokens but the model only 96"):
+        export_checkpoint(tiny_checkpoint("t5"), tmp_path / "pkg", validate=False,
+                          tokenizer=tokenizer)
