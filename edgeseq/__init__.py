@@ -5,7 +5,14 @@
 """
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
+
+# onnxruntime 1.29+ records telemetry on Linux and macOS too (an event at start, then
+# session and model events, kept under ~/.cache/Microsoft and uploaded); it reads this
+# once, before its first use. An on-device runtime stays quiet unless its user sets
+# ORT_DISABLE_TELEMETRY=0 (or imported onnxruntime before edgeseq).
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 __version__ = "0.1.0"
 __all__ = ["load", "__version__"]

@@ -267,3 +267,20 @@ def test_exporting_with_a_tokenizer_larger_than_the_model_warns(tiny_checkpoint,
     with pytest.warns(RuntimeWarning, match="has 4000 tokens but the model only 96"):
         export_checkpoint(tiny_checkpoint("t5"), tmp_path / "pkg", validate=False,
                           tokenizer=tokenizer)
+
+
+def test_edgeseq_turns_onnxruntimes_telemetry_off_unless_the_user_set_it():
+    """onnxruntime 1.29+ records and uploads telemetry on Linux and macOS unless
+    ORT_DISABLE_TELEMETRY=1 is set before it starts; importing edgeseq sets it, and a
+    value the user chose stays."""
+    import os
+    import subprocess
+    import sys
+    code = "import os, edgeseq; print(os.environ['ORT_DISABLE_TELEMETRY'])"
+    for preset, expected in ((None, "1"), ("0", "0")):
+        env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
+        if preset is not None:
+            env["ORT_DISABLE_TELEMETRY"] = preset
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, timeout=60)
+        assert out.stdout.strip() == expected, out.stderr
