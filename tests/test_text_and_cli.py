@@ -284,3 +284,15 @@ def test_edgeseq_turns_onnxruntimes_telemetry_off_unless_the_user_set_it():
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                              text=True, timeout=60)
         assert out.stdout.strip() == expected, out.stderr
+
+
+def test_info_with_a_provider_this_onnxruntime_lacks_falls_back_and_says_so(tiny_package,
+                                                                            capsys):
+    import onnxruntime as ort
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this onnxruntime has CUDA: tests/test_cuda_provider.py covers it")
+    package = str(tiny_package("t5", "int8")[0])
+    with pytest.warns(RuntimeWarning, match="provider 'cuda' .* running on CPU"):
+        assert main(["info", package, "--provider", "cuda", "--json"]) == 0
+    providers = json.loads(capsys.readouterr().out)["providers"]
+    assert providers == {"encoder": ["CPUExecutionProvider"], "decoder": ["CPUExecutionProvider"]}
