@@ -1,6 +1,7 @@
 """Checkpoint -> model package. Needs the [export] extra (torch, transformers, onnx)."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +26,22 @@ class ExportReport:
     validation: dict = field(default_factory=dict)
 
 
+def write_validated(out: Path, graphs: dict, store, fields: dict, tokenizer: Path | None,
+                    quant: Quant, validate: Callable[[], dict] | None) -> ExportReport:
+    """Write the package and run `validate` on it (None: not validated), its report kept
+    in the manifest. Failed or interrupted, no unvalidated package is left, and the
+    package there before is kept (package.replacing)."""
+    from .package import parameter_bytes, record_validation, replacing, write_package
+    with replacing(out):
+        write_package(out, graphs, store, fields, tokenizer)
+        used = [n for _, weights in graphs.values() for n in weights]
+        report = ExportReport(package=out, quant=quant,
+                              parameter_bytes=parameter_bytes(store, used),
+                              package_bytes=sum(p.stat().st_size for p in out.iterdir()))
+        if validate is not None:
+            report.validation = validate()
+            record_validation(out, report.validation)
+    return report
 
 
 def read_exits(src, decoder_layers: int) -> dict:
@@ -64,11 +81,11 @@ def export_checkpoint(src: str | Path, out: str | Path, quant: str | Quant = Qua
     from .package import check_export_target
     from .row_invariant import applies_to
     from .whisper import export_whisper, is_whisper_source
-    check_export_target(out, src)  # before minutes of work, not when writing
     if is_whisper_source(src):
         return export_whisper(src, out, quant, validate=validate, tokenizer=tokenizer,
                               exit_heads=exit_heads, int8_encoder=int8_encoder,
                               row_invariant=row_invariant)
+    check_export_target(out, src)  # before minutes of work, not when writing
     quant = Quant(quant)
     check_int8_encoder(int8_encoder)
     with tempfile.TemporaryDirectory(prefix="edgeseq-export-") as work:
@@ -105,7 +122,7 @@ def _export(src, out: Path, quant: Quant, tokenizer, validate: bool, work: Path,
     from .checkpoint import load_checkpoint
     from .graphs import build_decoder, build_encoder
     from .onnx_builder import WeightStore
-    from .package import parameter_bytes, record_validation, replacing, write_package
+    from .package import parameter_bytes
     from .validate import validate_package
 
     ck = load_checkpoint(src, Path(tokenizer) if tokenizer else None, work)
@@ -130,14 +147,5 @@ def _export(src, out: Path, quant: Quant, tokenizer, validate: bool, work: Path,
                   graph_weight_bytes=graph_bytes,
                   exits=read_exits(exits_dir, ck.spec.decoder_layers),
                   row_invariant_decoder=row_invariant)
-    # failed or interrupted: no unvalidated package is left, and one there before is kept
-    with replacing(out):
-        write_package(out, graphs, store, fields, ck.tokenizer_file)
-        used = [n for _, weights in graphs.values() for n in weights]
-        report = ExportReport(package=out, quant=quant,
-                              parameter_bytes=parameter_bytes(store, used),
-                              package_bytes=sum(p.stat().st_size for p in out.iterdir()))
-        if validate:
-            report.validation = validate_package(ck, out, quant)
-            record_validation(out, report.validation)
-    return report
+    return write_validated(out, graphs, store, fields, ck.tokenizer_file, quant,
+                           (lambda: validate_package(ck, out, quant)) if validate else None)

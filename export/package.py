@@ -54,7 +54,7 @@ def check_export_target(out: str | Path, src: str | Path | None = None) -> None:
     is not an edgeseq manifest (a web app's, say), or files a package there does not list
     (a user's notes beside it). An empty folder is used; a package is replaced."""
     target = Path(out).resolve()
-    if src is not None and Path(src).exists():
+    if isinstance(src, (str, Path)) and Path(src).exists():  # not a hub id, nor CT2 parts
         source = Path(src).resolve()
         if target == source or target in source.parents:
             raise ExportError(f"the package folder {target} would replace the checkpoint at "
@@ -103,7 +103,6 @@ def replacing(out: Path) -> Iterator[None]:
 def write_package(out: Path, graphs: dict[str, tuple[onnx.ModelProto, list[str]]],
                   store: WeightStore, manifest_fields: dict, tokenizer: Path | None) -> Manifest:
     """graphs: file name -> (model without initializers, names of the weights it uses)."""
-    check_export_target(out)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))

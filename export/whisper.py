@@ -305,13 +305,14 @@ def export_whisper(src: Source, out: str | Path, quant: str | Quant = Quant.INT8
     `exit_heads`: a directory with edgeseq_exits.json and separate exit heads for drafting
     (models/whisper_exits/train.py); the model's own weights and output are unchanged.
     `int8_encoder`, `row_invariant`: as in export_checkpoint."""
-    from . import ExportReport
+    from . import write_validated
     from .graphs import build_decoder
-    from .package import parameter_bytes, replacing, write_package
     from .row_invariant import applies_to
     from .whisper_validate import validate_whisper_package
 
     from . import check_int8_encoder
+    from .package import check_export_target
+    check_export_target(out, src)  # as export_checkpoint: before the work
     quant = Quant(quant)
     check_int8_encoder(int8_encoder)
     row_invariant = row_invariant and applies_to(quant.value)
@@ -329,12 +330,6 @@ def export_whisper(src: Source, out: str | Path, quant: str | Quant = Quant.INT8
                              "whisper": ck.whisper},
               "exits": exits, "row_invariant_decoder": row_invariant}
     out = Path(out)
-    with replacing(out):  # as export_checkpoint: a failed validation keeps the old package
-        write_package(out, graphs, store, fields, ck.tokenizer_file)
-        used = [n for _, weights in graphs.values() for n in weights]
-        report = ExportReport(package=out, quant=quant,
-                              parameter_bytes=parameter_bytes(store, used),
-                              package_bytes=sum(p.stat().st_size for p in out.iterdir()))
-        if validate:
-            report.validation = validate_whisper_package(ck, out, quant, validation_audio)
-    return report
+    return write_validated(
+        out, graphs, store, fields, ck.tokenizer_file, quant,
+        (lambda: validate_whisper_package(ck, out, quant, validation_audio)) if validate else None)
