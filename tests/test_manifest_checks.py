@@ -95,21 +95,12 @@ def test_the_reader_reads_the_types_onnx_reads():
 @pytest.fixture(scope="module")
 def whisper_package(tmp_path_factory):
     """A tiny random Whisper (80 mels, 30 s windows), exported without validation."""
-    torch = pytest.importorskip("torch")
-    tf = pytest.importorskip("transformers")
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
     from edgeseq.export import export_checkpoint
+    from tiny_models import build_tiny_whisper
     root = tmp_path_factory.mktemp("whisper")
-    torch.manual_seed(0)
-    config = tf.WhisperConfig(
-        vocab_size=63, d_model=16, encoder_layers=1, decoder_layers=2, encoder_attention_heads=2,
-        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32,
-        max_source_positions=1500, max_target_positions=32, bos_token_id=60, eos_token_id=60,
-        pad_token_id=60, decoder_start_token_id=61)
-    tf.WhisperForConditionalGeneration(config).eval().save_pretrained(root / "ck")
-    gen = root / "ck" / "generation_config.json"
-    extra = {k: v for k, v in json.loads(gen.read_text()).items() if k != "_from_model_config"}
-    gen.write_text(json.dumps({**extra, "no_timestamps_token_id": 58, "is_multilingual": False,
-                               "task_to_id": {"transcribe": 56, "translate": 57}}))
+    build_tiny_whisper(root / "ck")
     export_checkpoint(root / "ck", root / "pkg", quant="int8", validate=False)
     edgeseq.load(str(root / "pkg"), threads=1)  # untouched, it loads
     return root / "pkg"

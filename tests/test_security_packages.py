@@ -162,20 +162,9 @@ def test_ai_onnx_is_the_default_domain(package_copy):
 
 def test_a_whisper_package_passes_the_graph_checks(tmp_path):
     """Whisper's encoder adds Conv; its tiny package must load."""
-    import torch
-    import transformers as tf
     from edgeseq.export import export_checkpoint
-    torch.manual_seed(0)
-    config = tf.WhisperConfig(
-        vocab_size=63, d_model=16, encoder_layers=1, decoder_layers=2, encoder_attention_heads=2,
-        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, max_source_positions=1500,
-        max_target_positions=32, bos_token_id=60, eos_token_id=60, pad_token_id=60,
-        decoder_start_token_id=61)
-    tf.WhisperForConditionalGeneration(config).eval().save_pretrained(tmp_path / "ck")
-    gen = tmp_path / "ck" / "generation_config.json"
-    extra = {k: v for k, v in json.loads(gen.read_text()).items() if k != "_from_model_config"}
-    gen.write_text(json.dumps({**extra, "no_timestamps_token_id": 58, "is_multilingual": False,
-                               "task_to_id": {"transcribe": 56, "translate": 57}}))
+    from tiny_models import build_tiny_whisper
+    build_tiny_whisper(tmp_path / "ck")
     export_checkpoint(tmp_path / "ck", tmp_path / "pkg", quant="int8", validate=False)
     engine = edgeseq.load(str(tmp_path / "pkg"), threads=1)
     assert engine.arch.family.value == "whisper"

@@ -68,3 +68,24 @@ def build_t5_text_checkpoint(out: Path) -> Path:
         decoder_start_token_id=0, initializer_factor=4.0))
     model.eval().save_pretrained(out)
     return out
+
+
+def build_tiny_whisper(out: Path) -> Path:
+    """A tiny random Whisper (80 mels, 30 s windows, 63 tokens) with the generation config
+    export reads its prompt tokens from, saved with save_pretrained."""
+    import json
+
+    import torch
+    import transformers as tf
+    torch.manual_seed(0)
+    config = tf.WhisperConfig(
+        vocab_size=63, d_model=16, encoder_layers=1, decoder_layers=2, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32,
+        max_source_positions=1500, max_target_positions=32, bos_token_id=60, eos_token_id=60,
+        pad_token_id=60, decoder_start_token_id=61)
+    tf.WhisperForConditionalGeneration(config).eval().save_pretrained(out)
+    gen = out / "generation_config.json"
+    extra = {k: v for k, v in json.loads(gen.read_text()).items() if k != "_from_model_config"}
+    gen.write_text(json.dumps({**extra, "no_timestamps_token_id": 58, "is_multilingual": False,
+                               "task_to_id": {"transcribe": 56, "translate": 57}}))
+    return out
