@@ -4,7 +4,9 @@ extra memory (draft buffers, the logits of k+1 positions) is given up first, the
 then length; below what plain decoding of one input needs, the plan refuses."""
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
+from functools import cache
 
 from edgeseq.arch import ArchSpec
 from edgeseq.errors import MemoryBudgetError, OptionsError
@@ -100,9 +102,10 @@ def cache_bytes(arch: ArchSpec) -> tuple[int, int]:
     return 2 * arch.decoder_layers * per_layer, arch.decoder_layers * per_layer
 
 
+@cache
 def physical_memory_bytes() -> int | None:
-    """This machine's RAM, where the OS says (None elsewhere)."""
-    import os
+    """This machine's RAM, where the OS says (None elsewhere); asked once per process
+    (every generate call without a budget reads it)."""
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):
