@@ -104,18 +104,38 @@ def _ms_per_input(row: dict) -> str:
     return f"{row['seconds_median'] / row['inputs'] * 1e3:.2f}"
 
 
+def _paired(row: dict) -> list[str]:
+    """The paired-speedup cells (bench/paired_speedup.py); runs before it have none."""
+    paired = row.get("paired")
+    if paired is None:
+        return ["-", "-"]
+    low, high = paired["ci95"]
+    return [f"{paired['speedup']:.2f}x ({low:.2f}-{high:.2f})", paired["verdict"]]
+
+
+def _drafting_cells(row: dict) -> list[str]:
+    """Acceptance, tokens per verify pass, verify passes per input; "-" for the control
+    (plain greedy run again), which drafts nothing."""
+    if "acceptance_rate" not in row:
+        return ["-", "1.00", "-"]
+    return [f"{row['acceptance_rate']:.2f}", f"{row['tokens_per_pass']:.2f}",
+            f"{row['verify_passes'] / row['inputs']:.2f}"]
+
+
 def speculative_table(data: dict) -> str:
     drafted = data["rows"][1:]
+    paired = any("paired" in r for r in drafted)
     lines = _table(
         f"{data['rows'][0]['inputs']} inputs ({data['data']}), package `{data['package']}`"
         + (f", {data['batch']} inputs per call." if data.get("batch", 1) > 1 else "."),
-        ["drafter", "ms per input", "speedup vs plain greedy", "identical to plain", "acceptance",
-         "tokens per verify pass", "verify passes per input"],
-        [[data["rows"][0]["drafter"], _ms_per_input(data["rows"][0]), "1.00x", "-", "-", "1.00",
-          "-"]] +
-        [[r["drafter"], _ms_per_input(r), f"{r['speedup']:.2f}x",
-          f"{r['identical_outputs']}/{r['inputs']}", f"{r['acceptance_rate']:.2f}",
-          f"{r['tokens_per_pass']:.2f}", f"{r['verify_passes'] / r['inputs']:.2f}"]
+        ["drafter", "ms per input", "speedup vs plain greedy"]
+        + (["paired speedup (95% interval)", "5% rule"] if paired else [])
+        + ["identical to plain", "acceptance", "tokens per verify pass", "verify passes per input"],
+        [[data["rows"][0]["drafter"], _ms_per_input(data["rows"][0]), "1.00x"]
+         + (["-", "-"] if paired else []) + ["-", "-", "1.00", "-"]] +
+        [[r["drafter"], _ms_per_input(r), f"{r['speedup']:.2f}x"]
+         + (_paired(r) if paired else [])
+         + [f"{r['identical_outputs']}/{r['inputs']}"] + _drafting_cells(r)
          for r in drafted], None)
     buckets = list(drafted[0].get("by_source_length", {})) if drafted else []
     if buckets:  # the same run, per source length (each input's median time, summed)

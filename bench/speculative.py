@@ -17,8 +17,19 @@ A drafter's suffix "@K" fixes its drafts at K tokens (adaptive_draft=False), e.g
 next N (the order turning each chunk), so a machine whose speed drifts within a repeat
 (a GPU host's clocks: plain greedy's blocks of 50 JFLEG sentences ran 1.6-2.5 s on an
 H200) slows every configuration alike; 0 (default): each configuration over all inputs.
+--interleave 1 pairs configurations closest, each input decoded by each in turn: on the
+noisy 2-core AMD EPYC, plain greedy against itself ("none" below; 100 JFLEG sentences,
+3 repeats) measured a paired 0.93x [0.90-0.97] with --interleave 25, and 1.00x
+[1.00-1.01], 1.02x [0.99-1.03] with --interleave 1 (ad hoc): use 1 to test the 5% rule.
 Drafter "oracle": drafts the plain greedy output itself (every draft right): the most any
-drafter could give this package on this machine, against which the others stand."""
+drafter could give this package on this machine, against which the others stand.
+Drafter "none": plain greedy again, a control: its speedup (1.00x on a quiet machine)
+shows how far this run's noise alone moves a ratio.
+
+Besides the ratio of median total times, each row has a paired speedup: each call's
+median over the repeats, summed, against plain's, with a 95% bootstrap interval over
+chunks of consecutive calls (bench/paired_speedup.py), and whether that interval puts the
+row within 5% of plain greedy's speed."""
 from __future__ import annotations
 
 import argparse
@@ -26,6 +37,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from bench.paired_speedup import paired_speedup
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
@@ -45,8 +58,15 @@ def load_with_drafters(package: str, specs: list[str], threads: int, provider: s
 
     def load(path: str):
         return edgeseq.load(path, threads=threads, provider=provider, shared_pool=shared)
-    return load(package), [load(model_package(spec)) if model_package(spec) else spec
-                           for spec in specs]
+
+    def drafter(spec: str):
+        if model_package(spec):
+            return load(model_package(spec))
+        return None if spec == CONTROL else spec
+    return load(package), [drafter(spec) for spec in specs]
+
+
+CONTROL = "none"  # the drafter spec of plain greedy run again (the noise control)
 
 
 def load_inputs(kind: str, limit: int, vocab: int, shared: Path = SHARED) -> list:
@@ -223,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     lengths = [len(engine.codec.encode(x)) if isinstance(x, str) else len(x) for x in inputs]
     drafters = []  # (name, drafter, fixed draft length or None)
     for (spec, _, fixed), drafter in zip(specs, loaded):
-        drafters.append(((spec if isinstance(drafter, str) else "model") + (f"@{fixed}" if fixed else ""),
+        drafters.append(((spec if isinstance(drafter, str) or drafter is None else "model")
+                         + (f"@{fixed}" if fixed else ""),
                          drafter, int(fixed) if fixed else None))
     schedules = args.speculate_rows.split(",") if args.batch > 1 else ["auto"]
     if set(schedules) - set(SCHEDULES):
@@ -258,7 +279,10 @@ def main(argv: list[str] | None = None) -> int:
                "tokens": sum(len(o) for o in outs),
                "identical_outputs": sum(a == b for a, b in zip(outs, plain)), "inputs": len(outs)}
         if name != "plain":
-            row.update(_spec_totals(last[name]["stats"]))
+            row["paired"] = paired_speedup(calls["plain"], calls[name],
+                                           max(1, (args.interleave or 25) // args.batch)).to_json()
+            if not name.startswith(CONTROL):
+                row.update(_spec_totals(last[name]["stats"]))
             if args.batch == 1:
                 row["by_source_length"] = by_length(lengths, calls[name], calls["plain"])
         rows.append(row)
@@ -266,11 +290,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{len(inputs)} inputs ({args.data}), {Path(args.package).name}, {args.provider}, "
           f"{args.threads} threads"
           f"{batching}, median of {args.repeats}\n")
-    print("| drafter | time s (min-max) | speedup vs plain | identical to plain | acceptance | tokens/pass |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| drafter | time s (min-max) | speedup vs plain | paired speedup [95%] | 5% rule "
+          "| identical to plain | acceptance | tokens/pass |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
+        paired = r.get("paired")
         print(f"| {r['drafter']} | {r['seconds_median']:.2f} ({r['seconds_min']:.2f}-{r['seconds_max']:.2f}) "
-              f"| {r['speedup']:.2f}x | {r['identical_outputs']}/{r['inputs']} "
+              f"| {r['speedup']:.2f}x | "
+              + (f"{paired['speedup']:.2f}x [{paired['ci95'][0]:.2f}-{paired['ci95'][1]:.2f}] | "
+                 f"{paired['verdict']} | " if paired else "- | - | ")
+              + f"{r['identical_outputs']}/{r['inputs']} "
               f"| {r.get('acceptance_rate', 0):.2f} | {r.get('tokens_per_pass', 1):.2f} |")
     if args.batch == 1:
         buckets = list(rows[1]["by_source_length"]) if len(rows) > 1 else []

@@ -1,0 +1,57 @@
+"""bench.paired_speedup: the speedup the speculative benchmark reports against its noise."""
+from __future__ import annotations
+
+import pytest
+
+from bench.paired_speedup import PairedSpeedup, paired_speedup
+from bench.speculative import CONTROL, load_with_drafters
+
+
+def test_a_configuration_twice_as_fast_on_every_call_is_2x_with_a_tight_interval():
+    plain = [[0.02, 0.04, 0.03, 0.05]] * 3
+    fast = [[0.01, 0.02, 0.015, 0.025]] * 3
+
+    result = paired_speedup(plain, fast, chunk=2)
+
+    assert result.speedup == pytest.approx(2.0)
+    assert result.low == pytest.approx(2.0) and result.high == pytest.approx(2.0)
+
+
+def test_a_burst_that_slowed_one_repeat_does_not_count():
+    plain = [[1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0], [5.0, 5.0, 5.0, 5.0]]
+    same = [[1.0, 1.0, 1.0, 1.0]] * 3
+
+    assert paired_speedup(plain, same, chunk=1).speedup == pytest.approx(1.0)
+
+
+def test_the_interval_widens_with_call_to_call_spread_and_contains_the_point():
+    plain = [[1.0] * 40] * 3
+    mixed = [[0.8, 1.25] * 20] * 3  # half the calls faster, half slower
+
+    result = paired_speedup(plain, mixed, chunk=1)
+
+    assert result.low < result.speedup < result.high
+    assert result.low < 0.95 < result.high
+
+
+def test_the_verdict_says_what_the_interval_shows_about_the_5_percent_rule():
+    assert PairedSpeedup(0.99, 0.96, 1.02).verdict == "within 5%"
+    assert PairedSpeedup(0.90, 0.88, 0.93).verdict == "slower"
+    assert PairedSpeedup(0.96, 0.93, 0.99).verdict == "not resolved"
+
+
+def test_runs_of_different_calls_are_refused():
+    with pytest.raises(ValueError):
+        paired_speedup([[1.0, 1.0]], [[1.0]], chunk=1)
+    with pytest.raises(ValueError):
+        paired_speedup([[1.0, 1.0], [1.0]], [[1.0, 1.0], [1.0, 1.0]], chunk=1)
+
+
+def test_the_control_spec_runs_plain_greedy_again(tmp_path, monkeypatch):
+    import edgeseq
+    monkeypatch.setattr(edgeseq, "load", lambda path, **options: f"engine:{path}")
+
+    engine, drafters = load_with_drafters("pkg", [CONTROL, "input"], threads=1)
+
+    assert engine == "engine:pkg"
+    assert drafters == [None, "input"]
