@@ -171,12 +171,15 @@ def skip_whisper_table(data: dict) -> str:
 
 
 def whisper_layers_table(data: dict) -> str:
+    paired = any("paired" in r for r in data["rows"])
     return "\n".join(_table(
         f"`{Path(data['package']).name}`, {data['audio_s']:.1f} s of audio.",
-        ["configuration", "speedup vs plain", "decoder speedup", "real-time factor", "identical transcript",
-         "acceptance", "decoder passes"],
-        [[r["config"], f"{r['speedup']:.2f}x",
-          f"{r['decoder_speedup']:.2f}x" if "decoder_speedup" in r else "-",  # older runs lack it
+        ["configuration", "speedup vs plain"]
+        + (["paired speedup (95% interval)", "5% rule"] if paired else [])
+        + ["decoder speedup", "real-time factor", "identical transcript", "acceptance", "decoder passes"],
+        [[r["config"], f"{r['speedup']:.2f}x"]
+         + ((_paired(r) if r["config"].split(",")[0] != "plain" else ["-", "-"]) if paired else [])
+         + [f"{r['decoder_speedup']:.2f}x" if "decoder_speedup" in r else "-",  # older runs lack it
           f"{r['real_time_factor']:.1f}x", "yes" if r["identical"] else "no",
           f"{r['acceptance']:.2f}", str(r["decoder_passes"])] for r in data["rows"]], data["machine"]))
 

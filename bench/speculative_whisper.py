@@ -1,7 +1,9 @@
 """Self-speculative layer drafting on real Whisper weights: transcription time against
 plain greedy decoding of the same package in the same run (whole transcription, and the
 decoder's share alone: drafting cannot speed the encoder up), identical transcripts, and
-acceptance.
+acceptance; each clip is transcribed by every configuration in turn, so each row also has
+the median of the clips' paired ratios over the repeats with a 95% interval
+(bench/paired_speedup.py) and whether it shows the row within 5% of plain's speed.
 
     python -m bench.speculative_whisper PKG [--repeats 3] [--threads 2] [--exits 2,3]
         [--untrained PKG] [--provider cpu|cuda|...] [--audio DIR] [--out DIR]
@@ -18,24 +20,31 @@ import argparse
 import statistics
 from pathlib import Path
 
-from bench.whisper_clips import AUDIO, transcribe_clips
+from bench.paired_speedup import repeat_paired_speedup
+from bench.whisper_clips import AUDIO, ClipsRun, transcribe_clips
 from bench.whisper_clips import clips as shared_clips
 
 
 def _phase(engine, clips, configs: dict[str, dict], repeats: int, label: str = "") -> list[dict]:
-    """Warm up, then time `configs` (the first is "plain") interleaved over `repeats`;
-    rows with speedups against this phase's own plain run."""
+    """Warm up, then time `configs` (the first is "plain") over `repeats`, each clip by every
+    configuration in turn (the order turning clip by clip: drift on a shared machine favours
+    none, and a clip's runs pair up); rows with speedups against this phase's own plain run."""
     for options in configs.values():  # warm-up; the adaptive controller learns here too
         transcribe_clips(engine, clips, options)
     times: dict[str, list[float]] = {name: [] for name in configs}
     decoding: dict[str, list[float]] = {name: [] for name in configs}  # decoder time only
+    pairs: dict[str, list[float]] = {name: [] for name in configs}  # per repeat and clip
     last = {}
     order = list(configs.items())
     for rep in range(repeats):
-        # the order turns each repeat: drift on a shared machine favours no configuration
-        turn = rep % len(order)
-        for name, options in order[turn:] + order[:turn]:
-            last[name] = transcribe_clips(engine, clips, options)
+        runs: dict[str, list] = {name: [] for name in configs}
+        for number, clip in enumerate(clips):
+            turn = (rep * len(clips) + number) % len(order)
+            for name, options in order[turn:] + order[:turn]:
+                runs[name].append(transcribe_clips(engine, [clip], options))
+                pairs[name].append(runs[name][-1].seconds)
+        for name in configs:
+            last[name] = ClipsRun.joined(runs[name])
             times[name].append(last[name].seconds)
             decoding[name].append(last[name].decoder_ms / 1e3)
             print(f"[{rep + 1}/{repeats}] {name}{label}: {last[name].seconds:.2f} s", flush=True)
@@ -50,6 +59,8 @@ def _phase(engine, clips, configs: dict[str, dict], repeats: int, label: str = "
                      "real_time_factor": res.audio_s / med,
                      "identical": res.texts == last["plain"].texts,
                      "acceptance": res.acceptance, "decoder_passes": res.decoder_passes})
+        if name != "plain":  # each clip's runs in a repeat, one after the other, pair up
+            rows[-1]["paired"] = repeat_paired_speedup(pairs["plain"], pairs[name]).to_json()
     return rows
 
 
@@ -85,12 +96,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{Path(a.package).name}: {len(clips)} clips, {audio_s:.1f} s of audio, {a.provider}, "
           f"{a.threads} threads, "
           f"median of {a.repeats}\n")
-    print("| configuration | seconds | speedup vs plain | decoder seconds | decoder speedup "
-          "| real-time factor | identical | acceptance | decoder passes |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| configuration | seconds | speedup vs plain | paired speedup [95%] | 5% rule "
+          "| decoder seconds | decoder speedup | real-time factor | identical | acceptance "
+          "| decoder passes |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
-        print(f"| {r['config']} | {r['seconds_median']:.2f} | {r['speedup']:.2f}x "
-              f"| {r['decoder_seconds']:.2f} | {r['decoder_speedup']:.2f}x | {r['real_time_factor']:.1f}x "
+        paired = r.get("paired")
+        print(f"| {r['config']} | {r['seconds_median']:.2f} | {r['speedup']:.2f}x | "
+              + (f"{paired['speedup']:.2f}x [{paired['ci95'][0]:.2f}-{paired['ci95'][1]:.2f}] "
+                 f"| {paired['verdict']} " if paired else "- | - ")
+              + f"| {r['decoder_seconds']:.2f} | {r['decoder_speedup']:.2f}x | {r['real_time_factor']:.1f}x "
               f"| {'yes' if r['identical'] else 'no'} | {r['acceptance']:.2f} | {r['decoder_passes']} |")
     if a.out:
         write_json(a.out, "whisper_layers.json", {"machine": machine_info(a.threads),

@@ -20,6 +20,17 @@ class ClipsRun:
     drafted: int = 0
     accepted: int = 0
 
+    @classmethod
+    def joined(cls, runs: list[ClipsRun]) -> ClipsRun:
+        """Runs over different clips as one run over all of them, in order."""
+        whole = cls()
+        for run in runs:
+            whole.texts += run.texts
+            for name in ("seconds", "audio_s", "decoder_ms", "decoder_passes", "layers_executed",
+                         "drafted", "accepted"):
+                setattr(whole, name, getattr(whole, name) + getattr(run, name))
+        return whole
+
     @property
     def layers_per_pass(self) -> float:
         return self.layers_executed / max(1, self.decoder_passes)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.paired_speedup import PairedSpeedup, paired_speedup
+from bench.paired_speedup import PairedSpeedup, paired_speedup, repeat_paired_speedup
 from bench.speculative import CONTROL, load_with_drafters
 
 
@@ -55,3 +55,33 @@ def test_the_control_spec_runs_plain_greedy_again(tmp_path, monkeypatch):
 
     assert engine == "engine:pkg"
     assert drafters == [None, "input"]
+
+
+def test_paired_repeats_take_the_median_ratio_so_one_disturbed_repeat_does_not_count():
+    plain = [2.0, 2.0, 2.0, 2.0, 9.0]  # the last repeat's plain run met a burst
+    mine = [1.0, 1.0, 1.0, 1.0, 1.0]
+
+    result = repeat_paired_speedup(plain, mine)
+
+    assert result.speedup == pytest.approx(2.0)
+    assert result.low == pytest.approx(2.0)  # a resample of mostly the burst is rare
+
+
+def test_paired_repeats_must_pair_up():
+    with pytest.raises(ValueError):
+        repeat_paired_speedup([1.0, 1.0], [1.0])
+
+
+def test_runs_over_single_clips_join_into_one_run_over_all_of_them():
+    from bench.whisper_clips import ClipsRun
+    first = ClipsRun(["a"], seconds=1.0, audio_s=10.0, decoder_ms=300.0, decoder_passes=20,
+                     layers_executed=120, drafted=4, accepted=3)
+    second = ClipsRun(["b"], seconds=2.0, audio_s=40.0, decoder_ms=500.0, decoder_passes=60,
+                      layers_executed=360, drafted=0, accepted=0)
+
+    whole = ClipsRun.joined([first, second])
+
+    assert whole.texts == ["a", "b"]
+    assert (whole.seconds, whole.audio_s, whole.decoder_ms) == (3.0, 50.0, 800.0)
+    assert (whole.decoder_passes, whole.layers_executed) == (80, 480)
+    assert whole.acceptance == 0.75
