@@ -250,9 +250,10 @@ def main(argv: list[str] | None = None) -> int:
     if set(schedules) - set(SCHEDULES):
         ap.error(f"--speculate-rows takes {', '.join(SCHEDULES)}; got {args.speculate_rows}")
     # (name, drafter, how a speculating batch is scheduled, fixed draft length)
+    # (the control drafts nothing: one schedule is all of them)
     configs: list = [("plain", None, "auto", None)] + [
-        (name + (f" ({sched})" if len(schedules) > 1 else ""), d, sched, fixed)
-        for name, d, fixed in drafters for sched in schedules]
+        (name + (f" ({sched})" if len(schedules) > 1 and d is not None else ""), d, sched, fixed)
+        for name, d, fixed in drafters for sched in (schedules if d is not None else schedules[:1])]
     names = [config[0] for config in configs]
     if "oracle" in names:  # its drafts: the plain outputs (this run also warms up)
         oracle = OracleDrafter(engine, inputs, run_config(engine, inputs, None, args)["outputs"])
