@@ -28,14 +28,14 @@ class PairedSpeedup:
 
     @property
     def verdict(self) -> str:
-        """Whether this run shows the configuration within 5% of plain greedy's speed:
-        "within 5%" when the whole interval is above 0.95x, "slower" when it is all
-        below, else "not resolved" (the run cannot tell)."""
+        """What this run shows of the rule that a configuration is never more than 5%
+        slower than plain greedy: "holds" when the whole interval is at 0.95x or above,
+        "broken" when it is all below, else "unresolved" (the run cannot tell)."""
         if self.low >= SLOWDOWN_BOUND:
-            return "within 5%"
+            return "holds"
         if self.high < SLOWDOWN_BOUND:
-            return "slower"
-        return "not resolved"
+            return "broken"
+        return "unresolved"
 
     def to_json(self) -> dict:
         return {"speedup": self.speedup, "ci95": [self.low, self.high], "verdict": self.verdict}

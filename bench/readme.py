@@ -13,6 +13,8 @@ import json
 import re
 from pathlib import Path
 
+from bench.paired_speedup import PairedSpeedup
+
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = (ROOT / "README.md", ROOT / "docs" / "results.md")
 DECODE_ENGINES = ("edgeseq int8", "edgeseq int8 (shared pool, as the CLI)", "Optimum ORT dynamic int8",
@@ -110,7 +112,8 @@ def _paired(row: dict) -> list[str]:
     if paired is None:
         return ["-", "-"]
     low, high = paired["ci95"]
-    return [f"{paired['speedup']:.2f}x ({low:.2f}-{high:.2f})", paired["verdict"]]
+    verdict = PairedSpeedup(paired["speedup"], low, high).verdict  # from the figures themselves
+    return [f"{paired['speedup']:.2f}x ({low:.2f}-{high:.2f})", verdict]
 
 
 def _drafting_cells(row: dict) -> list[str]:

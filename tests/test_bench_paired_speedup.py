@@ -35,9 +35,9 @@ def test_the_interval_widens_with_call_to_call_spread_and_contains_the_point():
 
 
 def test_the_verdict_says_what_the_interval_shows_about_the_5_percent_rule():
-    assert PairedSpeedup(0.99, 0.96, 1.02).verdict == "within 5%"
-    assert PairedSpeedup(0.90, 0.88, 0.93).verdict == "slower"
-    assert PairedSpeedup(0.96, 0.93, 0.99).verdict == "not resolved"
+    assert PairedSpeedup(0.99, 0.96, 1.02).verdict == "holds"
+    assert PairedSpeedup(0.90, 0.88, 0.93).verdict == "broken"
+    assert PairedSpeedup(0.96, 0.93, 0.99).verdict == "unresolved"
 
 
 def test_runs_of_different_calls_are_refused():
