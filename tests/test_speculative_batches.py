@@ -81,12 +81,29 @@ def test_a_far_slower_way_is_rechecked_less_and_less_often():
     assert not any(schedule.rows_alone(may_pay=False) for _ in range(2 * EXPLORE_MOST))
 
 
+def test_one_row_after_another_measured_past_its_first_row_costs_one_chunk_per_recheck():
+    from edgeseq.runtime.batching import EXPLORE_EVERY, BatchSchedule
+    schedule = BatchSchedule(batch=8)
+    speed = {True: 600.0, False: 1000.0}  # one after another at 0.6x lockstep's speed
+    ways = []
+    for _ in range(3 * EXPLORE_EVERY):
+        ways.append(schedule.rows_alone())
+        # the engine times rows 2-8 of a chunk decoded one after another (the first warms up)
+        schedule.record(ways[-1], tokens=800, seconds=800 / speed[ways[-1]], rows=8,
+                        warm=ways[-1])
+
+    assert ways[:4] == [True, False, False, False]  # measured in one chunk, then lockstep
+    rechecks = [i for i in range(1, len(ways)) if ways[i] and not ways[i - 1]]
+    assert rechecks and all(not ways[i + 1] for i in rechecks)  # each a single chunk
+
+
 def test_a_batch_is_timed_one_row_after_another_then_together(tiny_package):
     engine = edgeseq.load(str(tiny_package("t5", "int8")[0]), threads=1)  # no figures yet
     kw = dict(max_new_tokens=10, draft="input")
     calls = [engine.generate(SOURCES, **kw) for _ in range(4)]
-    # 3: each row decoded on its own, 1: the rows together; each way's first chunk warms up
-    assert [len({id(r.stats) for r in results}) for results in calls] == [3, 3, 1, 1]
+    # 3: each row decoded on its own (measured past the first row, which warms up), then
+    # 1: the rows together (their first chunk warms up, the next is measured)
+    assert [len({id(r.stats) for r in results}) for results in calls] == [3, 1, 1, 1]
     plain = [engine.generate(s, max_new_tokens=10).token_ids for s in SOURCES]
     assert all([r.token_ids for r in results] == plain for results in calls)
 
