@@ -40,6 +40,10 @@ PROBE_SHARE = 0.01
 # layer drafting 0.94x and 0.97x plain with 2, 1.05x and 1.00x with 4; a draft model
 # 1.07x and 1.12x, against 1.12x twice)
 PROBE_LENGTH = 4
+# weight of the newest probe in the probes' moving average cost: priced by the last probe
+# alone, a lucky one (every row's drafts accepted) set the gap to its floor, and layer
+# drafting's probes in batches of 8 on JFLEG dev cost 2.2% of plain decoding, not 1%
+PROBE_COST_SMOOTHING = 0.3
 
 
 @dataclass(frozen=True)
@@ -98,7 +102,9 @@ class DraftController:
     _off_rounds: int = 0
     _probe_gap: int = 0                          # current passes between probes (0: unset)
     _probing: bool = False                       # the last plan() was a probe
-    _probe_cost: float = 0.0  # the last probe's cost beyond the tokens it gave, in plain passes
+    # what probes cost beyond the tokens they gave, in plain passes (a moving average: one
+    # probe's all-accepted draft costs nothing, the next one's rejected draft 3 passes)
+    _probe_cost: float | None = None
     _observed: int = 0
     _rounds: int = 0                             # rounds with drafts or empty proposals
     # the prior predicted no gain at all: drafting starts off and is only probed (not
@@ -322,7 +328,7 @@ class DraftController:
         """max_probe_gap, or as many plain passes as keep the measured cost of a probe
         within PROBE_SHARE of theirs (JFLEG dev, a one-layer draft model of the default
         package: probes every 128 passes made decoding 4-6% slower than plain)."""
-        return max(self.max_probe_gap, int(self._probe_cost / PROBE_SHARE))
+        return max(self.max_probe_gap, int((self._probe_cost or 0.0) / PROBE_SHARE))
 
     def summary(self) -> dict:
         """What the planner believes now, for a reader (bench.draft_trace): the plan, a
@@ -332,7 +338,7 @@ class DraftController:
         return {"plan": None if best is None else {"way": best.way, "length": best.length},
                 "plain_pass_ms": None if self.costs.base_s is None else self.costs.base_s * 1e3,
                 "beta": self.costs.beta, "round_extra_ms": self.costs.round_extra_s * 1e3,
-                "probe_gap": self.probe_gap, "probe_cost_passes": self._probe_cost,
+                "probe_gap": self.probe_gap, "probe_cost_passes": self._probe_cost or 0.0,
                 "rounds": self._rounds,
                 "ways": {str(way): {"step_ms": None if s.step_s is None else s.step_s * 1e3,
                                     "survival": [round(float(x), 4) for x in self.survival(way)[:4]]}
@@ -419,8 +425,10 @@ class DraftController:
                 s.step_s = step if s.step_s is None else 0.7 * s.step_s + 0.3 * step
             elif s.step_s is None:  # nothing else measured yet: the start-up's own rate
                 s.step_s = draft_s / drafted
-        if self._probing and self.costs.base_s:
-            self._probe_cost = max((verify_s + draft_s) / self.costs.base_s - accepted - 1, 0.0)
+        if self._probing and drafted and self.costs.base_s:  # the probe's own round
+            cost = max((verify_s + draft_s) / self.costs.base_s - accepted - 1, 0.0)
+            self._probe_cost = cost if self._probe_cost is None else \
+                (1 - PROBE_COST_SMOOTHING) * self._probe_cost + PROBE_COST_SMOOTHING * cost
         self._observed += 1
         self.costs.add(drafted, verify_s)
         if drafted or self._observed % 8 == 0 or self.costs.base_s is None:

@@ -129,6 +129,23 @@ def test_probes_that_cost_several_passes_wait_until_they_cost_one_percent():
     assert sum(k > 0 for k in limits[2000:]) <= 2000 // 500 + 1
 
 
+def test_one_lucky_probe_does_not_bring_probes_back_to_their_floor():
+    """Probes are priced by their moving average: a batch's probe whose drafts every row
+    accepted costs nothing, but the next one's rejected drafts several passes (layer
+    drafting, batches of 8 on JFLEG dev: probes priced by the last one alone cost 2.2%)."""
+    control = DraftController(max_draft=8, probe_every=8, max_probe_gap=128)
+    _rejected_rounds(control, 4000, draft_s=0.05)  # probes costing 5 passes: gap ~500
+    while control.plan().length == 0:  # up to the next probe, whose drafts all pass
+        control.observe(0, 0, verify_s=0.01, draft_s=0.0)
+    control.observe(PROBE_LENGTH, PROBE_LENGTH, verify_s=0.01 * (1 + 0.02 * PROBE_LENGTH),
+                    draft_s=0.0)
+    for _ in range(3):  # planning after it; drafting still does not pay overall
+        control.observe(0, 0, verify_s=0.01, draft_s=0.0)
+        control.plan()
+
+    assert control.probe_gap >= 300  # not 128
+
+
 def test_probes_never_draft_more_than_max_draft():
     control = DraftController(max_draft=1)
     assert max(_never_pays(control, 200)) == 1
