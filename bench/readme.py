@@ -260,6 +260,7 @@ SOURCES = {  # section name -> (JSON under the results folder, table maker)
     "speculative_variants_rerank": ("speculative-variants/speculative_variants_rerank.json",
                                     variants_table),
     "whisper_layers": ("speculative/whisper_layers.json", whisper_layers_table),
+    "whisper_layers_untrained": ("speculative-whisper-untrained/whisper_layers.json", whisper_layers_table),
     "scaling": ("scaling/scaling.json", scaling_table),
     "specmemo": ("specmemo/specmemo.json", specmemo_table),
     "specmemo_model": ("specmemo-model/specmemo.json", specmemo_table),
