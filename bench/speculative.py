@@ -28,8 +28,9 @@ shows how far this run's noise alone moves a ratio.
 
 Besides the ratio of median total times, each row has a paired speedup: each call's
 median over the repeats, summed, against plain's, with a 95% bootstrap interval over
-chunks of consecutive calls (bench/paired_speedup.py), and whether that interval puts the
-row within 5% of plain greedy's speed."""
+chunks of consecutive calls (bench/paired_speedup.py), and what that interval shows of
+the rule that no drafter is more than 5% slower than plain greedy (holds, broken or
+unresolved)."""
 from __future__ import annotations
 
 import argparse

@@ -3,7 +3,7 @@ plain greedy decoding of the same package in the same run (whole transcription, 
 decoder's share alone: drafting cannot speed the encoder up), identical transcripts, and
 acceptance; each clip is transcribed by every configuration in turn, so each row also has
 the median of the clips' paired ratios over the repeats with a 95% interval
-(bench/paired_speedup.py) and whether it shows the row within 5% of plain's speed.
+(bench/paired_speedup.py) and what it shows of the 5% rule (holds, broken or unresolved).
 
     python -m bench.speculative_whisper PKG [--repeats 3] [--threads 2] [--exits 2,3]
         [--untrained PKG] [--provider cpu|cuda|...] [--audio DIR] [--out DIR]

@@ -33,8 +33,10 @@ def commands(args: argparse.Namespace) -> dict[str, list[list[str]]]:
     out, threads, py = args.out, str(args.threads), sys.executable
     pkg = args.package
     quick = ["--quick"] if args.quick else []
-    speculative = [py, "-m", "bench.speculative", pkg, "--threads", threads, "--out", str(out / "speculative")] \
-        + (["--limit", "40", "--repeats", "1"] if args.quick else [])
+    # as the README's table: every drafter, the noise control, each input by each in turn
+    speculative = [py, "-m", "bench.speculative", pkg, "--threads", threads, "--out", str(out / "speculative"),
+                   "--drafters", "none,input,oracle,ngram,layers,skip:1", "--interleave", "1"] \
+        + (["--limit", "40", "--repeats", "1"] if args.quick else ["--repeats", "5"])
     if args.memory_budget:
         speculative += ["--memory-budget", str(args.memory_budget)]
     cmds = {
@@ -55,8 +57,9 @@ def commands(args: argparse.Namespace) -> dict[str, list[list[str]]]:
         cmds["speculative"] += [
             [py, "-m", "bench.draft_models", str(T5_SMALL / "hf"), str(draft), "--decoder-layers", "1"],
             [py, "-m", "bench.speculative", str(T5_SMALL / "edgeseq-int8"), "--threads", threads,
-             "--data", "ids", "--limit", "10" if args.quick else "30",
-             "--drafters", f"input,ngram,layers,skip:2+3,model:{draft}",
+             "--data", "ids", "--limit", "10" if args.quick else "40", "--interleave", "1",
+             "--repeats", "1" if args.quick else "5",
+             "--drafters", f"none,input,ngram,layers,skip:2+3,model:{draft}",
              "--out", str(out / "speculative-t5-small")]]
     if _quant(pkg) == "int8":  # whether fp32 decoder products pay on this device
         cmds["speculative"].append([py, "-m", "bench.decoder_compute", pkg, "--threads", threads,

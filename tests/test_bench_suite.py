@@ -89,3 +89,16 @@ def test_relative_out_and_package_paths_are_the_callers(tmp_path, monkeypatch):
     assert suite.main(["--suite", "skip", "--out", "results", "--package", "mypkg"]) == 0
     assert (tmp_path / "results").is_dir()
     assert str(tmp_path / "results" / "skip") in ran[0] and str(tmp_path / "mypkg") in ran[0]
+
+
+def test_the_speculative_suite_runs_the_readme_tables_command():
+    """The README's table: every drafter and the noise control, each input decoded by every
+    configuration in turn (the paired speedup), five repeats (one with --quick)."""
+    import re
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    documented = re.search(r"python -m bench\.speculative default (.*?)--out", readme, re.S).group(1).split()
+    run = suite.commands(_args())["speculative"][0]
+    for flag in ("--drafters", "--interleave", "--repeats"):
+        assert run[run.index(flag) + 1] == documented[documented.index(flag) + 1]
+    quick = suite.commands(_args(quick=True))["speculative"][0]
+    assert quick[quick.index("--repeats") + 1] == "1"
