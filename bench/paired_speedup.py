@@ -7,9 +7,9 @@ by round, which is the size of the 5% rule the drafters are held to. Here each c
 time is its median over the repeats (a burst that slowed one repeat's call does not
 count), the speedup is the ratio of those medians' sums, and a bootstrap over chunks of
 consecutive calls (the calls a burst hits together) gives its 95% interval. Where a run
-has few calls (Whisper's two clips), each repeat is a pair instead: the two
-configurations ran one after the other, and the median of the repeats' ratios stands,
-with a bootstrap interval over repeats."""
+has few calls (Whisper's two clips), each clip's two runs in a repeat are a pair (the
+configurations transcribed it one after the other), and the median of the pairs' ratios
+stands, with a bootstrap interval over the pairs."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -60,7 +60,7 @@ def paired_speedup(plain_runs: list[list[float]], runs: list[list[float]], chunk
 
 def repeat_paired_speedup(plain: list[float], mine: list[float], resamples: int = RESAMPLES,
                           seed: int = 0) -> PairedSpeedup:
-    """plain, mine: each repeat's seconds, the two of a repeat run one after the other."""
+    """plain, mine: the seconds of each pair's two runs, made one after the other."""
     if len(plain) != len(mine) or not plain:
         raise ValueError(f"paired repeats differ: {len(plain)} plain, {len(mine)} here")
     ratios = np.asarray(plain, float) / np.asarray(mine, float)
