@@ -40,6 +40,16 @@ class PairedSpeedup:
     def to_json(self) -> dict:
         return {"speedup": self.speedup, "ci95": [self.low, self.high], "verdict": self.verdict}
 
+    @classmethod
+    def from_json(cls, data: dict) -> PairedSpeedup:
+        """As to_json wrote it; the verdict is derived again from the figures (runs before
+        its labels were renamed stored others)."""
+        return cls(data["speedup"], *data["ci95"])
+
+    def cells(self) -> list[str]:
+        """The table cells: the speedup with its interval, and the verdict."""
+        return [f"{self.speedup:.2f}x [{self.low:.2f}-{self.high:.2f}]", self.verdict]
+
 
 def paired_speedup(plain_runs: list[list[float]], runs: list[list[float]], chunk: int,
                    resamples: int = RESAMPLES, seed: int = 0) -> PairedSpeedup:
@@ -49,13 +59,9 @@ def paired_speedup(plain_runs: list[list[float]], runs: list[list[float]], chunk
     if len(plain) != len(mine) or not len(plain):
         raise ValueError(f"paired calls differ: {len(plain)} plain, {len(mine)} here")
     bounds = range(0, len(plain), max(1, chunk))
-    plain_chunks = np.array([plain[i:i + chunk].sum() for i in bounds])
-    mine_chunks = np.array([mine[i:i + chunk].sum() for i in bounds])
-    picks = np.random.default_rng(seed).integers(0, len(plain_chunks),
-                                                 (resamples, len(plain_chunks)))
-    ratios = plain_chunks[picks].sum(axis=1) / mine_chunks[picks].sum(axis=1)
-    low, high = np.percentile(ratios, [2.5, 97.5])
-    return PairedSpeedup(float(plain_chunks.sum() / mine_chunks.sum()), float(low), float(high))
+    chunks = np.array([[plain[i:i + chunk].sum(), mine[i:i + chunk].sum()] for i in bounds])
+    return _bootstrap(chunks, lambda c: c[..., 0].sum(axis=-1) / c[..., 1].sum(axis=-1),
+                      resamples, seed)
 
 
 def repeat_paired_speedup(plain: list[float], mine: list[float], resamples: int = RESAMPLES,
@@ -64,9 +70,15 @@ def repeat_paired_speedup(plain: list[float], mine: list[float], resamples: int 
     if len(plain) != len(mine) or not plain:
         raise ValueError(f"paired repeats differ: {len(plain)} plain, {len(mine)} here")
     ratios = np.asarray(plain, float) / np.asarray(mine, float)
-    picks = np.random.default_rng(seed).integers(0, len(ratios), (resamples, len(ratios)))
-    low, high = np.percentile(np.median(ratios[picks], axis=1), [2.5, 97.5])
-    return PairedSpeedup(float(np.median(ratios)), float(low), float(high))
+    return _bootstrap(ratios, lambda r: np.median(r, axis=-1), resamples, seed)
+
+
+def _bootstrap(units: np.ndarray, statistic, resamples: int, seed: int) -> PairedSpeedup:
+    """`statistic` of the units (along their first axis), and its 95% percentile interval
+    over resamples of them with replacement."""
+    picks = np.random.default_rng(seed).integers(0, len(units), (resamples, len(units)))
+    low, high = np.percentile(statistic(units[picks]), [2.5, 97.5])
+    return PairedSpeedup(float(statistic(units)), float(low), float(high))
 
 
 def _call_medians(repeats: list[list[float]]) -> np.ndarray:

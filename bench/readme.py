@@ -109,11 +109,7 @@ def _ms_per_input(row: dict) -> str:
 def _paired(row: dict) -> list[str]:
     """The paired-speedup cells (bench/paired_speedup.py); runs before it have none."""
     paired = row.get("paired")
-    if paired is None:
-        return ["-", "-"]
-    low, high = paired["ci95"]
-    verdict = PairedSpeedup(paired["speedup"], low, high).verdict  # from the figures themselves
-    return [f"{paired['speedup']:.2f}x ({low:.2f}-{high:.2f})", verdict]
+    return ["-", "-"] if paired is None else PairedSpeedup.from_json(paired).cells()
 
 
 def _drafting_cells(row: dict) -> list[str]:
@@ -132,7 +128,7 @@ def speculative_table(data: dict) -> str:
         f"{data['rows'][0]['inputs']} inputs ({data['data']}), package `{data['package']}`"
         + (f", {data['batch']} inputs per call." if data.get("batch", 1) > 1 else "."),
         ["drafter", "ms per input", "speedup vs plain greedy"]
-        + (["paired speedup (95% interval)", "5% rule"] if paired else [])
+        + (["paired speedup [95% interval]", "5% rule"] if paired else [])
         + ["identical to plain", "acceptance", "tokens per verify pass", "verify passes per input"],
         [[data["rows"][0]["drafter"], _ms_per_input(data["rows"][0]), "1.00x"]
          + (["-", "-"] if paired else []) + ["-", "-", "1.00", "-"]] +
@@ -178,10 +174,10 @@ def whisper_layers_table(data: dict) -> str:
     return "\n".join(_table(
         f"`{Path(data['package']).name}`, {data['audio_s']:.1f} s of audio.",
         ["configuration", "speedup vs plain"]
-        + (["paired speedup (95% interval)", "5% rule"] if paired else [])
+        + (["paired speedup [95% interval]", "5% rule"] if paired else [])
         + ["decoder speedup", "real-time factor", "identical transcript", "acceptance", "decoder passes"],
         [[r["config"], f"{r['speedup']:.2f}x"]
-         + ((_paired(r) if r["config"].split(",")[0] != "plain" else ["-", "-"]) if paired else [])
+         + (_paired(r) if paired else [])
          + [f"{r['decoder_speedup']:.2f}x" if "decoder_speedup" in r else "-",  # older runs lack it
           f"{r['real_time_factor']:.1f}x", "yes" if r["identical"] else "no",
           f"{r['acceptance']:.2f}", str(r["decoder_passes"])] for r in data["rows"]], data["machine"]))

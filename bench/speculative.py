@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.paired_speedup import paired_speedup
+from bench.paired_speedup import PairedSpeedup, paired_speedup
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
@@ -256,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         (name + (f" ({sched})" if len(schedules) > 1 and d is not None else ""), d, sched, fixed)
         for name, d, fixed in drafters for sched in (schedules if d is not None else schedules[:1])]
     names = [config[0] for config in configs]
+    controls = {name for name, d, _, _ in configs[1:] if d is None}  # plain again: no drafts
     if "oracle" in names:  # its drafts: the plain outputs (this run also warms up)
         oracle = OracleDrafter(engine, inputs, run_config(engine, inputs, None, args)["outputs"])
         configs = [(n, oracle if d == "oracle" else d, sch, k) for n, d, sch, k in configs]
@@ -283,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         if name != "plain":
             row["paired"] = paired_speedup(calls["plain"], calls[name],
                                            max(1, (args.interleave or 25) // args.batch)).to_json()
-            if not name.startswith(CONTROL):
+            if name not in controls:
                 row.update(_spec_totals(last[name]["stats"]))
             if args.batch == 1:
                 row["by_source_length"] = by_length(lengths, calls[name], calls["plain"])
@@ -296,12 +297,10 @@ def main(argv: list[str] | None = None) -> int:
           "| identical to plain | acceptance | tokens/pass |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
-        paired = r.get("paired")
+        paired = PairedSpeedup.from_json(r["paired"]).cells() if "paired" in r else ["-", "-"]
         print(f"| {r['drafter']} | {r['seconds_median']:.2f} ({r['seconds_min']:.2f}-{r['seconds_max']:.2f}) "
-              f"| {r['speedup']:.2f}x | "
-              + (f"{paired['speedup']:.2f}x [{paired['ci95'][0]:.2f}-{paired['ci95'][1]:.2f}] | "
-                 f"{paired['verdict']} | " if paired else "- | - | ")
-              + f"{r['identical_outputs']}/{r['inputs']} "
+              f"| {r['speedup']:.2f}x | {' | '.join(paired)} | "
+              f"{r['identical_outputs']}/{r['inputs']} "
               f"| {r.get('acceptance_rate', 0):.2f} | {r.get('tokens_per_pass', 1):.2f} |")
     if args.batch == 1:
         buckets = list(rows[1]["by_source_length"]) if len(rows) > 1 else []

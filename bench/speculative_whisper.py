@@ -20,7 +20,7 @@ import argparse
 import statistics
 from pathlib import Path
 
-from bench.paired_speedup import repeat_paired_speedup
+from bench.paired_speedup import PairedSpeedup, repeat_paired_speedup
 from bench.whisper_clips import AUDIO, ClipsRun, transcribe_clips
 from bench.whisper_clips import clips as shared_clips
 
@@ -101,11 +101,10 @@ def main(argv: list[str] | None = None) -> int:
           "| decoder passes |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
-        paired = r.get("paired")
+        paired = PairedSpeedup.from_json(r["paired"]).cells() if "paired" in r else ["-", "-"]
         print(f"| {r['config']} | {r['seconds_median']:.2f} | {r['speedup']:.2f}x | "
-              + (f"{paired['speedup']:.2f}x [{paired['ci95'][0]:.2f}-{paired['ci95'][1]:.2f}] "
-                 f"| {paired['verdict']} " if paired else "- | - ")
-              + f"| {r['decoder_seconds']:.2f} | {r['decoder_speedup']:.2f}x | {r['real_time_factor']:.1f}x "
+              f"{' | '.join(paired)} "
+              f"| {r['decoder_seconds']:.2f} | {r['decoder_speedup']:.2f}x | {r['real_time_factor']:.1f}x "
               f"| {'yes' if r['identical'] else 'no'} | {r['acceptance']:.2f} | {r['decoder_passes']} |")
     if a.out:
         write_json(a.out, "whisper_layers.json", {"machine": machine_info(a.threads),

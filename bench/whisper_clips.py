@@ -3,7 +3,7 @@ loop the Whisper benchmarks share."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 AUDIO = Path(__file__).resolve().parents[2] / "shared" / "data" / "audio"
@@ -25,10 +25,8 @@ class ClipsRun:
         """Runs over different clips as one run over all of them, in order."""
         whole = cls()
         for run in runs:
-            whole.texts += run.texts
-            for name in ("seconds", "audio_s", "decoder_ms", "decoder_passes", "layers_executed",
-                         "drafted", "accepted"):
-                setattr(whole, name, getattr(whole, name) + getattr(run, name))
+            for f in fields(cls):  # every field adds up: texts as lists, figures as sums
+                setattr(whole, f.name, getattr(whole, f.name) + getattr(run, f.name))
         return whole
 
     @property
