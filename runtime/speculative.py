@@ -148,96 +148,147 @@ def _residual_sample(p: np.ndarray, q: np.ndarray | None, x: int, rng) -> int:
     return int(rng.choice(len(p), p=residual / total)) if total > 0 else int(p.argmax())
 
 
+@dataclass
+class _Call:
+    """One speculative call's running state: what verify rounds and plain steps share."""
+    output: list[list[int]]        # decoder sequence per row; the pending token last
+    done: np.ndarray               # [B] bool: rows past their EOS
+    history: NgramHistory | None   # shares `output`'s lists when the rules read n-grams
+    rng: np.random.Generator | None  # sampling only
+    generated: int = 0
+
+
 def speculative(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int,
                 drafter: Drafter, source: list[list[int]], stats: SpecStats,
                 control: DraftController, sampler: Sampler | None = None,
                 seed: int | None = None) -> Iterator[np.ndarray]:
-    # greedy verification draws nothing (and a generator costs ~20 us to seed per call)
-    rng = np.random.default_rng(seed) if sampler is not None else None
-    batch = len(start)
-    output = [[int(t)] for t in start]  # decoder sequence per row; the pending token last
-    done = np.zeros(batch, bool)
-    generated = 0
+    """Rounds of draft -> verify -> accept -> sync, each yielding the tokens [B, m] it
+    emitted; while the controller keeps drafting off, plain greedy steps instead."""
+    output = [[int(t)] for t in start]
     # plain passes append through this history (it shares `output`'s lists); verify passes
     # append to `output` directly and the history indexes them on its next sync()
     history = NgramHistory(output, rules.no_repeat_ngram, share=True) if rules.reads_history else None
+    # greedy verification draws nothing (and a generator costs ~20 us to seed per call)
+    call = _Call(output, np.zeros(len(start), bool), history,
+                 np.random.default_rng(seed) if sampler is not None else None)
     situation = getattr(drafter, "situation", None)
     # the scan pays through the tail, which greedy verification alone reports
     scans = sampler is None and bool(getattr(drafter, "scans_source_first", False))
     # a draft model's one-off start in this call (ModelDrafter.setup_seconds); others have none
     setup_seconds = getattr(drafter, "setup_seconds", None)
-    while generated < rules.max_new_tokens and not all_done(done):
+    while call.generated < rules.max_new_tokens and not all_done(call.done):
         planned = time.perf_counter()
-        plan = _wanted(control, s, generated, source,
+        plan = _wanted(control, s, call.generated, source,
                        situation(source, output) if situation is not None else None, scans)
-        limit = min(rules.max_new_tokens - generated - 1, plan.length)
+        limit = min(rules.max_new_tokens - call.generated - 1, plan.length)
         began = time.perf_counter()
-        if limit > 0:
-            draft = _trim(drafter.propose(DraftContext(source, output, limit, plan.way)), done,
-                          limit, rules.eos)
-        else:
-            draft = NO_DRAFT if batch == 1 else Draft(np.zeros((batch, 0), np.int64))
+        draft = _draft(drafter, source, call, limit, plan, rules.eos)
         k = draft.tokens.shape[1]
         if k == 0 and sampler is None:  # nothing to verify: plain steps, no extra work
-            if limit > 0:  # the drafter found nothing to propose
-                control.observe_empty(plan.way)
-            passes = control.plain_passes() if limit <= 0 else 1
-            ran = yield from _plain_steps(s, output, history, rules, generated, done, pad, control,
-                                          passes)
-            if limit <= 0:
-                control.ran_plain(ran)
-            stats.verify_passes += ran
-            stats.emitted += ran
-            stats.histogram[0] += ran
-            generated += ran
+            yield from _plain_round(s, call, rules, pad, control, stats, limit, plan)
             continue
-        pending = np.array([o[-1] for o in output], np.int64)[:, None]
-        inputs = np.concatenate([pending, np.where(draft.tokens >= 0, draft.tokens, pad)], axis=1)
         base = s.cache.length
         drafted_at = time.perf_counter()
-        logits = s.step(inputs)
+        logits = _verify(s, output, draft, pad)
         if sampler is None:
-            emit = _verify_greedy(logits, draft.tokens, rules, output, generated, done, history)
-            n = emit.shape[1] - 1
-            if n + 1 < k and batch == 1 and getattr(drafter, "wants_tail", False):
-                drafter.tail(n + 1, logits[0, n + 1:k].argmax(axis=-1).tolist())
+            emit = _verify_greedy(logits, draft.tokens, rules, output, call.generated, call.done,
+                                  history)
+            if emit.shape[1] < k and len(output) == 1 and getattr(drafter, "wants_tail", False):
+                tail = emit.shape[1]  # the model's own choices past the rejected draft
+                drafter.tail(tail, logits[0, tail:k].argmax(axis=-1).tolist())
         else:
-            raw = [logits[:, j].astype(np.float64) for j in range(k + 1)]
-            probs = np.stack([sampler(raw[j], generated + j, _history(output, draft.tokens, j, rules))
-                              for j in range(k + 1)], axis=1)
-            accepted, rejected = _accept_sampled(probs, draft, rng)
-            n = int(accepted[~done].min())
-            emit = np.empty((batch, n + 1), np.int64)
-            emit[:, :n] = draft.tokens[:, :n]
-            for r in range(batch):
-                if accepted[r] == n and rejected[r]:
-                    q = draft.probs[r, n] if draft.probs is not None else None
-                    emit[r, n] = _residual_sample(probs[r, n], q, int(draft.tokens[r, n]), rng)
-                else:  # all drafts accepted, or cut short by the batch: a fresh target sample
-                    emit[r, n] = rng.choice(probs.shape[-1], p=probs[r, n])
-        s.cache.truncate(base + 1 + n)  # keep pending + accepted drafts; the rest rolls back
-        emit, finished = _finish(emit, done, rules.eos, pad)
-        stats.drafted += k
-        stats.accepted += n
-        stats.verify_passes += 1
-        stats.emitted += emit.shape[1]
-        stats.histogram[n] += 1
-        drafter.update(k, n)
-        if s.scores is not None:
-            live = ~finished  # positions whose token counts for rerank_source
-            first = s.scores.wants_sources(generated) and sampler is None
-            s.scores.add_pass(logits, emit, live, draft.tokens if first else None,
-                              source if first else None)
-        for row, tokens in zip(output, emit.tolist()):
-            row.extend(tokens)
-        generated += emit.shape[1]
+            emit = _accept_sampled_round(logits, draft, sampler, rules, call)
+        n = emit.shape[1] - 1  # accepted drafts
+        emit = _sync(s, call, base, emit, draft, logits, drafter, stats, source,
+                     rules.eos, pad, sampler is None)
         # the round's cost: the verify pass and all its bookkeeping, and the planning before
         # the draft (the drafter naming its situation: a round's, not a drafted token's)
         control.observe(k, n, time.perf_counter() - drafted_at + (began - planned),
                         drafted_at - began, plan.way, plan.situation,
                         setup_seconds() if setup_seconds is not None else 0.0)
         yield emit
-    control.note_call(generated)
+    control.note_call(call.generated)
+
+
+def _draft(drafter: Drafter, source: list[list[int]], call: _Call, limit: int,
+           plan: DraftPlan, eos: int) -> Draft:
+    """Up to `limit` drafted tokens per row (-1 pads), cut after a drafted EOS."""
+    if limit <= 0:
+        return NO_DRAFT if len(call.output) == 1 else Draft(np.zeros((len(call.output), 0), np.int64))
+    return _trim(drafter.propose(DraftContext(source, call.output, limit, plan.way)), call.done,
+                 limit, eos)
+
+
+def _plain_round(s: DecodeSession, call: _Call, rules: ScoreRules, pad: int,
+                 control: DraftController, stats: SpecStats, limit: int,
+                 plan: DraftPlan) -> Generator[np.ndarray, None, None]:
+    """Plain greedy steps: one when the drafter found nothing to propose, or as many as
+    the controller says while drafting is off (limit <= 0)."""
+    if limit > 0:
+        control.observe_empty(plan.way)
+    passes = control.plain_passes() if limit <= 0 else 1
+    ran = yield from _plain_steps(s, call.output, call.history, rules, call.generated, call.done,
+                                  pad, control, passes)
+    if limit <= 0:
+        control.ran_plain(ran)
+    stats.verify_passes += ran
+    stats.emitted += ran
+    stats.histogram[0] += ran
+    call.generated += ran
+
+
+def _verify(s: DecodeSession, output: list[list[int]], draft: Draft, pad: int) -> np.ndarray:
+    """One decoder pass over each row's pending token and its drafts: logits [B, k+1, V]."""
+    pending = np.array([o[-1] for o in output], np.int64)[:, None]
+    return s.step(np.concatenate([pending, np.where(draft.tokens >= 0, draft.tokens, pad)], axis=1))
+
+
+def _accept_sampled_round(logits: np.ndarray, draft: Draft, sampler: Sampler,
+                          rules: ScoreRules, call: _Call) -> np.ndarray:
+    """Rejection sampling: the accepted drafts (as many as the batch's shortest run) and
+    one token after them, from the residual where a row rejected there, else from the
+    target. Returns the tokens [B, n+1]."""
+    k = draft.tokens.shape[1]
+    probs = np.stack([sampler(logits[:, j].astype(np.float64), call.generated + j,
+                              _history(call.output, draft.tokens, j, rules))
+                      for j in range(k + 1)], axis=1)
+    accepted, rejected = _accept_sampled(probs, draft, call.rng)
+    n = int(accepted[~call.done].min())
+    emit = np.empty((len(call.output), n + 1), np.int64)
+    emit[:, :n] = draft.tokens[:, :n]
+    for r in range(len(call.output)):
+        if accepted[r] == n and rejected[r]:
+            q = draft.probs[r, n] if draft.probs is not None else None
+            emit[r, n] = _residual_sample(probs[r, n], q, int(draft.tokens[r, n]), call.rng)
+        else:  # all drafts accepted, or cut short by the batch: a fresh target sample
+            emit[r, n] = call.rng.choice(probs.shape[-1], p=probs[r, n])
+    return emit
+
+
+def _sync(s: DecodeSession, call: _Call, base: int, emit: np.ndarray, draft: Draft,
+          logits: np.ndarray, drafter: Drafter, stats: SpecStats, source: list[list[int]],
+          eos: int, pad: int, greedy_round: bool) -> np.ndarray:
+    """After a verify pass: roll the rejected drafts back (the KV cursor keeps pending +
+    accepted), finish rows at EOS, record the round and extend the outputs. Returns the
+    tokens emitted."""
+    k, n = draft.tokens.shape[1], emit.shape[1] - 1
+    s.cache.truncate(base + 1 + n)
+    emit, finished = _finish(emit, call.done, eos, pad)
+    stats.drafted += k
+    stats.accepted += n
+    stats.verify_passes += 1
+    stats.emitted += emit.shape[1]
+    stats.histogram[n] += 1
+    drafter.update(k, n)
+    if s.scores is not None:
+        live = ~finished  # positions whose token counts for rerank_source
+        first = s.scores.wants_sources(call.generated) and greedy_round
+        s.scores.add_pass(logits, emit, live, draft.tokens if first else None,
+                          source if first else None)
+    for row, tokens in zip(call.output, emit.tolist()):
+        row.extend(tokens)
+    call.generated += emit.shape[1]
+    return emit
 
 
 def _finish(emit: np.ndarray, done: np.ndarray, eos: int,
