@@ -27,3 +27,7 @@ class LengthRequired(DemoRequestError):
 
 class Forbidden(DemoRequestError):
     status = 403
+
+
+class ServiceBusy(DemoRequestError):
+    status = 503

@@ -9,7 +9,7 @@ from typing import Iterator
 
 from edgeseq.runtime.audio import load_audio
 
-from .catalog import Catalog
+from .catalog import Catalog, ModelEntry
 from .engines import EngineCache
 from .errors import BodyTooLarge
 from .inputs import MAX_THREADS, MB, AudioJob, Limits, TextJob
@@ -30,8 +30,13 @@ class Demo:
     def answer(self, job: TextJob) -> Iterator[Event]:
         """Raises NotFound for an unknown model before any decoding starts."""
         entry = self.catalog.for_text(job.model)
-        engine = self.engines.get(entry, job.settings.threads)
-        return answer_text(engine, job, entry.id)
+        return self._answer(entry, job)
+
+    def _answer(self, entry: ModelEntry, job: TextJob) -> Iterator[Event]:
+        # the engine loads at the first event and stays leased until the answer ends or
+        # its reader closes the stream
+        with self.engines.lease(entry, job.settings.threads) as engine:
+            yield from answer_text(engine, job, entry.id)
 
     def transcribe(self, wav: bytes | os.PathLike[str], job: AudioJob) -> Transcript:
         """WAV bytes (or, in the terminal, a path the local user typed) -> transcript. The
@@ -42,8 +47,8 @@ class Demo:
             raise BodyTooLarge(self._audio_too_large(os.path.getsize(wav)))
         samples = load_audio(wav)
         entry = self.catalog.for_audio(job.model)
-        engine = self.engines.get(entry, job.threads)
-        return transcribe(engine, samples, job, entry.id)
+        with self.engines.lease(entry, job.threads) as engine:
+            return transcribe(engine, samples, job, entry.id)
 
     def _audio_too_large(self, size: int) -> str:
         return (f"the audio is {size / MB:.1f} MB; the demo takes at most "

@@ -17,7 +17,7 @@ if str(ROOT) not in sys.path:  # mobile_demo/ is not an installed package
 from mobile_demo.catalog import ModelEntry  # noqa: E402
 from mobile_demo.diffing import Op, changed_words, marked, word_diff  # noqa: E402
 from mobile_demo.engines import EngineCache  # noqa: E402
-from mobile_demo.errors import DemoRequestError  # noqa: E402
+from mobile_demo.errors import DemoRequestError, ServiceBusy  # noqa: E402
 from mobile_demo.figures import rss_bytes  # noqa: E402
 from mobile_demo.inputs import (Decoding, Drafter, Limits, Task, parse_audio_job,  # noqa: E402
                                 parse_settings, parse_text_job)
@@ -98,6 +98,11 @@ def _entry(name: str) -> ModelEntry:
     return ModelEntry(name, "t5", "int8", True, 1.0, f"/nowhere/{name}")
 
 
+def _lease(cache: EngineCache, name: str, threads: int = 1) -> object:
+    with cache.lease(_entry(name), threads) as engine:
+        return engine
+
+
 def test_engine_cache_loads_each_key_once_under_concurrency_and_evicts_the_oldest():
     started = threading.Barrier(8)
 
@@ -108,14 +113,42 @@ def test_engine_cache_loads_each_key_once_under_concurrency_and_evicts_the_oldes
 
     def get(_: int) -> object:
         started.wait()
-        return cache.get(_entry("a"), 1)
+        return _lease(cache, "a")
     with ThreadPoolExecutor(8) as pool:
         engines = list(pool.map(get, range(8)))
     assert cache.loads == 1 and all(e is engines[0] for e in engines)
-    cache.get(_entry("b"), 1)
-    cache.get(_entry("a"), 1)  # a is now the most recent
-    cache.get(_entry("c"), 1)  # evicts b
-    assert cache.keys() == [("a", 1), ("c", 1)] and cache.loads == 3
+    _lease(cache, "b")
+    _lease(cache, "a")  # a is now the most recent
+    _lease(cache, "c")  # evicts b
+    assert cache.keys() == [("a", 1), ("c", 1)] and cache.loads == 3 and cache.in_use() == {}
+
+
+def test_engine_cache_never_holds_more_engines_than_its_capacity_while_requests_use_them():
+    in_memory = []  # engines loaded while the cache held these
+
+    def load(entry: ModelEntry, threads: int) -> object:
+        in_memory.append(len(cache.keys()))
+        return object()
+    cache = EngineCache(load, capacity=2, busy_wait_s=30)
+    with ThreadPoolExecutor(1) as pool:
+        with cache.lease(_entry("a"), 1), cache.lease(_entry("a"), 2):
+            third = pool.submit(_lease, cache, "a", 4)  # a third thread count: it waits
+            time.sleep(0.1)
+            with cache.lease(_entry("a"), 1):  # a loaded engine is shared, not waited for
+                pass
+            assert not third.done() and cache.loads == 2
+        assert third.result(timeout=10) is not None and cache.loads == 3
+    assert in_memory == [0, 1, 1]  # the third loaded after an idle engine was dropped
+    assert len(cache.keys()) == 2 and cache.in_use() == {}
+
+
+def test_engine_cache_refuses_with_busy_when_no_engine_comes_free():
+    cache = EngineCache(lambda entry, threads: object(), capacity=1, busy_wait_s=0.05)
+    with cache.lease(_entry("a"), 1):
+        with pytest.raises(ServiceBusy, match="every loaded model is busy .1 requests") as err:
+            _lease(cache, "b")
+    assert err.value.status == 503
+    assert _lease(cache, "b") is not None and cache.keys() == [("b", 1)]
 
 
 def test_engine_cache_does_not_keep_a_failed_load():
@@ -124,11 +157,11 @@ def test_engine_cache_does_not_keep_a_failed_load():
     def failing(entry: ModelEntry, threads: int) -> object:
         calls.append(entry.id)
         raise OSError("disk gone")
-    cache = EngineCache(failing)
-    for _ in range(2):
+    cache = EngineCache(failing, capacity=1, busy_wait_s=0.05)
+    for _ in range(2):  # a failed load takes no room: the second try is no "busy"
         with pytest.raises(OSError):
-            cache.get(_entry("a"), 0)
-    assert calls == ["a", "a"] and cache.keys() == []
+            _lease(cache, "a", 0)
+    assert calls == ["a", "a"] and cache.keys() == [] and cache.in_use() == {}
 
 
 def test_profiles_are_threads_and_budget():
