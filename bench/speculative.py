@@ -205,8 +205,7 @@ def _spec_totals(stats) -> dict:
     return tot
 
 
-def main(argv: list[str] | None = None) -> int:
-    from bench.machine import machine_info, write_json
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("package")
     ap.add_argument("--data", default="jfleg", choices=["jfleg", "news", "ids"])
@@ -234,47 +233,31 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shared", type=Path, default=SHARED,
                     help="the folder holding data/ (default: ../shared beside the project)")
     ap.add_argument("--out", type=Path)
-    args = ap.parse_args(argv)
-    if args.max_new_tokens is None:
-        args.max_new_tokens = 160 if args.data == "jfleg" else 64
-    specs = [spec.partition("@") for spec in filter(None, args.drafters.split(","))]
-    engine, loaded = load_with_drafters(args.package, [spec for spec, _, _ in specs],
-                                        args.threads, args.provider)
-    inputs = load_inputs(args.data, args.limit, engine.arch.vocab_size, args.shared)
-    lengths = [len(engine.codec.encode(x)) if isinstance(x, str) else len(x) for x in inputs]
+    return ap
+
+
+def _configs(specs: list[tuple[str, str, str]], loaded: list, schedules: list[str]) -> list:
+    """(name, drafter, how a speculating batch is scheduled, fixed draft length) per
+    configuration, plain greedy first. The control drafts nothing: one schedule is all."""
     drafters = []  # (name, drafter, fixed draft length or None)
     for (spec, _, fixed), drafter in zip(specs, loaded):
         drafters.append(((spec if isinstance(drafter, str) or drafter is None else "model")
                          + (f"@{fixed}" if fixed else ""),
                          drafter, int(fixed) if fixed else None))
-    schedules = args.speculate_rows.split(",") if args.batch > 1 else ["auto"]
-    if set(schedules) - set(SCHEDULES):
-        ap.error(f"--speculate-rows takes {', '.join(SCHEDULES)}; got {args.speculate_rows}")
-    # (name, drafter, how a speculating batch is scheduled, fixed draft length)
-    # (the control drafts nothing: one schedule is all of them)
-    configs: list = [("plain", None, "auto", None)] + [
+    return [("plain", None, "auto", None)] + [
         (name + (f" ({sched})" if len(schedules) > 1 and d is not None else ""), d, sched, fixed)
         for name, d, fixed in drafters for sched in (schedules if d is not None else schedules[:1])]
-    names = [config[0] for config in configs]
+
+
+def _rows(configs: list, times: dict[str, list[float]], calls: dict[str, list[list[float]]],
+          last: dict[str, dict], lengths: list[int], args) -> list[dict]:
+    """A table row per configuration: median times, speedups, identical outputs, and
+    (besides plain) the paired speedup and acceptance statistics."""
     controls = {name for name, d, _, _ in configs[1:] if d is None}  # plain again: no drafts
-    if "oracle" in names:  # its drafts: the plain outputs (this run also warms up)
-        oracle = OracleDrafter(engine, inputs, run_config(engine, inputs, None, args)["outputs"])
-        configs = [(n, oracle if d == "oracle" else d, sch, k) for n, d, sch, k in configs]
-    else:
-        run_config(engine, inputs[:8], None, args)  # warm-up
-    times: dict[str, list[float]] = {n: [] for n in names}
-    calls: dict[str, list[list[float]]] = {n: [] for n in names}  # per repeat, per call
-    last: dict[str, dict] = {}
-    for rep in range(args.repeats):
-        for name, res in run_repeat(engine, inputs, configs, args, rep).items():
-            times[name].append(res["seconds"])
-            calls[name].append(res["call_seconds"])
-            last[name] = res
-            print(f"[{rep + 1}/{args.repeats}] {name}: {res['seconds']:.2f} s", flush=True)
     plain = last["plain"]["outputs"]
     base = float(np.median(times["plain"]))
     rows = []
-    for name in names:
+    for name, _, _, _ in configs:
         med = float(np.median(times[name]))
         outs = last[name]["outputs"]
         row = {"drafter": name, "seconds_median": med, "seconds_min": min(times[name]),
@@ -289,8 +272,12 @@ def main(argv: list[str] | None = None) -> int:
             if args.batch == 1:
                 row["by_source_length"] = by_length(lengths, calls[name], calls["plain"])
         rows.append(row)
+    return rows
+
+
+def _print_table(rows: list[dict], n_inputs: int, args) -> None:
     batching = f", batches of {args.batch} ({args.speculate_rows})" if args.batch > 1 else ""
-    print(f"\n{len(inputs)} inputs ({args.data}), {Path(args.package).name}, {args.provider}, "
+    print(f"\n{n_inputs} inputs ({args.data}), {Path(args.package).name}, {args.provider}, "
           f"{args.threads} threads"
           f"{batching}, median of {args.repeats}\n")
     print("| drafter | time s (min-max) | speedup vs plain | paired speedup [95%] | 5% rule "
@@ -302,13 +289,47 @@ def main(argv: list[str] | None = None) -> int:
               f"| {r['speedup']:.2f}x | {' | '.join(paired)} | "
               f"{r['identical_outputs']}/{r['inputs']} "
               f"| {r.get('acceptance_rate', 0):.2f} | {r.get('tokens_per_pass', 1):.2f} |")
-    if args.batch == 1:
-        buckets = list(rows[1]["by_source_length"]) if len(rows) > 1 else []
+    if args.batch == 1 and len(rows) > 1:
+        buckets = list(rows[1]["by_source_length"])
         print("\nspeedup by source tokens (inputs): " + ", ".join(
             f"{b} ({rows[1]['by_source_length'][b]['inputs']})" for b in buckets))
         for r in rows[1:]:
             print(f"  {r['drafter']}: " + ", ".join(
                 f"{b} {r['by_source_length'][b]['speedup']:.2f}x" for b in buckets))
+
+
+def main(argv: list[str] | None = None) -> int:
+    from bench.machine import machine_info, write_json
+    ap = _parser()
+    args = ap.parse_args(argv)
+    if args.max_new_tokens is None:
+        args.max_new_tokens = 160 if args.data == "jfleg" else 64
+    schedules = args.speculate_rows.split(",") if args.batch > 1 else ["auto"]
+    if set(schedules) - set(SCHEDULES):
+        ap.error(f"--speculate-rows takes {', '.join(SCHEDULES)}; got {args.speculate_rows}")
+    specs = [spec.partition("@") for spec in filter(None, args.drafters.split(","))]
+    engine, loaded = load_with_drafters(args.package, [spec for spec, _, _ in specs],
+                                        args.threads, args.provider)
+    inputs = load_inputs(args.data, args.limit, engine.arch.vocab_size, args.shared)
+    lengths = [len(engine.codec.encode(x)) if isinstance(x, str) else len(x) for x in inputs]
+    configs = _configs(specs, loaded, schedules)
+    names = [config[0] for config in configs]
+    if "oracle" in names:  # its drafts: the plain outputs (this run also warms up)
+        oracle = OracleDrafter(engine, inputs, run_config(engine, inputs, None, args)["outputs"])
+        configs = [(n, oracle if d == "oracle" else d, sch, k) for n, d, sch, k in configs]
+    else:
+        run_config(engine, inputs[:8], None, args)  # warm-up
+    times: dict[str, list[float]] = {n: [] for n in names}
+    calls: dict[str, list[list[float]]] = {n: [] for n in names}  # per repeat, per call
+    last: dict[str, dict] = {}
+    for rep in range(args.repeats):
+        for name, res in run_repeat(engine, inputs, configs, args, rep).items():
+            times[name].append(res["seconds"])
+            calls[name].append(res["call_seconds"])
+            last[name] = res
+            print(f"[{rep + 1}/{args.repeats}] {name}: {res['seconds']:.2f} s", flush=True)
+    rows = _rows(configs, times, calls, last, lengths, args)
+    _print_table(rows, len(inputs), args)
     if args.out:
         write_json(args.out, "speculative.json", {
             "machine": machine_info(args.threads), "package": args.package,

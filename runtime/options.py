@@ -95,6 +95,12 @@ class GenerationOptions:
                 _check_type(f.name, f.type, value)
         if isinstance(self.draft_skip, list):  # a key of the engine's drafting figures
             object.__setattr__(self, "draft_skip", tuple(self.draft_skip))
+        self._check_ranges()
+        self._check_drafting()
+        self._check_skipping()
+        self._check_combinations()
+
+    def _check_ranges(self) -> None:
         if self.max_new_tokens < 1:
             raise OptionsError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
         if self.no_repeat_ngram_size is not None and self.no_repeat_ngram_size < 0:
@@ -116,6 +122,13 @@ class GenerationOptions:
         if self.do_sample and self.num_beams > 1:
             raise OptionsError("do_sample=True with num_beams > 1 (beam sampling) is not "
                                "supported; choose sampling or beam search")
+        if self.memory_budget_mb is not None and not 0 < self.memory_budget_mb < float("inf"):
+            raise OptionsError(f"memory_budget_mb must be a finite number > 0, "
+                               f"got {self.memory_budget_mb}")
+        if self.seed is not None and self.seed < 0:
+            raise OptionsError(f"seed must be >= 0, got {self.seed}")
+
+    def _check_drafting(self) -> None:
         if isinstance(self.draft, str) and self.draft not in DRAFTERS:
             raise OptionsError(f"draft must be one of {DRAFTERS + (AUTO_DRAFT,)}, an Engine, "
                                f"a drafter or None; got {self.draft!r}")
@@ -124,13 +137,8 @@ class GenerationOptions:
                                "beam search (num_beams > 1)")
         if self.speculate_rows is not None and self.draft is None:
             raise OptionsError("speculate_rows applies with draft= (speculative decoding) only")
-        if self.memory_budget_mb is not None and not 0 < self.memory_budget_mb < float("inf"):
-            raise OptionsError(f"memory_budget_mb must be a finite number > 0, "
-                               f"got {self.memory_budget_mb}")
         if not 1 <= self.max_draft <= MAX_DRAFT:
             raise OptionsError(f"max_draft must be in 1..{MAX_DRAFT}, got {self.max_draft}")
-        if self.seed is not None and self.seed < 0:
-            raise OptionsError(f"seed must be >= 0, got {self.seed}")
         if self.exit_layer is not None and self.exit_layer < 1:
             raise OptionsError(f"exit_layer must be >= 1, got {self.exit_layer}")
         if self.draft is not None and not isinstance(self.draft, str) and \
@@ -151,6 +159,8 @@ class GenerationOptions:
                     min(self.draft_skip) < 0:
                 raise OptionsError(f"draft_skip must list distinct layer indices >= 0, got "
                                    f"{self.draft_skip!r}")
+
+    def _check_skipping(self) -> None:
         modes = [n for n, v in (("skip_ratio", self.skip_ratio), ("exit_after", self.exit_after),
                                 ("exit_threshold", self.exit_threshold)) if v is not None]
         if len(modes) > 1:
@@ -168,6 +178,8 @@ class GenerationOptions:
             raise OptionsError("exit_threshold (per-token exit) does not work with beam search")
         if self.exit_measure not in ("top1", "margin"):
             raise OptionsError(f"exit_measure must be 'top1' or 'margin', got {self.exit_measure!r}")
+
+    def _check_combinations(self) -> None:
         if self.rerank_source and self.do_sample:
             raise OptionsError("rerank_source applies to greedy and beam search, not to sampling "
                                "(it would change the sampled distribution)")

@@ -52,7 +52,7 @@ class SpecStats:
 NO_DRAFT = Draft(np.zeros((1, 0), np.int64))  # read-only: shared by every batch-1 call
 
 
-def _verify_greedy(logits: np.ndarray, drafts: np.ndarray, rules: ScoreRules,
+def _accept_greedy(logits: np.ndarray, drafts: np.ndarray, rules: ScoreRules,
                    output: list[list[int]], generated: int, done: np.ndarray,
                    seen: NgramHistory | None) -> np.ndarray:
     """The target's tokens [B, n+1] for a verify pass: position by position until the
@@ -62,7 +62,7 @@ def _verify_greedy(logits: np.ndarray, drafts: np.ndarray, rules: ScoreRules,
     history of `output` the caller keeps when the rules read one (forked, not rebuilt)."""
     k = drafts.shape[1]
     if len(output) == 1:
-        return _verify_one(logits[0], drafts[0].tolist(), rules, seen, generated)
+        return _accept_greedy_one(logits[0], drafts[0].tolist(), rules, seen, generated)
     history = seen.fork() if seen is not None else None
     targets = []
     for j in range(k + 1):
@@ -74,9 +74,9 @@ def _verify_greedy(logits: np.ndarray, drafts: np.ndarray, rules: ScoreRules,
     return np.stack(targets, axis=1)
 
 
-def _verify_one(logits: np.ndarray, drafts: list[int], rules: ScoreRules,
-                history: NgramHistory | None, generated: int) -> np.ndarray:
-    """_verify_greedy for one row, in Python scalars: the raw argmax of a chunk of
+def _accept_greedy_one(logits: np.ndarray, drafts: list[int], rules: ScoreRules,
+                      history: NgramHistory | None, generated: int) -> np.ndarray:
+    """_accept_greedy for one row, in Python scalars: the raw argmax of a chunk of
     positions at once, the rules in full only where they may change it
     (ScoreRules.choose). The row's history is read, not forked: the accepted drafts
     extend a copy of its sequence, and the n-grams they complete go to a set of their own;
@@ -191,7 +191,7 @@ def speculative(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int
         drafted_at = time.perf_counter()
         logits = _verify(s, output, draft, pad)
         if sampler is None:
-            emit = _verify_greedy(logits, draft.tokens, rules, output, call.generated, call.done,
+            emit = _accept_greedy(logits, draft.tokens, rules, output, call.generated, call.done,
                                   history)
             if emit.shape[1] < k and len(output) == 1 and getattr(drafter, "wants_tail", False):
                 tail = emit.shape[1]  # the model's own choices past the rejected draft
