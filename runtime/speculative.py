@@ -150,7 +150,13 @@ def _residual_sample(p: np.ndarray, q: np.ndarray | None, x: int, rng) -> int:
 
 @dataclass
 class _Call:
-    """One speculative call's running state: what verify rounds and plain steps share."""
+    """One speculative call: what its steps read, and its running state."""
+    rules: ScoreRules
+    pad: int
+    drafter: Drafter
+    source: list[list[int]]        # the encoder's input ids per row
+    stats: SpecStats
+    sampler: Sampler | None        # None: greedy
     output: list[list[int]]        # decoder sequence per row; the pending token last
     done: np.ndarray               # [B] bool: rows past their EOS
     history: NgramHistory | None   # shares `output`'s lists when the rules read n-grams
@@ -169,8 +175,8 @@ def speculative(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int
     # append to `output` directly and the history indexes them on its next sync()
     history = NgramHistory(output, rules.no_repeat_ngram, share=True) if rules.reads_history else None
     # greedy verification draws nothing (and a generator costs ~20 us to seed per call)
-    call = _Call(output, np.zeros(len(start), bool), history,
-                 np.random.default_rng(seed) if sampler is not None else None)
+    call = _Call(rules, pad, drafter, source, stats, sampler, output, np.zeros(len(start), bool),
+                 history, np.random.default_rng(seed) if sampler is not None else None)
     situation = getattr(drafter, "situation", None)
     # the scan pays through the tail, which greedy verification alone reports
     scans = sampler is None and bool(getattr(drafter, "scans_source_first", False))
@@ -182,25 +188,17 @@ def speculative(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int
                        situation(source, output) if situation is not None else None, scans)
         limit = min(rules.max_new_tokens - call.generated - 1, plan.length)
         began = time.perf_counter()
-        draft = _draft(drafter, source, call, limit, plan, rules.eos)
+        draft = _draft(call, limit, plan)
         k = draft.tokens.shape[1]
         if k == 0 and sampler is None:  # nothing to verify: plain steps, no extra work
-            yield from _plain_round(s, call, rules, pad, control, stats, limit, plan)
+            yield from _plain_round(s, call, control, limit, plan)
             continue
         base = s.cache.length
         drafted_at = time.perf_counter()
-        logits = _verify(s, output, draft, pad)
-        if sampler is None:
-            emit = _accept_greedy(logits, draft.tokens, rules, output, call.generated, call.done,
-                                  history)
-            if emit.shape[1] < k and len(output) == 1 and getattr(drafter, "wants_tail", False):
-                tail = emit.shape[1]  # the model's own choices past the rejected draft
-                drafter.tail(tail, logits[0, tail:k].argmax(axis=-1).tolist())
-        else:
-            emit = _accept_sampled_round(logits, draft, sampler, rules, call)
+        logits = _verify(s, call, draft)
+        emit = _accept(logits, draft, call)
         n = emit.shape[1] - 1  # accepted drafts
-        emit = _sync(s, call, base, emit, draft, logits, drafter, stats, source,
-                     rules.eos, pad, sampler is None)
+        emit = _sync(s, call, base, emit, draft, logits)
         # the round's cost: the verify pass and all its bookkeeping, and the planning before
         # the draft (the drafter naming its situation: a round's, not a drafted token's)
         control.observe(k, n, time.perf_counter() - drafted_at + (began - planned),
@@ -210,47 +208,57 @@ def speculative(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int
     control.note_call(call.generated)
 
 
-def _draft(drafter: Drafter, source: list[list[int]], call: _Call, limit: int,
-           plan: DraftPlan, eos: int) -> Draft:
+def _draft(call: _Call, limit: int, plan: DraftPlan) -> Draft:
     """Up to `limit` drafted tokens per row (-1 pads), cut after a drafted EOS."""
     if limit <= 0:
         return NO_DRAFT if len(call.output) == 1 else Draft(np.zeros((len(call.output), 0), np.int64))
-    return _trim(drafter.propose(DraftContext(source, call.output, limit, plan.way)), call.done,
-                 limit, eos)
+    proposed = call.drafter.propose(DraftContext(call.source, call.output, limit, plan.way))
+    return _trim(proposed, call.done, limit, call.rules.eos)
 
 
-def _plain_round(s: DecodeSession, call: _Call, rules: ScoreRules, pad: int,
-                 control: DraftController, stats: SpecStats, limit: int,
+def _plain_round(s: DecodeSession, call: _Call, control: DraftController, limit: int,
                  plan: DraftPlan) -> Generator[np.ndarray, None, None]:
     """Plain greedy steps: one when the drafter found nothing to propose, or as many as
     the controller says while drafting is off (limit <= 0)."""
     if limit > 0:
         control.observe_empty(plan.way)
     passes = control.plain_passes() if limit <= 0 else 1
-    ran = yield from _plain_steps(s, call.output, call.history, rules, call.generated, call.done,
-                                  pad, control, passes)
+    ran = yield from _plain_steps(s, call, control, passes)
     if limit <= 0:
         control.ran_plain(ran)
-    stats.verify_passes += ran
-    stats.emitted += ran
-    stats.histogram[0] += ran
+    call.stats.verify_passes += ran
+    call.stats.emitted += ran
+    call.stats.histogram[0] += ran
     call.generated += ran
 
 
-def _verify(s: DecodeSession, output: list[list[int]], draft: Draft, pad: int) -> np.ndarray:
+def _verify(s: DecodeSession, call: _Call, draft: Draft) -> np.ndarray:
     """One decoder pass over each row's pending token and its drafts: logits [B, k+1, V]."""
-    pending = np.array([o[-1] for o in output], np.int64)[:, None]
-    return s.step(np.concatenate([pending, np.where(draft.tokens >= 0, draft.tokens, pad)], axis=1))
+    pending = np.array([o[-1] for o in call.output], np.int64)[:, None]
+    drafts = np.where(draft.tokens >= 0, draft.tokens, call.pad)
+    return s.step(np.concatenate([pending, drafts], axis=1))
 
 
-def _accept_sampled_round(logits: np.ndarray, draft: Draft, sampler: Sampler,
-                          rules: ScoreRules, call: _Call) -> np.ndarray:
+def _accept(logits: np.ndarray, draft: Draft, call: _Call) -> np.ndarray:
+    """The tokens [B, n+1] a verify pass emits: n accepted drafts and one of the target's."""
+    if call.sampler is not None:
+        return _accept_sampled_round(logits, draft, call)
+    emit = _accept_greedy(logits, draft.tokens, call.rules, call.output, call.generated,
+                          call.done, call.history)
+    k = draft.tokens.shape[1]
+    if emit.shape[1] < k and len(call.output) == 1 and getattr(call.drafter, "wants_tail", False):
+        tail = emit.shape[1]  # the model's own choices past the rejected draft
+        call.drafter.tail(tail, logits[0, tail:k].argmax(axis=-1).tolist())
+    return emit
+
+
+def _accept_sampled_round(logits: np.ndarray, draft: Draft, call: _Call) -> np.ndarray:
     """Rejection sampling: the accepted drafts (as many as the batch's shortest run) and
     one token after them, from the residual where a row rejected there, else from the
     target. Returns the tokens [B, n+1]."""
     k = draft.tokens.shape[1]
-    probs = np.stack([sampler(logits[:, j].astype(np.float64), call.generated + j,
-                              _history(call.output, draft.tokens, j, rules))
+    probs = np.stack([call.sampler(logits[:, j].astype(np.float64), call.generated + j,
+                                   _history(call.output, draft.tokens, j, call.rules))
                       for j in range(k + 1)], axis=1)
     accepted, rejected = _accept_sampled(probs, draft, call.rng)
     n = int(accepted[~call.done].min())
@@ -266,25 +274,25 @@ def _accept_sampled_round(logits: np.ndarray, draft: Draft, sampler: Sampler,
 
 
 def _sync(s: DecodeSession, call: _Call, base: int, emit: np.ndarray, draft: Draft,
-          logits: np.ndarray, drafter: Drafter, stats: SpecStats, source: list[list[int]],
-          eos: int, pad: int, greedy_round: bool) -> np.ndarray:
+          logits: np.ndarray) -> np.ndarray:
     """After a verify pass: roll the rejected drafts back (the KV cursor keeps pending +
     accepted), finish rows at EOS, record the round and extend the outputs. Returns the
     tokens emitted."""
     k, n = draft.tokens.shape[1], emit.shape[1] - 1
     s.cache.truncate(base + 1 + n)
-    emit, finished = _finish(emit, call.done, eos, pad)
+    emit, finished = _finish(emit, call.done, call.rules.eos, call.pad)
+    stats = call.stats
     stats.drafted += k
     stats.accepted += n
     stats.verify_passes += 1
     stats.emitted += emit.shape[1]
     stats.histogram[n] += 1
-    drafter.update(k, n)
+    call.drafter.update(k, n)
     if s.scores is not None:
         live = ~finished  # positions whose token counts for rerank_source
-        first = s.scores.wants_sources(call.generated) and greedy_round
+        first = s.scores.wants_sources(call.generated) and call.sampler is None
         s.scores.add_pass(logits, emit, live, draft.tokens if first else None,
-                          source if first else None)
+                          call.source if first else None)
     for row, tokens in zip(call.output, emit.tolist()):
         row.extend(tokens)
     call.generated += emit.shape[1]
@@ -329,13 +337,14 @@ def plain_while_off(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad:
         control.count_plain(ran)
 
 
-def _plain_steps(s: DecodeSession, output: list[list[int]], history: NgramHistory | None,
-                 rules: ScoreRules, generated: int, done: np.ndarray, pad: int,
-                 control: DraftController, passes: int) -> Generator[np.ndarray, None, int]:
+def _plain_steps(s: DecodeSession, call: _Call, control: DraftController,
+                 passes: int) -> Generator[np.ndarray, None, int]:
     """Up to `passes` greedy steps while drafting is off, every 4th timed (the baseline
-    cost, bookkeeping included); returns how many ran. As lean as plain greedy's loop:
-    with drafting off, speculation must cost nothing."""
-    eos = rules.eos
+    cost, bookkeeping included); returns how many ran (call.generated is the caller's to
+    advance). As lean as plain greedy's loop: with drafting off, speculation must cost
+    nothing."""
+    output, history, rules, done = call.output, call.history, call.rules, call.done
+    generated, eos, pad = call.generated, call.rules.eos, call.pad
     if history is not None:  # it shares `output`'s lists: one append per token serves both
         history.sync()
     last = np.array([[o[-1]] for o in output], np.int64)
