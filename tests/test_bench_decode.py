@@ -42,6 +42,40 @@ def test_ratios_and_reference_match_need_no_engines() -> None:
     assert rows["ct2-int8"]["first_token_speedup"] == pytest.approx(2.0)
 
 
+class _ScriptedEngine:
+    """A peer whose calls 'take' scripted milliseconds (bench.decode._timed_ms patched)."""
+    def imports(self) -> None: ...
+    def load(self, threads: int) -> None: ...
+    def generate(self, ids: list[int], n: int) -> list[int]:
+        return list(range(n))
+
+
+def _measure_scripted(monkeypatch, times_ms: list[float]) -> EngineResult:
+    from argparse import Namespace
+
+    from bench import decode
+    script = iter(times_ms)
+    monkeypatch.setattr(decode, "_timed_ms", lambda engine, ids, n: (next(script), list(range(n))))
+    result = EngineResult(engine="fake", label="fake", shape="tiny", status="ok", new_tokens=8)
+    return decode._measure(_ScriptedEngine(), result, [1, 2],
+                           Namespace(new_tokens=8, warmup=0, repeats=2, threads=1))
+
+
+def test_a_round_whose_n_tokens_were_no_slower_than_one_is_redone(monkeypatch) -> None:
+    # round 1: 1 token 30 ms (another process took it), 8 tokens 10 ms: redone as 2 / 9 ms
+    r = _measure_scripted(monkeypatch, [30.0, 10.0, 2.0, 9.0, 2.0, 16.0])
+    assert r.status == "ok" and r.extra["rounds_redone"] == 1
+    assert r.first_token_ms.median == 2.0 and r.full_ms.median == 12.5
+    assert r.decode_tokens_per_s.median == pytest.approx(7 / 0.0105)
+    assert (r.decode_tokens_per_s.min, r.decode_tokens_per_s.max) == pytest.approx((500.0, 1000.0))
+
+
+def test_a_run_too_noisy_to_time_decoding_fails_with_a_reason_not_nan(monkeypatch) -> None:
+    r = _measure_scripted(monkeypatch, [5.0, 5.0] * 8)
+    assert r.status == "failed" and "too noisy to time decoding" in r.reason
+    assert r.decode_tokens_per_s is None and r.extra["rounds_redone"] == 6
+
+
 def test_quick_run_on_tiny_shape(tmp_path: Path) -> None:
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
