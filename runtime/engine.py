@@ -27,7 +27,7 @@ from .rerank import PassScores, held_logit_bytes, prefer_source
 from .search import DecodeSession, beam_search, greedy, sample, token_chooser
 from .source_align import SourceAligner
 from .spec_setup import make_drafter
-from .speculative import SpecStats, plain_while_off, speculative
+from .speculative import Speculation, SpecStats, plain_while_off, speculative
 from .text import Inputs, TextCodec, normalise_inputs
 
 
@@ -252,8 +252,8 @@ class Engine:
                 session.scores = None
                 return plain_while_off(session, start, rules, pad, session.spec, control)
             drafter, sampler = make_drafter(self, opts, session, rows, rules, control)
-            return speculative(session, start, rules, pad, drafter, rows, session.spec,
-                               control, sampler, opts.seed)
+            return speculative(session, start, rules, pad, rows,
+                               Speculation(drafter, control, session.spec, sampler, opts.seed))
         if opts.exit_threshold is not None:
             exits = list(opts.exit_layers or self.manifest.exits.get("layers") or
                          range(1, self.arch.decoder_layers + 1))

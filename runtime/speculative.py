@@ -164,19 +164,31 @@ class _Call:
     generated: int = 0
 
 
+@dataclass(frozen=True)
+class Speculation:
+    """How a call speculates: its drafter, the planner (which learns across calls), the
+    statistics it adds to, and when sampling, the target's sampler and the seed."""
+    drafter: Drafter
+    control: DraftController
+    stats: SpecStats
+    sampler: Sampler | None = None  # None: greedy verification
+    seed: int | None = None
+
+
 def speculative(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int,
-                drafter: Drafter, source: list[list[int]], stats: SpecStats,
-                control: DraftController, sampler: Sampler | None = None,
-                seed: int | None = None) -> Iterator[np.ndarray]:
+                source: list[list[int]], spec: Speculation) -> Iterator[np.ndarray]:
     """Rounds of draft -> verify -> accept -> sync, each yielding the tokens [B, m] it
-    emitted; while the controller keeps drafting off, plain greedy steps instead."""
+    emitted; while the controller keeps drafting off, plain greedy steps instead.
+    `source`: each row's encoder input ids (what input drafting copies)."""
+    drafter, control, sampler = spec.drafter, spec.control, spec.sampler
     output = [[int(t)] for t in start]
     # plain passes append through this history (it shares `output`'s lists); verify passes
     # append to `output` directly and the history indexes them on its next sync()
     history = NgramHistory(output, rules.no_repeat_ngram, share=True) if rules.reads_history else None
     # greedy verification draws nothing (and a generator costs ~20 us to seed per call)
-    call = _Call(rules, pad, drafter, source, stats, sampler, output, np.zeros(len(start), bool),
-                 history, np.random.default_rng(seed) if sampler is not None else None)
+    call = _Call(rules, pad, drafter, source, spec.stats, sampler, output,
+                 np.zeros(len(start), bool), history,
+                 np.random.default_rng(spec.seed) if sampler is not None else None)
     situation = getattr(drafter, "situation", None)
     # the scan pays through the tail, which greedy verification alone reports
     scans = sampler is None and bool(getattr(drafter, "scans_source_first", False))

@@ -37,7 +37,7 @@ from .logits import NEG, log_softmax, softmax
 from .options import MAX_DRAFT, GenerationOptions, _check_type
 from .search import DecodeSession, beam_search, greedy
 from .spec_setup import self_drafter
-from .speculative import SpecStats, speculative
+from .speculative import Speculation, SpecStats, speculative
 from .whisper_tokens import WhisperTokens
 
 if TYPE_CHECKING:
@@ -406,8 +406,8 @@ class Transcriber:
         control = self.engine._controller(search)
         drafter = self_drafter(self.engine, session, rules, search, control)
         session.spec = session.spec or SpecStats()
-        return speculative(session, start, rules, self.tokens.eot, drafter, [prompt], session.spec,
-                           control)
+        return speculative(session, start, rules, self.tokens.eot, [prompt],
+                           Speculation(drafter, control, session.spec))
 
     def _detect(self, logits: np.ndarray) -> tuple[str, float]:
         """The language token with the highest logit after <|startoftranscript|>."""

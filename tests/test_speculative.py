@@ -11,7 +11,7 @@ import edgeseq
 from edgeseq.errors import OptionsError
 from edgeseq.runtime.draft_control import DraftController, DraftPlan
 from edgeseq.runtime.drafters import CheckedDrafter, Draft, InputDrafter
-from edgeseq.runtime.speculative import SpecStats, _wanted, speculative
+from edgeseq.runtime.speculative import Speculation, SpecStats, _wanted, speculative
 from scripted_drafter import SOURCES, ScriptedDrafter
 
 # int8 decoders multiply in int8 or, dequantized at load, in fp32 (runtime/decoder_products.py)
@@ -103,7 +103,7 @@ def _run(engine, rows, drafter, max_new, min_new=0):
     start = np.full(len(rows), engine.manifest.special.decoder_start, np.int64)
     control = DraftController(max_draft=8, adaptive=False)  # always verify what is drafted
     chunks = list(speculative(session, start, engine._rules(o, rows), engine.manifest.special.pad,
-                              drafter, rows, stats, control))
+                              rows, Speculation(drafter, control, stats)))
     return np.concatenate(chunks, axis=1), stats
 
 
