@@ -37,7 +37,7 @@ from .logits import NEG, log_softmax, softmax
 from .options import MAX_DRAFT, GenerationOptions, _check_type
 from .search import DecodeSession, beam_search, greedy
 from .spec_setup import self_drafter
-from .speculative import Speculation, SpecStats, speculative
+from .speculative import Speculation, SpecStats, plain_while_off, speculative
 from .whisper_tokens import WhisperTokens
 
 if TYPE_CHECKING:
@@ -404,8 +404,10 @@ class Transcriber:
         search = GenerationOptions(max_new_tokens=max_new, draft="layers", max_draft=opts.max_draft,
                                    exit_layer=opts.exit_layer)
         control = self.engine._controller(search)
-        drafter = self_drafter(self.engine, session, rules, search, control)
         session.spec = session.spec or SpecStats()
+        if control.off_for_call():  # off, and no probe due within a window: plain greedy
+            return plain_while_off(session, start, rules, self.tokens.eot, session.spec, control)
+        drafter = self_drafter(self.engine, session, rules, search, control)
         return speculative(session, start, rules, self.tokens.eot, [prompt],
                            Speculation(drafter, control, session.spec))
 

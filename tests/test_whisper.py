@@ -266,6 +266,27 @@ def test_layer_drafting_gives_the_plain_greedy_tokens(tiny, exit_layer):
     assert stats.drafted > 0 and stats.decoder_passes > 0
 
 
+def test_a_window_whose_drafting_is_off_decodes_as_plain_greedy(tiny, monkeypatch):
+    """Off for the window (no probe due within it), layer drafting costs nothing: plain
+    greedy's loop, no drafter made, the plain tokens."""
+    import edgeseq.runtime.transcribe as transcribe
+    from edgeseq.runtime.draft_control import DraftController
+    from edgeseq.runtime.transcribe import TranscribeOptions, Transcriber, TranscriptionStats
+    mel = _mel(6.0)
+    package = tiny[3]["hf"][0]
+    plain = _ours(package, mel).tokens
+    monkeypatch.setattr(DraftController, "off_for_call", lambda self: True)
+
+    def no_drafter(*args, **kwargs):
+        raise AssertionError("a drafter was made for a window whose drafting is off")
+    monkeypatch.setattr(transcribe, "self_drafter", no_drafter)
+    stats = TranscriptionStats()
+    opts = TranscribeOptions(max_new_tokens=NEW_TOKENS, draft="layers", max_draft=4)
+    off = Transcriber(edgeseq.load(str(package), threads=1)).decode_window(mel, opts, "en", stats)
+    assert off.tokens == plain and len(plain) > 4
+    assert stats.drafted == 0 and stats.decoder_passes > 0
+
+
 DRAFT_WORDS = list(range(0, WORDS, 2)) + [EOT]  # a draft head over half the words and EOT
 
 
