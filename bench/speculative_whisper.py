@@ -25,6 +25,18 @@ from bench.whisper_clips import AUDIO, ClipsRun, transcribe_clips
 from bench.whisper_clips import clips as shared_clips
 
 
+def turn_order(configs: list, rep: int, clip: int) -> list:
+    """The configurations in the order they transcribe one clip in one repeat: the first
+    turns with the repeat and the clip, so over len(configs) repeats each clip is
+    transcribed by every configuration in every position. (Turned by rep * clips + clip,
+    with two configurations and two clips, the first clip always ran plain greedy first
+    and the second always second, so whatever running first costs fell on one side per
+    clip: Whisper base's untrained row read 0.96x [0.94-1.01] paired in two runs whose
+    decoder time was plain's.)"""
+    turn = (rep + clip) % len(configs)
+    return configs[turn:] + configs[:turn]
+
+
 def _phase(engine, clips, configs: dict[str, dict], repeats: int, label: str = "") -> list[dict]:
     """Warm up, then time `configs` (the first is "plain") over `repeats`, each clip by every
     configuration in turn (the order turning clip by clip: drift on a shared machine favours
@@ -39,8 +51,7 @@ def _phase(engine, clips, configs: dict[str, dict], repeats: int, label: str = "
     for rep in range(repeats):
         runs: dict[str, list] = {name: [] for name in configs}
         for number, clip in enumerate(clips):
-            turn = (rep * len(clips) + number) % len(order)
-            for name, options in order[turn:] + order[:turn]:
+            for name, options in turn_order(order, rep, number):
                 runs[name].append(transcribe_clips(engine, [clip], options))
                 pairs[name].append(runs[name][-1].seconds)
         for name in configs:

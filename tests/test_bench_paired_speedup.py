@@ -85,3 +85,13 @@ def test_runs_over_single_clips_join_into_one_run_over_all_of_them():
     assert (whole.seconds, whole.audio_s, whole.decoder_ms) == (3.0, 50.0, 800.0)
     assert (whole.decoder_passes, whole.layers_executed) == (80, 480)
     assert whole.acceptance == 0.75
+
+
+@pytest.mark.parametrize("configs, clips", [(2, 2), (4, 2), (3, 2), (2, 1)])
+def test_each_whisper_clip_meets_every_configuration_in_every_position(configs, clips):
+    from bench.speculative_whisper import turn_order
+    names = [f"config{i}" for i in range(configs)]
+    for clip in range(clips):
+        orders = [turn_order(names, rep, clip) for rep in range(configs)]
+        for position in range(configs):
+            assert sorted(order[position] for order in orders) == names
