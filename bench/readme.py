@@ -106,9 +106,9 @@ def _ms_per_input(row: dict) -> str:
     return f"{row['seconds_median'] / row['inputs'] * 1e3:.2f}"
 
 
-def _paired(row: dict) -> list[str]:
+def _paired(row: dict, key: str = "paired") -> list[str]:
     """The paired-speedup cells (bench/paired_speedup.py); runs before it have none."""
-    paired = row.get("paired")
+    paired = row.get(key)
     return ["-", "-"] if paired is None else PairedSpeedup.from_json(paired).cells()
 
 
@@ -171,15 +171,19 @@ def skip_whisper_table(data: dict) -> str:
 
 def whisper_layers_table(data: dict) -> str:
     paired = any("paired" in r for r in data["rows"])
+    decoder_paired = any("decoder_paired" in r for r in data["rows"])
     return "\n".join(_table(
         f"`{Path(data['package']).name}`, {data['audio_s']:.1f} s of audio.",
         ["configuration", "speedup vs plain"]
         + (["paired speedup [95% interval]", "5% rule"] if paired else [])
-        + ["decoder speedup", "real-time factor", "identical transcript", "acceptance", "decoder passes"],
+        + ["decoder speedup"]
+        + (["decoder paired [95% interval]", "5% rule (decoder)"] if decoder_paired else [])
+        + ["real-time factor", "identical transcript", "acceptance", "decoder passes"],
         [[r["config"], f"{r['speedup']:.2f}x"]
          + (_paired(r) if paired else [])
-         + [f"{r['decoder_speedup']:.2f}x" if "decoder_speedup" in r else "-",  # older runs lack it
-          f"{r['real_time_factor']:.1f}x", "yes" if r["identical"] else "no",
+         + [f"{r['decoder_speedup']:.2f}x" if "decoder_speedup" in r else "-"]  # older runs lack it
+         + (_paired(r, "decoder_paired") if decoder_paired else [])
+         + [f"{r['real_time_factor']:.1f}x", "yes" if r["identical"] else "no",
           f"{r['acceptance']:.2f}", str(r["decoder_passes"])] for r in data["rows"]], data["machine"]))
 
 
