@@ -45,8 +45,7 @@ def _phase(engine, clips, configs: dict[str, dict], repeats: int, label: str = "
         transcribe_clips(engine, clips, options)
     times: dict[str, list[float]] = {name: [] for name in configs}
     decoding: dict[str, list[float]] = {name: [] for name in configs}  # decoder time only
-    pairs: dict[str, list[float]] = {name: [] for name in configs}  # per repeat and clip
-    decoder_pairs: dict[str, list[float]] = {name: [] for name in configs}  # the same, decoder
+    clip_runs: dict[str, list] = {name: [] for name in configs}  # per repeat and clip: pairs
     last = {}
     order = list(configs.items())
     for rep in range(repeats):
@@ -54,8 +53,7 @@ def _phase(engine, clips, configs: dict[str, dict], repeats: int, label: str = "
         for number, clip in enumerate(clips):
             for name, options in turn_order(order, rep, number):
                 runs[name].append(transcribe_clips(engine, [clip], options))
-                pairs[name].append(runs[name][-1].seconds)
-                decoder_pairs[name].append(runs[name][-1].decoder_ms / 1e3)
+                clip_runs[name].append(runs[name][-1])
         for name in configs:
             last[name] = ClipsRun.joined(runs[name])
             times[name].append(last[name].seconds)
@@ -73,11 +71,13 @@ def _phase(engine, clips, configs: dict[str, dict], repeats: int, label: str = "
                      "identical": res.texts == last["plain"].texts,
                      "acceptance": res.acceptance, "decoder_passes": res.decoder_passes})
         if name != "plain":  # each clip's runs in a repeat, one after the other, pair up
-            rows[-1]["paired"] = repeat_paired_speedup(pairs["plain"], pairs[name]).to_json()
+            plain_runs, these = clip_runs["plain"], clip_runs[name]
+            rows[-1]["paired"] = repeat_paired_speedup(
+                [r.seconds for r in plain_runs], [r.seconds for r in these]).to_json()
             # the decoder alone, where drafting acts: the encoder's noise left out, and a
             # decoder no more than 5% slower keeps the whole transcription so
-            rows[-1]["decoder_paired"] = repeat_paired_speedup(decoder_pairs["plain"],
-                                                               decoder_pairs[name]).to_json()
+            rows[-1]["decoder_paired"] = repeat_paired_speedup(
+                [r.decoder_ms for r in plain_runs], [r.decoder_ms for r in these]).to_json()
     return rows
 
 

@@ -95,3 +95,18 @@ def test_each_whisper_clip_meets_every_configuration_in_every_position(configs, 
         orders = [turn_order(names, rep, clip) for rep in range(configs)]
         for position in range(configs):
             assert sorted(order[position] for order in orders) == names
+
+
+def test_a_whisper_phase_pairs_each_clip_run_with_plain_s_whole_and_decoder_alone(monkeypatch):
+    import bench.speculative_whisper as bench_whisper
+    from bench.whisper_clips import ClipsRun
+
+    def scripted(engine, clips, options):  # drafting halves the decoder's 1 s of a 3 s run
+        decoder_s = 0.5 if options else 1.0
+        return ClipsRun(["text"], 2.0 + decoder_s, 10.0, decoder_s * 1e3, 10, 0, 0, 0)
+    monkeypatch.setattr(bench_whisper, "transcribe_clips", scripted)
+    rows = bench_whisper._phase(None, ["a", "b"], {"plain": {}, "layers": {"draft": "layers"}}, 2)
+    layers = rows[1]
+    assert PairedSpeedup.from_json(layers["paired"]).speedup == pytest.approx(3.0 / 2.5)
+    assert PairedSpeedup.from_json(layers["decoder_paired"]).speedup == pytest.approx(2.0)
+    assert layers["decoder_speedup"] == pytest.approx(2.0) and layers["identical"]
