@@ -405,7 +405,7 @@ class Transcriber:
                                    exit_layer=opts.exit_layer)
         control = self.engine._controller(search)
         session.spec = session.spec or SpecStats()
-        if control.off_for_call():  # off, and no probe due within a window: plain greedy
+        if self.engine._drafting_off(search, 1):  # as generate() decides: plain greedy's loop
             return plain_while_off(session, start, rules, self.tokens.eot, session.spec, control)
         drafter = self_drafter(self.engine, session, rules, search, control)
         return speculative(session, start, rules, self.tokens.eot, [prompt],
