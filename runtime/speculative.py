@@ -148,22 +148,6 @@ def _residual_sample(p: np.ndarray, q: np.ndarray | None, x: int, rng) -> int:
     return int(rng.choice(len(p), p=residual / total)) if total > 0 else int(p.argmax())
 
 
-@dataclass
-class _Call:
-    """One speculative call: what its steps read, and its running state."""
-    rules: ScoreRules
-    pad: int
-    drafter: Drafter
-    source: list[list[int]]        # the encoder's input ids per row
-    stats: SpecStats
-    sampler: Sampler | None        # None: greedy
-    output: list[list[int]]        # decoder sequence per row; the pending token last
-    done: np.ndarray               # [B] bool: rows past their EOS
-    history: NgramHistory | None   # shares `output`'s lists when the rules read n-grams
-    rng: np.random.Generator | None  # sampling only
-    generated: int = 0
-
-
 @dataclass(frozen=True)
 class Speculation:
     """How a call speculates: its drafter, the planner (which learns across calls), the
@@ -173,6 +157,20 @@ class Speculation:
     stats: SpecStats
     sampler: Sampler | None = None  # None: greedy verification
     seed: int | None = None
+
+
+@dataclass
+class _Call:
+    """One speculative call: what its steps read, and its running state."""
+    rules: ScoreRules
+    pad: int
+    source: list[list[int]]        # the encoder's input ids per row
+    spec: Speculation              # drafter, planner, statistics, sampler
+    output: list[list[int]]        # decoder sequence per row; the pending token last
+    done: np.ndarray               # [B] bool: rows past their EOS
+    history: NgramHistory | None   # shares `output`'s lists when the rules read n-grams
+    rng: np.random.Generator | None  # sampling only
+    generated: int = 0
 
 
 def speculative(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int,
@@ -186,8 +184,7 @@ def speculative(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int
     # append to `output` directly and the history indexes them on its next sync()
     history = NgramHistory(output, rules.no_repeat_ngram, share=True) if rules.reads_history else None
     # greedy verification draws nothing (and a generator costs ~20 us to seed per call)
-    call = _Call(rules, pad, drafter, source, spec.stats, sampler, output,
-                 np.zeros(len(start), bool), history,
+    call = _Call(rules, pad, source, spec, output, np.zeros(len(start), bool), history,
                  np.random.default_rng(spec.seed) if sampler is not None else None)
     situation = getattr(drafter, "situation", None)
     # the scan pays through the tail, which greedy verification alone reports
@@ -224,7 +221,7 @@ def _draft(call: _Call, limit: int, plan: DraftPlan) -> Draft:
     """Up to `limit` drafted tokens per row (-1 pads), cut after a drafted EOS."""
     if limit <= 0:
         return NO_DRAFT if len(call.output) == 1 else Draft(np.zeros((len(call.output), 0), np.int64))
-    proposed = call.drafter.propose(DraftContext(call.source, call.output, limit, plan.way))
+    proposed = call.spec.drafter.propose(DraftContext(call.source, call.output, limit, plan.way))
     return _trim(proposed, call.done, limit, call.rules.eos)
 
 
@@ -238,9 +235,9 @@ def _plain_round(s: DecodeSession, call: _Call, control: DraftController, limit:
     ran = yield from _plain_steps(s, call, control, passes)
     if limit <= 0:
         control.ran_plain(ran)
-    call.stats.verify_passes += ran
-    call.stats.emitted += ran
-    call.stats.histogram[0] += ran
+    call.spec.stats.verify_passes += ran
+    call.spec.stats.emitted += ran
+    call.spec.stats.histogram[0] += ran
     call.generated += ran
 
 
@@ -253,14 +250,14 @@ def _verify(s: DecodeSession, call: _Call, draft: Draft) -> np.ndarray:
 
 def _accept(logits: np.ndarray, draft: Draft, call: _Call) -> np.ndarray:
     """The tokens [B, n+1] a verify pass emits: n accepted drafts and one of the target's."""
-    if call.sampler is not None:
+    if call.spec.sampler is not None:
         return _accept_sampled_round(logits, draft, call)
     emit = _accept_greedy(logits, draft.tokens, call.rules, call.output, call.generated,
                           call.done, call.history)
     k = draft.tokens.shape[1]
-    if emit.shape[1] < k and len(call.output) == 1 and getattr(call.drafter, "wants_tail", False):
+    if emit.shape[1] < k and len(call.output) == 1 and getattr(call.spec.drafter, "wants_tail", False):
         tail = emit.shape[1]  # the model's own choices past the rejected draft
-        call.drafter.tail(tail, logits[0, tail:k].argmax(axis=-1).tolist())
+        call.spec.drafter.tail(tail, logits[0, tail:k].argmax(axis=-1).tolist())
     return emit
 
 
@@ -269,7 +266,7 @@ def _accept_sampled_round(logits: np.ndarray, draft: Draft, call: _Call) -> np.n
     one token after them, from the residual where a row rejected there, else from the
     target. Returns the tokens [B, n+1]."""
     k = draft.tokens.shape[1]
-    probs = np.stack([call.sampler(logits[:, j].astype(np.float64), call.generated + j,
+    probs = np.stack([call.spec.sampler(logits[:, j].astype(np.float64), call.generated + j,
                                    _history(call.output, draft.tokens, j, call.rules))
                       for j in range(k + 1)], axis=1)
     accepted, rejected = _accept_sampled(probs, draft, call.rng)
@@ -293,16 +290,16 @@ def _sync(s: DecodeSession, call: _Call, base: int, emit: np.ndarray, draft: Dra
     k, n = draft.tokens.shape[1], emit.shape[1] - 1
     s.cache.truncate(base + 1 + n)
     emit, finished = _finish(emit, call.done, call.rules.eos, call.pad)
-    stats = call.stats
+    stats = call.spec.stats
     stats.drafted += k
     stats.accepted += n
     stats.verify_passes += 1
     stats.emitted += emit.shape[1]
     stats.histogram[n] += 1
-    call.drafter.update(k, n)
+    call.spec.drafter.update(k, n)
     if s.scores is not None:
         live = ~finished  # positions whose token counts for rerank_source
-        first = s.scores.wants_sources(call.generated) and call.sampler is None
+        first = s.scores.wants_sources(call.generated) and call.spec.sampler is None
         s.scores.add_pass(logits, emit, live, draft.tokens if first else None,
                           call.source if first else None)
     for row, tokens in zip(call.output, emit.tolist()):
