@@ -10,7 +10,9 @@ drifts shows here as drifting ratios (bench.speculative interleaves its configur
 for the figures it reports). Each repeat's ratio is against that plain run; per block
 the drafted tokens, decoder passes and the planner's summary (DraftController.summary:
 its plan, a plain pass's cost, a drafted token's cost per way, survival of drafts) say
-whether drafting was on and what the planner thought it cost."""
+whether drafting was on and what the planner thought it cost. Every run starts with an
+empty n-gram table, as in bench.speculative: otherwise n-gram drafting would recycle the
+outputs of the run before, the same inputs' (2x plain on JFLEG dev, for nothing)."""
 from __future__ import annotations
 
 import argparse
@@ -61,8 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     plain_options = {"max_new_tokens": a.max_new_tokens, "rerank_source": False}
     for item in inputs[:8]:  # warm-up
         engine.generate(item, **plain_options)
+    engine.ngram = type(engine.ngram)()
     runs = [{"name": "plain", "blocks": run_blocks(engine, inputs, plain_options, a.block)}]
     for repeat in range(a.repeats):
+        engine.ngram = type(engine.ngram)()
         runs.append({"name": f"{a.drafter} #{repeat + 1}",
                      "blocks": run_blocks(engine, inputs, {**plain_options, "draft": draft}, a.block)})
     plain_s = sum(b["seconds"] for b in runs[0]["blocks"])

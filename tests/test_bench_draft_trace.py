@@ -29,3 +29,20 @@ def test_each_repeat_reports_its_blocks_and_what_the_planner_believed(tiny_packa
     rounds = [b["planner"]["rounds"] for run in drafted for b in run["blocks"]]
     assert rounds[0] > 0 and rounds == sorted(rounds)
     assert "layers #2" in capsys.readouterr().out
+
+
+def test_every_run_starts_with_an_empty_ngram_table(tiny_package, tmp_path, monkeypatch):
+    """Each run decodes the same inputs: a table kept from the run before would let n-gram
+    drafting recycle their outputs."""
+    import bench.draft_trace as trace
+    tables_at_start = []
+
+    def recording(engine, inputs, options, block):
+        tables_at_start.append(len(engine.ngram._table) + len(engine.ngram._pending))
+        return run_blocks(engine, inputs, options, block)
+    run_blocks = trace.run_blocks
+    monkeypatch.setattr(trace, "run_blocks", recording)
+    package = tiny_package("t5", "fp32")[0]
+    assert main([str(package), "--drafter", "ngram", "--data", "ids", "--limit", "4",
+                 "--block", "4", "--repeats", "2", "--max-new-tokens", "8", "--threads", "1"]) == 0
+    assert tables_at_start == [0, 0, 0]  # plain, ngram #1, ngram #2
