@@ -2,7 +2,9 @@
 maximise expected tokens per second, from the measured acceptance and the measured cost
 of verify passes and draft steps. One planner for every drafter. When no choice beats
 plain decoding, it drafts nothing and probes again now and then, so a drafter that does
-not pay switches itself off instead of slowing decoding down. Probes back off
+not pay switches itself off instead of slowing decoding down. It switches on for a clear
+predicted gain and, once on, stays on while drafting is predicted to pay at all, so noise
+in the timings does not flip it off and on. Probes back off
 exponentially while drafting keeps not paying: on a tiny model a probe (drafts plus a
 longer verify pass) costs several plain passes.
 
@@ -30,6 +32,11 @@ DECAY = 0.95        # per verify pass: acceptance statistics of about the last 2
 PSEUDO_COUNT = 2.0  # weight of the pooled rate at a position (prior + shrinkage)
 ONLY_WAY = 0        # the way of drafters that have one (input, n-gram, a draft model)
 ON_GAIN = 1.08      # drafting switches on for a predicted gain over plain passes of 8% or more
+# and, once on by evidence, stays on while it is predicted to pay at all: with one threshold,
+# noise in the timings of sub-millisecond passes flipped layer drafting on the default model
+# off and on. Staying on down to 1.0 against 1.08, JFLEG dev, `python -m bench.planner_ab
+# default`: 1.001x [0.991-1.010] and 1.011x [0.999-1.022]; two ad hoc runs 1.016x and 1.016x
+STAY_ON_GAIN = 1.0
 SETTLING_ROUNDS = 64  # rounds of drafts re-planned after each one, before REPLAN_EVERY applies
 REPLAN_EVERY = 4
 # while drafting is off, probes may cost this share of plain decoding's time: a draft
@@ -94,6 +101,7 @@ class DraftController:
     # two early misses (an edited first word, say) must not end a fresh engine's drafting
     min_rounds: int = 6  # (unless the prior predicts no gain: _prior_off)
     max_probe_gap: int = 128       # probes back off (doubling) up to this many passes
+    stay_on_gain: float = STAY_ON_GAIN  # drafting that is on goes off below this predicted gain
     costs: PassCosts = field(default_factory=PassCosts)  # a verify pass's seconds by its drafts
     ways: dict[int, WayStats] = field(default_factory=dict)  # kept across calls
     situations: dict[int, WayStats] = field(default_factory=dict)  # the drafter's, see above
@@ -111,6 +119,7 @@ class DraftController:
     # forced for min_rounds: Whisper base's own head on its layers drafted 6 rounds of
     # exit 1, none accepted, on a fresh engine's first 10 s clip)
     _prior_off: bool = False
+    _on: bool = False                            # the last plan drafted, past min_rounds
     _empty: int = 0                              # rounds the drafter proposed nothing
     _best: DraftPlan | None = None               # the plan, until the next fit
     _lengths: np.ndarray | None = None           # 0 .. max_draft, the lengths plan() weighs
@@ -280,6 +289,8 @@ class DraftController:
         elif best.length > 0:
             self._probe_gap = self.probe_every
         self._probing = False
+        # on by evidence: a fresh controller's first rounds draft on the prior's word
+        self._on = best.length > 0 and self._rounds >= self.min_rounds
         return best
 
     def _best_plan(self) -> DraftPlan:
@@ -308,9 +319,9 @@ class DraftController:
             if best.length == 0:
                 best = DraftPlan(best.way, 1 + int(rates[best.way][1:].argmax()))
             return best
-        # draft only for a predicted gain of 8% or more: estimates are noisy, and a wrong
-        # "on" costs more than a wrong "off"
-        if best.length == 0 or best_rate * self._plain_s < ON_GAIN:
+        # switch on only for a predicted gain of 8% or more: estimates are noisy, and a wrong
+        # "on" costs more than a wrong "off"; once on, stay on while predicted to pay
+        if best.length == 0 or best_rate * self._plain_s < (self.stay_on_gain if self._on else ON_GAIN):
             best = DraftPlan(self._likeliest(ways), 0)
         return best
 

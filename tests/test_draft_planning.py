@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import edgeseq
-from edgeseq.runtime.draft_control import PROBE_LENGTH, DraftController
+from edgeseq.runtime.draft_control import ON_GAIN, PROBE_LENGTH, STAY_ON_GAIN, DraftController
 
 
 def _never_pays(control: DraftController, passes: int) -> list[int]:
@@ -30,6 +30,43 @@ def test_the_controller_switches_drafting_off_when_it_does_not_pay_and_probes_ag
         k = control.plan().length
         control.observe(k, k, verify_s=0.01 * (1 + 0.02 * k), draft_s=0.0)
     assert control.plan().length >= 4
+
+
+def _predicted_gain(control: DraftController) -> float:
+    """The planner's best expected tokens per second over plain decoding's."""
+    lengths = np.arange(control.max_draft + 1)
+    return float((control.expected_tokens() / control.cost(lengths)).max() * control.verify_cost(0))
+
+
+def _accepted_rounds(control: DraftController, passes: int, step_s: float) -> list[int]:
+    """Draft lengths asked for while every draft is accepted, a plain pass takes 10 ms
+    and each drafted token `step_s`."""
+    lengths = []
+    for _ in range(passes):
+        k = control.plan().length
+        if k:
+            control.observe(k, k, verify_s=0.010 * (1 + 0.06 * k), draft_s=step_s * k)
+        else:
+            control.observe_plain(0.010)
+        lengths.append(k)
+    return lengths
+
+
+def test_drafting_switches_on_for_a_clear_gain_and_stays_on_while_it_pays_at_all():
+    """Hysteresis: timings of sub-millisecond passes are noisy, and one threshold flipped
+    drafting that paid off and on. Switching on needs a predicted gain of ON_GAIN; once
+    on, drafting stays on down to STAY_ON_GAIN, and goes off below it."""
+    assert STAY_ON_GAIN < ON_GAIN
+    on = DraftController(max_draft=8)
+    on.observe_plain(0.010)
+    assert _accepted_rounds(on, 100, step_s=0.001)[-20:] == [8] * 20  # a clear gain: on
+    assert _accepted_rounds(on, 200, step_s=0.009)[-20:] == [8] * 20  # dearer steps: still on
+    assert STAY_ON_GAIN < _predicted_gain(on) < ON_GAIN
+    assert _accepted_rounds(on, 200, step_s=0.012)[-20:].count(0) >= 18  # no gain: off
+    fresh = DraftController(max_draft=8)  # the same middling figures from the start
+    fresh.observe_plain(0.010)
+    assert _accepted_rounds(fresh, 300, step_s=0.009)[-30:].count(0) >= 28  # never switched on
+    assert STAY_ON_GAIN < _predicted_gain(fresh) < ON_GAIN
 
 
 def test_a_fresh_controller_keeps_drafting_through_its_first_misses():
@@ -213,7 +250,7 @@ def test_each_situation_the_drafter_names_gets_its_own_draft_length():
         situation = (going_on, aligned)[i % 2]
         k = control.plan(situation).length
         accepted = k if situation == going_on else 0
-        control.observe(k, accepted, verify_s=0.010 * (1 + 0.05 * k), draft_s=0.0,
+        control.observe(k, accepted, verify_s=0.010 * (1 + 0.05 * k), draft_s=0.002 * k,
                         situation=situation)
     assert control.plan(going_on).length >= 24
     assert control.plan(aligned).length == 1
@@ -222,8 +259,10 @@ def test_each_situation_the_drafter_names_gets_its_own_draft_length():
 
 def test_a_situation_that_pays_keeps_drafting_while_the_way_as_a_whole_is_off():
     """Sentence starts are copied (every draft right); re-anchored drafts in sentences the
-    model rewrites are wrong. Many more of the second kind switch the way off, but a new
-    sentence's first pass still drafts, and the rest still waits for probes."""
+    model rewrites are wrong; a draft step costs a fifth of a pass. Many more of the second
+    kind switch the way off, but a new sentence's first pass still drafts, and the rest
+    still waits for probes. (With free draft steps the way as a whole was predicted to
+    pay 7%: off only while switching on took 8%.)"""
     start, aligned = 0, 2
     control = DraftController(max_draft=32)
     control.observe_plain(0.010)
@@ -232,7 +271,7 @@ def test_a_situation_that_pays_keeps_drafting_while_the_way_as_a_whole_is_off():
         k = control.plan(situation).length
         accepted = k if situation == start else 0
         if k:
-            control.observe(k, accepted, verify_s=0.010 * (1 + 0.05 * k), draft_s=0.0,
+            control.observe(k, accepted, verify_s=0.010 * (1 + 0.05 * k), draft_s=0.002 * k,
                             situation=situation)
         else:
             control.observe_plain(0.010)
