@@ -105,10 +105,12 @@ def main(argv: list[str] | None = None) -> int:
               f"setting [{first['ci95'][0]:.3f}-{first['ci95'][1]:.3f}], "
               f"identical {row['identical']}/{len(inputs)}, plain's passes / its verify passes "
               f"{row['passes_ratio']:.2f}")
-    if a.out:
+    if a.out:  # each arm's planner as it ended: its setting read back, and what it measured
+        planners = [e.draft_planner(draft=a.drafter, **options) for e in engines]
         write_json(a.out, "planner_ab.json", {
             "machine": machine_info(a.threads), "package": a.package, "drafter": a.drafter,
-            "data": a.data, "inputs": len(inputs), "rounds": a.rounds, "rows": rows})
+            "data": a.data, "inputs": len(inputs), "rounds": a.rounds, "rows": rows,
+            "planners": [{"stay_on_gain": p.stay_on_gain, **p.summary()} for p in planners]})
     return 0
 
 
