@@ -321,7 +321,8 @@ class DraftController:
             return best
         # switch on only for a predicted gain of 8% or more: estimates are noisy, and a wrong
         # "on" costs more than a wrong "off"; once on, stay on while predicted to pay
-        if best.length == 0 or best_rate * self._plain_s < (self.stay_on_gain if self._on else ON_GAIN):
+        threshold = self.stay_on_gain if self._on else ON_GAIN
+        if best.length == 0 or best_rate * self._plain_s < threshold:
             best = DraftPlan(self._likeliest(ways), 0)
         return best
 
