@@ -20,6 +20,7 @@ from pathlib import Path
 
 from bench.paired_speedup import paired_speedup
 from bench.speculative import SHARED, load_inputs
+from bench.timing import turn_order
 
 CHUNK = 25  # consecutive inputs a burst of load hits together (the bootstrap's unit)
 
@@ -46,8 +47,7 @@ def run_rounds(engines: list, inputs: list, drafter: str, options: dict, rounds:
     passes = dict.fromkeys(arms, 0)
     for round_ in range(rounds):
         for i, item in enumerate(inputs):
-            turn = (round_ + i) % len(arms)
-            for arm in arms[turn:] + arms[:turn]:
+            for arm in turn_order(arms, round_, i):
                 engine, opts = (engines[0], options) if arm == "plain" else \
                     (engines[arm], {**options, "draft": drafter})
                 began = time.perf_counter()

@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.paired_speedup import PairedSpeedup, paired_speedup
+from bench.timing import turn_order
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
@@ -130,8 +131,7 @@ def run_repeat(engine, inputs: list, configs: list, args, rep: int) -> dict[str,
     joined: dict[str, dict] = {}
     caches = {name: type(engine.ngram)() for name, _, _, _ in configs}
     for number, first in enumerate(range(0, len(inputs), size)):
-        turn = (rep + number) % len(configs)
-        for name, draft, schedule, fixed in configs[turn:] + configs[:turn]:
+        for name, draft, schedule, fixed in turn_order(configs, rep, number):
             engine.ngram = caches[name]
             res = run_config(engine, inputs[first:first + size], draft, args, schedule, fixed)
             into = joined.setdefault(name, {"seconds": 0.0, "outputs": [], "stats": [],

@@ -22,6 +22,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from bench.speculative import SHARED, load_inputs, run_config
+from bench.timing import turn_order
 
 WARM_UP = 32
 MODES = {"plain": None, "input": "input"}
@@ -84,8 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     times: dict = {c: [] for c in configs}
     outputs: dict = {}
     for rep in range(a.repeats):
-        turn = rep % len(configs)  # drift on a shared machine favours no configuration
-        for package, bias, mode in configs[turn:] + configs[:turn]:
+        # drift on a shared machine favours no configuration
+        for package, bias, mode in turn_order(configs, rep):
             # run_config's options: batch 1, the runtime's draft length
             args = SimpleNamespace(batch=1, max_new_tokens=160, max_draft=None, memory_budget=None,
                                    rerank_source=a.rerank_source, copy_bias=bias)

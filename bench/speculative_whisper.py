@@ -21,20 +21,9 @@ import statistics
 from pathlib import Path
 
 from bench.paired_speedup import PairedSpeedup, repeat_paired_speedup
+from bench.timing import turn_order
 from bench.whisper_clips import AUDIO, ClipsRun, transcribe_clips
 from bench.whisper_clips import clips as shared_clips
-
-
-def turn_order(configs: list, rep: int, clip: int) -> list:
-    """The configurations in the order they transcribe one clip in one repeat: the first
-    turns with the repeat and the clip, so over len(configs) repeats each clip is
-    transcribed by every configuration in every position. (Turned by rep * clips + clip,
-    with two configurations and two clips, the first clip always ran plain greedy first
-    and the second always second, so whatever running first costs fell on one side per
-    clip: Whisper base's untrained row read 0.96x [0.94-1.01] paired in two runs whose
-    decoder time was plain's.)"""
-    turn = (rep + clip) % len(configs)
-    return configs[turn:] + configs[:turn]
 
 
 def _phase(engine, clips, configs: dict[str, dict], repeats: int, label: str = "") -> list[dict]:

@@ -1,6 +1,7 @@
 """One in-process timing loop for benchmarks that compare ways of doing the same work:
 each way run once per round, the order turning round by round (so drift and warm caches
-favour none), seconds kept per way."""
+favour none), seconds kept per way; and the turning order itself, for benchmarks that run
+their configurations over many inputs."""
 from __future__ import annotations
 
 import time
@@ -20,3 +21,15 @@ def alternating_seconds(ways: dict[str, Callable[[], Any]],
             results[name] = ways[name]()
             seconds[name].append(time.perf_counter() - began)
     return seconds, results
+
+
+def turn_order(configs: list, rep: int, unit: int = 0) -> list:
+    """The configurations in the order they run one unit (an input, a chunk of inputs, a
+    clip) in one repeat: the first turns with the repeat and the unit, so over
+    len(configs) repeats each unit is run by every configuration in every position.
+    (Turned by rep * units + unit, with two configurations and two Whisper clips, the
+    first clip always ran plain greedy first and the second always second, so whatever
+    running first costs fell on one side per clip: Whisper base's untrained row read 0.96x
+    [0.94-1.01] paired in two runs whose decoder time was plain's.)"""
+    turn = (rep + unit) % len(configs)
+    return configs[turn:] + configs[:turn]

@@ -89,7 +89,7 @@ def test_runs_over_single_clips_join_into_one_run_over_all_of_them():
 
 @pytest.mark.parametrize("configs, clips", [(2, 2), (4, 2), (3, 2), (2, 1)])
 def test_each_whisper_clip_meets_every_configuration_in_every_position(configs, clips):
-    from bench.speculative_whisper import turn_order
+    from bench.timing import turn_order
     names = [f"config{i}" for i in range(configs)]
     for clip in range(clips):
         orders = [turn_order(names, rep, clip) for rep in range(configs)]
