@@ -47,6 +47,9 @@ PROBE_SHARE = 0.01
 # layer drafting 0.94x and 0.97x plain with 2, 1.05x and 1.00x with 4; a draft model
 # 1.07x and 1.12x, against 1.12x twice)
 PROBE_LENGTH = 4
+# rounds of drafts a probe runs: the first after plain passes runs its draft steps cold, the
+# second prices them as drafting that is on would (see _timed_step)
+PROBE_ROUNDS = 2
 # weight of the newest probe in the probes' moving average cost: priced by the last probe
 # alone, a lucky one (every row's drafts accepted) set the gap to its floor, and layer
 # drafting's probes in batches of 8 on JFLEG dev cost 2.2% of plain decoding, not 1%
@@ -63,11 +66,14 @@ class DraftPlan:
 @dataclass
 class WayStats:
     """What drafting one way has shown: decayed counts of drafts that reached, and were
-    rejected at, each position; seconds per drafted token (EMA, None until timed); and a
-    draft step's cost in plain passes before then (e.g. from weight counts)."""
+    rejected at, each position; seconds per drafted token (EMA, None until timed) in rounds
+    that followed a round of drafts, and in rounds that followed plain passes (probes: cold,
+    dearer, used until a warm round is timed); and a draft step's cost in plain passes before
+    then (e.g. from weight counts)."""
     reached: np.ndarray
     rejected: np.ndarray
     step_s: float | None = None
+    cold_step_s: float | None = None
     prior_step: float = 0.0
     _adds: int = 0
 
@@ -110,6 +116,8 @@ class DraftController:
     _off_rounds: int = 0
     _probe_gap: int = 0                          # current passes between probes (0: unset)
     _probing: bool = False                       # the last plan() was a probe
+    _probe_left: int = 0                         # rounds of the current probe still to run
+    _probe_spent: float = 0.0                    # what the current probe cost so far, passes
     # what probes cost beyond the tokens they gave, in plain passes (a moving average: one
     # probe's all-accepted draft costs nothing, the next one's rejected draft 3 passes)
     _probe_cost: float | None = None
@@ -120,6 +128,7 @@ class DraftController:
     # exit 1, none accepted, on a fresh engine's first 10 s clip)
     _prior_off: bool = False
     _on: bool = False                            # the last plan drafted, past min_rounds
+    _after_drafts: bool = False                  # the last pass was a round of drafts
     _empty: int = 0                              # rounds the drafter proposed nothing
     _best: DraftPlan | None = None               # the plan, until the next fit
     _lengths: np.ndarray | None = None           # 0 .. max_draft, the lengths plan() weighs
@@ -197,7 +206,9 @@ class DraftController:
 
     def _step_s(self, way: int) -> float:
         s = self._seen(way)
-        return s.step_s if s.step_s is not None and self.adaptive else \
+        # warm (drafting on, a probe's second round) once timed so: probes run cold first
+        timed = s.step_s if s.step_s is not None else s.cold_step_s
+        return timed if timed is not None and self.adaptive else \
             s.prior_step * (self.costs.base_s or 1.0)
 
     def _cost_curve(self, way: int) -> np.ndarray:
@@ -247,8 +258,10 @@ class DraftController:
                     return DraftPlan(best.way, length, situation)
             self._probe_gap = self._probe_gap or self.probe_every
             self._off_rounds += 1
-            if self._off_rounds >= self._probe_gap:  # probe the way most likely accepted
-                self._off_rounds, self._probing = 0, True  # measured for its situation too
+            if self._probe_left or self._off_rounds >= self._probe_gap:
+                # probe the way most likely accepted (measured for its situation too)
+                self._probe_left = (self._probe_left or PROBE_ROUNDS) - 1
+                self._off_rounds, self._probing = 0, True
                 return DraftPlan(best.way, min(PROBE_LENGTH, self.max_draft), situation)
             return best
         self._off_rounds = 0
@@ -284,10 +297,10 @@ class DraftController:
 
     def _replan(self) -> DraftPlan:
         best = self._best_plan()
-        if best.length == 0 and self._probing:  # the probe did not pay: wait longer
-            self._probe_gap = min(2 * self._probe_gap, self._longest_gap())
+        if best.length == 0 and self._probing and not self._probe_left:
+            self._probe_gap = min(2 * self._probe_gap, self._longest_gap())  # did not pay: wait
         elif best.length > 0:
-            self._probe_gap = self.probe_every
+            self._probe_gap, self._probe_left, self._probe_spent = self.probe_every, 0, 0.0
         self._probing = False
         # on by evidence: a fresh controller's first rounds draft on the prior's word
         self._on = best.length > 0 and self._rounds >= self.min_rounds
@@ -334,7 +347,8 @@ class DraftController:
         """What the prior predicts a probe of `way` costs beyond the tokens it gives, in
         plain passes (as observe() measures a probe's cost)."""
         k = min(PROBE_LENGTH, self.max_draft)
-        return max(float(self.cost(k, way)) / self._plain_s - self.expected_tokens(way)[k], 0.0)
+        return PROBE_ROUNDS * max(float(self.cost(k, way)) / self._plain_s
+                                  - self.expected_tokens(way)[k], 0.0)
 
     def _longest_gap(self) -> int:
         """max_probe_gap, or as many plain passes as keep the measured cost of a probe
@@ -363,12 +377,13 @@ class DraftController:
         drafting switched off measured 0.96x plain speed on JFLEG dev.)"""
         best, call = self._best, self._call_passes  # one read each: calls run concurrently
         return (self.adaptive and best is not None and best.length == 0 and call is not None
-                and self.probe_gap - self._off_rounds > call)
+                and not self._probe_left and self.probe_gap - self._off_rounds > call)
 
     def count_plain(self, passes: int) -> None:
         """A call decoded `passes` plain passes outside the drafting loop (off_for_call);
         they count toward the next probe."""
         self._off_rounds += passes
+        self._after_drafts = self._after_drafts and passes == 0
         self.note_call(passes)
 
     def note_call(self, passes: int) -> None:
@@ -388,6 +403,7 @@ class DraftController:
         """`passes` plain passes ran after a plan() that drafted nothing (which counted the
         first): a generation that ends sooner leaves the rest of the gap to the next."""
         best = self._best
+        self._after_drafts = self._after_drafts and passes == 0
         if best is not None and best.length == 0:
             self._off_rounds += max(0, passes - 1)
 
@@ -400,6 +416,7 @@ class DraftController:
         """A pass without drafts: the baseline cost. Refitted every 32 such passes only,
         so decoding with drafting off costs what plain decoding does."""
         self._observed += 1
+        self._after_drafts = False
         self.costs.add(0, seconds)
         if self._observed % 32 == 0 or self.costs.base_s is None:
             self.costs.fit(self._rounds >= self.min_rounds)
@@ -432,16 +449,18 @@ class DraftController:
                 if situation not in self.situations:
                     self.situations[situation] = WayStats.empty(self.max_draft)
                 self.situations[situation].add(drafted, accepted)
-            if not setup_s or setup_s < draft_s:
-                step = (draft_s - setup_s) / drafted
-                s.step_s = step if s.step_s is None else 0.7 * s.step_s + 0.3 * step
-            elif s.step_s is None:  # nothing else measured yet: the start-up's own rate
-                s.step_s = draft_s / drafted
-        if self._probing and drafted and self.costs.base_s:  # the probe's own round
-            cost = max((verify_s + draft_s) / self.costs.base_s - accepted - 1, 0.0)
-            self._probe_cost = cost if self._probe_cost is None else \
-                (1 - PROBE_COST_SMOOTHING) * self._probe_cost + PROBE_COST_SMOOTHING * cost
+            step = (draft_s - setup_s) / drafted if not setup_s or setup_s < draft_s else \
+                draft_s / drafted if s.step_s is None and s.cold_step_s is None else None
+            if step is not None:  # else all setup, and steps timed before stand
+                _timed_step(s, step, warm=self._after_drafts)
+        if self._probing and drafted and self.costs.base_s:  # a round of the probe's
+            self._probe_spent += max((verify_s + draft_s) / self.costs.base_s - accepted - 1, 0.0)
+            if not self._probe_left:  # its last: what the whole probe cost
+                cost, self._probe_spent = self._probe_spent, 0.0
+                self._probe_cost = cost if self._probe_cost is None else \
+                    (1 - PROBE_COST_SMOOTHING) * self._probe_cost + PROBE_COST_SMOOTHING * cost
         self._observed += 1
+        self._after_drafts = drafted > 0
         self.costs.add(drafted, verify_s)
         if drafted or self._observed % 8 == 0 or self.costs.base_s is None:
             self.costs.fit(self._rounds >= self.min_rounds)  # after drafts, every 8 plain passes
@@ -456,3 +475,15 @@ class DraftController:
         best = self._best
         return (not drafted or best is None or best.length == 0 or self._probing
                 or self._rounds <= SETTLING_ROUNDS or self._rounds % REPLAN_EVERY == 0)
+
+
+def _timed_step(s: WayStats, step: float, warm: bool) -> None:
+    """A round's seconds per drafted token into the way's moving averages: warm when the
+    round before drafted too (drafting that is on), else cold (a probe after plain passes).
+    Planning prices steps warm once it can: on JFLEG dev, exit 1 of the default package,
+    probes timed a step at 0.77 ms against 0.47-0.63 ms while drafting ran, and priced that
+    way, drafting that pays 1.1x stayed off."""
+    if warm:
+        s.step_s = step if s.step_s is None else 0.7 * s.step_s + 0.3 * step
+    else:
+        s.cold_step_s = step if s.cold_step_s is None else 0.7 * s.cold_step_s + 0.3 * step
