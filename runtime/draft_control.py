@@ -426,7 +426,11 @@ class DraftController:
     def observe_empty(self, way: int = ONLY_WAY) -> None:
         """The drafter had nothing to propose: for planning, a round that gained no token
         (as a draft rejected at its first position), so a drafter that mostly finds
-        nothing is switched off like one that is mostly wrong. Re-planned every 8."""
+        nothing is switched off like one that is mostly wrong. Re-planned every 8. A probe
+        that found nothing ends: no draft step to time warm (and on a t5-small shape an
+        n-gram table still empty early in a session made back-to-back probes back off
+        twice as fast: 0.94-0.96 of the drafted tokens in its first 40 calls)."""
+        self._probe_left = 0
         self._way(way).add(1, 0)
         self._derived.clear()
         self._rounds += 1

@@ -510,3 +510,25 @@ def test_a_plain_pass_keeps_its_measured_cost_while_drafting_runs_without_plain_
     assert control.verify_cost(0) == pytest.approx(0.010)
     assert control.costs.round_extra_s == pytest.approx(0.003)
     assert control.costs.beta == pytest.approx(0.05)
+
+
+def test_a_call_is_not_decoded_plainly_between_the_rounds_of_a_probe():
+    control = DraftController(max_draft=8)
+    _never_pays(control, 20)
+    control.note_call(2)  # calls are short: the next probe is usually calls away
+    while (k := control.plan().length) == 0:
+        pass
+    control.observe(k, 0, verify_s=0.01 * (1 + k), draft_s=0.01 * k)  # the call ends here
+    assert not control.off_for_call()  # the next call runs the probe's second round
+    assert control.plan().length == PROBE_LENGTH
+
+
+def test_a_probe_whose_drafter_found_nothing_ends_there():
+    """Nothing drafted, no draft step to time warm: the second round would only add a
+    futile round (and back probes off sooner for a drafter that has nothing yet)."""
+    control = DraftController(max_draft=8)
+    _never_pays(control, 20)
+    while control.plan().length == 0:
+        pass
+    control.observe_empty()
+    assert control.plan().length == 0

@@ -9,7 +9,7 @@ import pytest
 
 import edgeseq
 from edgeseq.errors import OptionsError
-from edgeseq.runtime.draft_control import DraftController, DraftPlan
+from edgeseq.runtime.draft_control import PROBE_ROUNDS, DraftController, DraftPlan
 from edgeseq.runtime.drafters import CheckedDrafter, Draft, InputDrafter
 from edgeseq.runtime.speculative import Speculation, SpecStats, _wanted, speculative
 from scripted_drafter import SOURCES, ScriptedDrafter
@@ -404,7 +404,8 @@ def test_a_drafter_whose_planning_costs_more_than_drafting_saves_is_switched_off
         assert engine.generate(SOURCES[0], **kw).token_ids == plain.token_ids
     control = engine.draft_planner(**kw)
     assert control.verify_cost(4) > 0.02  # the sleep is in a round's cost
-    assert control.plan(0).length == 0
+    lengths = [control.plan(0).length for _ in range(8)]
+    assert lengths.count(0) >= 8 - PROBE_ROUNDS  # off: a probe's rounds at most
 
 
 class _PlanSays:
