@@ -79,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
             plan = planner["plan"] if planner else None
             believed = "" if planner is None else (
                 f", plan {plan}, plain pass {planner['plain_pass_ms'] or 0:.2f} ms, draft step "
-                + ", ".join(f"way {w} {v['step_ms'] or 0:.2f} ms" for w, v in planner["ways"].items()))
+                + ", ".join(f"way {w} {v['step_ms'] or 0:.2f} ms (cold {v['cold_step_ms'] or 0:.2f})"
+                            for w, v in planner["ways"].items()))
             print(f"  calls {b['first']}+: {b['seconds']:.2f} s, {b['tokens']} tokens, {b['drafted']} drafted, "
                   f"{b['passes']} passes{believed}")
     if a.out:

@@ -359,7 +359,8 @@ class DraftController:
     def summary(self) -> dict:
         """What the planner believes now, for a reader (bench.draft_trace): the plan, a
         plain pass's cost, the fitted cost line, the probe gap, and per way the cost of a
-        drafted token and the chance that drafts survive to positions 1-4."""
+        drafted token (warm, and cold: a probe's first round) and the chance that drafts
+        survive to positions 1-4."""
         best = self._best
         return {"plan": None if best is None else {"way": best.way, "length": best.length},
                 "plain_pass_ms": None if self.costs.base_s is None else self.costs.base_s * 1e3,
@@ -367,6 +368,7 @@ class DraftController:
                 "probe_gap": self.probe_gap, "probe_cost_passes": self._probe_cost or 0.0,
                 "rounds": self._rounds,
                 "ways": {str(way): {"step_ms": None if s.step_s is None else s.step_s * 1e3,
+                                    "cold_step_ms": None if s.cold_step_s is None else s.cold_step_s * 1e3,
                                     "survival": [round(float(x), 4) for x in self.survival(way)[:4]]}
                          for way, s in sorted(self.ways.items())}}
 

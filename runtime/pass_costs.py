@@ -57,8 +57,8 @@ class PassCosts:
         passes in the window, the base the last ones gave stands (while drafting is on
         there are none, and the line's intercept is a plain pass plus a round's extra:
         JFLEG dev, exit 1 of the default package, 1.26 ms against 0.98 ms, which priced
-        drafting 25% better than it was); before any, the intercept is the base and the
-        extra 0. Rounds with drafts only
+        drafting 25% better than it was), capped at that intercept; before any, the
+        intercept is the base and the extra 0. Rounds with drafts only
         once `settled` (the planner's min_rounds): a fresh engine's first verify passes
         also pay for onnxruntime's allocations for new shapes, which read as a steep beta
         (and plans from the prior's cost ratios do not depend on timings at all)."""
@@ -78,6 +78,11 @@ class PassCosts:
             self.base_s = max(mean_t - slope * mean_k, 1e-6)
             self.beta, self.round_extra_s = min(max(slope / self.base_s, 0.0), 1.0), 0.0
             return
+        if n0 < 0.5:  # a plain pass costs no more than the rounds' line says one with 0 drafts does:
+            # the base kept from one slow plain pass (2.3 ms against 0.9) had switched skip-set
+            # drafting on at 0.95x plain on JFLEG dev
+            ceiling = mean_t - slope * mean_k if slope is not None else mean_t / (1 + self.beta * mean_k)
+            self.base_s = min(self.base_s, max(ceiling, 1e-6))
         base = self.base_s
         if slope is not None:
             self.beta = min(max(slope / base, 0.0), 1.0)

@@ -532,3 +532,15 @@ def test_a_probe_whose_drafter_found_nothing_ends_there():
         pass
     control.observe_empty()
     assert control.plan().length == 0
+
+
+def test_a_plain_pass_kept_from_one_slow_timing_is_capped_by_what_the_rounds_show():
+    """A plain pass costs no more than the verify rounds' line says a round of no drafts
+    does: one slow plain timing (2.3 ms against 0.9) kept as the base switched skip-set
+    drafting on at 0.95x plain on JFLEG dev."""
+    control = DraftController(max_draft=8, min_rounds=0)
+    control.observe_plain(0.030)  # a hiccup: the pass costs 10 ms
+    for i in range(200):
+        k = 2 if i % 2 else 6
+        control.observe(k, k, verify_s=0.010 * (1 + 0.05 * k) + 0.003, draft_s=0.0)
+    assert control.verify_cost(0) == pytest.approx(0.013)  # the line's intercept
