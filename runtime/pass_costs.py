@@ -23,7 +23,6 @@ class PassCosts:
     _sums: list = field(default_factory=lambda: [0.0] * 5)
     _plain_sums: list = field(default_factory=lambda: [0.0] * 2)
     _added: int = 0
-    _base_timed: bool = False  # base_s came from plain passes (not a line's intercept)
 
     def add(self, k: int, seconds: float) -> None:
         """A round of k drafts (k = 0: a plain pass) took `seconds`: into the window and its
@@ -54,35 +53,26 @@ class PassCosts:
     def fit(self, settled: bool) -> None:
         """base from plain passes; beta and the extra from rounds with drafts (a line over
         their k; with one k only, the previous two scaled to its level). Without plain
-        passes in the window, the base the last ones gave stands (while drafting is on
-        there are none, and the line's intercept is a plain pass plus a round's extra:
-        JFLEG dev, exit 1 of the default package, 1.26 ms against 0.98 ms, which priced
-        drafting 25% better than it was), capped at that intercept; before any, the
-        intercept is the base and the extra 0. Rounds with drafts only
+        passes, the line's intercept is the base and the extra 0. Rounds with drafts only
         once `settled` (the planner's min_rounds): a fresh engine's first verify passes
         also pay for onnxruntime's allocations for new shapes, which read as a steep beta
         (and plans from the prior's cost ratios do not depend on timings at all)."""
         n0, sum_t0 = self._plain_sums
         n, sum_k, sum_t, sum_kk, sum_kt = self._sums
         if n0 >= 0.5:
-            self.base_s, self._base_timed = max(sum_t0 / n0, 1e-6), True
+            self.base_s = max(sum_t0 / n0, 1e-6)
         if n < 0.5 or not settled:
             return
         mean_k, mean_t = sum_k / n, sum_t / n
         var = sum_kk - n * mean_k * mean_k
         slope = (sum_kt - n * mean_k * mean_t) / var if var > 1e-9 else None
-        if not self._base_timed:  # no plain pass timed yet: the line alone
+        if n0 < 0.5:  # no plain pass in the window: the line alone
             if slope is None:
                 self.base_s = mean_t / (1 + self.beta * mean_k)
                 return
             self.base_s = max(mean_t - slope * mean_k, 1e-6)
             self.beta, self.round_extra_s = min(max(slope / self.base_s, 0.0), 1.0), 0.0
             return
-        if n0 < 0.5:  # a plain pass costs no more than the rounds' line says one with 0 drafts does:
-            # the base kept from one slow plain pass (2.3 ms against 0.9) had switched skip-set
-            # drafting on at 0.95x plain on JFLEG dev
-            ceiling = mean_t - slope * mean_k if slope is not None else mean_t / (1 + self.beta * mean_k)
-            self.base_s = min(self.base_s, max(ceiling, 1e-6))
         base = self.base_s
         if slope is not None:
             self.beta = min(max(slope / base, 0.0), 1.0)

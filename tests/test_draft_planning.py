@@ -498,20 +498,6 @@ def test_a_probe_runs_its_rounds_back_to_back_so_its_last_is_timed_warm():
         assert limits[first:first + PROBE_ROUNDS] == [PROBE_LENGTH] * PROBE_ROUNDS
 
 
-def test_a_plain_pass_keeps_its_measured_cost_while_drafting_runs_without_plain_passes():
-    """While drafting is on no plain pass is timed; the line through the verify rounds
-    meets k = 0 at a plain pass plus a round's bookkeeping (on JFLEG dev 1.26 ms against
-    0.98 ms), which would price drafting 25% better than it is."""
-    control = DraftController(max_draft=8, min_rounds=0)
-    control.observe_plain(0.010)
-    for i in range(200):  # k of 2 and 6, each round 3 ms of bookkeeping beyond the pass
-        k = 2 if i % 2 else 6
-        control.observe(k, k, verify_s=0.010 * (1 + 0.05 * k) + 0.003, draft_s=0.0)
-    assert control.verify_cost(0) == pytest.approx(0.010)
-    assert control.costs.round_extra_s == pytest.approx(0.003)
-    assert control.costs.beta == pytest.approx(0.05)
-
-
 def test_a_call_is_not_decoded_plainly_between_the_rounds_of_a_probe():
     control = DraftController(max_draft=8)
     _never_pays(control, 20)
@@ -532,15 +518,3 @@ def test_a_probe_whose_drafter_found_nothing_ends_there():
         pass
     control.observe_empty()
     assert control.plan().length == 0
-
-
-def test_a_plain_pass_kept_from_one_slow_timing_is_capped_by_what_the_rounds_show():
-    """A plain pass costs no more than the verify rounds' line says a round of no drafts
-    does: one slow plain timing (2.3 ms against 0.9) kept as the base switched skip-set
-    drafting on at 0.95x plain on JFLEG dev."""
-    control = DraftController(max_draft=8, min_rounds=0)
-    control.observe_plain(0.030)  # a hiccup: the pass costs 10 ms
-    for i in range(200):
-        k = 2 if i % 2 else 6
-        control.observe(k, k, verify_s=0.010 * (1 + 0.05 * k) + 0.003, draft_s=0.0)
-    assert control.verify_cost(0) == pytest.approx(0.013)  # the line's intercept
