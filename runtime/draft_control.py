@@ -6,7 +6,9 @@ not pay switches itself off instead of slowing decoding down. It switches on for
 predicted gain and, once on, stays on while drafting is predicted to pay at all, so noise
 in the timings does not flip it off and on. Probes back off
 exponentially while drafting keeps not paying: on a tiny model a probe (drafts plus a
-longer verify pass) costs several plain passes.
+longer verify pass) costs several plain passes. A probe is two rounds back to back, and
+draft steps are priced from rounds that follow a round of drafts: right after plain
+passes they run cold, and priced so, drafting that paid looked as if it did not.
 
 Acceptance is modelled per way and per draft position, not as one rate: input drafting on
 an editing task is right for long stretches and wrong at the edits, so a draft's tail is
@@ -363,12 +365,11 @@ class DraftController:
         survive to positions 1-4."""
         best = self._best
         return {"plan": None if best is None else {"way": best.way, "length": best.length},
-                "plain_pass_ms": None if self.costs.base_s is None else self.costs.base_s * 1e3,
+                "plain_pass_ms": _ms(self.costs.base_s),
                 "beta": self.costs.beta, "round_extra_ms": self.costs.round_extra_s * 1e3,
                 "probe_gap": self.probe_gap, "probe_cost_passes": self._probe_cost or 0.0,
                 "rounds": self._rounds,
-                "ways": {str(way): {"step_ms": None if s.step_s is None else s.step_s * 1e3,
-                                    "cold_step_ms": None if s.cold_step_s is None else s.cold_step_s * 1e3,
+                "ways": {str(way): {"step_ms": _ms(s.step_s), "cold_step_ms": _ms(s.cold_step_s),
                                     "survival": [round(float(x), 4) for x in self.survival(way)[:4]]}
                          for way, s in sorted(self.ways.items())}}
 
@@ -481,6 +482,10 @@ class DraftController:
         best = self._best
         return (not drafted or best is None or best.length == 0 or self._probing
                 or self._rounds <= SETTLING_ROUNDS or self._rounds % REPLAN_EVERY == 0)
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else seconds * 1e3
 
 
 def _timed_step(s: WayStats, step: float, warm: bool) -> None:
