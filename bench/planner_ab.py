@@ -11,10 +11,19 @@ greedy with its 95% interval (bench/paired_speedup.py: each input's median over 
 rounds), the paired speedup over the first setting, and the outputs identical to plain
 greedy's, and plain greedy's decoder passes over its verify passes (how much it drafted). The
 setting compared: `--stay-on`, the predicted gain below which drafting
-that is on switches off (DraftController.stay_on_gain; switching on needs ON_GAIN)."""
+that is on switches off (DraftController.stay_on_gain; switching on needs ON_GAIN). With
+`--against REV`, the planner of git revision REV (its runtime/draft_control.py and the
+modules it imports from runtime/, loaded apart) against this one instead, each at the
+first --stay-on value."""
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
+import re
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -23,15 +32,41 @@ from bench.speculative import SHARED, load_inputs
 from bench.timing import turn_order
 
 CHUNK = 25  # consecutive inputs a burst of load hits together (the bootstrap's unit)
+REPO = Path(__file__).resolve().parents[1]
+
+
+def planner_at(rev: str) -> type:
+    """The DraftController class of git revision `rev`: its runtime/draft_control.py and
+    the runtime modules that imports, written to a temporary package and loaded from there."""
+    package = Path(tempfile.mkdtemp(prefix="planner-ab-")) / "planner_at_rev"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    wanted, copied = ["draft_control"], set()
+    while wanted:
+        name = wanted.pop()
+        source = subprocess.run(["git", "show", f"{rev}:runtime/{name}.py"], cwd=REPO,
+                                capture_output=True, text=True, check=True).stdout
+        (package / f"{name}.py").write_text(source)
+        copied.add(name)
+        wanted += [m for m in re.findall(r"^from \.(\w+) import", source, re.M) if m not in copied]
+    spec = importlib.util.spec_from_file_location(
+        package.name, package / "__init__.py", submodule_search_locations=[str(package)])
+    sys.modules[package.name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sys.modules[package.name])
+    return importlib.import_module(f"{package.name}.draft_control").DraftController
 
 
 def load_arms(package: str, stay_on: list[float], drafter: str, threads: int,
-              options: dict) -> list:
-    """An engine per setting, its planner (for these options) set to it."""
+              options: dict, baseline: type | None = None) -> list:
+    """An engine per setting, its planner (for these options) set to it; with `baseline`
+    (a DraftController class), the first engine's planner is made from it."""
     import edgeseq
     engines = []
-    for gain in stay_on:
+    for arm, gain in enumerate(stay_on):
         engine = edgeseq.load(package, threads=threads, shared_pool=True)
+        if arm == 0 and baseline is not None:  # before the engine makes its own
+            opts = engine._options({"draft": drafter, **options})
+            engine._figures.get("controller", opts, 1, lambda: baseline(opts.max_draft))
         engine.draft_planner(draft=drafter, **options).stay_on_gain = gain
         engines.append(engine)
     return engines
@@ -86,21 +121,29 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--max-new-tokens", type=int, default=160)
+    ap.add_argument("--against", metavar="REV", help="compare the planner of this git revision "
+                    "with the working tree's")
     ap.add_argument("--shared", type=Path, default=SHARED)
     ap.add_argument("--out", type=Path)
     a = ap.parse_args(argv)
     stay_on = [float(x) for x in a.stay_on.split(",")]
+    if a.against:
+        stay_on = stay_on[:1] * 2
     options = {"max_new_tokens": a.max_new_tokens, "rerank_source": False}
-    engines = load_arms(a.package, stay_on, a.drafter, a.threads, options)
+    engines = load_arms(a.package, stay_on, a.drafter, a.threads, options,
+                        planner_at(a.against) if a.against else None)
     inputs = load_inputs(a.data, a.limit, engines[0].arch.vocab_size, a.shared)
     for engine in engines:  # warm-up, outside the planners' figures
         for item in inputs[:4]:
             engine.generate(item, **options)
     rows = compare(run_rounds(engines, inputs, a.drafter, options, a.rounds), stay_on)
     print(f"{len(inputs)} inputs ({a.data}), {a.package}, draft={a.drafter}, {a.rounds} rounds")
-    for row in rows:
+    names = [f"planner at {a.against}", "this planner"] if a.against else \
+        [f"stay on down to {gain:.2f}" for gain in stay_on]
+    for name, row in zip(names, rows):
+        row["arm"] = name
         plain, first = row["vs_plain"], row["vs_first"]
-        print(f"stay on down to {row['stay_on_gain']:.2f}: {plain['speedup']:.3f}x plain "
+        print(f"{name}: {plain['speedup']:.3f}x plain "
               f"[{plain['ci95'][0]:.3f}-{plain['ci95'][1]:.3f}], {first['speedup']:.3f}x the first "
               f"setting [{first['ci95'][0]:.3f}-{first['ci95'][1]:.3f}], "
               f"identical {row['identical']}/{len(inputs)}, plain's passes / its verify passes "
@@ -109,8 +152,10 @@ def main(argv: list[str] | None = None) -> int:
         planners = [e.draft_planner(draft=a.drafter, **options) for e in engines]
         write_json(a.out, "planner_ab.json", {
             "machine": machine_info(a.threads), "package": a.package, "drafter": a.drafter,
-            "data": a.data, "inputs": len(inputs), "rounds": a.rounds, "rows": rows,
-            "planners": [{"stay_on_gain": p.stay_on_gain, **p.summary()} for p in planners]})
+            "data": a.data, "inputs": len(inputs), "rounds": a.rounds, "against": a.against,
+            "rows": rows,
+            "planners": [{"module": type(p).__module__, "stay_on_gain": p.stay_on_gain, **p.summary()}
+                         for p in planners]})
     return 0
 
 

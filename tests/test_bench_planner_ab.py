@@ -31,3 +31,19 @@ def test_each_setting_drafts_with_its_own_planner_and_is_reported_against_plain_
         low, high = row["vs_plain"]["ci95"]
         assert low <= row["vs_plain"]["speedup"] <= high
         assert row["passes_ratio"] > 0
+
+
+def test_against_a_revision_its_planner_drafts_beside_this_one(tiny_package, tmp_path):
+    package = tiny_package("t5", "fp32")[0]
+    run = subprocess.run(
+        [sys.executable, "-m", "bench.planner_ab", str(package), "--data", "ids", "--limit", "6",
+         "--rounds", "2", "--max-new-tokens", "8", "--threads", "1", "--against", "HEAD",
+         "--out", str(tmp_path)], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "planner at HEAD:" in run.stdout and "this planner:" in run.stdout
+    report = json.loads((tmp_path / "planner_ab.json").read_text())
+    assert [r["arm"] for r in report["rows"]] == ["planner at HEAD", "this planner"]
+    assert [p["module"] for p in report["planners"]] == [
+        "planner_at_rev.draft_control", "edgeseq.runtime.draft_control"]
+    assert all(p["rounds"] > 0 for p in report["planners"])  # both drafted
+    assert all(row["identical"] == 6 for row in report["rows"])
