@@ -386,7 +386,8 @@ class DraftController:
         """A call decoded `passes` plain passes outside the drafting loop (off_for_call);
         they count toward the next probe."""
         self._off_rounds += passes
-        self._after_drafts = self._after_drafts and passes == 0
+        if passes:  # untimed plain passes (observe_plain clears it for timed ones)
+            self._after_drafts = False
         self.note_call(passes)
 
     def note_call(self, passes: int) -> None:
@@ -406,7 +407,6 @@ class DraftController:
         """`passes` plain passes ran after a plan() that drafted nothing (which counted the
         first): a generation that ends sooner leaves the rest of the gap to the next."""
         best = self._best
-        self._after_drafts = self._after_drafts and passes == 0
         if best is not None and best.length == 0:
             self._off_rounds += max(0, passes - 1)
 

@@ -11,16 +11,21 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_each_setting_drafts_with_its_own_planner_and_is_reported_against_plain_and_the_first(
-        tiny_package, tmp_path):
-    package = tiny_package("t5", "fp32")[0]
+def _planner_ab(package: Path, out: Path, *arms: str) -> tuple[str, dict]:
+    """bench.planner_ab on 6 inputs of ids, 2 rounds, with `arms` (its options that choose
+    the planners compared): what it printed and its report."""
     run = subprocess.run(
         [sys.executable, "-m", "bench.planner_ab", str(package), "--data", "ids", "--limit", "6",
-         "--rounds", "2", "--max-new-tokens", "8", "--threads", "1", "--stay-on", "1.08,1.0",
-         "--out", str(tmp_path)], capture_output=True, text=True, cwd=REPO, timeout=300)
+         "--rounds", "2", "--max-new-tokens", "8", "--threads", "1", *arms, "--out", str(out)],
+        capture_output=True, text=True, cwd=REPO, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
-    assert "stay on down to 1.00" in run.stdout
-    report = json.loads((tmp_path / "planner_ab.json").read_text())
+    return run.stdout, json.loads((out / "planner_ab.json").read_text())
+
+
+def test_each_setting_drafts_with_its_own_planner_and_is_reported_against_plain_and_the_first(
+        tiny_package, tmp_path):
+    stdout, report = _planner_ab(tiny_package("t5", "fp32")[0], tmp_path, "--stay-on", "1.08,1.0")
+    assert "stay on down to 1.00" in stdout
     # each engine's planner kept its own setting, and drafted with it
     assert [p["stay_on_gain"] for p in report["planners"]] == [1.08, 1.0]
     assert all(p["rounds"] > 0 for p in report["planners"])
@@ -34,14 +39,8 @@ def test_each_setting_drafts_with_its_own_planner_and_is_reported_against_plain_
 
 
 def test_against_a_revision_its_planner_drafts_beside_this_one(tiny_package, tmp_path):
-    package = tiny_package("t5", "fp32")[0]
-    run = subprocess.run(
-        [sys.executable, "-m", "bench.planner_ab", str(package), "--data", "ids", "--limit", "6",
-         "--rounds", "2", "--max-new-tokens", "8", "--threads", "1", "--against", "HEAD",
-         "--out", str(tmp_path)], capture_output=True, text=True, cwd=REPO, timeout=300)
-    assert run.returncode == 0, run.stderr[-2000:]
-    assert "planner at HEAD:" in run.stdout and "this planner:" in run.stdout
-    report = json.loads((tmp_path / "planner_ab.json").read_text())
+    stdout, report = _planner_ab(tiny_package("t5", "fp32")[0], tmp_path, "--against", "HEAD")
+    assert "planner at HEAD:" in stdout and "this planner:" in stdout
     assert [r["arm"] for r in report["rows"]] == ["planner at HEAD", "this planner"]
     assert [p["module"] for p in report["planners"]] == [
         "planner_at_rev.draft_control", "edgeseq.runtime.draft_control"]
