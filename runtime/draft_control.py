@@ -261,7 +261,7 @@ class DraftController:
             self._probe_gap = self._probe_gap or self.probe_every
             self._off_rounds += 1
             if self._probe_left or self._off_rounds >= self._probe_gap:
-                # probe the way nearest to paying (measured for its situation too)
+                # probe the way most likely accepted (measured for its situation too)
                 self._probe_left = (self._probe_left or PROBE_ROUNDS) - 1
                 self._off_rounds, self._probing = 0, True
                 return DraftPlan(best.way, min(PROBE_LENGTH, self.max_draft), situation)
@@ -310,8 +310,8 @@ class DraftController:
 
     def _best_plan(self) -> DraftPlan:
         """The way and length with the most expected tokens per second; length 0 (off)
-        unless that beats plain passes by 8%, then with the way nearest to paying (the one
-        a probe tries)."""
+        unless that beats plain passes by 8%, then with the way likeliest to be accepted
+        (the one a probe tries)."""
         ways = sorted(self.ways) or [ONLY_WAY]
         if not self.adaptive:
             return DraftPlan(ways[-1], self.max_draft)
@@ -328,7 +328,7 @@ class DraftController:
                 # prior cost: probes after 8 and 16 passes cost Whisper base's first short
                 # clip one futile probe (exit steps at 0.6 of a pass, none accepted)
                 self._probe_gap = max(self.probe_every, int(
-                    self._prior_probe_passes(_nearest_paying(rates)) / PROBE_SHARE))
+                    self._prior_probe_passes(self._likeliest(ways)) / PROBE_SHARE))
         if self._rounds < self.min_rounds and not self._prior_off:
             # too little seen to give up on a drafter expected to pay: the best length
             if best.length == 0:
@@ -338,8 +338,12 @@ class DraftController:
         # "on" costs more than a wrong "off"; once on, stay on while predicted to pay
         threshold = self.stay_on_gain if self._on else ON_GAIN
         if best.length == 0 or best_rate * self._plain_s < threshold:
-            best = DraftPlan(_nearest_paying(rates), 0)
+            best = DraftPlan(self._likeliest(ways), 0)
         return best
+
+    def _likeliest(self, ways: list[int]) -> int:
+        """The way whose first draft is likeliest accepted: the one probed while off."""
+        return max(ways, key=lambda w: self.survival(w)[0])
 
     def _prior_probe_passes(self, way: int) -> float:
         """What the prior predicts a probe of `way` costs beyond the tokens it gives, in
@@ -478,15 +482,6 @@ class DraftController:
         best = self._best
         return (not drafted or best is None or best.length == 0 or self._probing
                 or self._rounds <= SETTLING_ROUNDS or self._rounds % REPLAN_EVERY == 0)
-
-
-def _nearest_paying(rates: dict[int, np.ndarray]) -> int:
-    """The way probed while off: the one whose best draft length predicts the most tokens
-    per second. Probing the way whose first draft was likeliest accepted went to the
-    deepest exit once the shallow one dipped, and never back: on JFLEG dev exit 1 of the
-    default package stayed off at 51% accepted while probes of exit 2, dearer per step,
-    could not pay (0.92x the planner before warm pricing, `bench.planner_ab --against`)."""
-    return max(rates, key=lambda way: float(rates[way][1:].max()))
 
 
 def _ms(seconds: float | None) -> float | None:

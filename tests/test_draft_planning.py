@@ -379,17 +379,3 @@ def test_a_probe_whose_drafter_found_nothing_ends_there():
         pass
     control.observe_empty()
     assert control.plan().length == 0
-
-
-def test_while_off_the_way_probed_is_the_one_nearest_to_paying_not_the_likeliest_accepted():
-    """A deeper exit is accepted more often but its steps cost more: probing the likeliest
-    way went to it once the shallow exit dipped, and the shallow exit, nearer to paying,
-    was never tried again."""
-    control = _layer_controller([1, 2])
-    _accept(control, 1, 0.50, step_s=0.006)
-    _accept(control, 2, 0.70, step_s=0.010)
-    rates = {way: float(control._rate(way)[1:].max()) for way in (1, 2)}
-    assert control.survival(2)[0] > control.survival(1)[0] and rates[1] > rates[2]
-    assert control.plan().length == 0  # neither pays
-    probes = {plan.way for plan in (control.plan() for _ in range(64)) if plan.length}
-    assert probes == {1}
