@@ -68,14 +68,16 @@ class DraftPlan:
 @dataclass
 class WayStats:
     """What drafting one way has shown: decayed counts of drafts that reached, and were
-    rejected at, each position; seconds per drafted token (EMA, None until timed) in rounds
-    that followed a round of drafts, and in rounds that followed plain passes (probes: cold,
-    dearer, used until a warm round is timed); and a draft step's cost in plain passes before
-    then (e.g. from weight counts)."""
+    rejected at, each position; a drafted token's cost in plain passes of the time it ran
+    (EMA, None until timed) in rounds that followed a round of drafts, and in rounds that
+    followed plain passes (probes: cold, dearer, used until a warm round is timed); and a
+    draft step's cost in plain passes before then (e.g. from weight counts). In plain
+    passes, not seconds: a shared machine's speed drifts, and steps timed while it was slow,
+    priced against plain passes timed once it was fast, kept drafting off."""
     reached: np.ndarray
     rejected: np.ndarray
-    step_s: float | None = None
-    cold_step_s: float | None = None
+    step: float | None = None
+    cold_step: float | None = None
     prior_step: float = 0.0
     _adds: int = 0
 
@@ -209,9 +211,9 @@ class DraftController:
     def _step_s(self, way: int) -> float:
         s = self._seen(way)
         # warm (drafting on, a probe's second round) once timed so: probes run cold first
-        timed = s.step_s if s.step_s is not None else s.cold_step_s
-        return timed if timed is not None and self.adaptive else \
-            s.prior_step * (self.costs.base_s or 1.0)
+        timed = s.step if s.step is not None else s.cold_step
+        passes = timed if timed is not None and self.adaptive else s.prior_step
+        return passes * self._plain_s
 
     def _cost_curve(self, way: int) -> np.ndarray:
         """cost(k, way) for k = 0 .. max_draft, as a line (three array operations: planning
@@ -369,9 +371,14 @@ class DraftController:
                 "beta": self.costs.beta, "round_extra_ms": self.costs.round_extra_s * 1e3,
                 "probe_gap": self.probe_gap, "probe_cost_passes": self._probe_cost or 0.0,
                 "rounds": self._rounds,
-                "ways": {str(way): {"step_ms": _ms(s.step_s), "cold_step_ms": _ms(s.cold_step_s),
+                "ways": {str(way): {"step_ms": self._step_ms(s.step),
+                                    "cold_step_ms": self._step_ms(s.cold_step),
                                     "survival": [round(float(x), 4) for x in self.survival(way)[:4]]}
                          for way, s in sorted(self.ways.items())}}
+
+    def _step_ms(self, passes: float | None) -> float | None:
+        """A drafted token's cost in plain passes, in milliseconds at today's plain pass."""
+        return None if passes is None else passes * self._plain_s * 1e3
 
     def off_for_call(self) -> bool:
         """Drafting is off, and the next probe is not due within a call of the usual
@@ -457,9 +464,10 @@ class DraftController:
                     self.situations[situation] = WayStats.empty(self.max_draft)
                 self.situations[situation].add(drafted, accepted)
             step = (draft_s - setup_s) / drafted if not setup_s or setup_s < draft_s else \
-                draft_s / drafted if s.step_s is None and s.cold_step_s is None else None
+                draft_s / drafted if s.step is None and s.cold_step is None else None
             if step is not None:  # else all setup, and steps timed before stand
-                _timed_step(s, step, warm=self._after_drafts)
+                plain = self.costs.base_s or verify_s / (1 + self.costs.beta * drafted)
+                _timed_step(s, step / plain, warm=self._after_drafts)
         if self._probing and drafted and self.costs.base_s:  # a round of the probe's
             self._probe_spent += max((verify_s + draft_s) / self.costs.base_s - accepted - 1, 0.0)
             if not self._probe_left:  # its last: what the whole probe cost
@@ -489,12 +497,12 @@ def _ms(seconds: float | None) -> float | None:
 
 
 def _timed_step(s: WayStats, step: float, warm: bool) -> None:
-    """A round's seconds per drafted token into the way's moving averages: warm when the
-    round before drafted too (drafting that is on), else cold (a probe after plain passes).
-    Planning prices steps warm once it can: on JFLEG dev, exit 1 of the default package,
-    probes timed a step at 0.77 ms against 0.47-0.63 ms while drafting ran, and priced that
-    way, drafting that pays 1.1x stayed off."""
+    """A round's cost per drafted token (in plain passes) into the way's moving averages:
+    warm when the round before drafted too (drafting that is on), else cold (a probe after
+    plain passes). Planning prices steps warm once it can: on JFLEG dev, exit 1 of the
+    default package, probes timed a step at 0.77 ms against 0.47-0.63 ms while drafting ran,
+    and priced that way, drafting that pays 1.1x stayed off."""
     if warm:
-        s.step_s = step if s.step_s is None else 0.7 * s.step_s + 0.3 * step
+        s.step = step if s.step is None else 0.7 * s.step + 0.3 * step
     else:
-        s.cold_step_s = step if s.cold_step_s is None else 0.7 * s.cold_step_s + 0.3 * step
+        s.cold_step = step if s.cold_step is None else 0.7 * s.cold_step + 0.3 * step

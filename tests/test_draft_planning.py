@@ -379,3 +379,16 @@ def test_a_probe_whose_drafter_found_nothing_ends_there():
         pass
     control.observe_empty()
     assert control.plan().length == 0
+
+
+def test_draft_steps_are_priced_in_plain_passes_of_their_time_so_speed_drift_cancels():
+    """A shared machine's speed drifts: steps timed while it ran slowly, priced in seconds
+    against plain passes timed once it ran fast, would make drafting look dearer than it
+    is. A step is kept as a share of a plain pass of its time."""
+    control = DraftController(max_draft=8)
+    control.observe_plain(0.010)
+    _accepted_rounds(control, 100, step_s=0.004)  # steps at 0.4 of a plain pass
+    for _ in range(64):
+        control.observe_plain(0.005)               # then everything twice as fast
+    assert control.costs.base_s == pytest.approx(0.005)
+    assert (control.cost(4) - control.verify_cost(4)) / 4 == pytest.approx(0.4 * 0.005, rel=0.02)
