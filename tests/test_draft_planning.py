@@ -392,3 +392,19 @@ def test_draft_steps_are_priced_in_plain_passes_of_their_time_so_speed_drift_can
         control.observe_plain(0.005)               # then everything twice as fast
     assert control.costs.base_s == pytest.approx(0.005)
     assert (control.cost(4) - control.verify_cost(4)) / 4 == pytest.approx(0.4 * 0.005, rel=0.02)
+
+
+def test_a_round_of_drafts_right_after_plain_passes_does_not_price_verify_rounds():
+    """A probe's first round runs cold, its verify pass as well as its draft steps: priced
+    by such rounds, a round of drafts looked twice as dear while drafting was off as while
+    it was on. Once a round that followed another is timed, cold rounds stay out of the
+    cost line."""
+    control = DraftController(max_draft=8)
+    control.observe_plain(0.010)
+    for _ in range(8):
+        control.observe(4, 4, verify_s=0.012, draft_s=0.004)  # warm rounds, 12 ms
+    for _ in range(4):
+        control.observe_plain(0.010)
+        control.observe(4, 4, verify_s=0.030, draft_s=0.004)  # cold, after a plain pass
+        control.observe(4, 4, verify_s=0.012, draft_s=0.004)  # warm again
+    assert control.verify_cost(4) == pytest.approx(0.012, rel=0.02)
