@@ -1,7 +1,7 @@
 """Settings of the draft planner against each other and against plain greedy, in one run.
 
     python -m bench.planner_ab PKG [--drafter layers] [--stay-on 1.08,1.0] [--data jfleg]
-        [--limit 754] [--rounds 4] [--threads 2] [--out DIR]
+        [--limit 754] [--rounds 4] [--runs 1] [--against REV] [--threads 2] [--out DIR]
 
 One engine per setting, all on one shared thread pool (so no idle pool spins beside the
 one working), each with its own planner kept across calls; every input is decoded by
@@ -14,7 +14,11 @@ setting compared: `--stay-on`, the predicted gain below which drafting
 that is on switches off (DraftController.stay_on_gain; switching on needs ON_GAIN). With
 `--against REV`, the planner of git revision REV (its runtime/draft_control.py and the
 modules it imports from runtime/, loaded apart) against this one instead, each at the
-first --stay-on value."""
+first --stay-on value. With `--runs N`, all of it N times over, with fresh engines and
+planners each time, then every run's inputs pooled: a planner can settle in a different
+state from one run to the next (layer drafting on JFLEG dev: 0.99x-1.06x against the
+planner before, run to run), a spread the pooled interval, over inputs, does not cover;
+the per-run figures show it."""
 from __future__ import annotations
 
 import argparse
@@ -110,6 +114,24 @@ def compare(runs: dict, stay_on: list[float]) -> list[dict]:
     return rows
 
 
+def pool(runs: list[dict]) -> dict:
+    """Several runs of run_rounds as one: each round's inputs, outputs and passes
+    concatenated run after run."""
+    arms, rounds = runs[0]["seconds"].keys(), len(next(iter(runs[0]["seconds"].values())))
+    return {"seconds": {arm: [[t for run in runs for t in run["seconds"][arm][r]]
+                              for r in range(rounds)] for arm in arms},
+            "outputs": {arm: [o for run in runs for o in run["outputs"][arm]] for arm in arms},
+            "passes": {arm: sum(run["passes"][arm] for run in runs) for arm in arms}}
+
+
+def describe(name: str, row: dict, inputs: int) -> str:
+    plain, first = row["vs_plain"], row["vs_first"]
+    return (f"{name}: {plain['speedup']:.3f}x plain [{plain['ci95'][0]:.3f}-{plain['ci95'][1]:.3f}], "
+            f"{first['speedup']:.3f}x the first setting [{first['ci95'][0]:.3f}-{first['ci95'][1]:.3f}], "
+            f"identical {row['identical']}/{inputs}, plain's passes / its verify passes "
+            f"{row['passes_ratio']:.2f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     from bench.machine import machine_info, write_json
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
@@ -119,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default="jfleg", choices=["jfleg", "news", "ids"])
     ap.add_argument("--limit", type=int, default=754)
     ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--runs", type=int, default=1, help="whole runs, each with fresh planners")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--max-new-tokens", type=int, default=160)
     ap.add_argument("--against", metavar="REV", help="compare the planner of this git revision "
@@ -130,32 +153,39 @@ def main(argv: list[str] | None = None) -> int:
     if a.against:
         stay_on = stay_on[:1] * 2
     options = {"max_new_tokens": a.max_new_tokens, "rerank_source": False}
-    engines = load_arms(a.package, stay_on, a.drafter, a.threads, options,
-                        planner_at(a.against) if a.against else None)
-    inputs = load_inputs(a.data, a.limit, engines[0].arch.vocab_size, a.shared)
-    for engine in engines:  # warm-up, outside the planners' figures
-        for item in inputs[:4]:
-            engine.generate(item, **options)
-    rows = compare(run_rounds(engines, inputs, a.drafter, options, a.rounds), stay_on)
-    print(f"{len(inputs)} inputs ({a.data}), {a.package}, draft={a.drafter}, {a.rounds} rounds")
+    baseline = planner_at(a.against) if a.against else None
     names = [f"planner at {a.against}", "this planner"] if a.against else \
         [f"stay on down to {gain:.2f}" for gain in stay_on]
-    for name, row in zip(names, rows):
-        row["arm"] = name
-        plain, first = row["vs_plain"], row["vs_first"]
-        print(f"{name}: {plain['speedup']:.3f}x plain "
-              f"[{plain['ci95'][0]:.3f}-{plain['ci95'][1]:.3f}], {first['speedup']:.3f}x the first "
-              f"setting [{first['ci95'][0]:.3f}-{first['ci95'][1]:.3f}], "
-              f"identical {row['identical']}/{len(inputs)}, plain's passes / its verify passes "
-              f"{row['passes_ratio']:.2f}")
-    if a.out:  # each arm's planner as it ended: its setting read back, and what it measured
-        planners = [e.draft_planner(draft=a.drafter, **options) for e in engines]
+    runs, by_run = [], []
+    for run in range(a.runs):
+        engines = load_arms(a.package, stay_on, a.drafter, a.threads, options, baseline)
+        inputs = load_inputs(a.data, a.limit, engines[0].arch.vocab_size, a.shared)
+        for engine in engines:  # warm-up, outside the planners' figures
+            for item in inputs[:4]:
+                engine.generate(item, **options)
+        runs.append(run_rounds(engines, inputs, a.drafter, options, a.rounds))
+        rows = compare(runs[-1], stay_on)
+        if run == 0:
+            print(f"{len(inputs)} inputs ({a.data}), {a.package}, draft={a.drafter}, "
+                  f"{a.rounds} rounds" + (f", {a.runs} runs" if a.runs > 1 else ""))
+        for name, row in zip(names, rows):
+            row["arm"] = name
+            print(("" if a.runs == 1 else f"run {run + 1}, ") + describe(name, row, len(inputs)))
+        # each arm's planner as it ended: its setting read back, and what it measured
+        by_run.append({"rows": rows, "planners": [
+            {"module": type(p).__module__, "stay_on_gain": p.stay_on_gain, **p.summary()}
+            for p in (e.draft_planner(draft=a.drafter, **options) for e in engines)]})
+    if a.runs > 1:
+        rows = compare(pool(runs), stay_on)
+        for name, row in zip(names, rows):
+            row["arm"] = name
+            print(f"pooled over {a.runs} runs, " + describe(name, row, a.runs * len(inputs)))
+    if a.out:
         write_json(a.out, "planner_ab.json", {
             "machine": machine_info(a.threads), "package": a.package, "drafter": a.drafter,
-            "data": a.data, "inputs": len(inputs), "rounds": a.rounds, "against": a.against,
-            "rows": rows,
-            "planners": [{"module": type(p).__module__, "stay_on_gain": p.stay_on_gain, **p.summary()}
-                         for p in planners]})
+            "data": a.data, "inputs": len(inputs), "rounds": a.rounds, "runs": a.runs,
+            "against": a.against, "rows": rows, "planners": by_run[-1]["planners"],
+            "by_run": by_run if a.runs > 1 else None})
     return 0
 
 

@@ -46,3 +46,17 @@ def test_against_a_revision_its_planner_drafts_beside_this_one(tiny_package, tmp
         "planner_at_rev.draft_control", "edgeseq.runtime.draft_control"]
     assert all(p["rounds"] > 0 for p in report["planners"])  # both drafted
     assert all(row["identical"] == 6 for row in report["rows"])
+
+
+def test_several_runs_each_start_fresh_planners_and_are_pooled(tiny_package, tmp_path):
+    stdout, report = _planner_ab(tiny_package("t5", "fp32")[0], tmp_path, "--stay-on", "1.08,1.0",
+                                 "--runs", "2")
+    assert "run 1, stay on down to 1.08" in stdout and "run 2, stay on down to 1.08" in stdout
+    assert "pooled over 2 runs, stay on down to 1.00" in stdout
+    assert len(report["by_run"]) == 2
+    first, second = (run["planners"][0]["rounds"] for run in report["by_run"])
+    assert first > 0 and second > 0
+    for row in report["rows"]:  # pooled: both runs' inputs
+        assert row["identical"] == 12
+        low, high = row["vs_plain"]["ci95"]
+        assert low <= row["vs_plain"]["speedup"] <= high
