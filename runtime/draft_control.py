@@ -76,8 +76,8 @@ class WayStats:
     priced against plain passes timed once it was fast, kept drafting off."""
     reached: np.ndarray
     rejected: np.ndarray
-    step: float | None = None
-    cold_step: float | None = None
+    step_passes: float | None = None
+    cold_step_passes: float | None = None
     prior_step: float = 0.0
     _adds: int = 0
 
@@ -212,7 +212,7 @@ class DraftController:
     def _step_s(self, way: int) -> float:
         s = self._seen(way)
         # warm (drafting on, a probe's second round) once timed so: probes run cold first
-        timed = s.step if s.step is not None else s.cold_step
+        timed = s.step_passes if s.step_passes is not None else s.cold_step_passes
         passes = timed if timed is not None and self.adaptive else s.prior_step
         return passes * self._plain_s
 
@@ -372,13 +372,13 @@ class DraftController:
                 "beta": self.costs.beta, "round_extra_ms": self.costs.round_extra_s * 1e3,
                 "probe_gap": self.probe_gap, "probe_cost_passes": self._probe_cost or 0.0,
                 "rounds": self._rounds,
-                "ways": {str(way): {"step_ms": self._step_ms(s.step),
-                                    "cold_step_ms": self._step_ms(s.cold_step),
+                "ways": {str(way): {"step_ms": self._step_ms(s.step_passes),
+                                    "cold_step_ms": self._step_ms(s.cold_step_passes),
                                     "survival": [round(float(x), 4) for x in self.survival(way)[:4]]}
                          for way, s in sorted(self.ways.items())}}
 
     def _step_ms(self, passes: float | None) -> float | None:
-        """A drafted token's cost in plain passes, in milliseconds at today's plain pass."""
+        """A drafted token's cost in plain passes, in milliseconds at the current plain pass."""
         return None if passes is None else passes * self._plain_s * 1e3
 
     def off_for_call(self) -> bool:
@@ -465,7 +465,7 @@ class DraftController:
                     self.situations[situation] = WayStats.empty(self.max_draft)
                 self.situations[situation].add(drafted, accepted)
             step = (draft_s - setup_s) / drafted if not setup_s or setup_s < draft_s else \
-                draft_s / drafted if s.step is None and s.cold_step is None else None
+                draft_s / drafted if s.step_passes is None and s.cold_step_passes is None else None
             if step is not None:  # else all setup, and steps timed before stand
                 plain = self.costs.base_s or verify_s / (1 + self.costs.beta * drafted)
                 _timed_step(s, step / plain, warm=self._after_drafts)
@@ -510,6 +510,8 @@ def _timed_step(s: WayStats, step: float, warm: bool) -> None:
     default package, probes timed a step at 0.77 ms against 0.47-0.63 ms while drafting ran,
     and priced that way, drafting that pays 1.1x stayed off."""
     if warm:
-        s.step = step if s.step is None else 0.7 * s.step + 0.3 * step
+        s.step_passes = step if s.step_passes is None else 0.7 * s.step_passes + 0.3 * step
+    elif s.cold_step_passes is None:
+        s.cold_step_passes = step
     else:
-        s.cold_step = step if s.cold_step is None else 0.7 * s.cold_step + 0.3 * step
+        s.cold_step_passes = 0.7 * s.cold_step_passes + 0.3 * step

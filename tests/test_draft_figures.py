@@ -60,7 +60,7 @@ def test_layer_drafting_remembers_exits_across_calls_through_its_controller(engi
     engine.generate(SOURCES[0], max_new_tokens=12, draft="layers", max_draft=3)
     ways = engine._controller(GenerationOptions(draft="layers", max_draft=3)).ways
     # acceptance and step times per exit outlive the call
-    assert ways and any(w.reached.sum() > 0 and w.step is not None for w in ways.values())
+    assert ways and any(w.reached.sum() > 0 and w.step_passes is not None for w in ways.values())
 
 
 def test_a_package_recommends_a_drafter_that_auto_uses_only_for_greedy_search(tiny_checkpoint,
