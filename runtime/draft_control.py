@@ -7,8 +7,8 @@ predicted gain and, once on, stays on while drafting is predicted to pay at all,
 in the timings does not flip it off and on. Probes back off
 exponentially while drafting keeps not paying: on a tiny model a probe (drafts plus a
 longer verify pass) costs several plain passes. A probe is two rounds back to back, and
-draft steps are priced from rounds that follow a round of drafts: right after plain
-passes they run cold, and priced so, drafting that paid looked as if it did not.
+draft steps are priced from rounds of drafting that is on: a probe's, right after plain
+passes, run cold, and priced so, drafting that paid looked as if it did not.
 
 Acceptance is modelled per way and per draft position, not as one rate: input drafting on
 an editing task is right for long stretches and wrong at the edits, so a draft's tail is
@@ -49,8 +49,8 @@ PROBE_SHARE = 0.01
 # layer drafting 0.94x and 0.97x plain with 2, 1.05x and 1.00x with 4; a draft model
 # 1.07x and 1.12x, against 1.12x twice)
 PROBE_LENGTH = 4
-# rounds of drafts a probe runs: the first after plain passes runs its draft steps cold, the
-# second prices them as drafting that is on would (see _timed_step)
+# rounds of drafts a probe runs, back to back: the second's verify pass, after a round of
+# drafts, prices verify rounds (the first's runs cold); both time draft steps cold (_warm)
 PROBE_ROUNDS = 2
 # weight of the newest probe in the probes' moving average cost: priced by the last probe
 # alone, a lucky one (every row's drafts accepted) set the gap to its floor, and layer
@@ -69,15 +69,17 @@ class DraftPlan:
 class WayStats:
     """What drafting one way has shown: decayed counts of drafts that reached, and were
     rejected at, each position; a drafted token's cost in plain passes of the time it ran
-    (EMA, None until timed) in rounds that followed a round of drafts, and in rounds that
-    followed plain passes (probes: cold, dearer, used until a warm round is timed); and a
-    draft step's cost in plain passes before then (e.g. from weight counts). In plain
+    (EMA, None until timed) in rounds of drafting that is on (warm), and in probes' rounds
+    (cold, dearer: used until a warm round is timed, or where cheaper than a warm figure
+    timed before them); and a draft step's cost in plain passes before then (e.g. from
+    weight counts). In plain
     passes, not seconds: a shared machine's speed drifts, and steps timed while it was slow,
     priced against plain passes timed once it was fast, kept drafting off."""
     reached: np.ndarray
     rejected: np.ndarray
     step_passes: float | None = None
     cold_step_passes: float | None = None
+    cold_is_newer: bool = False  # the cold figure was timed after the warm one
     prior_step: float = 0.0
     _adds: int = 0
 
@@ -132,7 +134,7 @@ class DraftController:
     # exit 1, none accepted, on a fresh engine's first 10 s clip)
     _prior_off: bool = False
     _on: bool = False                            # the last plan drafted, past min_rounds
-    _after_drafts: bool = False                  # the last pass was a round of drafts
+    _streak: int = 0                             # rounds of drafts in a row up to now
     _warm_rounds: int = 0                        # rounds of drafts that followed one
     _empty: int = 0                              # rounds the drafter proposed nothing
     _best: DraftPlan | None = None               # the plan, until the next fit
@@ -211,8 +213,10 @@ class DraftController:
 
     def _step_s(self, way: int) -> float:
         s = self._seen(way)
-        # warm (drafting on, a probe's second round) once timed so: probes run cold first
-        timed = s.step_passes if s.step_passes is not None else s.cold_step_passes
+        # warm (drafting on) once timed so, but never dearer than probes since found a step
+        # cold: then the warm figure is stale (probes do not time steps warm)
+        timed = s.cold_step_passes if s.step_passes is None else \
+            min(s.step_passes, s.cold_step_passes) if s.cold_is_newer else s.step_passes
         passes = timed if timed is not None and self.adaptive else s.prior_step
         return passes * self._plain_s
 
@@ -395,7 +399,7 @@ class DraftController:
         they count toward the next probe."""
         self._off_rounds += passes
         if passes:  # untimed plain passes (observe_plain clears it for timed ones)
-            self._after_drafts = False
+            self._streak = 0
         self.note_call(passes)
 
     def note_call(self, passes: int) -> None:
@@ -427,7 +431,7 @@ class DraftController:
         """A pass without drafts: the baseline cost. Refitted every 32 such passes only,
         so decoding with drafting off costs what plain decoding does."""
         self._observed += 1
-        self._after_drafts = False
+        self._streak = 0
         self.costs.add(0, seconds)
         if self._observed % 32 == 0 or self.costs.base_s is None:
             self.costs.fit(self._rounds >= self.min_rounds)
@@ -468,7 +472,7 @@ class DraftController:
                 draft_s / drafted if s.step_passes is None and s.cold_step_passes is None else None
             if step is not None:  # else all setup, and steps timed before stand
                 plain = self.costs.base_s or verify_s / (1 + self.costs.beta * drafted)
-                _timed_step(s, step / plain, warm=self._after_drafts)
+                _timed_step(s, step / plain, warm=self._warm)
         if self._probing and drafted and self.costs.base_s:  # a round of the probe's
             self._probe_spent += max((verify_s + draft_s) / self.costs.base_s - accepted - 1, 0.0)
             if not self._probe_left:  # its last: what the whole probe cost
@@ -476,18 +480,27 @@ class DraftController:
                 self._probe_cost = cost if self._probe_cost is None else \
                     (1 - PROBE_COST_SMOOTHING) * self._probe_cost + PROBE_COST_SMOOTHING * cost
         self._observed += 1
-        if drafted and self._after_drafts:
+        after_drafts = self._streak > 0
+        if drafted and after_drafts:
             self._warm_rounds += 1
-        if not drafted or self._after_drafts or not self._warm_rounds:
+        if not drafted or after_drafts or not self._warm_rounds:
             # a round right after plain passes runs cold, its verify pass too (a probe's first
             # round on JFLEG dev: the line put 0.45-0.8 ms on a round of 4 drafts while off,
             # 0.35-0.42 ms on a round of 8 while on): rounds priced like steps, warm when any are
             self.costs.add(drafted, verify_s)
-        self._after_drafts = drafted > 0
+        self._streak = self._streak + 1 if drafted else 0
         if drafted or self._observed % 8 == 0 or self.costs.base_s is None:
             self.costs.fit(self._rounds >= self.min_rounds)  # after drafts, every 8 plain passes
             if self._replan_due(drafted):
                 self._best = None
+
+    @property
+    def _warm(self) -> bool:
+        """The round being observed runs as drafting that is on runs: after PROBE_ROUNDS
+        rounds of drafts in a row, so never a probe's. Right after plain passes a round's
+        draft steps and verify pass run cold; a probe's second round, too, priced exit 1's
+        steps at 0.44-0.50 ms on JFLEG dev against 0.34-0.39 ms while drafting ran."""
+        return self._streak >= PROBE_ROUNDS
 
     def _replan_due(self, drafted: int) -> bool:
         """Whether the plan is redone after this round: always while the figures are young,
@@ -505,10 +518,11 @@ def _ms(seconds: float | None) -> float | None:
 
 def _timed_step(s: WayStats, step: float, warm: bool) -> None:
     """A round's cost per drafted token (in plain passes) into the way's moving averages:
-    warm when the round before drafted too (drafting that is on), else cold (a probe after
-    plain passes). Planning prices steps warm once it can: on JFLEG dev, exit 1 of the
-    default package, probes timed a step at 0.77 ms against 0.47-0.63 ms while drafting ran,
-    and priced that way, drafting that pays 1.1x stayed off."""
+    warm for drafting that is on, else cold (a probe's rounds). Planning prices steps warm
+    once it can: on JFLEG dev, exit 1 of the default package, a probe's first round timed a
+    step at 0.77 ms against 0.47-0.63 ms while drafting ran, and priced that way, drafting
+    that pays 1.1x stayed off."""
+    s.cold_is_newer = not warm
     if warm:
         s.step_passes = step if s.step_passes is None else 0.7 * s.step_passes + 0.3 * step
     elif s.cold_step_passes is None:
