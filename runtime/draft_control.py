@@ -72,9 +72,9 @@ class WayStats:
     (EMA, None until timed) in rounds of drafting that is on (warm), and in probes' rounds
     (cold, dearer: used until a warm round is timed, or where cheaper than a warm figure
     timed before them); and a draft step's cost in plain passes before then (e.g. from
-    weight counts). In plain
-    passes, not seconds: a shared machine's speed drifts, and steps timed while it was slow,
-    priced against plain passes timed once it was fast, kept drafting off."""
+    weight counts). In plain passes, not seconds: a shared machine's speed drifts, and
+    steps timed while it was slow, priced against plain passes timed once it was fast,
+    kept drafting off."""
     reached: np.ndarray
     rejected: np.ndarray
     step_passes: float | None = None
