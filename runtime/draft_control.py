@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .pass_costs import PassCosts
+from .way_stats import WayStats, timed_step
 
-DECAY = 0.95        # per verify pass: acceptance statistics of about the last 20 passes
 PSEUDO_COUNT = 2.0  # weight of the pooled rate at a position (prior + shrinkage)
 ONLY_WAY = 0        # the way of drafters that have one (input, n-gram, a draft model)
 ON_GAIN = 1.08      # drafting switches on for a predicted gain over plain passes of 8% or more
@@ -66,43 +66,6 @@ class DraftPlan:
 
 
 @dataclass
-class WayStats:
-    """What drafting one way has shown: decayed counts of drafts that reached, and were
-    rejected at, each position; a drafted token's cost in plain passes of the time it ran
-    (EMA, None until timed) in rounds of drafting that is on (warm), and in probes' rounds
-    (cold, dearer: used until a warm round is timed, or where cheaper than a warm figure
-    timed before them); and a draft step's cost in plain passes before then (e.g. from
-    weight counts). In plain passes, not seconds: a shared machine's speed drifts, and
-    steps timed while it was slow, priced against plain passes timed once it was fast,
-    kept drafting off."""
-    reached: np.ndarray
-    rejected: np.ndarray
-    step_passes: float | None = None
-    cold_step_passes: float | None = None
-    cold_is_newer: bool = False  # the cold figure was timed after the warm one
-    prior_step: float = 0.0
-    _adds: int = 0
-
-    @classmethod
-    def empty(cls, max_draft: int) -> "WayStats":
-        return cls(np.zeros(max_draft), np.zeros(max_draft))
-
-    def add(self, drafted: int, accepted: int) -> None:
-        """A verify pass of `drafted` drafts accepted the first `accepted` (older passes
-        decay; a count that decays below 1e-30 is dropped, as floats that small would slow
-        every later pass's arithmetic)."""
-        self.reached *= DECAY
-        self.rejected *= DECAY
-        self.reached[:min(accepted + 1, drafted)] += 1.0
-        if accepted < drafted:
-            self.rejected[accepted] += 1.0
-        self._adds += 1
-        if self._adds % 256 == 0:
-            self.reached[self.reached < 1e-30] = 0.0
-            self.rejected[self.rejected < 1e-30] = 0.0
-
-
-@dataclass
 class DraftController:
     max_draft: int
     adaptive: bool = True
@@ -135,7 +98,7 @@ class DraftController:
     _prior_off: bool = False
     _on: bool = False                            # the last plan drafted, past min_rounds
     _streak: int = 0                             # rounds of drafts in a row up to now
-    _warm_rounds: int = 0                        # rounds of drafts that followed one
+    _timed_after_drafts: bool = False            # a round that followed one priced verify rounds
     _empty: int = 0                              # rounds the drafter proposed nothing
     _best: DraftPlan | None = None               # the plan, until the next fit
     _lengths: np.ndarray | None = None           # 0 .. max_draft, the lengths plan() weighs
@@ -472,7 +435,7 @@ class DraftController:
                 draft_s / drafted if s.step_passes is None and s.cold_step_passes is None else None
             if step is not None:  # else all setup, and steps timed before stand
                 plain = self.costs.base_s or verify_s / (1 + self.costs.beta * drafted)
-                _timed_step(s, step / plain, warm=self._warm)
+                timed_step(s, step / plain, warm=self._warm)
         if self._probing and drafted and self.costs.base_s:  # a round of the probe's
             self._probe_spent += max((verify_s + draft_s) / self.costs.base_s - accepted - 1, 0.0)
             if not self._probe_left:  # its last: what the whole probe cost
@@ -481,9 +444,8 @@ class DraftController:
                     (1 - PROBE_COST_SMOOTHING) * self._probe_cost + PROBE_COST_SMOOTHING * cost
         self._observed += 1
         after_drafts = self._streak > 0
-        if drafted and after_drafts:
-            self._warm_rounds += 1
-        if not drafted or after_drafts or not self._warm_rounds:
+        self._timed_after_drafts |= bool(drafted) and after_drafts
+        if not drafted or after_drafts or not self._timed_after_drafts:
             # a round right after plain passes runs cold, its verify pass too (a probe's first
             # round on JFLEG dev: the line put 0.45-0.8 ms on a round of 4 drafts while off,
             # 0.35-0.42 ms on a round of 8 while on): rounds priced like steps, warm when any are
@@ -514,18 +476,3 @@ class DraftController:
 
 def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else seconds * 1e3
-
-
-def _timed_step(s: WayStats, step: float, warm: bool) -> None:
-    """A round's cost per drafted token (in plain passes) into the way's moving averages:
-    warm for drafting that is on, else cold (a probe's rounds). Planning prices steps warm
-    once it can: on JFLEG dev, exit 1 of the default package, a probe's first round timed a
-    step at 0.77 ms against 0.47-0.63 ms while drafting ran, and priced that way, drafting
-    that pays 1.1x stayed off."""
-    s.cold_is_newer = not warm
-    if warm:
-        s.step_passes = step if s.step_passes is None else 0.7 * s.step_passes + 0.3 * step
-    elif s.cold_step_passes is None:
-        s.cold_step_passes = step
-    else:
-        s.cold_step_passes = 0.7 * s.cold_step_passes + 0.3 * step

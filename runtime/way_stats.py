@@ -1,0 +1,61 @@
+"""What drafting one way (an exit layer, for layer drafting) has shown the draft planner
+(runtime/draft_control.py): where its drafts are rejected, and what a drafted token costs."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+DECAY = 0.95  # per verify pass: acceptance statistics of about the last 20 passes
+
+
+@dataclass
+class WayStats:
+    """What drafting one way has shown: decayed counts of drafts that reached, and were
+    rejected at, each position; a drafted token's cost in plain passes of the time it ran
+    (EMA, None until timed) in rounds of drafting that is on (warm), and in probes' rounds
+    (cold, dearer: used until a warm round is timed, or where cheaper than a warm figure
+    timed before them); and a draft step's cost in plain passes before then (e.g. from
+    weight counts). In plain passes, not seconds: a shared machine's speed drifts, and
+    steps timed while it was slow, priced against plain passes timed once it was fast,
+    kept drafting off."""
+    reached: np.ndarray
+    rejected: np.ndarray
+    step_passes: float | None = None
+    cold_step_passes: float | None = None
+    cold_is_newer: bool = False  # the cold figure was timed after the warm one
+    prior_step: float = 0.0
+    _adds: int = 0
+
+    @classmethod
+    def empty(cls, max_draft: int) -> "WayStats":
+        return cls(np.zeros(max_draft), np.zeros(max_draft))
+
+    def add(self, drafted: int, accepted: int) -> None:
+        """A verify pass of `drafted` drafts accepted the first `accepted` (older passes
+        decay; a count that decays below 1e-30 is dropped, as floats that small would slow
+        every later pass's arithmetic)."""
+        self.reached *= DECAY
+        self.rejected *= DECAY
+        self.reached[:min(accepted + 1, drafted)] += 1.0
+        if accepted < drafted:
+            self.rejected[accepted] += 1.0
+        self._adds += 1
+        if self._adds % 256 == 0:
+            self.reached[self.reached < 1e-30] = 0.0
+            self.rejected[self.rejected < 1e-30] = 0.0
+
+
+def timed_step(s: WayStats, step: float, warm: bool) -> None:
+    """A round's cost per drafted token (in plain passes) into the way's moving averages:
+    warm for drafting that is on, else cold (a probe's rounds). Planning prices steps warm
+    once it can: on JFLEG dev, exit 1 of the default package, a probe's first round timed a
+    step at 0.77 ms against 0.47-0.63 ms while drafting ran, and priced that way, drafting
+    that pays 1.1x stayed off."""
+    s.cold_is_newer = not warm
+    if warm:
+        s.step_passes = step if s.step_passes is None else 0.7 * s.step_passes + 0.3 * step
+    elif s.cold_step_passes is None:
+        s.cold_step_passes = step
+    else:
+        s.cold_step_passes = 0.7 * s.cold_step_passes + 0.3 * step
