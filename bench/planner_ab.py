@@ -3,22 +3,22 @@
     python -m bench.planner_ab PKG [--drafter layers] [--stay-on 1.08,1.0] [--data jfleg]
         [--limit 754] [--rounds 4] [--runs 1] [--against REV] [--threads 2] [--out DIR]
 
-One engine per setting, all on one shared thread pool (so no idle pool spins beside the
-one working), each with its own planner kept across calls; every input is decoded by
-plain greedy and by each setting in turn, the order turning from input to input, so
-drift on a shared machine favours none. Per setting: the paired speedup over plain
-greedy with its 95% interval (bench/paired_speedup.py: each input's median over the
-rounds), the paired speedup over the first setting, and the outputs identical to plain
-greedy's, and plain greedy's decoder passes over its verify passes (how much it drafted). The
-setting compared: `--stay-on`, the predicted gain below which drafting
-that is on switches off (DraftController.stay_on_gain; switching on needs ON_GAIN). With
-`--against REV`, the planner of git revision REV (its runtime/draft_control.py and the
-modules it imports from runtime/, loaded apart) against this one instead, each at the
-first --stay-on value. With `--runs N`, all of it N times over, with fresh engines and
-planners each time, then every run's inputs pooled: a planner can settle in a different
-state from one run to the next (layer drafting on JFLEG dev: one planner against the same
-planner read 1.016x and 1.095x in two runs), a spread the pooled interval, over inputs,
-does not cover; the per-run figures show it."""
+One engine per setting and one for plain greedy, all on one shared thread pool (so no
+idle pool spins beside the one working), each setting's with its own planner kept across
+calls; every input is decoded by plain greedy and by each setting in turn, the order
+turning from input to input, so drift on a shared machine favours none. Per setting: the
+paired speedup over plain greedy with its 95% interval (bench/paired_speedup.py: each
+input's median over the rounds), the paired speedup over the first setting, and the
+outputs identical to plain greedy's, and plain greedy's decoder passes over its verify
+passes (how much it drafted). The setting compared: `--stay-on`, the predicted gain
+below which drafting that is on switches off (DraftController.stay_on_gain; switching on
+needs ON_GAIN). With `--against REV`, the planner of git revision REV (its
+runtime/draft_control.py and the modules it imports from runtime/, loaded apart) against
+this one instead, each at the first --stay-on value. With `--runs N`, all of it N times
+over, with fresh engines and planners each time, then every run's inputs pooled: a
+planner can settle in a different state from one run to the next (layer drafting on
+JFLEG dev: one planner against the same planner read 1.016x and 1.095x in two runs), a
+spread the pooled interval, over inputs, does not cover; the per-run figures show it."""
 from __future__ import annotations
 
 import argparse
@@ -76,10 +76,12 @@ def load_arms(package: str, stay_on: list[float], drafter: str, threads: int,
     return engines
 
 
-def run_rounds(engines: list, inputs: list, drafter: str, options: dict, rounds: int) -> dict:
+def run_rounds(plain, engines: list, inputs: list, drafter: str, options: dict,
+               rounds: int) -> dict:
     """Per arm ("plain", then one per engine) and round, each input's seconds; each arm's
     outputs of the first round; and each arm's verify passes over all rounds (plain:
-    its decoder passes)."""
+    its decoder passes). Plain greedy decodes on an engine of its own (`plain`), so no
+    setting shares its buffers and caches with plain greedy's calls."""
     arms = ["plain"] + list(range(len(engines)))
     seconds = {arm: [[] for _ in range(rounds)] for arm in arms}
     outputs: dict = {arm: [] for arm in arms}
@@ -87,7 +89,7 @@ def run_rounds(engines: list, inputs: list, drafter: str, options: dict, rounds:
     for round_ in range(rounds):
         for i, item in enumerate(inputs):
             for arm in turn_order(arms, round_, i):
-                engine, opts = (engines[0], options) if arm == "plain" else \
+                engine, opts = (plain, options) if arm == "plain" else \
                     (engines[arm], {**options, "draft": drafter})
                 began = time.perf_counter()
                 result = engine.generate(item, **opts)
@@ -134,6 +136,7 @@ def describe(name: str, row: dict, inputs: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import edgeseq
     from bench.machine import machine_info, write_json
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("package")
@@ -160,11 +163,12 @@ def main(argv: list[str] | None = None) -> int:
     runs, by_run = [], []
     for run in range(a.runs):
         engines = load_arms(a.package, stay_on, a.drafter, a.threads, options, baseline)
-        inputs = load_inputs(a.data, a.limit, engines[0].arch.vocab_size, a.shared)
-        for engine in engines:  # warm-up, outside the planners' figures
+        plain = edgeseq.load(a.package, threads=a.threads, shared_pool=True)
+        inputs = load_inputs(a.data, a.limit, plain.arch.vocab_size, a.shared)
+        for engine in [plain, *engines]:  # warm-up, outside the planners' figures
             for item in inputs[:4]:
                 engine.generate(item, **options)
-        runs.append(run_rounds(engines, inputs, a.drafter, options, a.rounds))
+        runs.append(run_rounds(plain, engines, inputs, a.drafter, options, a.rounds))
         rows = compare(runs[-1], stay_on)
         if run == 0:
             print(f"{len(inputs)} inputs ({a.data}), {a.package}, draft={a.drafter}, "

@@ -60,3 +60,24 @@ def test_several_runs_each_start_fresh_planners_and_are_pooled(tiny_package, tmp
         assert row["identical"] == 12
         low, high = row["vs_plain"]["ci95"]
         assert low <= row["vs_plain"]["speedup"] <= high
+
+
+def test_plain_greedy_decodes_on_an_engine_of_its_own():
+    """No setting shares its engine (buffers, caches, planner) with plain greedy's calls."""
+    from bench.planner_ab import run_rounds
+
+    class Engine:
+        def __init__(self):
+            self.calls = []
+
+        def generate(self, item, **options):
+            self.calls.append((item, options.get("draft")))
+            stats = type("Stats", (), {"speculation": None, "decoder_passes": 3})
+            return type("Result", (), {"stats": stats, "token_ids": [item]})
+
+    plain, first, second = Engine(), Engine(), Engine()
+    runs = run_rounds(plain, [first, second], [0, 1, 2], "layers", {}, rounds=2)
+    assert plain.calls == [(i, None) for _ in range(2) for i in range(3)]
+    assert first.calls == second.calls == [(i, "layers") for _ in range(2) for i in range(3)]
+    assert runs["passes"] == {"plain": 18, 0: 18, 1: 18}
+    assert [len(r) for r in runs["seconds"]["plain"]] == [3, 3]
