@@ -25,6 +25,7 @@ class WayStats:
     cold_step_passes: float | None = None
     cold_is_newer: bool = False  # the cold figure was timed after the warm one
     prior_step: float = 0.0
+    last_round: int = -1  # the planner's round count when the way last drafted (-1: never)
     _adds: int = 0
 
     @classmethod

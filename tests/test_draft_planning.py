@@ -417,3 +417,23 @@ def test_a_round_of_drafts_right_after_plain_passes_does_not_price_verify_rounds
         control.observe(4, 4, verify_s=0.030, draft_s=0.004)  # cold, after a plain pass
         control.observe(4, 4, verify_s=0.012, draft_s=0.004)  # warm again
     assert control.verify_cost(4) == pytest.approx(0.012, rel=0.02)
+
+
+def test_a_way_whose_figures_went_stale_while_off_is_probed_again():
+    """Every other probe drafts by the way that drafted least recently, not only by the
+    likeliest accepted: on JFLEG dev exit 1's figures, left from sentences the model
+    rewrote, kept it off for the rest of a run while probes tried exit 2 alone."""
+    control = _layer_controller([1, 2])
+    _accept(control, 1, 0.30, step_s=0.004)  # cheap, but mostly wrong back then
+    _accept(control, 2, 0.95, step_s=0.012)  # right, but dearer than a plain pass
+    step_s = {1: 0.004, 2: 0.012}
+    ways = []
+    for _ in range(2000):  # now every draft of either way is accepted
+        plan = control.plan()
+        if plan.length:
+            control.observe(plan.length, plan.length, verify_s=0.010 * 1.24,
+                            draft_s=plan.length * step_s[plan.way], way=plan.way)
+        else:
+            control.observe_plain(0.010)
+        ways.append(plan.way if plan.length else None)
+    assert ways[-50:] == [1] * 50  # exit 1 drafts again
