@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .pass_costs import PassCosts
-from .way_stats import WayStats, timed_step
+from .way_stats import WayStats, capped, timed_step
 
 PSEUDO_COUNT = 2.0  # weight of the pooled rate at a position (prior + shrinkage)
 ONLY_WAY = 0        # the way of drafters that have one (input, n-gram, a draft model)
@@ -451,7 +451,8 @@ class DraftController:
                 plain = self.costs.base_s or verify_s / (1 + self.costs.beta * drafted)
                 timed_step(s, step / plain, warm=self._warm)
         if self._probing and drafted and self.costs.base_s:  # a round of the probe's
-            self._probe_spent += max((verify_s + draft_s) / self.costs.base_s - accepted - 1, 0.0)
+            spent = capped(verify_s + draft_s, float(self.cost(drafted, way)))
+            self._probe_spent += max(spent / self.costs.base_s - accepted - 1, 0.0)
             if not self._probe_left:  # its last: what the whole probe cost
                 cost, self._probe_spent = self._probe_spent, 0.0
                 self._probe_cost = cost if self._probe_cost is None else \

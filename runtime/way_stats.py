@@ -7,6 +7,12 @@ from dataclasses import dataclass
 import numpy as np
 
 DECAY = 0.95  # per verify pass: acceptance statistics of about the last 20 passes
+# a timing above STALL_RATIO times what the planner expects of it (the moving average it
+# goes into; for a probe's round, its predicted cost) counts as that much: a stall of the
+# machine (another process, paging) once priced exit 1's draft step of the default package
+# at 413 ms against 0.5 ms, and drafting accepted 99% of the time stayed off for the rest
+# of the run; a real slow-down of 4x or more still shows within a few rounds
+STALL_RATIO = 4.0
 
 
 @dataclass
@@ -54,9 +60,18 @@ def timed_step(s: WayStats, step: float, warm: bool) -> None:
     step at 0.77 ms against 0.47-0.63 ms while drafting ran, and priced that way, drafting
     that pays 1.1x stayed off."""
     s.cold_is_newer = not warm
+    # each capped at STALL_RATIO times the figure before it (a first warm one: the cold one)
     if warm:
-        s.step_passes = step if s.step_passes is None else 0.7 * s.step_passes + 0.3 * step
-    elif s.cold_step_passes is None:
-        s.cold_step_passes = step
+        before = s.cold_step_passes if s.step_passes is None else s.step_passes
+        s.step_passes = _moved(s.step_passes, capped(step, before))
     else:
-        s.cold_step_passes = 0.7 * s.cold_step_passes + 0.3 * step
+        s.cold_step_passes = _moved(s.cold_step_passes, capped(step, s.cold_step_passes))
+
+
+def _moved(average: float | None, sample: float) -> float:
+    return sample if average is None else 0.7 * average + 0.3 * sample
+
+
+def capped(sample: float, expected: float | None) -> float:
+    """A timing, capped at STALL_RATIO times what is expected of it (None: nothing yet)."""
+    return sample if expected is None else min(sample, STALL_RATIO * expected)

@@ -7,6 +7,7 @@ import pytest
 
 from edgeseq.runtime.draft_control import (ON_GAIN, PROBE_LENGTH, PROBE_ROUNDS, STAY_ON_GAIN,
                                            DraftController)
+from edgeseq.runtime.way_stats import WayStats, timed_step
 
 
 def _never_pays(control: DraftController, passes: int) -> list[int]:
@@ -437,3 +438,37 @@ def test_a_way_whose_figures_went_stale_while_off_is_probed_again():
             control.observe_plain(0.010)
         ways.append(plan.way if plan.length else None)
     assert ways[-50:] == [1] * 50  # exit 1 drafts again
+
+
+def test_one_stalled_round_does_not_switch_drafting_that_pays_off():
+    """A timing far above the figures' prediction counts as STALL_RATIO times it: a stall
+    of a shared machine once priced a draft step at 413 ms against 0.5 ms, and drafting
+    accepted 99% of the time stayed off for the rest of the run."""
+    control = DraftController(max_draft=8)
+    control.observe_plain(0.010)
+    assert _accepted_rounds(control, 100, step_s=0.003)[-20:] == [8] * 20
+    control.observe(8, 8, verify_s=1.5, draft_s=8 * 0.5)  # the machine stalls for 5.5 s
+    assert _accepted_rounds(control, 20, step_s=0.003) == [8] * 20  # still drafting
+    assert control.summary()["ways"]["0"]["step_ms"] < 2 * 3.0
+
+
+def test_a_stalled_probe_does_not_send_the_next_probe_thousands_of_passes_away():
+    control = DraftController(max_draft=8, probe_every=8, max_probe_gap=128)
+    _rejected_rounds(control, 1000, draft_s=0.002)  # off, probing every 128 passes
+    while control.plan().length == 0:  # up to the next probe, whose first round stalls
+        control.observe_plain(0.010)
+    control.observe(PROBE_LENGTH, 0, verify_s=3.0, draft_s=0.002)
+    gaps = []
+    for _ in range(3000):
+        _rejected_rounds(control, 1, draft_s=0.002)
+        gaps.append(control.probe_gap)
+    assert max(gaps) <= 2 * 128  # not doubling on to 2048 while the stall's cost decays
+
+
+def test_a_real_slow_down_of_draft_steps_still_shows_within_a_few_rounds():
+    steps = WayStats.empty(8)
+    for _ in range(10):
+        timed_step(steps, 0.1, warm=True)
+    for _ in range(6):
+        timed_step(steps, 1.0, warm=True)  # ten times dearer from now on
+    assert steps.step_passes > 0.8
