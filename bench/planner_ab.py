@@ -61,11 +61,12 @@ def planner_at(rev: str) -> type:
 
 
 def load_arms(package: str, stay_on: list[float], drafter: str, threads: int,
-              options: dict, baseline: type | None = None) -> list:
-    """An engine per setting, its planner (for these options) set to it; with `baseline`
-    (a DraftController class), the first engine's planner is made from it."""
+              options: dict, baseline: type | None = None) -> tuple:
+    """An engine for plain greedy, and an engine per setting, its planner (for these
+    options) set to it; with `baseline` (a DraftController class), the first setting's
+    planner is made from it."""
     import edgeseq
-    engines = []
+    plain, engines = edgeseq.load(package, threads=threads, shared_pool=True), []
     for arm, gain in enumerate(stay_on):
         engine = edgeseq.load(package, threads=threads, shared_pool=True)
         if arm == 0 and baseline is not None:  # before the engine makes its own
@@ -73,7 +74,7 @@ def load_arms(package: str, stay_on: list[float], drafter: str, threads: int,
             engine._figures.get("controller", opts, 1, lambda: baseline(opts.max_draft))
         engine.draft_planner(draft=drafter, **options).stay_on_gain = gain
         engines.append(engine)
-    return engines
+    return plain, engines
 
 
 def run_rounds(plain, engines: list, inputs: list, drafter: str, options: dict,
@@ -136,7 +137,6 @@ def describe(name: str, row: dict, inputs: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import edgeseq
     from bench.machine import machine_info, write_json
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("package")
@@ -162,8 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         [f"stay on down to {gain:.2f}" for gain in stay_on]
     runs, by_run = [], []
     for run in range(a.runs):
-        engines = load_arms(a.package, stay_on, a.drafter, a.threads, options, baseline)
-        plain = edgeseq.load(a.package, threads=a.threads, shared_pool=True)
+        plain, engines = load_arms(a.package, stay_on, a.drafter, a.threads, options, baseline)
         inputs = load_inputs(a.data, a.limit, plain.arch.vocab_size, a.shared)
         for engine in [plain, *engines]:  # warm-up, outside the planners' figures
             for item in inputs[:4]:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .pass_costs import PassCosts
-from .way_stats import WayStats, capped, timed_step
+from .way_stats import WayStats, capped, moving_average, timed_step
 
 PSEUDO_COUNT = 2.0  # weight of the pooled rate at a position (prior + shrinkage)
 ONLY_WAY = 0        # the way of drafters that have one (input, n-gram, a draft model)
@@ -87,7 +87,7 @@ class DraftController:
     _probing: bool = False                       # the last plan() was a probe
     _probe_left: int = 0                         # rounds of the current probe still to run
     _probe_way: int = ONLY_WAY                   # the way the current probe drafts by
-    _probes: int = 0                             # probes started
+    _stalest_next: bool = False                  # the next probe drafts by the stalest way
     _probe_spent: float = 0.0                    # what the current probe cost so far, passes
     # what probes cost beyond the tokens they gave, in plain passes (a moving average: one
     # probe's all-accepted draft costs nothing, the next one's rejected draft 3 passes)
@@ -132,6 +132,10 @@ class DraftController:
         if way not in self.ways:
             self.ways[way] = WayStats.empty(self.max_draft)
         return self.ways[way]
+
+    def _ways(self) -> list[int]:
+        """The ways drafting may take, in order (ONLY_WAY before any were named)."""
+        return sorted(self.ways) or [ONLY_WAY]
 
     def _seen(self, way: int) -> WayStats:
         """The way's statistics, or an untried way's (nothing added to `ways`)."""
@@ -234,8 +238,8 @@ class DraftController:
             self._off_rounds += 1
             if self._probe_left or self._off_rounds >= self._probe_gap:
                 if not self._probe_left:  # a new probe: which way it drafts by
-                    self._probes += 1
-                    self._probe_way = best.way if self._probes % 2 else self._stalest()
+                    self._probe_way = self._stalest() if self._stalest_next else best.way
+                    self._stalest_next = not self._stalest_next
                 self._probe_left = (self._probe_left or PROBE_ROUNDS) - 1
                 self._off_rounds, self._probing = 0, True
                 return DraftPlan(self._probe_way, min(PROBE_LENGTH, self.max_draft), situation)
@@ -286,7 +290,7 @@ class DraftController:
         """The way and length with the most expected tokens per second; length 0 (off)
         unless that beats plain passes by 8%, then with the way likeliest to be accepted
         (the one a probe tries)."""
-        ways = sorted(self.ways) or [ONLY_WAY]
+        ways = self._ways()
         if not self.adaptive:
             return DraftPlan(ways[-1], self.max_draft)
         best, best_rate, rates = DraftPlan(ways[-1], 0), 0.0, {}
@@ -325,8 +329,7 @@ class DraftController:
         package, exit 1's figures held first drafts at 58-66% accepted after sentences the
         model rewrote (96-99% while it drafted), so probes went to exit 2 only and exit 1,
         which paid, stayed off for the rest of the run."""
-        ways = sorted(self.ways) or [ONLY_WAY]
-        return min(ways, key=lambda w: self._seen(w).last_round)
+        return min(self._ways(), key=lambda w: self._seen(w).last_round)
 
     def _prior_probe_passes(self, way: int) -> float:
         """What the prior predicts a probe of `way` costs beyond the tokens it gives, in
@@ -455,8 +458,7 @@ class DraftController:
             self._probe_spent += max(spent / self.costs.base_s - accepted - 1, 0.0)
             if not self._probe_left:  # its last: what the whole probe cost
                 cost, self._probe_spent = self._probe_spent, 0.0
-                self._probe_cost = cost if self._probe_cost is None else \
-                    (1 - PROBE_COST_SMOOTHING) * self._probe_cost + PROBE_COST_SMOOTHING * cost
+                self._probe_cost = moving_average(self._probe_cost, cost, PROBE_COST_SMOOTHING)
         self._observed += 1
         after_drafts = self._streak > 0
         self._timed_after_drafts |= bool(drafted) and after_drafts

@@ -63,13 +63,15 @@ def timed_step(s: WayStats, step: float, warm: bool) -> None:
     # each capped at STALL_RATIO times the figure before it (a first warm one: the cold one)
     if warm:
         before = s.cold_step_passes if s.step_passes is None else s.step_passes
-        s.step_passes = _moved(s.step_passes, capped(step, before))
+        s.step_passes = moving_average(s.step_passes, capped(step, before))
     else:
-        s.cold_step_passes = _moved(s.cold_step_passes, capped(step, s.cold_step_passes))
+        s.cold_step_passes = moving_average(s.cold_step_passes,
+                                            capped(step, s.cold_step_passes))
 
 
-def _moved(average: float | None, sample: float) -> float:
-    return sample if average is None else 0.7 * average + 0.3 * sample
+def moving_average(average: float | None, sample: float, weight: float = 0.3) -> float:
+    """`average` moved toward `sample` by `weight` (the sample itself when None)."""
+    return sample if average is None else (1 - weight) * average + weight * sample
 
 
 def capped(sample: float, expected: float | None) -> float:
