@@ -13,12 +13,14 @@ from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
 from edgeseq import names
 from edgeseq.errors import ProviderFailure
+from edgeseq.arch import Positions
 from edgeseq.manifest import Manifest
 from .decoder_products import fp32_product_graph, wanted_products
 from .integer_gemm import (cpu_kernels_on_gpu, unsigned_buffer_bytes, unsigned_weight_graph,
                            uses_integer_gemm, wants_unsigned_weights, x86_cpu_flags)
 from .kv_cache import KVCache
 from .memory import package_weight_bytes
+from .nbits_rows import rows_in_pairs
 from .providers import SessionConfig, encoder_thread_count, make_session, resolve_provider
 
 
@@ -132,6 +134,9 @@ class Sessions:
     # the decoder's int8 weights multiplied as fp32 (runtime/decoder_products.py)
     fp32_products: tuple[str, ...] = ()
     fp32_product_bytes: int = 0
+    # every decoder pass runs an even number of rows: this CPU's products compute rows
+    # exactly alike only in pairs (runtime/nbits_rows.py)
+    even_rows: bool = False
 
 
 def open_sessions(directory: Path, config: SessionConfig, manifest: Manifest,
@@ -164,6 +169,8 @@ def open_sessions(directory: Path, config: SessionConfig, manifest: Manifest,
         sessions.unsigned_weights, sessions.unsigned_weight_bytes = graph.weights, graph.buffer_bytes
     if products is not None:
         sessions.fp32_products, sessions.fp32_product_bytes = products.weights, products.buffer_bytes
+    elif config.provider == "cpu":
+        sessions.even_rows = rows_in_pairs(decoder_bytes)
     return sessions
 
 
@@ -234,6 +241,13 @@ class Seq2SeqRunner:
         of layers that ran or were filled are written: a continuation pass keeps what an
         earlier pass wrote for the layers below it."""
         plan = plan or self.full_plan
+        new = tokens.shape[1]
+        paired = self.sessions.even_rows and tokens.shape[0] * new % 2 == 1 \
+            and self._position_after(cache.length + new)
+        if paired:  # one more row, a copy of the last, that no row before it attends to
+            tokens = np.concatenate([tokens, tokens[:, -1:]], axis=1)
+            if hidden is not None:
+                hidden = np.concatenate([hidden, hidden[:, -1:]], axis=1)
         feeds = state.feeds
         if feeds is None:  # the inputs every pass shares; the rest are replaced per pass
             feeds = state.feeds = {names.DEC_ENCODER_BIAS: state.bias}
@@ -257,5 +271,11 @@ class Seq2SeqRunner:
             for i, (k, v) in enumerate(self._past_names):
                 feeds[k], feeds[v] = (past[2 * i], past[2 * i + 1]) if plan.run[i] else (empty, empty)
         outs = run_session(self.decoder, self._dec_outputs, feeds)
+        if paired:  # logits and hidden states [B, n, .], K/V [B, heads, n, head_dim]
+            outs = [out[:, :new] for out in outs[:2]] + [out[:, :, :new] for out in outs[2:]]
         cache.write(plan.written, outs, first=2)
         return outs[0], outs[1]
+
+    def _position_after(self, position: int) -> bool:
+        """Whether the decoder has a position `position` (relative positions: always)."""
+        return self.arch.positions == Positions.RELATIVE or position < self.arch.max_target_positions

@@ -1,4 +1,5 @@
-"""fp32 products over an int8 decoder's weights, on x86 CPUs without VNNI.
+"""fp32 products over an int8 decoder's weights, on x86 CPUs without VNNI and on CPUs
+whose int8 products compute a lone row differently.
 
 An int8 package's decoder multiplies in onnxruntime's 8-bit MatMulNBits, which quantizes
 each activation row to int8 and multiplies int8 x int8. Without VNNI (AMD Zen 1-3, Intel
@@ -15,6 +16,14 @@ one-token passes are ~15% slower in fp32 (passes of 5 tokens and more faster). S
 default the rewrite applies to decoders within AUTO_LIMIT of packages that recommend a
 drafter (the default model's: input drafting).
 
+And where this CPU's 8-bit products with int8 compute round a row alone differently from
+the same row among others (runtime/nbits_rows.py: AMD Zen 4 with AVX-512 VNNI), for the
+same small drafting decoders: there int8 products would break greedy speculation's
+bitwise exactness (a one-token pass and a verify pass's rows differ), and fp32 products
+were as fast or faster (default model, first 300 JFLEG dev sentences, 3 rounds: plain
+greedy 0.976x the int8 time, input drafting 0.929x). Larger decoders stay int8 there:
+their speculation returns plain greedy's tokens except at near-ties.
+
 The rewrite happens in memory at load (`fp32_product_graph`): each 8-bit MatMulNBits
 without zero points, If branches included, becomes a MatMul whose weight [K, N] is handed
 to onnxruntime as a buffer ((stored - 128) x its block's scale, what MatMulNBits
@@ -25,6 +34,7 @@ tokens bitwise; the tokens themselves can differ from the int8 products' at near
 (activations no longer rounded to int8: closer to the fp32 model)."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +54,7 @@ from edgeseq.onnx_wire import (ATTR_G, ATTR_GRAPHS, ATTR_I, ATTR_NAME, DATA_TYPE
                                string, tensor_data, text, varint_field)
 
 from .integer_gemm import integer_gemm_saturates
+from .nbits_rows import ALONE, nbits_kinds, row_grouping
 from .providers import SessionConfig
 from .rewritten_graph import RewrittenGraph, model_graph, with_graph
 
@@ -106,19 +117,21 @@ def fp32_product_bytes(data: bytes) -> int:
 
 
 def wants_fp32_products(choice: bool | None, provider: str, cpu_flags: set[str] | None,
-                        fp32_bytes: int, drafts: bool) -> bool:
+                        fp32_bytes: int, drafts: bool, int8_rows_exact: Callable[[], bool]) -> bool:
     """Whether to load an int8 decoder with fp32 products: `choice` (SessionConfig's
-    fp32_decoder_products) when set, else on the CPU provider of an x86 CPU without VNNI
-    (integer_gemm_saturates tells those apart) for decoders whose dequantized weights
-    (`fp32_bytes`) stay within AUTO_LIMIT, of packages that recommend a drafter (`drafts`):
-    one-token passes are ~15% slower in fp32, passes of 5 tokens and more faster, so the
-    gain is speculation's (and plain greedy decoding pays)."""
+    fp32_decoder_products) when set, else on the CPU provider for decoders whose
+    dequantized weights (`fp32_bytes`) stay within AUTO_LIMIT, of packages that recommend a
+    drafter (`drafts`), where the CPU is x86 without VNNI (integer_gemm_saturates tells
+    those apart: one-token passes are ~15% slower in fp32, passes of 5 tokens and more
+    faster, so the gain is speculation's) or where its int8 products do not compute a row
+    alone as among others (`int8_rows_exact`, asked last since it runs onnxruntime:
+    runtime/nbits_rows.py; there fp32 products keep greedy speculation exact)."""
     if not fp32_bytes:
         return False
     if choice is not None:
         return choice
-    return (drafts and provider == "cpu" and integer_gemm_saturates(cpu_flags)
-            and fp32_bytes <= AUTO_LIMIT)
+    return (drafts and provider == "cpu" and fp32_bytes <= AUTO_LIMIT
+            and (integer_gemm_saturates(cpu_flags) or not int8_rows_exact()))
 
 
 def wanted_products(decoder_graph: bytes, manifest: Manifest, config: SessionConfig,
@@ -132,9 +145,15 @@ def wanted_products(decoder_graph: bytes, manifest: Manifest, config: SessionCon
     scan = scan_products(decoder_graph)
     drafts = manifest.generation.get("draft") not in (None, "none")
     if not wants_fp32_products(config.fp32_decoder_products, config.provider, cpu_flags,
-                               scan.fp32_bytes, drafts):
+                               scan.fp32_bytes, drafts, lambda: _rows_alone_exact(decoder_graph)):
         return None
     return scan
+
+
+def _rows_alone_exact(decoder_graph: bytes) -> bool:
+    """Whether every kind of MatMulNBits in the graph computes a lone row as it computes
+    the same row among others on this CPU (runtime/nbits_rows.py)."""
+    return all(row_grouping(kind) == ALONE for kind in nbits_kinds(decoder_graph))
 
 
 def fp32_product_graph(graph_file: Path, data: bytes | None = None,

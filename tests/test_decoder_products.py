@@ -18,6 +18,7 @@ from edgeseq.export.row_invariant import all_nodes
 from edgeseq.runtime.decoder_products import (AUTO_LIMIT, MB, fp32_product_bytes,
                                               fp32_product_graph, wants_fp32_products)
 from edgeseq.runtime.integer_gemm import integer_gemm_saturates, x86_cpu_flags
+from edgeseq.runtime.nbits_rows import ALONE, nbits_kinds, row_grouping
 from edgeseq.runtime.providers import make_session
 
 NO_VNNI = {"avx2", "fma"}
@@ -139,24 +140,58 @@ def test_packages_other_than_int8_load_as_stored(tiny_package, quant):
 
 def test_by_default_only_small_drafting_decoders_on_cpus_without_vnni_multiply_in_fp32():
     small, large = int(6.5 * MB), 22 * MB  # measured faster / 1.7x slower in fp32
-    auto = lambda cpu, flags, size, drafts=True: wants_fp32_products(None, cpu, flags, size, drafts)
+    exact = lambda: True
+    auto = lambda cpu, flags, size, drafts=True: wants_fp32_products(None, cpu, flags, size,
+                                                                     drafts, exact)
     assert auto("cpu", NO_VNNI, small)
     assert auto("cpu", NO_VNNI, AUTO_LIMIT)
     assert not auto("cpu", NO_VNNI, AUTO_LIMIT + 1)
     assert not auto("cpu", NO_VNNI, large)
     assert not auto("cpu", NO_VNNI, small, drafts=False)  # one-token passes: slower in fp32
-    assert not auto("cpu", VNNI, small)     # unmeasured: as stored
-    assert not auto("cpu", None, small)     # ARM, or unknown
+    assert not auto("cpu", VNNI, small)     # int8 rows exact here: as stored
+    assert not auto("cpu", None, small)     # ARM, or unknown, rows exact
     assert not auto("cuda", NO_VNNI, small)
-    assert wants_fp32_products(True, "cpu", VNNI, large, False)
-    assert not wants_fp32_products(False, "cpu", NO_VNNI, small, True)
-    assert not wants_fp32_products(True, "cpu", NO_VNNI, 0, True)  # nothing to rewrite
+    assert wants_fp32_products(True, "cpu", VNNI, large, False, exact)
+    assert not wants_fp32_products(False, "cpu", NO_VNNI, small, True, exact)
+    assert not wants_fp32_products(True, "cpu", NO_VNNI, 0, True, exact)  # nothing to rewrite
+
+
+def test_small_drafting_decoders_multiply_in_fp32_where_int8_rows_alone_round_differently():
+    """AMD Zen 4's int8 products take rows in pairs and a lone row by another kernel: int8
+    products there would make verify passes' rows differ from one-token passes."""
+    small, large = int(6.5 * MB), 22 * MB
+    paired = lambda: False
+    assert wants_fp32_products(None, "cpu", VNNI, small, True, paired)
+    assert wants_fp32_products(None, "cpu", None, small, True, paired)
+    assert not wants_fp32_products(None, "cpu", VNNI, large, True, paired)
+    assert not wants_fp32_products(None, "cpu", VNNI, small, False, paired)
+    assert not wants_fp32_products(None, "cuda", VNNI, small, True, paired)
+    assert not wants_fp32_products(False, "cpu", VNNI, small, True, paired)
+
+
+def test_the_cpu_is_asked_about_its_int8_rows_only_when_the_answer_decides():
+    asked = []
+
+    def probe():
+        asked.append(True)
+        return True
+    small, large = int(6.5 * MB), 22 * MB
+    wants_fp32_products(None, "cpu", NO_VNNI, small, True, probe)   # fp32 either way
+    wants_fp32_products(None, "cpu", VNNI, large, True, probe)      # int8 either way
+    wants_fp32_products(None, "cpu", VNNI, small, False, probe)
+    wants_fp32_products(None, "cuda", VNNI, small, True, probe)
+    wants_fp32_products(True, "cpu", VNNI, small, True, probe)
+    assert not asked
+    wants_fp32_products(None, "cpu", VNNI, small, True, probe)
+    assert asked
 
 
 def test_the_default_follows_this_cpu_and_the_packages_recommended_drafter(tiny_package):
     """The default model recommends input drafting; the tiny test packages no drafter."""
-    saturates = integer_gemm_saturates(x86_cpu_flags())
-    assert bool(edgeseq.load("default", threads=1).runner.sessions.fp32_products) == saturates
+    decoder = (edgeseq.load("default").directory / "decoder.onnx").read_bytes()
+    alone = all(row_grouping(kind) == ALONE for kind in nbits_kinds(decoder))
+    fp32 = integer_gemm_saturates(x86_cpu_flags()) or not alone
+    assert bool(edgeseq.load("default", threads=1).runner.sessions.fp32_products) == fp32
     engine = edgeseq.load(str(tiny_package("t5", "int8")[0]), threads=1)
     assert not engine.runner.sessions.fp32_products
 

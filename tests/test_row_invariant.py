@@ -130,11 +130,58 @@ def test_the_cli_exports_row_invariant_unless_told_not_to(tiny_checkpoint, tmp_p
     capsys.readouterr()
 
 
-def test_the_shipped_default_package_is_row_invariant():
-    engine = edgeseq.load("default", threads=2)
+@pytest.mark.parametrize("products", [None, False], ids=["as-loaded", "int8-products"])
+def test_the_shipped_default_package_is_row_invariant(products):
+    """int8-products: multiplying in int8 as stored, where this CPU might pair rows
+    (runtime/nbits_rows.py: then every pass runs an even number of rows)."""
+    engine = edgeseq.load("default", threads=2, fp32_decoder_products=products)
     assert engine.manifest.row_invariant_decoder
     for single, multi in pass_rows(engine, trials=4):
         assert np.array_equal(single, multi)
+
+
+@pytest.mark.parametrize("family", ["t5", "bart"])
+def test_an_even_number_of_rows_changes_no_row_and_no_cached_key(tiny_package, family):
+    """The extra row (a copy of the last token after it) is attended by no other row and
+    its logits and K/V are dropped: on a decoder whose rows are exact anyway, passes with
+    and without it agree bit for bit, the cache too."""
+    plain = edgeseq.load(str(tiny_package(family, "fp32")[0]), threads=2)
+    paired = edgeseq.load(str(tiny_package(family, "fp32")[0]), threads=2)
+    paired.runner.sessions.even_rows = True
+    ids = np.array([[5, 6, 7, 8, 1]], np.int64)
+    tokens = np.array([[0, 9, 10, 11, 12, 13, 14]], np.int64)
+    caches = []
+    for engine in (plain, paired):
+        runner = engine.runner
+        state = runner.encode(ids, np.ones_like(ids))
+        cache = runner.new_cache(1, 8)
+        logits = [runner.step(tokens[:, :1], state, cache), runner.step(tokens[:, 1:4], state, cache),
+                  runner.step(tokens[:, 4:6], state, cache), runner.step(tokens[:, 6:], state, cache)]
+        assert cache.length == 7
+        caches.append((logits, cache.buffer[:, :, :, :, :7].copy()))
+    (want, want_cache), (got, got_cache) = caches
+    assert [g.shape for g in got] == [w.shape for w in want]
+    assert all(np.array_equal(g, w) for g, w in zip(got, want))
+    assert np.array_equal(got_cache, want_cache)
+
+
+def test_no_row_is_added_past_the_last_learned_position(tiny_package):
+    """BART's positions are learned: a pass ending at the last one runs its rows as they
+    are (a row after it would have no position), with the logits of a pass without the
+    extra row."""
+    logits = []
+    for even_rows in (False, True):
+        engine = edgeseq.load(str(tiny_package("bart", "fp32")[0]), threads=2)
+        engine.runner.sessions.even_rows = even_rows
+        runner, last = engine.runner, engine.arch.max_target_positions - 1
+        ids = np.array([[5, 6, 7, 1]], np.int64)
+        state = runner.encode(ids, np.ones_like(ids))
+        cache = runner.new_cache(1, last + 1)
+        tokens = np.arange(3, last + 4, dtype=np.int64)[None, :] % 50 + 3
+        runner.step(tokens[:, :last], state, cache)  # positions 0 .. last - 1
+        logits.append(runner.step(tokens[:, last:last + 1], state, cache))  # the last position
+        assert cache.length == last + 1
+    assert np.array_equal(logits[0], logits[1])
 
 
 def test_the_upgrade_command_refuses_a_folder_that_is_no_package_in_one_line(tmp_path, capsys):

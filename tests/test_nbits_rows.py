@@ -1,0 +1,67 @@
+"""The runtime asks onnxruntime how this CPU's MatMulNBits kernels compute rows: alike
+alone and among others, alike only in pairs, or neither (runtime/nbits_rows.py)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from edgeseq import names
+from edgeseq.runtime import nbits_rows
+from edgeseq.runtime.nbits_rows import (ALONE, N, PAIRS, NBitsKind, nbits_kinds, product_model,
+                                        row_grouping, rows_in_pairs)
+
+DEFAULT_DECODER = Path(__file__).resolve().parents[1] / "edgeseq" / "default_model" / names.DECODER_FILE
+KINDS = [NBitsKind(8, 128, 4), NBitsKind(8, 32, 4), NBitsKind(4, 128, 4), NBitsKind(8, 128, 0)]
+
+
+def _session(kind: NBitsKind) -> ort.InferenceSession:
+    return ort.InferenceSession(product_model(kind), providers=["CPUExecutionProvider"])
+
+
+def test_the_probe_model_is_an_8_bit_product_of_its_rows():
+    """What it runs is MatMulNBits: the rows times (stored - 128) x scale, up to the int8
+    rounding of the activations."""
+    kind = NBitsKind(8, 128, 4)
+    rows = np.random.default_rng(1).standard_normal((5, 256)).astype(np.float32)
+    got = _session(kind).run(None, {"rows": rows})[0]
+    rng = np.random.default_rng(0)  # the model's own weights, drawn as product_model draws them
+    stored = rng.integers(0, 256, (N, 2, 128), dtype=np.uint8).reshape(N, 256)
+    scales = np.repeat((rng.random(N * 2) * 0.01).astype(np.float32).reshape(N, 2), 128, axis=1)
+    want = rows @ ((stored.astype(np.float32) - 128) * scales).T
+    assert got.shape == (5, N)
+    assert np.abs(got - want).max() < 0.02 * np.abs(want).max()
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=str)
+def test_the_answer_is_what_the_rows_show(kind):
+    session = _session(kind)
+    rows = np.random.default_rng(2).standard_normal((6, 2 * kind.block)).astype(np.float32)
+    together = session.run(None, {"rows": rows})[0]
+    alone = np.concatenate([session.run(None, {"rows": rows[i:i + 1]})[0] for i in range(6)])
+    pairs = np.concatenate([session.run(None, {"rows": rows[[i, 5 - i]]})[0][:1] for i in range(6)])
+    grouping = row_grouping(kind)
+    assert grouping in (ALONE, PAIRS, None)
+    assert (grouping == ALONE) == np.array_equal(alone, together)
+    if grouping == PAIRS:  # any row among 2, paired with any other, as among 6
+        assert np.array_equal(pairs, together)
+    assert row_grouping(kind, threads=2) == grouping
+
+
+def test_the_kinds_of_a_decoder_are_read_from_its_graph_if_branches_included(tiny_package):
+    assert nbits_kinds(DEFAULT_DECODER.read_bytes()) == {NBitsKind(8, 128, 4)}
+    fp32 = tiny_package("t5", "fp32")[0] / names.DECODER_FILE
+    assert nbits_kinds(fp32.read_bytes()) == set()
+
+
+@pytest.mark.parametrize("groupings,paired", [
+    ({ALONE}, False), ({PAIRS}, True), ({ALONE, PAIRS}, True), ({PAIRS, None}, False),
+    ({None}, False), (set(), False)])
+def test_passes_take_even_rows_only_where_pairs_make_every_product_exact(monkeypatch, groupings,
+                                                                         paired):
+    kinds = {NBitsKind(8, 16 * (i + 1), 4): g for i, g in enumerate(groupings)}
+    monkeypatch.setattr(nbits_rows, "nbits_kinds", lambda model: set(kinds))
+    monkeypatch.setattr(nbits_rows, "row_grouping", lambda kind, threads=1: kinds[kind])
+    assert rows_in_pairs(b"") == paired
