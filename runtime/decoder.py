@@ -15,12 +15,12 @@ from edgeseq import names
 from edgeseq.errors import ProviderFailure
 from edgeseq.arch import Positions
 from edgeseq.manifest import Manifest
-from .decoder_products import fp32_product_graph, wanted_products
+from .decoder_products import fp32_product_graph, recommends_drafter, wanted_products
 from .integer_gemm import (cpu_kernels_on_gpu, unsigned_buffer_bytes, unsigned_weight_graph,
                            uses_integer_gemm, wants_unsigned_weights, x86_cpu_flags)
 from .kv_cache import KVCache
 from .memory import package_weight_bytes
-from .nbits_rows import rows_in_pairs
+from .nbits_rows import rows_in_pairs, wants_even_rows
 from .providers import SessionConfig, encoder_thread_count, make_session, resolve_provider
 
 
@@ -169,8 +169,10 @@ def open_sessions(directory: Path, config: SessionConfig, manifest: Manifest,
         sessions.unsigned_weights, sessions.unsigned_weight_bytes = graph.weights, graph.buffer_bytes
     if products is not None:
         sessions.fp32_products, sessions.fp32_product_bytes = products.weights, products.buffer_bytes
-    elif config.provider == "cpu":
-        sessions.even_rows = rows_in_pairs(decoder_bytes)
+    else:
+        sessions.even_rows = wants_even_rows(config.even_decoder_rows, config.provider,
+                                             recommends_drafter(manifest),
+                                             lambda: rows_in_pairs(decoder_bytes))
     return sessions
 
 

@@ -143,11 +143,16 @@ def wanted_products(decoder_graph: bytes, manifest: Manifest, config: SessionCon
     if manifest.quant != "int8":
         return None
     scan = scan_products(decoder_graph)
-    drafts = manifest.generation.get("draft") not in (None, "none")
+    drafts = recommends_drafter(manifest)
     if not wants_fp32_products(config.fp32_decoder_products, config.provider, cpu_flags,
                                scan.fp32_bytes, drafts, lambda: _rows_alone_exact(decoder_graph)):
         return None
     return scan
+
+
+def recommends_drafter(manifest: Manifest) -> bool:
+    """Whether a package's decoding defaults name a drafter (it is meant to speculate)."""
+    return manifest.generation.get("draft") not in (None, "none")
 
 
 def _rows_alone_exact(decoder_graph: bytes) -> bool:

@@ -97,7 +97,8 @@ class Engine:
              spin: bool = True, shared_pool: bool = False,
              encoder_threads: int | None = None,
              unsigned_int8_weights: bool | None = None,
-             fp32_decoder_products: bool | None = None) -> "Engine":
+             fp32_decoder_products: bool | None = None,
+             even_decoder_rows: bool | None = None) -> "Engine":
         """A package directory, or "default" (the embedded model), checked against its
         manifest before any session exists. The session options are SessionConfig's
         (runtime/providers.py), where each is explained: `provider` ("cpu", "cuda", ...),
@@ -105,12 +106,15 @@ class Engine:
         `unsigned_int8_weights` (None: int8 encoder weights as uint8 only on x86 CPUs
         without VNNI, runtime/integer_gemm.py) and `fp32_decoder_products` (None: a small
         int8 decoder multiplies in fp32 on x86 CPUs without VNNI,
-        runtime/decoder_products.py)."""
+        runtime/decoder_products.py) and `even_decoder_rows` (None: passes of an even
+        number of rows where this CPU pairs rows, for packages that recommend a drafter,
+        runtime/nbits_rows.py)."""
         check_onnxruntime()
         config = SessionConfig(provider=provider, threads=threads, spin=spin,
                                shared_pool=shared_pool, encoder_threads=encoder_threads,
                                unsigned_int8_weights=unsigned_int8_weights,
-                               fp32_decoder_products=fp32_decoder_products)
+                               fp32_decoder_products=fp32_decoder_products,
+                               even_decoder_rows=even_decoder_rows)
         directory = resolve_package(package)
         manifest = read_manifest(directory)
         verify_files(directory, manifest)

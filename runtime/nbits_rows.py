@@ -14,11 +14,13 @@ block size), not a flag the runtime can read, so it asks onnxruntime: one produc
 rows against each row alone and against the rows in other pairs (`row_grouping`), a
 session of a few KB per kind of product a decoder holds (`nbits_kinds`).
 
-Where rows are exact only in pairs, the runner gives every decoder pass an even number of
-rows (runtime/decoder.py, `even_rows`): one more token, a copy of the last, that no row
-before it attends to, its logits and K/V dropped."""
+Where rows are exact only in pairs, small drafting decoders multiply in fp32
+(runtime/decoder_products.py) and the runner gives other decoders' passes an even number
+of rows (runtime/decoder.py, `even_rows`; `wants_even_rows` says when): one more token, a
+copy of the last, that no row before it attends to, its logits and K/V dropped."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,6 +67,19 @@ def row_grouping(kind: NBitsKind, threads: int = 1) -> int | None:
         return ALONE
     swapped = session.run(None, {"rows": rows[[0, 2, 1, 3]]})[0][[0, 2, 1, 3]]
     return PAIRS if np.array_equal(swapped, together) else None
+
+
+def wants_even_rows(choice: bool | None, provider: str, drafts: bool,
+                    rows_in_pairs: Callable[[], bool]) -> bool:
+    """Whether a decoder's passes get an even number of rows: on the CPU provider where its
+    products compute rows alike only in pairs (`rows_in_pairs`, asked last since it runs
+    onnxruntime), when `choice` (SessionConfig's even_decoder_rows) is True, or is None and
+    the package recommends a drafter (`drafts`): the extra row costs plain greedy decoding
+    (1.20x-1.23x the time on t5-small-shaped int8 weights, bench/even_rows.py), so by default only packages meant to
+    speculate pay it."""
+    if choice is False or provider != "cpu":
+        return False
+    return (choice or drafts) and rows_in_pairs()
 
 
 def rows_in_pairs(model: bytes) -> bool:

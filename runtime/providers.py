@@ -74,6 +74,12 @@ class SessionConfig:
     # (speculation's many-token passes are faster that way, one-token passes slower:
     # runtime/decoder_products.py); True / False: always / never.
     fp32_decoder_products: bool | None = None
+    # Every decoder pass with an even number of rows where this CPU's MatMulNBits compute
+    # rows alike only in pairs (runtime/nbits_rows.py), which keeps greedy speculation
+    # token-identical to plain greedy. None: for packages that recommend a drafter; True:
+    # for any package (plain greedy 1.20x-1.23x the time on t5-small-shaped int8
+    # weights, AMD Zen 4: bench/even_rows.py); False: never. No effect where the CPU computes a lone row as any other.
+    even_decoder_rows: bool | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.provider, str):
@@ -87,9 +93,9 @@ class SessionConfig:
         if self.unsigned_int8_weights not in (None, True, False):
             raise OptionsError(f"unsigned_int8_weights must be None, True or False, "
                                f"got {self.unsigned_int8_weights!r}")
-        if self.fp32_decoder_products not in (None, True, False):
-            raise OptionsError(f"fp32_decoder_products must be None, True or False, "
-                               f"got {self.fp32_decoder_products!r}")
+        for name in ("fp32_decoder_products", "even_decoder_rows"):
+            if getattr(self, name) not in (None, True, False):
+                raise OptionsError(f"{name} must be None, True or False, got {getattr(self, name)!r}")
         if self.encoder_threads is not None:
             if not _is_thread_count(self.encoder_threads):
                 raise OptionsError(f"encoder_threads must be an int in 0..{MAX_THREADS} or None, "

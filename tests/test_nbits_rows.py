@@ -11,7 +11,7 @@ import pytest
 from edgeseq import names
 from edgeseq.runtime import nbits_rows
 from edgeseq.runtime.nbits_rows import (ALONE, N, PAIRS, NBitsKind, nbits_kinds, product_model,
-                                        row_grouping, rows_in_pairs)
+                                        row_grouping, rows_in_pairs, wants_even_rows)
 
 DEFAULT_DECODER = Path(__file__).resolve().parents[1] / "edgeseq" / "default_model" / names.DECODER_FILE
 KINDS = [NBitsKind(8, 128, 4), NBitsKind(8, 32, 4), NBitsKind(4, 128, 4), NBitsKind(8, 128, 0)]
@@ -65,3 +65,43 @@ def test_passes_take_even_rows_only_where_pairs_make_every_product_exact(monkeyp
     monkeypatch.setattr(nbits_rows, "nbits_kinds", lambda model: set(kinds))
     monkeypatch.setattr(nbits_rows, "row_grouping", lambda kind, threads=1: kinds[kind])
     assert rows_in_pairs(b"") == paired
+
+
+def test_by_default_only_packages_meant_to_speculate_pay_for_even_rows():
+    pairs, alone = (lambda: True), (lambda: False)
+    assert wants_even_rows(None, "cpu", True, pairs)
+    assert not wants_even_rows(None, "cpu", False, pairs)   # plain greedy would pay 1.2x
+    assert wants_even_rows(True, "cpu", False, pairs)
+    assert not wants_even_rows(False, "cpu", True, pairs)
+    assert not wants_even_rows(True, "cpu", True, alone)    # rows alike alone: nothing to do
+    assert not wants_even_rows(True, "cuda", True, pairs)
+
+
+def test_the_cpu_is_asked_about_pairs_only_when_the_answer_decides():
+    asked = []
+    probe = lambda: asked.append(True) or True
+    wants_even_rows(None, "cpu", False, probe)
+    wants_even_rows(False, "cpu", True, probe)
+    wants_even_rows(True, "cuda", True, probe)
+    assert not asked
+    assert wants_even_rows(None, "cpu", True, probe) and asked
+
+
+def test_a_bad_choice_is_named(tiny_package):
+    import edgeseq
+    from edgeseq.errors import OptionsError
+    with pytest.raises(OptionsError, match="even_decoder_rows"):
+        edgeseq.load(str(tiny_package("t5", "int8")[0]), even_decoder_rows="yes")
+
+
+def test_the_runner_follows_this_cpu_for_a_package_that_recommends_a_drafter():
+    """The shipped package recommends input drafting; loaded with int8 products its passes
+    take even rows exactly where this CPU pairs rows, and never when told not to."""
+    import edgeseq
+    pairs = rows_in_pairs(DEFAULT_DECODER.read_bytes())
+    engine = edgeseq.load("default", threads=1, fp32_decoder_products=False)
+    assert engine.runner.sessions.even_rows == pairs
+    engine = edgeseq.load("default", threads=1, fp32_decoder_products=False, even_decoder_rows=False)
+    assert not engine.runner.sessions.even_rows
+    engine = edgeseq.load("default", threads=1, fp32_decoder_products=True, even_decoder_rows=True)
+    assert not engine.runner.sessions.even_rows  # fp32 products: rows alike alone

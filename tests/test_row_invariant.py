@@ -147,7 +147,7 @@ def test_an_even_number_of_rows_changes_no_row_and_no_cached_key(tiny_package, f
     and without it agree bit for bit, the cache too."""
     plain = edgeseq.load(str(tiny_package(family, "fp32")[0]), threads=2)
     paired = edgeseq.load(str(tiny_package(family, "fp32")[0]), threads=2)
-    paired.runner.sessions.even_rows = True
+    paired.runner.sessions.even_rows = True  # what a CPU that pairs rows gets
     ids = np.array([[5, 6, 7, 8, 1]], np.int64)
     tokens = np.array([[0, 9, 10, 11, 12, 13, 14]], np.int64)
     caches = []
