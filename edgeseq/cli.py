@@ -195,7 +195,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
         print("  decoding defaults: " + ", ".join(f"{k} {v}" for k, v in defaults.items()))
     for graph, providers in info["providers"].items():
         print(f"  {graph} runs on: {', '.join(providers)}")
-    print("  greedy speculation: " + _exactness(m))
+    print("  greedy speculation: " + _exactness(engine))
     if info["encoder_int8_weights"] == "unsigned":
         print("  encoder int8 weights: loaded as uint8 (this CPU has no VNNI, where the "
               "stored uint8 x int8 product saturates)")
@@ -214,14 +214,32 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _exactness(m) -> str:
-    """What greedy speculation guarantees for this package (export/row_invariant.py)."""
+def _exactness(engine) -> str:
+    """What greedy speculation guarantees for this package on this CPU
+    (export/row_invariant.py, runtime/nbits_rows.py)."""
+    m, sessions = engine.manifest, engine.runner.sessions
     if m.row_invariant_decoder:
+        if sessions.even_rows:
+            return ("plain greedy's tokens, bitwise (every pass runs an even number of rows: "
+                    "this CPU's products compute rows alike only in pairs)")
+        if _lone_rows_differ(engine):
+            return ("plain greedy's tokens but at rare near-ties (this CPU's products compute a "
+                    "lone row differently: load with even_decoder_rows=True)")
         return "plain greedy's tokens, bitwise (every row of a verify pass is the one-token pass)"
     from edgeseq.manifest import ROW_INVARIANT_QUANTS
     how = ("exported without row-invariant attention: `edgeseq upgrade PKG` adds it"
            if m.quant in ROW_INVARIANT_QUANTS else f"{m.quant} one-token passes round differently")
     return f"plain greedy's tokens but at rare near-ties ({how})"
+
+
+def _lone_rows_differ(engine) -> bool:
+    """Whether the decoder multiplies as stored on a CPU whose products compute a lone row
+    differently from the same row among others."""
+    from edgeseq import names
+    from edgeseq.runtime.nbits_rows import rows_in_pairs
+    if engine.runner.sessions.fp32_products or engine.config.provider != "cpu":
+        return False
+    return rows_in_pairs((engine.directory / names.DECODER_FILE).read_bytes())
 
 
 def _int8_weights(engine) -> str | None:

@@ -12,8 +12,8 @@ import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
 from edgeseq import names
-from edgeseq.errors import ProviderFailure
 from edgeseq.arch import Positions
+from edgeseq.errors import ProviderFailure
 from edgeseq.manifest import Manifest
 from .decoder_products import fp32_product_graph, recommends_drafter, wanted_products
 from .integer_gemm import (cpu_kernels_on_gpu, unsigned_buffer_bytes, unsigned_weight_graph,

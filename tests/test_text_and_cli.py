@@ -79,6 +79,17 @@ def test_cli_generate_json_and_info(text_package, capsys):
     assert "greedy speculation: plain greedy's tokens, bitwise" in shown
 
 
+def test_info_says_where_this_cpus_lone_rows_leave_near_ties(text_package, capsys, monkeypatch):
+    """A package that recommends no drafter keeps its passes as they come; on a CPU whose
+    products pair rows (here: told so) info says so and how to make speculation exact."""
+    import edgeseq.runtime.nbits_rows as nbits_rows
+    monkeypatch.setattr(nbits_rows, "rows_in_pairs", lambda model: True)
+    assert main(["info", str(text_package)]) == 0
+    assert "greedy speculation: plain greedy's tokens but at rare near-ties (this CPU's " \
+        "products compute a lone row differently: load with even_decoder_rows=True)" \
+        in capsys.readouterr().out
+
+
 def test_cli_drafts_as_the_package_recommends_unless_told_otherwise(text_package, capsys):
     args = ["generate", "default", "She go to school every days.", "--json"]
     assert main(args) == 0  # --draft auto: the default model recommends input drafting
