@@ -283,7 +283,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         draft_bytes = planned_weight_bytes(directory, other, engine.config)
     wanted = Request(batch=args.batch, source_length=args.source_length,
                      max_new_tokens=args.max_new_tokens, draft=args.max_draft,
-                     draft_model_bytes=draft_bytes)
+                     draft_model_bytes=draft_bytes, even_rows=engine.runner.sessions.even_rows)
     chosen = engine.memory_plan(args.memory_budget, wanted,
                                 other.arch if args.draft_model else None)
     if args.json:

@@ -56,6 +56,7 @@ class Request:
     draft: int = 0           # verified draft tokens per pass (0: plain decoding)
     draft_model_bytes: int = 0   # a draft model's resident weights (its shape: estimate's draft_arch)
     rerank_source: bool = False  # a scoring pass over source and output after decoding
+    even_rows: bool = False  # passes may run one row more (runtime/nbits_rows.py)
 
     def __post_init__(self) -> None:
         for name, least in (("batch", 1), ("source_length", 1), ("max_new_tokens", 1),
@@ -151,7 +152,7 @@ def estimate(arch: ArchSpec, weight_bytes: int, r: Request,
     per_position, per_source = cache_bytes(arch)
     cross = rows * s * per_source
     cache = rows * steps * per_position
-    positions = r.draft + 1
+    positions = r.draft + 1 + r.even_rows
     # attention concatenates past and new K/V of the layer it runs (one layer at a time)
     decoder = rows * positions * (2 * width + 4 * arch.d_model) * F32 + \
         rows * arch.num_heads * positions * (steps + s) * F32 * 2 + cache // max(1, 2 * arch.decoder_layers)
@@ -194,7 +195,8 @@ def plan(arch: ArchSpec, weight_bytes: int, budget_bytes: int, wanted: Request,
     """The largest draft, then batch, then length (in that order of sacrifice) that fit;
     `draft_arch`: the draft model's shape, when drafting with one."""
     floor = estimate(arch, weight_bytes, Request(1, wanted.source_length, 1, 0,
-                                                 rerank_source=wanted.rerank_source))
+                                                 rerank_source=wanted.rerank_source,
+                                                 even_rows=wanted.even_rows))
     if floor.total > budget_bytes:
         raise MemoryBudgetError(
             f"a memory budget of {budget_bytes / MB:.3g} MB is below the "

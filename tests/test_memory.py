@@ -162,3 +162,15 @@ def test_a_packages_weights_are_planned_as_they_will_load_without_loading_it(tin
     assert bool(sessions.unsigned_weight_bytes) == bool(sessions.fp32_product_bytes) == rewrites
     assert planned_weight_bytes(package, read_manifest(package), engine.config) == \
         engine.resident_weight_bytes()
+
+
+def test_passes_of_an_even_number_of_rows_budget_one_position_more(engine_arch):
+    """Where this CPU pairs rows (runtime/nbits_rows.py) a pass of k+1 tokens may run k+2
+    rows: their logits and activations are counted."""
+    arch, weights = engine_arch
+    for draft in (0, 4):
+        as_they_come = estimate(arch, weights, Request(2, 20, 30, draft))
+        even = estimate(arch, weights, Request(2, 20, 30, draft, even_rows=True))
+        assert even.logits * (draft + 1) == pytest.approx(as_they_come.logits * (draft + 2), rel=1e-3)
+        assert even.decoder_activations > as_they_come.decoder_activations
+        assert even.total > as_they_come.total
