@@ -32,11 +32,15 @@ def _load(args: argparse.Namespace):
     import edgeseq
     return edgeseq.load(args.package, provider=args.provider, threads=args.threads,
                         spin=not args.no_spin, shared_pool=args.shared_pool,
-                        fp32_decoder_products=DECODER_PRODUCTS[args.decoder_products])
+                        fp32_decoder_products=DECODER_PRODUCTS[args.decoder_products],
+                        even_decoder_rows=EVEN_ROWS[args.even_rows])
 
 
 # --decoder-products: how an int8 decoder multiplies (runtime/decoder_products.py)
 DECODER_PRODUCTS = {"auto": None, "int8": False, "fp32": True}
+# --even-rows: decoder passes of an even number of rows where this CPU pairs rows
+# (runtime/nbits_rows.py)
+EVEN_ROWS = {"auto": None, "on": True, "off": False}
 
 
 def _draft(value: str | None, args: argparse.Namespace):
@@ -47,7 +51,8 @@ def _draft(value: str | None, args: argparse.Namespace):
         import edgeseq
         return edgeseq.load(value[len("model:"):], provider=args.provider, threads=args.threads,
                             shared_pool=args.shared_pool,
-                            fp32_decoder_products=DECODER_PRODUCTS[args.decoder_products])
+                            fp32_decoder_products=DECODER_PRODUCTS[args.decoder_products],
+                            even_decoder_rows=EVEN_ROWS[args.even_rows])
     return value
 
 
@@ -224,7 +229,7 @@ def _exactness(engine) -> str:
                     "this CPU's products compute rows alike only in pairs)")
         if _lone_rows_differ(engine):
             return ("plain greedy's tokens but at rare near-ties (this CPU's products compute a "
-                    "lone row differently: load with even_decoder_rows=True)")
+                    "lone row differently: load with even_decoder_rows=True, CLI --even-rows on)")
         return "plain greedy's tokens, bitwise (every row of a verify pass is the one-token pass)"
     from edgeseq.manifest import ROW_INVARIANT_QUANTS
     how = ("exported without row-invariant attention: `edgeseq upgrade PKG` adds it"
@@ -343,7 +348,12 @@ def _add_runtime_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--decoder-products", choices=list(DECODER_PRODUCTS), default="auto",
                    help="an int8 decoder multiplies in int8, or in fp32 over its weights "
                         "dequantized at load (auto: fp32 for small decoders of packages "
-                        "that recommend a drafter, on x86 CPUs without VNNI)")
+                        "that recommend a drafter, on x86 CPUs without VNNI or whose int8 "
+                        "products compute a lone row differently)")
+    p.add_argument("--even-rows", choices=list(EVEN_ROWS), default="auto",
+                   help="decoder passes of an even number of rows where this CPU's products "
+                        "compute rows alike only in pairs, which keeps drafted tokens plain "
+                        "greedy's (auto: for packages that recommend a drafter)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
