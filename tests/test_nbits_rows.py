@@ -105,3 +105,13 @@ def test_the_runner_follows_this_cpu_for_a_package_that_recommends_a_drafter():
     assert not engine.runner.sessions.even_rows
     engine = edgeseq.load("default", threads=1, fp32_decoder_products=True, even_decoder_rows=True)
     assert not engine.runner.sessions.even_rows  # fp32 products: rows alike alone
+
+
+def test_a_product_onnxruntime_cannot_run_is_neither_and_raises_nothing(monkeypatch):
+    """An onnxruntime build without this product (or a kind it refuses): no answer, no crash."""
+    assert row_grouping(NBitsKind(8, 0, 4)) is None  # a block size onnxruntime refuses
+
+    def refuses(*args, **kwargs):
+        raise RuntimeError("no MatMulNBits in this build")
+    monkeypatch.setattr(ort, "InferenceSession", refuses)
+    assert row_grouping(NBitsKind(8, 128, 4)) is None
