@@ -140,21 +140,21 @@ def test_the_shipped_default_package_is_row_invariant(products):
         assert np.array_equal(single, multi)
 
 
-@pytest.mark.parametrize("family", ["t5", "bart"])
-def test_an_even_number_of_rows_changes_no_row_and_no_cached_key(tiny_package, family):
+@pytest.mark.parametrize("family,batch", [("t5", 1), ("bart", 1), ("t5", 3)])
+def test_an_even_number_of_rows_changes_no_row_and_no_cached_key(tiny_package, family, batch):
     """The extra row (a copy of the last token after it) is attended by no other row and
     its logits and K/V are dropped: on a decoder whose rows are exact anyway, passes with
-    and without it agree bit for bit, the cache too."""
+    and without it agree bit for bit, the cache too (3 rows: a column more for all)."""
     plain = edgeseq.load(str(tiny_package(family, "fp32")[0]), threads=2)
     paired = edgeseq.load(str(tiny_package(family, "fp32")[0]), threads=2)
     paired.runner.sessions.even_rows = True  # what a CPU that pairs rows gets
-    ids = np.array([[5, 6, 7, 8, 1]], np.int64)
-    tokens = np.array([[0, 9, 10, 11, 12, 13, 14]], np.int64)
+    ids = np.array([[5, 6, 7, 8, 1]] * batch, np.int64) + np.arange(batch)[:, None]
+    tokens = np.array([[0, 9, 10, 11, 12, 13, 14]] * batch, np.int64) + np.arange(batch)[:, None]
     caches = []
     for engine in (plain, paired):
         runner = engine.runner
         state = runner.encode(ids, np.ones_like(ids))
-        cache = runner.new_cache(1, 8)
+        cache = runner.new_cache(batch, 8)
         logits = [runner.step(tokens[:, :1], state, cache), runner.step(tokens[:, 1:4], state, cache),
                   runner.step(tokens[:, 4:6], state, cache), runner.step(tokens[:, 6:], state, cache)]
         assert cache.length == 7
