@@ -35,6 +35,7 @@ from edgeseq.onnx_wire import (ATTR_G, ATTR_GRAPHS, ATTR_I, ATTR_NAME, DATA_TYPE
                                TENSOR_TYPE_ELEM, TENSOR_TYPE_SHAPE, TYPE_TENSOR, VALUE_INFO_NAME,
                                VALUE_INFO_TYPE, VARINT, fields_with_extent, length_field,
                                read_node, string, varint_field)
+
 from .providers import SHARED_POOL
 from .rewritten_graph import model_graph
 
@@ -65,11 +66,11 @@ def row_grouping(kind: NBitsKind, threads: int = 1) -> int | None:
                                        providers=["CPUExecutionProvider"])
         together = session.run(None, {"rows": rows})[0]
         alone = [session.run(None, {"rows": rows[i:i + 1]})[0][0] for i in range(ROWS)]
+        swapped = session.run(None, {"rows": rows[[0, 2, 1, 3]]})[0][[0, 2, 1, 3]]
     except Exception:  # onnxruntime raises its own untyped errors
         return None
     if all(np.array_equal(a, t) for a, t in zip(alone, together)):
         return ALONE
-    swapped = session.run(None, {"rows": rows[[0, 2, 1, 3]]})[0][[0, 2, 1, 3]]
     return PAIRS if np.array_equal(swapped, together) else None
 
 
@@ -79,8 +80,8 @@ def wants_even_rows(choice: bool | None, provider: str, drafts: bool,
     products compute rows alike only in pairs (`rows_in_pairs`, asked last since it runs
     onnxruntime), when `choice` (SessionConfig's even_decoder_rows) is True, or is None and
     the package recommends a drafter (`drafts`): the extra row costs plain greedy decoding
-    (1.20x-1.23x the time on t5-small-shaped int8 weights, bench/even_rows.py), so by default only packages meant to
-    speculate pay it."""
+    (1.20x-1.23x the time on t5-small-shaped int8 weights, bench/even_rows.py), so by
+    default only packages meant to speculate pay it."""
     if choice is False or provider != "cpu":
         return False
     return (choice or drafts) and rows_in_pairs()
