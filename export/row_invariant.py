@@ -8,7 +8,8 @@ probabilities times V); its sums round differently from the many-row kernel, by 
 In an int8 decoder the next MatMulNBits quantizes its activations per row, and that
 difference can move one across a rounding step: on the default model, 2 of JFLEG's 754
 sentences came out differently with input drafting. Every other operator of a decoder
-computes each row alone (8-bit MatMulNBits rows are identical alone or among others;
+computes each row alone (8-bit MatMulNBits rows are identical alone or among others on
+the Xeon this was measured on; CPUs that pair rows: runtime/nbits_rows.py;
 fp32 MatMul multiplies by weights packed at load, a path without the one-row kernel;
 norms and element-wise operators are per row), so the attention is the one place to fix.
 The fix: give each attention query one more row (a copy of the last, with the last
