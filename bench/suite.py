@@ -60,7 +60,11 @@ def commands(args: argparse.Namespace) -> dict[str, list[list[str]]]:
              "--data", "ids", "--limit", "10" if args.quick else "40", "--interleave", "1",
              "--repeats", "1" if args.quick else "5",
              "--drafters", f"none,input,ngram,layers,skip:2+3,model:{draft}",
-             "--out", str(out / "speculative-t5-small")]]
+             "--out", str(out / "speculative-t5-small")],
+            # what exact drafts cost where this CPU's int8 products pair rows (runtime/nbits_rows.py)
+            [py, "-m", "bench.even_rows", str(T5_SMALL / "edgeseq-int8"), "--threads", threads,
+             "--limit", "10" if args.quick else "40", "--rounds", "1" if args.quick else "3",
+             "--out", str(out / "even-rows")]]
     if _quant(pkg) == "int8":  # whether fp32 decoder products pay on this device
         cmds["speculative"].append([py, "-m", "bench.decoder_compute", pkg, "--threads", threads,
                                     "--out", str(out / "decoder-compute")]

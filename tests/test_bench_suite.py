@@ -43,6 +43,8 @@ def test_the_t5_small_drafters_run_with_a_draft_model_once_decode_has_exported_t
     t5 = [c for c in runs if str(Path("/tmp/results") / "speculative-t5-small") in c][0]
     assert runs.index(made) < runs.index(t5)  # the draft package exists before it is used
     assert f"model:{made[made.index(str(tmp_path / 'hf')) + 1]}" in t5[t5.index("--drafters") + 1]
+    even = [c for c in runs if "bench.even_rows" in c]  # what exact drafts cost on this CPU
+    assert len(even) == 1 and str(tmp_path / "edgeseq-int8") in even[0]
 
 
 def test_an_int8_package_gets_its_decoder_measured_in_int8_and_in_fp32(tiny_package):
