@@ -16,7 +16,7 @@ import argparse
 import statistics
 from pathlib import Path
 
-from bench.timing import alternating_seconds
+from bench.timing import alternating_decodes
 
 CONFIGS = {"plain": None, "input": "input"}
 PRODUCTS = {"int8": False, "fp32": True}  # fp32_decoder_products
@@ -30,15 +30,7 @@ def run(package: str, inputs: list, rounds: int, threads: int, max_new_tokens: i
                for name, fp32 in PRODUCTS.items()}
     if not engines["fp32"].runner.sessions.fp32_products:
         raise SystemExit(f"{package}: its decoder has no 8-bit products (not an int8 package)")
-    def decode(engine, draft, items):
-        return [engine.generate(item, max_new_tokens=max_new_tokens, draft=draft).token_ids
-                for item in items]
-    ways = {f"{name}/{config}": (lambda e=engine, d=draft: decode(e, d, inputs))
-            for name, engine in engines.items() for config, draft in CONFIGS.items()}
-    for engine in engines.values():  # warm-up: onnxruntime allocates for new shapes
-        for draft in CONFIGS.values():
-            decode(engine, draft, inputs[:20])
-    times, outputs = alternating_seconds(ways, rounds)
+    times, outputs = alternating_decodes(engines, CONFIGS, inputs, rounds, max_new_tokens)
     seconds = {way: statistics.median(t) for way, t in times.items()}
     same = lambda a, b: sum(x == y for x, y in zip(outputs["/".join(a)], outputs["/".join(b)]))
     quality = {way: score(outs) for way, outs in outputs.items()} if score else {}

@@ -16,7 +16,7 @@ import argparse
 import statistics
 from pathlib import Path
 
-from bench.timing import alternating_seconds
+from bench.timing import alternating_decodes
 
 
 def run(package: str, inputs: list, drafters: list[str], rounds: int, threads: int,
@@ -28,15 +28,8 @@ def run(package: str, inputs: list, drafters: list[str], rounds: int, threads: i
     paired = engines["even"].runner.sessions.even_rows
     configs = {"plain": None, **{d: d for d in drafters}}
 
-    def decode(engine, draft, items):
-        return [engine.generate(item, max_new_tokens=max_new_tokens, draft=draft).token_ids
-                for item in items]
-    ways = {f"{way}/{config}": (lambda e=engine, d=draft: decode(e, d, inputs))
-            for way, engine in engines.items() for config, draft in configs.items()}
-    for engine in engines.values():  # warm-up: onnxruntime allocates for new shapes
-        for draft in configs.values():
-            decode(engine, draft, inputs[:5])
-    times, outputs = alternating_seconds(ways, rounds)
+    times, outputs = alternating_decodes(engines, configs, inputs, rounds, max_new_tokens,
+                                         warmup=5)
     seconds = {way: statistics.median(t) for way, t in times.items()}
     same = lambda a, b: sum(x == y for x, y in zip(outputs[a], outputs[b]))
     return {"inputs": len(inputs), "rounds": rounds, "even_rows_chosen": paired,

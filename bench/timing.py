@@ -23,6 +23,24 @@ def alternating_seconds(ways: dict[str, Callable[[], Any]],
     return seconds, results
 
 
+def alternating_decodes(engines: dict[str, Any], configs: dict[str, Any], inputs: list,
+                        rounds: int, max_new_tokens: int, warmup: int = 20
+                        ) -> tuple[dict[str, list[float]], dict[str, list[list[int]]]]:
+    """Each engine decoding `inputs` with each drafter of `configs` (name -> draft=), as
+    ways named "engine/config" run by alternating_seconds after a warm-up on the first
+    `warmup` inputs (onnxruntime allocates for new shapes): (seconds per round, token ids
+    per input) per way."""
+    def decode(engine, draft, items):
+        return [engine.generate(item, max_new_tokens=max_new_tokens, draft=draft).token_ids
+                for item in items]
+    ways = {f"{name}/{config}": (lambda e=engine, d=draft: decode(e, d, inputs))
+            for name, engine in engines.items() for config, draft in configs.items()}
+    for engine in engines.values():
+        for draft in configs.values():
+            decode(engine, draft, inputs[:warmup])
+    return alternating_seconds(ways, rounds)
+
+
 def turn_order(configs: list, rep: int, unit: int = 0) -> list:
     """The configurations in the order they run one unit (an input, a chunk of inputs, a
     clip) in one repeat: the first turns with the repeat and the unit, so over
