@@ -195,6 +195,21 @@ def read_node(buf: bytes, span: tuple[int, int]) -> WireNode:
     return WireNode(op_type, domain, tuple(inputs))
 
 
+def node_attributes(buf: bytes, node: tuple[int, int]) -> tuple[dict[str, int], list[tuple[int, int]]]:
+    """A node's integer attributes (name -> value) and the spans of the graphs it holds."""
+    ints, graphs = {}, []
+    for n, wire, value, _ in fields_with_extent(buf, *node):
+        if n != NODE_ATTRIBUTE or wire != LENGTH:
+            continue
+        name = string(buf, value, ATTR_NAME)
+        for an, aw, av, _ in fields_with_extent(buf, *value):
+            if an == ATTR_I and aw == VARINT:
+                ints[name] = av
+            elif an in (ATTR_G, ATTR_GRAPHS) and aw == LENGTH:
+                graphs.append(av)
+    return ints, graphs
+
+
 # -- writing -----------------------------------------------------------------------------
 def encode_varint(value: int) -> bytes:
     if value < 0:

@@ -20,7 +20,7 @@ from .integer_gemm import (cpu_kernels_on_gpu, unsigned_buffer_bytes, unsigned_w
                            uses_integer_gemm, wants_unsigned_weights, x86_cpu_flags)
 from .kv_cache import KVCache
 from .memory import package_weight_bytes
-from .nbits_rows import rows_in_pairs, wants_even_rows
+from .nbits_rows import DecoderRows, wants_even_rows
 from .providers import SessionConfig, encoder_thread_count, make_session, resolve_provider
 
 
@@ -159,7 +159,8 @@ def open_sessions(directory: Path, config: SessionConfig, manifest: Manifest,
                            providers=providers)
     decoder_file = directory / names.DECODER_FILE
     decoder_bytes = decoder_file.read_bytes()
-    scan = wanted_products(decoder_bytes, manifest, config, cpu_flags)
+    rows = DecoderRows(decoder_bytes)  # asked of onnxruntime once, if either choice needs it
+    scan = wanted_products(decoder_bytes, manifest, config, cpu_flags, rows)
     products = (fp32_product_graph(decoder_file, decoder_bytes, scan) if scan is not None
                 else None)
     decoder = make_session(decoder_file, config, profile=profile and profile / "decoder",
@@ -172,7 +173,7 @@ def open_sessions(directory: Path, config: SessionConfig, manifest: Manifest,
     else:
         sessions.even_rows = wants_even_rows(config.even_decoder_rows, config.provider,
                                              recommends_drafter(manifest),
-                                             lambda: rows_in_pairs(decoder_bytes))
+                                             lambda: rows.in_pairs)
     return sessions
 
 

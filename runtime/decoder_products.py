@@ -43,18 +43,18 @@ import onnxruntime as ort
 
 from edgeseq.errors import PackageError
 from edgeseq.manifest import Manifest
-from edgeseq.onnx_wire import (ATTR_G, ATTR_GRAPHS, ATTR_I, ATTR_NAME, DATA_TYPE_FLOAT,
+from edgeseq.onnx_wire import (ATTR_G, ATTR_GRAPHS, DATA_TYPE_FLOAT,
                                DATA_TYPE_UINT8, ENTRY_KEY, ENTRY_VALUE, GRAPH_INITIALIZER,
                                GRAPH_INPUT, GRAPH_NODE, GRAPH_OUTPUT, LENGTH, NODE_ATTRIBUTE,
                                NODE_INPUT, NODE_NAME, NODE_OUTPUT, NODE_OP_TYPE,
                                TENSOR_DATA_LOCATION, TENSOR_DATA_TYPE, TENSOR_DIMS,
                                TENSOR_EXTERNAL_DATA, TENSOR_LOCATION_EXTERNAL, TENSOR_NAME,
-                               VALUE_INFO_NAME, VARINT, Malformed, WireTensor,
-                               fields_with_extent, length_field, read_node, read_tensor,
+                               VALUE_INFO_NAME, Malformed, WireTensor,
+                               fields_with_extent, length_field, node_attributes, read_node, read_tensor,
                                string, tensor_data, text, varint_field)
 
 from .integer_gemm import integer_gemm_saturates
-from .nbits_rows import ALONE, nbits_kinds, row_grouping
+from .nbits_rows import DecoderRows
 from .providers import SessionConfig
 from .rewritten_graph import RewrittenGraph, model_graph, with_graph
 
@@ -135,9 +135,11 @@ def wants_fp32_products(choice: bool | None, provider: str, cpu_flags: set[str] 
 
 
 def wanted_products(decoder_graph: bytes, manifest: Manifest, config: SessionConfig,
-                    cpu_flags: set[str] | None) -> ProductScan | None:
+                    cpu_flags: set[str] | None, rows: DecoderRows | None = None
+                    ) -> ProductScan | None:
     """The products a package's decoder (its graph's bytes) is loaded multiplying in fp32
-    under `config` on a CPU with `cpu_flags`; None where it multiplies as stored. Only int8
+    under `config` on a CPU with `cpu_flags` (`rows`: how this CPU computes the graph's
+    rows, when the caller reads it too); None where it multiplies as stored. Only int8
     packages: an int4 package's few 8-bit products stay (its time goes to the 4-bit ones;
     unmeasured)."""
     if manifest.quant != "int8":
@@ -145,7 +147,8 @@ def wanted_products(decoder_graph: bytes, manifest: Manifest, config: SessionCon
     scan = scan_products(decoder_graph)
     drafts = recommends_drafter(manifest)
     if not wants_fp32_products(config.fp32_decoder_products, config.provider, cpu_flags,
-                               scan.fp32_bytes, drafts, lambda: _rows_alone_exact(decoder_graph)):
+                               scan.fp32_bytes, drafts,
+                               lambda: (rows or DecoderRows(decoder_graph)).alone):
         return None
     return scan
 
@@ -153,12 +156,6 @@ def wanted_products(decoder_graph: bytes, manifest: Manifest, config: SessionCon
 def recommends_drafter(manifest: Manifest) -> bool:
     """Whether a package's decoding defaults name a drafter (it is meant to speculate)."""
     return manifest.generation.get("draft") not in (None, "none")
-
-
-def _rows_alone_exact(decoder_graph: bytes) -> bool:
-    """Whether every kind of MatMulNBits in the graph computes a lone row as it computes
-    the same row among others on this CPU (runtime/nbits_rows.py)."""
-    return all(row_grouping(kind) == ALONE for kind in nbits_kinds(decoder_graph))
 
 
 def fp32_product_graph(graph_file: Path, data: bytes | None = None,
@@ -215,7 +212,7 @@ def _scan_nodes(data: bytes, graph: tuple[int, int], scan: ProductScan) -> None:
         node = read_node(data, value)
         for name in node.inputs:
             scan.readers[name] = scan.readers.get(name, 0) + 1
-        ints, inner = _attributes(data, value)
+        ints, inner = node_attributes(data, value)
         if inner:
             scan.holders.add(value)
         for sub in inner:
@@ -223,21 +220,6 @@ def _scan_nodes(data: bytes, graph: tuple[int, int], scan: ProductScan) -> None:
         product = _product(node.op_type, node.domain, node.inputs, ints, scan.tensors)
         if product is not None:
             scan.products[value] = product
-
-
-def _attributes(data: bytes, node: tuple[int, int]) -> tuple[dict[str, int], list[tuple[int, int]]]:
-    """A node's integer attributes (name -> value) and the spans of the graphs it holds."""
-    ints, graphs = {}, []
-    for n, wire, value, _ in fields_with_extent(data, *node):
-        if n != NODE_ATTRIBUTE or wire != LENGTH:
-            continue
-        name = string(data, value, ATTR_NAME)
-        for an, aw, av, _ in fields_with_extent(data, *value):
-            if an == ATTR_I and aw == VARINT:
-                ints[name] = av
-            elif an in (ATTR_G, ATTR_GRAPHS) and aw == LENGTH:
-                graphs.append(av)
-    return ints, graphs
 
 
 def _product(op_type: str, domain: str, inputs: tuple[str, ...], ints: dict[str, int],

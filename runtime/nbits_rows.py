@@ -22,19 +22,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import onnxruntime as ort
 
-from edgeseq.onnx_wire import (ATTR_G, ATTR_GRAPHS, ATTR_I, ATTR_NAME, DATA_TYPE_FLOAT,
+from edgeseq.onnx_wire import (ATTR_I, ATTR_NAME, DATA_TYPE_FLOAT,
                                DATA_TYPE_UINT8, DIM_PARAM, DIM_VALUE, GRAPH_INITIALIZER,
                                GRAPH_INPUT, GRAPH_NAME, GRAPH_NODE, GRAPH_OUTPUT, LENGTH,
                                MODEL_GRAPH, MODEL_OPSET_IMPORT, NODE_ATTRIBUTE, NODE_DOMAIN,
                                NODE_INPUT, NODE_OP_TYPE, NODE_OUTPUT, OPSET_DOMAIN, SHAPE_DIM,
                                TENSOR_DATA_TYPE, TENSOR_DIMS, TENSOR_NAME, TENSOR_RAW_DATA,
                                TENSOR_TYPE_ELEM, TENSOR_TYPE_SHAPE, TYPE_TENSOR, VALUE_INFO_NAME,
-                               VALUE_INFO_TYPE, VARINT, fields_with_extent, length_field,
-                               read_node, string, varint_field)
+                               VALUE_INFO_TYPE, fields_with_extent, length_field,
+                               node_attributes, read_node, varint_field)
 
 from .providers import SHARED_POOL
 from .rewritten_graph import model_graph
@@ -75,24 +76,44 @@ def row_grouping(kind: NBitsKind, threads: int = 1) -> int | None:
 
 
 def wants_even_rows(choice: bool | None, provider: str, drafts: bool,
-                    rows_in_pairs: Callable[[], bool]) -> bool:
+                    pairs: Callable[[], bool]) -> bool:
     """Whether a decoder's passes get an even number of rows: on the CPU provider where its
-    products compute rows alike only in pairs (`rows_in_pairs`, asked last since it runs
+    products compute rows alike only in pairs (`pairs`, asked last since it runs
     onnxruntime), when `choice` (SessionConfig's even_decoder_rows) is True, or is None and
     the package recommends a drafter (`drafts`): the extra row costs plain greedy decoding
     (1.20x-1.23x the time on t5-small-shaped int8 weights, bench/even_rows.py), so by
     default only packages meant to speculate pay it."""
     if choice is False or provider != "cpu":
         return False
-    return (choice or drafts) and rows_in_pairs()
+    return (choice or drafts) and pairs()
+
+
+class DecoderRows:
+    """How this CPU computes the rows of a decoder graph's products (its serialized bytes),
+    asked of onnxruntime at most once however many decisions read it (a load reads it for
+    fp32 products and for even rows)."""
+
+    def __init__(self, model: bytes):
+        self.model = model
+
+    @cached_property
+    def groupings(self) -> set[int | None]:
+        return {row_grouping(kind) for kind in nbits_kinds(self.model)}
+
+    @property
+    def alone(self) -> bool:
+        """Every kind computes a lone row as among others (no products: trivially)."""
+        return self.groupings <= {ALONE}
+
+    @property
+    def in_pairs(self) -> bool:
+        """Rows alike only in pairs (one kind PAIRS, none None): passes want even rows."""
+        return PAIRS in self.groupings and None not in self.groupings
 
 
 def rows_in_pairs(model: bytes) -> bool:
-    """Whether the MatMulNBits of a serialized ModelProto compute rows exactly alike on this
-    CPU only in pairs (one kind PAIRS, none None): then its passes want an even number of
-    rows."""
-    grouping = {row_grouping(kind) for kind in nbits_kinds(model)}
-    return PAIRS in grouping and None not in grouping
+    """DecoderRows(model).in_pairs, asked once."""
+    return DecoderRows(model).in_pairs
 
 
 def nbits_kinds(model: bytes) -> set[NBitsKind]:
@@ -107,16 +128,9 @@ def _collect(data: bytes, graph: tuple[int, int], kinds: set[NBitsKind]) -> None
         if n != GRAPH_NODE or wire != LENGTH:
             continue
         node = read_node(data, value)
-        ints = {}
-        for an, aw, av, _ in fields_with_extent(data, *value):
-            if an != NODE_ATTRIBUTE or aw != LENGTH:
-                continue
-            name = string(data, av, ATTR_NAME)
-            for fn, fw, fv, _ in fields_with_extent(data, *av):
-                if fn == ATTR_I and fw == VARINT:
-                    ints[name] = fv
-                elif fn in (ATTR_G, ATTR_GRAPHS) and fw == LENGTH:
-                    _collect(data, fv, kinds)
+        ints, inner = node_attributes(data, value)
+        for sub in inner:
+            _collect(data, sub, kinds)
         if node.op_type == NBITS and node.domain == MS_DOMAIN:
             kinds.add(NBitsKind(ints.get("bits", 4), ints.get("block_size", 0),
                                 ints.get("accuracy_level", 0)))

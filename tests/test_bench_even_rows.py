@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import json
 
-import edgeseq.runtime.decoder as decoder
+import edgeseq.runtime.nbits_rows as nbits_rows
 from bench.even_rows import main
 
 
 def test_the_run_compares_both_ways_plain_and_drafted(tiny_package, tmp_path, capsys, monkeypatch):
     """Told this CPU pairs rows, the even way pads its passes; both ways' drafts are
     plain greedy's on a decoder exact either way."""
-    monkeypatch.setattr(decoder, "rows_in_pairs", lambda model: True)
+    monkeypatch.setattr(nbits_rows, "row_grouping", lambda kind, threads=1: nbits_rows.PAIRS)
     package = tiny_package("t5", "int8")[0]
     assert main([str(package), "--limit", "3", "--rounds", "1", "--threads", "1",
                  "--drafters", "layers,ngram", "--max-new-tokens", "5", "--out", str(tmp_path)]) == 0

@@ -115,3 +115,16 @@ def test_a_product_onnxruntime_cannot_run_is_neither_and_raises_nothing(monkeypa
         raise RuntimeError("no MatMulNBits in this build")
     monkeypatch.setattr(ort, "InferenceSession", refuses)
     assert row_grouping(NBitsKind(8, 128, 4)) is None
+
+
+def test_a_load_asks_the_cpu_once_for_both_choices(monkeypatch):
+    """fp32 products and even rows both read how this CPU computes the decoder's rows: the
+    shipped package (one kind of product) is probed once, not once per choice."""
+    import edgeseq
+    import edgeseq.runtime.decoder_products as decoder_products
+    asked = []
+    monkeypatch.setattr(decoder_products, "integer_gemm_saturates", lambda flags: False)
+    monkeypatch.setattr(nbits_rows, "row_grouping", lambda kind, threads=1: asked.append(kind) or ALONE)
+    engine = edgeseq.load("default", threads=1)
+    assert not engine.runner.sessions.fp32_products and not engine.runner.sessions.even_rows
+    assert asked == [NBitsKind(8, 128, 4)]

@@ -82,10 +82,8 @@ def test_cli_generate_json_and_info(text_package, capsys):
 def test_info_says_where_this_cpus_lone_rows_leave_near_ties(text_package, capsys, monkeypatch):
     """A package that recommends no drafter keeps its passes as they come; on a CPU whose
     products pair rows (here: told so) info says so and how to make speculation exact."""
-    import edgeseq.runtime.decoder as decoder
     import edgeseq.runtime.nbits_rows as nbits_rows
-    for module in (nbits_rows, decoder):
-        monkeypatch.setattr(module, "rows_in_pairs", lambda model: True)
+    monkeypatch.setattr(nbits_rows, "row_grouping", lambda kind, threads=1: nbits_rows.PAIRS)
     assert main(["info", str(text_package)]) == 0
     assert "greedy speculation: plain greedy's tokens but at rare near-ties (this CPU's " \
         "products compute a lone row differently: load with even_decoder_rows=True, CLI " \
