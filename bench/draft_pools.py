@@ -31,12 +31,12 @@ def child(target: str, draft: str, setup: str, limit: int, threads: int) -> dict
     engine = edgeseq.load(target, threads=threads, **own)
     drafter = edgeseq.load(draft, threads=threads, **theirs)
     inputs = load_inputs("jfleg", limit, engine.arch.vocab_size)
-    opts = {"max_new_tokens": 160, "rerank_source": False}
+    opts = {"max_new_tokens": 160, "rerank_source": False, "draft": None}
 
     def seconds(**extra) -> float:
         began = time.perf_counter()
         for item in inputs:
-            engine.generate(item, **opts, **extra)
+            engine.generate(item, **{**opts, **extra})
         return time.perf_counter() - began
 
     seconds(), seconds(draft=drafter)  # warm-up

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     engine, (draft,) = load_with_drafters(a.package, [a.drafter], a.threads, a.provider)
     inputs = load_inputs(a.data, a.limit, engine.arch.vocab_size, a.shared)
-    plain_options = {"max_new_tokens": a.max_new_tokens, "rerank_source": False}
+    plain_options = {"max_new_tokens": a.max_new_tokens, "rerank_source": False, "draft": None}
     for item in inputs[:8]:  # warm-up
         engine.generate(item, **plain_options)
     engine.ngram = type(engine.ngram)()

@@ -304,7 +304,8 @@ class EdgeseqEngine:
         self.last_stats = None
 
     def generate(self, ids: list[int], new_tokens: int) -> list[int]:
-        result = self.engine.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens)
+        result = self.engine.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                                      draft=None)
         self.last_stats = result.stats
         return list(result.token_ids)
 

@@ -90,7 +90,7 @@ def run_rounds(plain, engines: list, inputs: list, drafter: str, options: dict,
     for round_ in range(rounds):
         for i, item in enumerate(inputs):
             for arm in turn_order(arms, round_, i):
-                engine, opts = (plain, options) if arm == "plain" else \
+                engine, opts = (plain, {**options, "draft": None}) if arm == "plain" else \
                     (engines[arm], {**options, "draft": drafter})
                 began = time.perf_counter()
                 result = engine.generate(item, **opts)
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         inputs = load_inputs(a.data, a.limit, plain.arch.vocab_size, a.shared)
         for engine in [plain, *engines]:  # warm-up, outside the planners' figures
             for item in inputs[:4]:
-                engine.generate(item, **options)
+                engine.generate(item, **options, draft=None)
         runs.append(run_rounds(plain, engines, inputs, a.drafter, options, a.rounds))
         rows = compare(runs[-1], stay_on)
         if run == 0:

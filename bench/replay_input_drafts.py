@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     engine = edgeseq.load(args.package, threads=2)
     inputs = load_inputs(args.data, args.limit, engine.arch.vocab_size)
     sources = [engine.codec.encode(text) for text in inputs]
-    outputs = [engine.generate(text, max_new_tokens=160, rerank_source=False).token_ids for text in inputs]
+    outputs = [engine.generate(text, max_new_tokens=160, rerank_source=False, draft=None).token_ids for text in inputs]
     report = replay(engine, sources, outputs, args.max_draft)
     report["edit_floor"] = floor = edit_floor(sources, outputs, engine.manifest.special.eos)
     print(f"{report['sentences']} sentences: {report['passes_per_sentence']:.2f} verify passes each "

@@ -40,20 +40,20 @@ def measure(engine, repeats: int, quick: bool) -> dict:
                engine.arch.positions.value == "relative"][: 2 if quick else None]
     batches = BATCHES[: 2 if quick else None]
     first = {n: 1e3 * _median_s(lambda n=n: engine.generate(_ids(engine, n), max_new_tokens=1,
-                                                           min_new_tokens=1), repeats)
+                                                           min_new_tokens=1, draft=None), repeats)
              for n in inputs}
     per_token = {}
     for n in outputs:
         t_n = _median_s(lambda n=n: engine.generate(_ids(engine, 32), max_new_tokens=n,
-                                                    min_new_tokens=n), repeats)
+                                                    min_new_tokens=n, draft=None), repeats)
         t_1 = _median_s(lambda: engine.generate(_ids(engine, 32), max_new_tokens=1,
-                                                min_new_tokens=1), repeats)
+                                                min_new_tokens=1, draft=None), repeats)
         per_token[n] = 1e3 * (t_n - t_1) / (n - 1)
     throughput = {}
     for b in batches:
         rows = [_ids(engine, 32, seed) for seed in range(b)]
         t = _median_s(lambda rows=rows: engine.generate(rows, max_new_tokens=32,
-                                                        min_new_tokens=32), repeats)
+                                                        min_new_tokens=32, draft=None), repeats)
         throughput[b] = b * 32 / t
     return {"first_token_ms_by_input": first, "decode_ms_per_token_by_output": per_token,
             "tokens_per_s_by_batch": throughput}

@@ -24,7 +24,7 @@ def run(engine, sources: list[str], **options) -> dict:
     outputs, layers, tokens = [], 0.0, 0
     start = time.perf_counter()
     for text in sources:
-        r = engine.generate(text, max_new_tokens=MAX_NEW_TOKENS, **options)
+        r = engine.generate(text, max_new_tokens=MAX_NEW_TOKENS, **{"draft": None, **options})
         outputs.append(r.text)
         layers += r.stats.layers_per_token * len(r.token_ids)
         tokens += len(r.token_ids)
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     jfleg = type(full)(full.sources[:args.limit], [refs[:args.limit] for refs in full.references])
     sources = [jfleg_detokenize(s) for s in jfleg.sources]
     engine = edgeseq.load(args.package, threads=args.threads)
-    engine.generate(sources[0], max_new_tokens=8)  # warm-up
+    engine.generate(sources[0], max_new_tokens=8, draft=None)  # warm-up
     rows = []
     baseline = score(jfleg, sources)
     full_time = None

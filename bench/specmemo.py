@@ -42,15 +42,15 @@ def child(args: argparse.Namespace) -> dict:
     engine, (draft,) = load_with_drafters(args.package, [args.draft], args.threads)
     inputs = load_inputs(args.data, args.limit, engine.arch.vocab_size)
     # rerank_source (an editing package's default) would add one scoring pass to every config
-    opts = dict(max_new_tokens=args.max_new_tokens, rerank_source=False)
+    opts = dict(max_new_tokens=args.max_new_tokens, rerank_source=False, draft=None)
     if not args.config.startswith("plain"):
         opts.update(draft=draft, max_draft=args.max_draft, adaptive_draft=False,
                     speculate_rows=args.config == "rows")
     if args.config in ("planned", "rows"):
         opts["memory_budget_mb"] = args.budget
-    engine.generate(inputs[0], max_new_tokens=2)  # first-call allocations are the runtime's
+    engine.generate(inputs[0], max_new_tokens=2, draft=None)  # first-call allocations are the runtime's
     if not isinstance(draft, str):  # a draft model's engine
-        draft.generate(inputs[0], max_new_tokens=2)
+        draft.generate(inputs[0], max_new_tokens=2, draft=None)
     loaded = rss_mb()
     try:  # the peak (VmHWM) restarts from the current RSS
         Path("/proc/self/clear_refs").write_text("5")

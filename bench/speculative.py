@@ -102,8 +102,8 @@ def run_config(engine, inputs: list, draft, args, schedule: str = "auto",
     if isinstance(draft, OracleDrafter):  # as long as input drafting's drafts
         from edgeseq.runtime.options import INPUT_MAX_DRAFT
         opts["max_draft"] = args.max_draft or INPUT_MAX_DRAFT
+    opts["draft"] = draft  # None: plain greedy (a call without draft= would use "auto")
     if draft is not None:
-        opts["draft"] = draft
         opts["speculate_rows"] = SCHEDULES[schedule]
     if args.memory_budget:
         opts["memory_budget_mb"] = args.memory_budget

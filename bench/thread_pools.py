@@ -35,14 +35,14 @@ def child(package: str, mode: str, threads: int, input_tokens: int, new_tokens: 
     vocab = engine.arch.vocab_size
     ids = np.random.default_rng(0).integers(5, vocab, input_tokens - 1).tolist() + [engine.manifest.special.eos]
     for _ in range(3):
-        engine.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens)
+        engine.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, draft=None)
     first, full = [], []
     for _ in range(10):
         t = time.perf_counter()
-        engine.generate(ids, max_new_tokens=1, min_new_tokens=1)
+        engine.generate(ids, max_new_tokens=1, min_new_tokens=1, draft=None)
         first.append(time.perf_counter() - t)
         t = time.perf_counter()
-        engine.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens)
+        engine.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, draft=None)
         full.append(time.perf_counter() - t)
     t1, tn = statistics.median(first), statistics.median(full)
     # the encoder alone, calls back to back with no decoder pass between them (what its

@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-CONFIGS = {"plain": {}, "input": {"draft": "input"}, "plain+rerank": {"rerank_source": True},
+CONFIGS = {"plain": {"draft": None}, "input": {"draft": "input"},
+           "plain+rerank": {"draft": None, "rerank_source": True},
            "input+rerank": {"draft": "input", "rerank_source": True}}
 
 

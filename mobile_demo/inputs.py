@@ -96,8 +96,8 @@ class Settings:
             opts.update(do_sample=True, temperature=self.temperature, top_p=self.top_p)
         elif self.decoding == Decoding.BEAM:
             opts["num_beams"] = self.num_beams
-        if self.drafter is not None:
-            opts["draft"] = self.drafter.value
+        # always named: an Engine call without draft= would use the package's drafter
+        opts["draft"] = self.drafter.value if self.drafter is not None else None
         if self.skip is not None:
             opts.update(self.skip.options())
         if self.memory_budget_mb is not None:

@@ -11,7 +11,9 @@ from edgeseq.errors import OptionsError
 
 DRAFTERS = ("input", "layers", "ngram")
 # draft="auto": the drafter the package recommends (its manifest's generation "draft") for
-# greedy decoding with every layer, else none; resolved by the engine (resolve_auto_draft)
+# greedy decoding with every layer, else none; resolved by the engine (resolve_auto_draft).
+# An Engine call without draft= means "auto", as the CLI's --draft does: greedy speculation
+# returns plain greedy's tokens, and its planner switches drafting off where it does not pay
 AUTO_DRAFT = "auto"
 MAX_DRAFT = 128  # draft lengths are searched per pass; more would only cost time
 INPUT_MAX_DRAFT = 64  # JFLEG dev: 2.55 verify passes per sentence at 64 vs 4.6 at 8
@@ -29,9 +31,9 @@ def is_drafter(draft: object) -> bool:
 
 
 def resolve_auto_draft(options: dict, recommended: str | None) -> dict:
-    """options with draft="auto" replaced: the package's `recommended` drafter where it
-    cannot change the output (greedy search, every layer), else None."""
-    if options.get("draft") != AUTO_DRAFT:
+    """options with draft="auto" (or no draft at all) replaced: the package's `recommended`
+    drafter where it cannot change the output (greedy search, every layer), else None."""
+    if options.get("draft", AUTO_DRAFT) != AUTO_DRAFT:
         return options
     plain_greedy = not options.get("do_sample") and options.get("num_beams", 1) == 1 and all(
         options.get(name) is None for name in ("skip_ratio", "exit_after", "exit_threshold"))
@@ -63,7 +65,8 @@ class GenerationOptions:
     copy_bias: float | None = None
     # None | "input" | "layers" | "ngram" | another Engine | an object with the Drafter
     # methods propose(ctx) -> Draft and update(drafted, accepted) (runtime/drafters.py);
-    # "auto" (Engine calls only): the package's recommended drafter (resolve_auto_draft)
+    # "auto" (Engine calls only, and their default): the package's recommended drafter
+    # (resolve_auto_draft)
     draft: object = None
     # most draft tokens verified per pass; None: INPUT_MAX_DRAFT for draft="input" (the
     # rest of the source is one natural draft), else 8. Adaptive drafting picks shorter.

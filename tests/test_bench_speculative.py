@@ -21,7 +21,8 @@ class RecordingEngine:
         self.caches = {}  # drafter -> the n-gram cache each of its calls could teach
 
     def generate(self, item, **options):
-        drafter = options.get("draft", "plain")
+        assert "draft" in options  # plain greedy asked as draft=None, not left to "auto"
+        drafter = options["draft"] or "plain"
         self.calls.append((drafter, item))
         self.ngram.learned.append((drafter, item))
         self.caches.setdefault(drafter, []).append(self.ngram)

@@ -43,14 +43,15 @@ def test_settings_map_to_engine_options():
     assert s.for_task(Task.FIX).generation_options() == {"max_new_tokens": 64, "draft": "input"}
     assert not s.for_task(Task.FIX).streams
     assert s.for_task(Task.GENERATE).drafter is None and s.for_task(Task.GENERATE).streams
-    assert s.for_task(Task.GENERATE).generation_options() == {"max_new_tokens": 64}
+    # no drafter is named as draft=None: an Engine call without draft= would use "auto"
+    assert s.for_task(Task.GENERATE).generation_options() == {"max_new_tokens": 64, "draft": None}
     # ... and only when decoding greedily with every layer
     for other in ({"decoding": "sample"}, {"decoding": "beam"}, {"skip": "unified-2"}):
         assert parse_settings(other).for_task(Task.FIX).drafter is None
     assert parse_settings({"drafter": "none"}).for_task(Task.FIX).drafter is None
     s = parse_settings({"decoding": "sample", "temperature": 0.5, "top_p": 0.9,
                         "memory_budget_mb": 1500, "threads": 4, "drafter": "none"})
-    assert s.generation_options() == {"max_new_tokens": 64, "do_sample": True,
+    assert s.generation_options() == {"max_new_tokens": 64, "do_sample": True, "draft": None,
                                       "temperature": 0.5, "top_p": 0.9, "memory_budget_mb": 1500}
     s = parse_settings({"decoding": "beam", "num_beams": 3}).for_task(Task.FIX)
     assert not s.streams and s.generation_options()["num_beams"] == 3

@@ -79,16 +79,21 @@ def test_a_package_recommends_a_drafter_that_auto_uses_only_for_greedy_search(ti
     assert engine.manifest.generation["draft"] == "input"
     kw = dict(max_new_tokens=12)
     for ids in SOURCES:
-        plain = engine.generate(ids, **kw)
+        plain = engine.generate(ids, draft=None, **kw)
         auto = engine.generate(ids, draft="auto", **kw)
-        assert auto.token_ids == plain.token_ids and auto.stats.speculation["verify_passes"] >= 1
+        unasked = engine.generate(ids, **kw)  # a call without draft= means "auto", as on the CLI
+        assert auto.token_ids == plain.token_ids == unasked.token_ids
+        assert auto.stats.speculation["verify_passes"] >= 1
+        assert unasked.stats.speculation["verify_passes"] >= 1
         assert plain.stats.speculation is None  # draft=None stays plain decoding
     # where drafting could change the output or does not apply, "auto" means none
     for other in (dict(num_beams=2), dict(do_sample=True, seed=0), dict(exit_after=1)):
         assert engine.generate(SOURCES[0], draft="auto", **kw, **other).stats.speculation is None
+        assert engine.generate(SOURCES[0], **kw, **other).stats.speculation is None
     # a package that recommends none decodes plainly under "auto"
     bare = edgeseq.load(str(_bare_package(tiny_checkpoint, tmp_path)), threads=1)
     assert bare.generate(SOURCES[0], draft="auto", **kw).stats.speculation is None
+    assert bare.generate(SOURCES[0], **kw).stats.speculation is None
 
     config.draft = "guess"
     config.save_pretrained(src)
