@@ -225,28 +225,34 @@ def _exactness(engine) -> str:
     """What greedy speculation guarantees for this package on this CPU
     (export/row_invariant.py, runtime/nbits_rows.py)."""
     m, sessions = engine.manifest, engine.runner.sessions
+    if sessions.even_rows:
+        why = ("this CPU's products compute rows alike only in pairs" if m.row_invariant_decoder
+               else "no attention query is a lone row")
+        return f"plain greedy's tokens, bitwise (every pass runs an even number of rows: {why})"
+    asked = "load with even_decoder_rows=True, CLI --even-rows on"
     if m.row_invariant_decoder:
-        if sessions.even_rows:
-            return ("plain greedy's tokens, bitwise (every pass runs an even number of rows: "
-                    "this CPU's products compute rows alike only in pairs)")
-        if _lone_rows_differ(engine):
+        if _even_rows_would_help(engine):
             return ("plain greedy's tokens but at rare near-ties (this CPU's products compute a "
-                    "lone row differently: load with even_decoder_rows=True, CLI --even-rows on)")
+                    f"lone row differently: {asked})")
         return "plain greedy's tokens, bitwise (every row of a verify pass is the one-token pass)"
     from edgeseq.manifest import ROW_INVARIANT_QUANTS
     how = ("exported without row-invariant attention: `edgeseq upgrade PKG` adds it"
            if m.quant in ROW_INVARIANT_QUANTS else f"{m.quant} one-token passes round differently")
+    if _even_rows_would_help(engine):
+        how += f"; or {asked}"
     return f"plain greedy's tokens but at rare near-ties ({how})"
 
 
-def _lone_rows_differ(engine) -> bool:
-    """Whether the decoder multiplies as stored on a CPU whose products compute a lone row
-    differently from the same row among others."""
+def _even_rows_would_help(engine) -> bool:
+    """Whether passes of an even number of rows would make this decoder's rows exact where
+    they are not (runtime/nbits_rows.py)."""
     from edgeseq import names
-    from edgeseq.runtime.nbits_rows import rows_in_pairs
-    if engine.runner.sessions.fp32_products or engine.config.provider != "cpu":
+    from edgeseq.runtime.nbits_rows import DecoderRows
+    if engine.config.provider != "cpu":
         return False
-    return rows_in_pairs((engine.directory / names.DECODER_FILE).read_bytes())
+    rows = DecoderRows((engine.directory / names.DECODER_FILE).read_bytes())
+    return rows.even_rows_make_exact(engine.manifest.row_invariant_decoder,
+                                     bool(engine.runner.sessions.fp32_products))
 
 
 def _int8_weights(engine) -> str | None:

@@ -170,10 +170,9 @@ def open_sessions(directory: Path, config: SessionConfig, manifest: Manifest,
         sessions.unsigned_weights, sessions.unsigned_weight_bytes = graph.weights, graph.buffer_bytes
     if products is not None:
         sessions.fp32_products, sessions.fp32_product_bytes = products.weights, products.buffer_bytes
-    else:
-        sessions.even_rows = wants_even_rows(config.even_decoder_rows, config.provider,
-                                             recommends_drafter(manifest),
-                                             lambda: rows.in_pairs)
+    sessions.even_rows = wants_even_rows(
+        config.even_decoder_rows, config.provider, recommends_drafter(manifest),
+        lambda: rows.even_rows_make_exact(manifest.row_invariant_decoder, products is not None))
     return sessions
 
 

@@ -17,7 +17,15 @@ session of a few KB per kind of product a decoder holds (`nbits_kinds`).
 Where rows are exact only in pairs, small drafting decoders multiply in fp32
 (runtime/decoder_products.py) and the runner gives other decoders' passes an even number
 of rows (runtime/decoder.py, `even_rows`; `wants_even_rows` says when): one more token, a
-copy of the last, that no row before it attends to, its logits and K/V dropped."""
+copy of the last, that no row before it attends to, its logits and K/V dropped.
+
+The same extra row makes decoders exact whose attention queries are not padded (int4
+packages, and packages exported with --no-row-invariant: export/row_invariant.py):
+onnxruntime's attention has a one-row kernel, and with an even number of rows no query is
+a lone row; their products must then compute rows alike alone or in pairs
+(`DecoderRows.even_rows_make_exact`). A tiny int4 T5 here: one-token passes ~1e-5 away
+from the same rows of longer passes as they come, bitwise equal with even rows
+(tests/test_row_invariant.py)."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -77,12 +85,12 @@ def row_grouping(kind: NBitsKind, threads: int = 1) -> int | None:
 
 def wants_even_rows(choice: bool | None, provider: str, drafts: bool,
                     pairs: Callable[[], bool]) -> bool:
-    """Whether a decoder's passes get an even number of rows: on the CPU provider where its
-    products compute rows alike only in pairs (`pairs`, asked last since it runs
-    onnxruntime), when `choice` (SessionConfig's even_decoder_rows) is True, or is None and
-    the package recommends a drafter (`drafts`): the extra row costs plain greedy decoding
-    (1.20x-1.23x the time on t5-small-shaped int8 weights, bench/even_rows.py), so by
-    default only packages meant to speculate pay it."""
+    """Whether a decoder's passes get an even number of rows: on the CPU provider where
+    rows as they come are not exact and rows in pairs are (`pairs`, asked last since it
+    runs onnxruntime), when `choice` (SessionConfig's even_decoder_rows) is True, or is None
+    and the package recommends a drafter (`drafts`): the extra row costs plain greedy
+    decoding (1.20x-1.23x the time on t5-small-shaped int8 weights, bench/even_rows.py), so
+    by default only packages meant to speculate pay it."""
     if choice is False or provider != "cpu":
         return False
     return (choice or drafts) and pairs()
@@ -110,10 +118,15 @@ class DecoderRows:
         """Rows alike only in pairs (one kind PAIRS, none None): passes want even rows."""
         return PAIRS in self.groupings and None not in self.groupings
 
-
-def rows_in_pairs(model: bytes) -> bool:
-    """DecoderRows(model).in_pairs, asked once."""
-    return DecoderRows(model).in_pairs
+    def even_rows_make_exact(self, padded_attention: bool, fp32_products: bool = False) -> bool:
+        """Whether passes of an even number of rows make every row exact where passes as
+        they come do not: with padded attention (a row-invariant decoder) where the
+        products pair rows; with unpadded attention (a lone query row has a kernel of its
+        own) wherever the products compute rows alike alone or in pairs (fp32 products
+        always do)."""
+        if padded_attention:
+            return not fp32_products and self.in_pairs
+        return fp32_products or None not in self.groupings
 
 
 def nbits_kinds(model: bytes) -> set[NBitsKind]:

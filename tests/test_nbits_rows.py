@@ -10,8 +10,8 @@ import pytest
 
 from edgeseq import names
 from edgeseq.runtime import nbits_rows
-from edgeseq.runtime.nbits_rows import (ALONE, N, PAIRS, NBitsKind, nbits_kinds, product_model,
-                                        row_grouping, rows_in_pairs, wants_even_rows)
+from edgeseq.runtime.nbits_rows import (ALONE, N, PAIRS, DecoderRows, NBitsKind, nbits_kinds,
+                                        product_model, row_grouping, wants_even_rows)
 
 DEFAULT_DECODER = Path(__file__).resolve().parents[1] / "edgeseq" / "default_model" / names.DECODER_FILE
 KINDS = [NBitsKind(8, 128, 4), NBitsKind(8, 32, 4), NBitsKind(4, 128, 4), NBitsKind(8, 128, 0)]
@@ -64,7 +64,23 @@ def test_passes_take_even_rows_only_where_pairs_make_every_product_exact(monkeyp
     kinds = {NBitsKind(8, 16 * (i + 1), 4): g for i, g in enumerate(groupings)}
     monkeypatch.setattr(nbits_rows, "nbits_kinds", lambda model: set(kinds))
     monkeypatch.setattr(nbits_rows, "row_grouping", lambda kind, threads=1: kinds[kind])
-    assert rows_in_pairs(b"") == paired
+    assert DecoderRows(b"").in_pairs == paired
+
+
+@pytest.mark.parametrize("groupings,padded,fp32,exact", [
+    # padded attention (row-invariant decoders): only products that pair rows need them
+    ({ALONE}, True, False, False), ({PAIRS}, True, False, True), ({PAIRS, None}, True, False, False),
+    ({PAIRS}, True, True, False),  # multiplied in fp32: rows alike alone
+    # unpadded attention (int4, --no-row-invariant): a lone query row has its own kernel, so
+    # pairs help wherever the products compute rows alike alone or in pairs
+    ({ALONE}, False, False, True), ({PAIRS}, False, False, True), (set(), False, False, True),
+    ({ALONE, None}, False, False, False), ({None}, False, True, True)])
+def test_even_rows_are_wanted_where_they_make_every_row_exact(monkeypatch, groupings, padded,
+                                                               fp32, exact):
+    kinds = {NBitsKind(8, 16 * (i + 1), 4): g for i, g in enumerate(groupings)}
+    monkeypatch.setattr(nbits_rows, "nbits_kinds", lambda model: set(kinds))
+    monkeypatch.setattr(nbits_rows, "row_grouping", lambda kind, threads=1: kinds[kind])
+    assert DecoderRows(b"").even_rows_make_exact(padded, fp32) == exact
 
 
 def test_by_default_only_packages_meant_to_speculate_pay_for_even_rows():
@@ -98,7 +114,7 @@ def test_the_runner_follows_this_cpu_for_a_package_that_recommends_a_drafter():
     """The shipped package recommends input drafting; loaded with int8 products its passes
     take even rows exactly where this CPU pairs rows, and never when told not to."""
     import edgeseq
-    pairs = rows_in_pairs(DEFAULT_DECODER.read_bytes())
+    pairs = DecoderRows(DEFAULT_DECODER.read_bytes()).in_pairs
     engine = edgeseq.load("default", threads=1, fp32_decoder_products=False)
     assert engine.runner.sessions.even_rows == pairs
     engine = edgeseq.load("default", threads=1, fp32_decoder_products=False, even_decoder_rows=False)

@@ -63,8 +63,9 @@ def test_the_exporter_pads_the_attention_once_per_query_and_once_per_bias(tiny_p
 
 
 def test_int4_decoders_are_not_padded(tiny_package):
-    """Their 4-bit kernel rounds a lone row differently too: padding would cost and not
-    make them exact."""
+    """Their 4-bit kernel rounds a lone row differently too on some CPUs: padding the
+    attention would cost and not make them exact (passes of an even number of rows do:
+    below)."""
     package = tiny_package("t5", "int4")[0]
     assert not any(n.op_type == "Pad" for n in decoder_ops(package))
     assert not edgeseq.load(str(package)).manifest.row_invariant_decoder
@@ -92,7 +93,7 @@ def test_upgrading_an_older_package_makes_its_passes_row_invariant(unpadded_pack
     assert not before.manifest.row_invariant_decoder
     assert main(["info", str(package)]) == 0
     assert "near-ties (exported without row-invariant attention: `edgeseq upgrade PKG` " \
-        "adds it)" in capsys.readouterr().out
+        "adds it" in capsys.readouterr().out  # (and, where they help, even rows)
     assert main(["upgrade", str(package)]) == 0
     assert "decoder made row-invariant" in capsys.readouterr().out
     after = edgeseq.load(str(package), threads=2)  # the manifest's sha256 matches the new graph
@@ -233,3 +234,24 @@ def test_an_upgrade_interrupted_while_writing_leaves_the_package_as_it_was(unpad
     assert not edgeseq.load(str(package)).manifest.row_invariant_decoder
     assert upgrade_package(package) and edgeseq.load(str(package)).manifest.row_invariant_decoder
     assert not list(package.glob(".*"))
+
+
+@pytest.mark.parametrize("family", ["t5", "bart"])
+def test_even_rows_make_a_decoder_without_padded_attention_row_invariant(tiny_package,
+                                                                         unpadded_package, family):
+    """int4 decoders, and int8 ones exported before row invariance, have no padded
+    attention: asked for even rows, every pass has two query rows or more (and products
+    that compute rows alike alone or in pairs), so each row of a k-token pass is the
+    one-token pass at its position, bit for bit."""
+    from edgeseq.runtime.nbits_rows import DecoderRows
+    for package in (tiny_package(family, "int4")[0], unpadded_package):
+        rows = DecoderRows((package / names.DECODER_FILE).read_bytes())
+        if not rows.even_rows_make_exact(False):
+            pytest.skip("this CPU's products compute rows alike neither alone nor in pairs")
+        engine = edgeseq.load(str(package), threads=2, fp32_decoder_products=False,
+                              even_decoder_rows=True)
+        assert not engine.manifest.row_invariant_decoder and engine.runner.sessions.even_rows
+        for single, multi in pass_rows(engine, trials=8):
+            assert np.array_equal(single, multi)
+        # unasked, a package that recommends no drafter keeps its passes as they come
+        assert not edgeseq.load(str(package), threads=2).runner.sessions.even_rows

@@ -92,6 +92,24 @@ def test_info_says_where_this_cpus_lone_rows_leave_near_ties(text_package, capsy
     assert "(every pass runs an even number of rows" in capsys.readouterr().out
 
 
+def test_info_says_even_rows_make_an_int4_package_exact(tiny_package, capsys):
+    """An int4 decoder's attention is not padded: info points to even rows, which make it
+    exact, and says so once they run."""
+    from edgeseq.runtime.nbits_rows import DecoderRows
+    from edgeseq import names
+    package = tiny_package("t5", "int4")[0]
+    helps = DecoderRows((package / names.DECODER_FILE).read_bytes()).even_rows_make_exact(False)
+    assert main(["info", str(package)]) == 0
+    shown = capsys.readouterr().out
+    assert "greedy speculation: plain greedy's tokens but at rare near-ties (int4 one-token " \
+        "passes round differently" in shown
+    assert ("load with even_decoder_rows=True, CLI --even-rows on" in shown) == helps
+    assert main(["info", str(package), "--even-rows", "on"]) == 0
+    shown = capsys.readouterr().out
+    assert ("(every pass runs an even number of rows: no attention query is a lone row)"
+            in shown) == helps
+
+
 def test_cli_drafts_as_the_package_recommends_unless_told_otherwise(text_package, capsys):
     args = ["generate", "default", "She go to school every days.", "--json"]
     assert main(args) == 0  # --draft auto: the default model recommends input drafting
