@@ -49,12 +49,10 @@ def _draft(value: str | None, args: argparse.Namespace):
         return None
     if value.startswith("model:"):
         import edgeseq
-        # never even rows: a draft model's tokens are proposals the target checks, so how
-        # its CPU rounds a lone row cannot change the output (--even-rows is the target's)
         return edgeseq.load(value[len("model:"):], provider=args.provider, threads=args.threads,
                             shared_pool=args.shared_pool,
                             fp32_decoder_products=DECODER_PRODUCTS[args.decoder_products],
-                            even_decoder_rows=False)
+                            even_decoder_rows=EVEN_ROWS[args.even_rows])
     return value
 
 

@@ -231,21 +231,22 @@ class Seq2SeqRunner:
         return KVCache(a.decoder_layers, batch, a.num_heads, max_length, a.head_dim)
 
     def step(self, tokens: np.ndarray, state: EncoderState, cache: KVCache,
-             plan: LayerPlan | None = None) -> np.ndarray:
+             plan: LayerPlan | None = None, even_rows: bool | None = None) -> np.ndarray:
         """tokens int64 [B, n] -> logits float32 [B, n, vocab]; the cache advances by n."""
-        return self.step_hidden(tokens, state, cache, plan)[0]
+        return self.step_hidden(tokens, state, cache, plan, even_rows=even_rows)[0]
 
     def step_hidden(self, tokens: np.ndarray, state: EncoderState, cache: KVCache,
-                    plan: LayerPlan | None = None,
-                    hidden: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                    plan: LayerPlan | None = None, hidden: np.ndarray | None = None,
+                    even_rows: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Like `step`, optionally starting from `hidden` [B, n, d] (an earlier pass's
         hidden_out) instead of the embeddings; returns (logits, hidden_out). Only the K/V
         of layers that ran or were filled are written: a continuation pass keeps what an
-        earlier pass wrote for the layers below it."""
+        earlier pass wrote for the layers below it. `even_rows`: this pass's choice (None:
+        the sessions'; a draft model's passes run as they come)."""
         plan = plan or self.full_plan
         new = tokens.shape[1]
-        paired = self.sessions.even_rows and tokens.shape[0] * new % 2 == 1 \
-            and self._position_after(cache.length + new)
+        even = self.sessions.even_rows if even_rows is None else even_rows
+        paired = even and tokens.shape[0] * new % 2 == 1 and self._position_after(cache.length + new)
         if paired:  # one more row, a copy of the last, that no row before it attends to
             tokens = np.concatenate([tokens, tokens[:, -1:]], axis=1)
             if hidden is not None:

@@ -372,8 +372,7 @@ class Engine:
                          draft=opts.max_draft if opts.draft is not None else 0,
                          draft_model_bytes=opts.draft.resident_weight_bytes() if other else 0,
                          rerank_source=self._reranks(opts),
-                         even_rows=self.runner.sessions.even_rows,
-                         draft_even_rows=opts.draft.runner.sessions.even_rows if other else False)
+                         even_rows=self.runner.sessions.even_rows)
         chosen = self.memory_plan(opts.memory_budget_mb, wanted, other.arch if other else None)
         r = chosen.request
         opts = replace(opts, max_new_tokens=r.max_new_tokens,

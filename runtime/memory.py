@@ -57,7 +57,6 @@ class Request:
     draft_model_bytes: int = 0   # a draft model's resident weights (its shape: estimate's draft_arch)
     rerank_source: bool = False  # a scoring pass over source and output after decoding
     even_rows: bool = False  # passes may run one row more (runtime/nbits_rows.py)
-    draft_even_rows: bool = False  # the draft model's passes may too (its engine's choice)
 
     def __post_init__(self) -> None:
         for name, least in (("batch", 1), ("source_length", 1), ("max_new_tokens", 1),
@@ -161,8 +160,7 @@ def estimate(arch: ArchSpec, weight_bytes: int, r: Request,
     draft = r.draft_model_bytes + rows * r.draft * arch.vocab_size * F32 * (1 if r.draft else 0)
     own = 0  # a draft model's own buffers: one call of it with passes of k+1 positions
     if r.draft and draft_arch is not None:
-        theirs = estimate(draft_arch, 0, Request(rows, s, r.max_new_tokens, r.draft,
-                                                     even_rows=r.draft_even_rows))
+        theirs = estimate(draft_arch, 0, Request(rows, s, r.max_new_tokens, r.draft))
         own = theirs.total - theirs.runtime - theirs.draft
     rerank = 0
     if r.rerank_source:  # 2 rows per input, as long as the source (if it may be an output)

@@ -25,12 +25,16 @@ class DecodeSession:
     layers_executed: list[int] = field(default_factory=list)
     spec: Any = None  # SpecStats when decoding speculatively
     scores: Any = None  # rerank.PassScores: greedy speculation's own token scores, for rerank_source
+    # passes of an even number of rows (runtime/nbits_rows.py); None: as the runner's
+    # sessions say. A draft model's session runs them as they come: its tokens are
+    # proposals the target checks, so an extra row would buy it nothing
+    even_rows: bool | None = None
 
     def step(self, tokens: np.ndarray, plan: LayerPlan | None = None) -> np.ndarray:
         plan = plan or self.plan
         self.passes += 1
         self.layers_executed.append((plan or self.runner.full_plan).executed)
-        return self.runner.step(tokens, self.encoder, self.cache, plan)
+        return self.runner.step(tokens, self.encoder, self.cache, plan, self.even_rows)
 
 
 def finish_rows(tokens: np.ndarray, done: np.ndarray, eos: int, pad: int) -> np.ndarray:

@@ -82,7 +82,9 @@ def make_drafter(engine: "Engine", opts: GenerationOptions, session: "DecodeSess
     check_draft_model(engine.manifest, other.manifest)
     _warn_separate_pools(engine, other)
     def open_draft_session():
-        return other._session(rows, 1, GenerationOptions(max_new_tokens=opts.max_new_tokens))
+        drafting = other._session(rows, 1, GenerationOptions(max_new_tokens=opts.max_new_tokens))
+        drafting.even_rows = False  # proposals: how a lone row rounds cannot change the output
+        return drafting
     return ModelDrafter(open_draft_session, score, opts.do_sample, rng, opts.max_draft,
                         eos=engine.manifest.special.eos, choose=rules.choose), sampler
 

@@ -174,32 +174,3 @@ def test_passes_of_an_even_number_of_rows_budget_one_position_more(engine_arch):
         assert even.logits * (draft + 1) == pytest.approx(as_they_come.logits * (draft + 2), rel=1e-3)
         assert even.decoder_activations > as_they_come.decoder_activations
         assert even.total > as_they_come.total
-
-
-def test_a_draft_models_even_rows_are_budgeted_as_its_own(engine_arch):
-    """A draft engine whose passes run an even number of rows counts one position more in
-    its own buffers; generate() takes that from the draft engine it is given."""
-    arch, weights = engine_arch
-    as_they_come = estimate(arch, weights, Request(2, 20, 30, 4, draft_model_bytes=MB),
-                            draft_arch=arch)
-    even = estimate(arch, weights, Request(2, 20, 30, 4, draft_model_bytes=MB,
-                                           draft_even_rows=True), draft_arch=arch)
-    own = lambda rows: estimate(arch, 0, Request(2, 20, 30, 4, even_rows=rows))  # noqa: E731
-    assert even.draft - as_they_come.draft == \
-        (own(True).total - own(True).draft) - (own(False).total - own(False).draft)
-    assert even.draft > as_they_come.draft and even.logits == as_they_come.logits
-
-
-def test_generate_budgets_the_draft_engines_own_even_rows(tiny_package):
-    import edgeseq
-    package = tiny_package("t5", "int8")[0]
-    target = edgeseq.load(package, threads=1, fp32_decoder_products=False, even_decoder_rows=False)
-    plans = {}
-    for even in (False, True):
-        draft = edgeseq.load(package, threads=1, fp32_decoder_products=False)
-        draft.runner.sessions.even_rows = even  # what a CPU that pairs rows gives when asked
-        plans[even] = target.generate([5, 6, 7], max_new_tokens=8, draft=draft,
-                                      memory_budget_mb=10_000).stats.memory_plan
-        assert plans[even]["request"]["draft_even_rows"] is draft.runner.sessions.even_rows
-    assert plans[True]["predicted"]["draft"] > plans[False]["predicted"]["draft"]
-

@@ -294,6 +294,30 @@ def test_a_draft_model_catches_up_on_a_long_output_in_passes_the_budget_counts(e
     assert draft.tokens[0].tolist() == list(longer.token_ids[12:])
 
 
+def test_a_draft_models_passes_run_as_they_come_whatever_its_engine_would(tiny_package):
+    """A draft model's tokens are proposals the target checks, so its passes never take the
+    extra row of even rows (runtime/nbits_rows.py), even from an engine that would; the
+    target's passes still do, and the output is plain greedy's."""
+    import edgeseq
+    package = str(tiny_package("t5", "int8")[0])
+    target, draft = edgeseq.load(package, threads=1), edgeseq.load(package, threads=1)
+    target.runner.sessions.even_rows = draft.runner.sessions.even_rows = True  # a pairing CPU
+    rows = {"target": [], "draft": []}
+    for name, engine in (("target", target), ("draft", draft)):
+        run = engine.runner.decoder.run
+
+        def recording(outputs, feeds, *rest, seen=rows[name], run=run):
+            seen.append(feeds["input_ids"].size)
+            return run(outputs, feeds, *rest)
+        engine.runner.decoder = type("Recorded", (), {"run": staticmethod(recording)})()
+    plain = edgeseq.load(package, threads=1).generate(SOURCES[0], max_new_tokens=12, draft=None)
+    drafted = target.generate(SOURCES[0], max_new_tokens=12, draft=draft, max_draft=3)
+    assert drafted.token_ids == plain.token_ids
+    assert drafted.stats.speculation["drafted"] > 0
+    assert any(n % 2 for n in rows["draft"])        # one-token draft steps, as they come
+    assert rows["target"] and not any(n % 2 for n in rows["target"])  # every pass even
+
+
 # --- sampling: the empirical distribution of the first two tokens matches the exact one
 def _exact_two_token_distribution(engine, source, temperature):
     runner = engine.runner

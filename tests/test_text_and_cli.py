@@ -247,18 +247,6 @@ def test_cli_drafting_flags_draft_and_keep_plain_greedys_tokens(flags, tiny_pack
         assert fast["stats"]["memory_plan"] is not None
 
 
-def test_a_draft_model_on_the_cli_runs_its_passes_as_they_come(tiny_package):
-    """--even-rows is the target's: a draft model's tokens are proposals the target checks,
-    so one more row per pass would buy it nothing."""
-    from argparse import Namespace
-    from edgeseq.cli import _draft
-    package = str(tiny_package("t5", "int8")[0])
-    args = Namespace(provider="cpu", threads=1, shared_pool=False, decoder_products="int8",
-                     even_rows="on")
-    draft = _draft(f"model:{package}", args)
-    assert draft.config.even_decoder_rows is False and not draft.runner.sessions.even_rows
-
-
 def test_an_impossible_memory_budget_on_the_cli_names_the_lower_bound(tiny_package, capsys):
     package = str(tiny_package("t5", "int8")[0])
     args = ["generate", package, "5 9 13 2", "--ids", "--draft", "layers", "--memory-budget", "1"]
