@@ -141,9 +141,15 @@ class DraftController:
         """The way's statistics, or an untried way's (nothing added to `ways`)."""
         return self.ways.get(way) or WayStats.empty(self.max_draft)
 
-    def hazard(self, way: int = ONLY_WAY, situation: int | None = None) -> np.ndarray:
+    def hazard(self, way: int = ONLY_WAY, situation: int | None = None,
+               rates_from: WayStats | None = None) -> np.ndarray:
         """hazard[j]: chance a draft of way w that reached position j is rejected there;
-        in a situation, its own counts shrunk toward the way's rates."""
+        in a situation, or from one call's drafts (`rates_from`, not kept), their own counts
+        shrunk toward the way's rates."""
+        if rates_from is not None:
+            pooled = self.hazard(way)
+            return np.minimum((rates_from.rejected + PSEUDO_COUNT * pooled) /
+                              (rates_from.reached + PSEUDO_COUNT), 0.995)
         key = ("hazard", way, situation)
         hazard = self._derived.get(key)
         if hazard is not None:
@@ -161,16 +167,18 @@ class DraftController:
         hazard = self._derived[key] = np.minimum(hazard, 0.995)  # counts: never below 0
         return hazard
 
-    def survival(self, way: int = ONLY_WAY, situation: int | None = None) -> np.ndarray:
+    def survival(self, way: int = ONLY_WAY, situation: int | None = None,
+                 rates_from: WayStats | None = None) -> np.ndarray:
         """survival(w)[j]: chance that drafts 0..j of way w are all accepted, j < max_draft."""
-        return np.cumprod(1.0 - self.hazard(way, situation))
+        return np.cumprod(1.0 - self.hazard(way, situation, rates_from))
 
-    def expected_tokens(self, way: int = ONLY_WAY, situation: int | None = None) -> np.ndarray:
+    def expected_tokens(self, way: int = ONLY_WAY, situation: int | None = None,
+                        rates_from: WayStats | None = None) -> np.ndarray:
         """[k] for k = 0..max_draft: tokens a verify pass of k drafts emits (the accepted
         drafts plus the target's own token)."""
         tokens = np.empty(self.max_draft + 1)
         tokens[0] = 0.0
-        np.cumsum(self.survival(way, situation), out=tokens[1:])
+        np.cumsum(self.survival(way, situation, rates_from), out=tokens[1:])
         tokens += 1.0
         return tokens
 
@@ -214,7 +222,8 @@ class DraftController:
     def timed(self) -> bool:
         return self.costs.base_s is not None
 
-    def plan(self, situation: int | None = None) -> DraftPlan:
+    def plan(self, situation: int | None = None,
+             call: dict[int, WayStats] | None = None) -> DraftPlan:
         """What to draft this pass: the best plan (its length the situation's best, when
         the drafter names one), or while off, nothing but a short probe once per gap.
         Reads the plan once: concurrent calls share the controller, and another call's
@@ -245,6 +254,13 @@ class DraftController:
                 return DraftPlan(self._probe_way, min(PROBE_LENGTH, self.max_draft), situation)
             return best
         self._off_rounds = 0
+        if situation is None and call and best.way in call and self.adaptive:
+            # this call's own drafts, shrunk toward the way's: an input whose drafts fail
+            # more often than the pooled figures say (JFLEG's long sentences for layer
+            # drafting: 0.5-0.7 accepted against ~0.9) drafts shorter at once
+            rate = self.expected_tokens(best.way, rates_from=call[best.way]) / \
+                self._cost_curve(best.way)
+            return DraftPlan(best.way, max(1, int(rate.argmax())))
         if situation is None or not self.adaptive:
             return best
         length = self._situation_lengths.get(situation)

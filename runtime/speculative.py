@@ -18,6 +18,7 @@ from .draft_control import DraftController, DraftPlan
 from .drafters import Draft, DraftContext, Drafter
 from .logits import NgramHistory, ScoreRules, completed_ngram
 from .search import DecodeSession, all_done, finish_rows, greedy
+from .way_stats import WayStats
 
 # maps raw logits [B, V] of the token after `generated` new tokens (and the rows' histories,
 # or None) to probabilities
@@ -191,10 +192,14 @@ def speculative(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int
     scans = sampler is None and bool(getattr(drafter, "scans_source_first", False))
     # a draft model's one-off start in this call (ModelDrafter.setup_seconds); others have none
     setup_seconds = getattr(drafter, "setup_seconds", None)
+    # this call's own drafts per way, for a drafter that names no situation of its own: the
+    # planner shrinks them toward the way's figures (DraftController.plan)
+    drafts_here: dict[int, WayStats] | None = {} if situation is None else None
     while call.generated < rules.max_new_tokens and not all_done(call.done):
         planned = time.perf_counter()
         plan = _wanted(control, s, call.generated, source,
-                       situation(source, output) if situation is not None else None, scans)
+                       situation(source, output) if situation is not None else None, scans,
+                       drafts_here)
         limit = min(rules.max_new_tokens - call.generated - 1, plan.length)
         began = time.perf_counter()
         draft = _draft(call, limit, plan)
@@ -213,6 +218,10 @@ def speculative(s: DecodeSession, start: np.ndarray, rules: ScoreRules, pad: int
         control.observe(k, n, time.perf_counter() - drafted_at + (began - planned),
                         drafted_at - began, plan.way, plan.situation,
                         setup_seconds() if setup_seconds is not None else 0.0)
+        if drafts_here is not None:
+            if plan.way not in drafts_here:
+                drafts_here[plan.way] = WayStats.empty(control.max_draft)
+            drafts_here[plan.way].add(k, n)
         yield emit
     control.note_call(call.generated)
 
@@ -381,14 +390,15 @@ def _plain_steps(s: DecodeSession, call: _Call, control: DraftController,
 
 
 def _wanted(control: DraftController, s: DecodeSession, generated: int,
-            source: list[list[int]], situation: int | None, scans: bool) -> DraftPlan:
+            source: list[list[int]], situation: int | None, scans: bool,
+            drafts_here: dict[int, WayStats] | None = None) -> DraftPlan:
     """The controller's plan; the first pass drafts the sources whole when it can score
     them for rerank_source (it replaces a teacher-forced scoring pass), or, while greedy
     drafting is on, when the drafter scans the source first (scans_source_first: the model's
     choices past a rejected token mark where later drafts will be rejected, and the
     planner, which prices a draft by its accepted tokens alone, drew first drafts too
     short: JFLEG dev, input drafting, 2-3% slower than drafting them whole)."""
-    plan = control.plan(situation)
+    plan = control.plan(situation, drafts_here)
     if (s.scores is not None and s.scores.wants_sources(generated)) or \
             (scans and generated == 0 and plan.length > 0):
         return DraftPlan(plan.way, max(plan.length, max(map(len, source))), plan.situation)

@@ -81,3 +81,18 @@ def test_plain_greedy_decodes_on_an_engine_of_its_own():
     assert first.calls == second.calls == [(i, "layers") for _ in range(2) for i in range(3)]
     assert runs["passes"] == {"plain": 18, 0: 18, 1: 18}
     assert [len(r) for r in runs["seconds"]["plain"]] == [3, 3]
+
+
+def test_a_planner_from_before_call_figures_plans_without_them():
+    """The drafting loop passes the call's own drafts to plan(); a planner of an older
+    revision, which took none, still plans (without them), under its own module's name."""
+    from bench.planner_ab import _taking_call_figures
+    from edgeseq.runtime.draft_control import DraftController, DraftPlan
+
+    class Older:
+        def plan(self, situation=None):
+            return DraftPlan(0, 3, situation)
+    wrapped = _taking_call_figures(Older)
+    assert wrapped().plan(2, {0: object()}) == DraftPlan(0, 3, 2)
+    assert wrapped.__module__ == Older.__module__
+    assert _taking_call_figures(DraftController) is DraftController

@@ -502,3 +502,27 @@ def test_a_rounds_own_extra_is_not_folded_into_the_plain_pass_once_plain_passes_
         fresh.add(k, seconds(k))
     fresh.fit(settled=True)
     assert fresh.round_extra_s == 0.0 and fresh.base_s == pytest.approx(0.012, rel=1e-6)
+
+
+def test_a_call_whose_own_drafts_fail_drafts_shorter_at_once():
+    """Acceptance varies by input (layer drafting on JFLEG's long sentences: 0.5-0.7
+    against ~0.9 over all): a drafter that names no situation passes the call's own
+    drafts, which the planner shrinks toward the way's figures. A call that has seen its
+    drafts break after one token drafts short at once; one whose drafts went as the
+    way's do drafts as the way does; the way's figures are not changed by either."""
+    control = DraftController(max_draft=8)
+    control.observe_plain(0.010)
+    _accepted_rounds(control, 100, step_s=0.002)  # every draft accepted: drafting is on
+    way_length = control.plan().length
+    assert way_length == 8
+    survival = control.survival().copy()
+    failing, going_well = WayStats.empty(8), WayStats.empty(8)
+    for _ in range(4):
+        failing.add(8, 1)
+        going_well.add(8, 8)
+    assert control.plan(call={0: failing}).length < way_length / 2
+    assert control.plan(call={0: going_well}).length == way_length
+    assert control.plan(call={}).length == way_length  # nothing drafted yet in the call
+    assert np.array_equal(control.survival(), survival)
+    # a drafter that names its situations (input drafting) keeps its situations' lengths
+    assert control.plan(situation=1, call={0: failing}).length == control.plan(situation=1).length

@@ -438,7 +438,7 @@ class _PlanSays:
     def __init__(self, length: int):
         self.length = length
 
-    def plan(self, situation=None):
+    def plan(self, situation=None, call=None):
         return DraftPlan(0, self.length, situation)
 
 
