@@ -147,9 +147,7 @@ class DraftController:
         in a situation, or from one call's drafts (`rates_from`, not kept), their own counts
         shrunk toward the way's rates."""
         if rates_from is not None:
-            pooled = self.hazard(way)
-            return np.minimum((rates_from.rejected + PSEUDO_COUNT * pooled) /
-                              (rates_from.reached + PSEUDO_COUNT), 0.995)
+            return np.minimum(_shrunk(rates_from, self.hazard(way)), 0.995)
         key = ("hazard", way, situation)
         hazard = self._derived.get(key)
         if hazard is not None:
@@ -158,12 +156,12 @@ class DraftController:
             s = self._seen(way)
             pooled = (s.rejected.sum() + self.prior_weight * (1 - self.alpha)) / \
                 (s.reached.sum() + self.prior_weight)
-            hazard = (s.rejected + PSEUDO_COUNT * pooled) / (s.reached + PSEUDO_COUNT)
+            hazard = _shrunk(s, pooled)
         else:
             hazard = self.hazard(way)
             seen = self.situations.get(situation)
             if seen is not None:
-                hazard = (seen.rejected + PSEUDO_COUNT * hazard) / (seen.reached + PSEUDO_COUNT)
+                hazard = _shrunk(seen, hazard)
         hazard = self._derived[key] = np.minimum(hazard, 0.995)  # counts: never below 0
         return hazard
 
@@ -258,8 +256,7 @@ class DraftController:
             # this call's own drafts, shrunk toward the way's: an input whose drafts fail
             # more often than the pooled figures say (JFLEG's long sentences for layer
             # drafting: 0.5-0.7 accepted against ~0.9) drafts shorter at once
-            rate = self.expected_tokens(best.way, rates_from=call[best.way]) / \
-                self._cost_curve(best.way)
+            rate = self._rate(best.way, rates_from=call[best.way])
             return DraftPlan(best.way, max(1, int(rate.argmax())))
         if situation is None or not self.adaptive:
             return best
@@ -284,12 +281,13 @@ class DraftController:
         k = int(rate.argmax())
         return k if k and rate[k] * self._plain_s >= ON_GAIN else 0
 
-    def _rate(self, way: int, situation: int | None = None) -> np.ndarray:
+    def _rate(self, way: int, situation: int | None = None,
+              rates_from: WayStats | None = None) -> np.ndarray:
         """Expected tokens per second of a verify round, by draft length 0 .. max_draft."""
         cost = self._derived.get(("cost", way))
         if cost is None:
             cost = self._derived[("cost", way)] = self._cost_curve(way)
-        return self.expected_tokens(way, situation) / cost
+        return self.expected_tokens(way, situation, rates_from) / cost
 
     def _replan(self) -> DraftPlan:
         best = self._best_plan()
@@ -505,6 +503,12 @@ class DraftController:
         best = self._best
         return (not drafted or best is None or best.length == 0 or self._probing
                 or self._rounds <= SETTLING_ROUNDS or self._rounds % REPLAN_EVERY == 0)
+
+
+def _shrunk(counts: WayStats, toward) -> np.ndarray:
+    """Rejection rates by position from `counts`, each shrunk toward `toward` (a rate or
+    rates) with the weight of PSEUDO_COUNT drafts that reached it."""
+    return (counts.rejected + PSEUDO_COUNT * toward) / (counts.reached + PSEUDO_COUNT)
 
 
 def _ms(seconds: float | None) -> float | None:
