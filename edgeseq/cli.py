@@ -243,14 +243,12 @@ def _exactness(engine) -> str:
 
 def _even_rows_would_help(engine) -> bool:
     """Whether passes of an even number of rows would make this decoder's rows exact where
-    they are not (runtime/nbits_rows.py)."""
-    from edgeseq import names
-    from edgeseq.runtime.nbits_rows import DecoderRows
-    if engine.config.provider != "cpu":
+    they are not (runtime/nbits_rows.py; the load's answer, asked once)."""
+    sessions = engine.runner.sessions
+    if engine.config.provider != "cpu" or sessions.rows is None:
         return False
-    rows = DecoderRows((engine.directory / names.DECODER_FILE).read_bytes())
-    return rows.even_rows_make_exact(engine.manifest.row_invariant_decoder,
-                                     bool(engine.runner.sessions.fp32_products))
+    return sessions.rows.even_rows_make_exact(engine.manifest.row_invariant_decoder,
+                                              bool(sessions.fp32_products))
 
 
 def _int8_weights(engine) -> str | None:

@@ -135,8 +135,11 @@ class Sessions:
     fp32_products: tuple[str, ...] = ()
     fp32_product_bytes: int = 0
     # every decoder pass runs an even number of rows: this CPU's products compute rows
-    # exactly alike only in pairs (runtime/nbits_rows.py)
+    # exactly alike only in pairs, or the attention is unpadded (runtime/nbits_rows.py)
     even_rows: bool = False
+    # how this CPU computes the decoder's rows, asked of onnxruntime at most once (for the
+    # load's choices and for what `edgeseq info` says)
+    rows: DecoderRows | None = None
 
 
 def open_sessions(directory: Path, config: SessionConfig, manifest: Manifest,
@@ -165,7 +168,7 @@ def open_sessions(directory: Path, config: SessionConfig, manifest: Manifest,
                 else None)
     decoder = make_session(decoder_file, config, profile=profile and profile / "decoder",
                            graph=products, providers=providers)
-    sessions = Sessions(encoder, decoder, integer_gemm)
+    sessions = Sessions(encoder, decoder, integer_gemm, rows=rows)
     if graph is not None:
         sessions.unsigned_weights, sessions.unsigned_weight_bytes = graph.weights, graph.buffer_bytes
     if products is not None:
